@@ -1,0 +1,3 @@
+from labor_cli.cli import main
+
+main()

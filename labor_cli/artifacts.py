@@ -1,0 +1,387 @@
+"""The HDF5 artifacts: common provenance, atomic writes, checked reads, weights without pickle.
+
+Every stage writes exactly one artifact through :func:`create_artifact` and reads its inputs
+through :func:`open_artifact`. The layout of each kind is documented in docs/artifacts.md;
+the kinds and their schema versions are listed once, here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import json
+import os
+import shlex
+import sys
+import uuid as _uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import h5py
+import numpy as np
+import torch
+
+from labor_cli import __version__
+from labor_cli.errors import LaborError
+
+# kind -> schema version this package writes and the newest it reads.
+SCHEMA_VERSIONS: dict[str, int] = {
+    "checkpoint": 1,
+    "masks": 1,
+    "selection": 1,
+    "labels": 1,
+    "evaluation": 1,
+}
+
+
+def command_line() -> str:
+    return shlex.join([Path(sys.argv[0]).name] + sys.argv[1:])
+
+
+def check_output_path(path: Path, force: bool) -> None:
+    """Refuse before any work is done: an existing output without --force, or an unwritable folder."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise LaborError(f"{path}: already exists; pass --force to replace it")
+    if path.is_dir():
+        raise LaborError(f"{path}: is a folder, expected a file name for the output artifact")
+    folder = path.parent if str(path.parent) else Path(".")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise LaborError(f"{path}: cannot write in {existing} (permission denied)")
+
+
+@dataclass
+class Parent:
+    """An input artifact, recorded in the output's lineage."""
+
+    kind: str
+    uuid: str
+    path: str
+
+
+@contextlib.contextmanager
+def create_artifact(
+    path: Path,
+    kind: str,
+    config: dict[str, Any],
+    parents: list[Parent] = (),
+    force: bool = False,
+) -> Iterator[h5py.File]:
+    """Write an artifact to a temporary name beside ``path`` and rename it when complete.
+
+    A crash, a Ctrl-C or a full disk inside the ``with`` block leaves nothing under ``path``
+    (and an existing file there untouched).
+    """
+    path = Path(path)
+    check_output_path(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    artifact_uuid = str(_uuid.uuid4())
+    temporary = path.with_name(f".{path.name}.{artifact_uuid[:8]}.partial")
+    try:
+        with h5py.File(temporary, "w") as f:
+            f.attrs["labor_kind"] = kind
+            f.attrs["labor_schema"] = SCHEMA_VERSIONS[kind]
+            f.attrs["labor_version"] = __version__
+            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            f.attrs["command"] = command_line()
+            f.attrs["config"] = json.dumps(config, sort_keys=True, default=str)
+            f.attrs["uuid"] = artifact_uuid
+            f.attrs["lineage"] = json.dumps([vars(p) for p in parents])
+            yield f
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise LaborError(f"{path}: disk full while writing; nothing was written") from exc
+        raise LaborError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+class Artifact:
+    """An artifact opened for reading, with its provenance checked."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise LaborError(f"{self.path}: no such file")
+        if self.path.is_dir():
+            raise LaborError(f"{self.path}: is a folder, expected a labor {kind} artifact (.h5)")
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise LaborError(f"{self.path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
+        try:
+            found = self.file.attrs.get("labor_kind")
+            if found is None:
+                raise LaborError(f"{self.path}: not a labor artifact (no labor_kind attribute)")
+            found = str(found)
+            if found != kind:
+                raise LaborError(f"{self.path}: is a {found} artifact, expected a {kind} artifact")
+            schema = int(self.file.attrs["labor_schema"])
+            if schema > SCHEMA_VERSIONS[kind]:
+                raise LaborError(
+                    f"{self.path}: {kind} schema version {schema} is newer than this labor "
+                    f"({__version__}) reads (<= {SCHEMA_VERSIONS[kind]}); upgrade labor"
+                )
+        except BaseException:
+            self.file.close()
+            raise
+        self.kind = kind
+        self.uuid = str(self.file.attrs["uuid"])
+        self.config = json.loads(self.file.attrs["config"])
+
+    def parent(self) -> Parent:
+        return Parent(self.kind, self.uuid, str(self.path))
+
+    def read(self, name: str) -> np.ndarray:
+        """A whole dataset; a missing one means a damaged file, said in one line."""
+        try:
+            return self.file[name][()]
+        except (KeyError, OSError) as exc:
+            raise LaborError(f"{self.path}: damaged {self.kind} artifact: cannot read {name!r} ({exc})") from exc
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "Artifact":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_artifact(path: Path, kind: str) -> Artifact:
+    return Artifact(Path(path), kind)
+
+
+def read_any(path: Path) -> h5py.File:
+    """Open any labor artifact (for inspect); the caller closes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise LaborError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise LaborError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
+    kind = f.attrs.get("labor_kind")
+    if kind is None or str(kind) not in SCHEMA_VERSIONS:
+        f.close()
+        raise LaborError(f"{path}: not a labor artifact (no known labor_kind attribute)")
+    return f
+
+
+def write_image_ids(f: h5py.Group, image_ids: list[str]) -> None:
+    """Image ids join every artifact with the dataset and with the other artifacts."""
+    f.create_dataset("image_ids", data=np.array(image_ids, dtype=object), dtype=h5py.string_dtype())
+
+
+def read_image_ids(artifact: Artifact) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in artifact.read("image_ids")]
+
+
+def check_same_images(expected: list[str], expected_from: str, found: list[str], found_from: str) -> None:
+    """Refuse artifacts (or datasets) whose image ids do not match, naming both sides."""
+    if list(expected) != list(found):
+        missing = sorted(set(found) - set(expected))[:3]
+        extra = sorted(set(expected) - set(found))[:3]
+        detail = f"{len(found)} vs {len(expected)} images"
+        if missing:
+            detail += f"; e.g. {missing[0]!r} is in {found_from} but not in {expected_from}"
+        elif extra:
+            detail += f"; e.g. {extra[0]!r} is in {expected_from} but not in {found_from}"
+        else:
+            detail += "; same images in another order"
+        raise LaborError(f"{found_from}: image ids do not match {expected_from} ({detail})")
+
+
+# --- Trees of tensors (weights, optimiser states, RNG states) as plain HDF5 -------------------
+# A nested dict/list of tensors, arrays and JSON values becomes groups and datasets; nothing is
+# pickled, so loading a stranger's file cannot run code.
+
+_BF16_ATTR = "torch_dtype"
+
+
+def write_tree(group: h5py.Group, tree: dict, compression: str | None = None) -> None:
+    keys = []
+    for position, (key, value) in enumerate(tree.items()):
+        name = f"{position:05d}"
+        keys.append([key, name])
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu()
+            dtype_name = str(tensor.dtype).removeprefix("torch.")
+            if tensor.dtype == torch.bfloat16:
+                tensor = tensor.float()
+            data = tensor.contiguous().numpy()
+            dataset = group.create_dataset(name, data=data, compression=compression if data.size > 1024 else None)
+            dataset.attrs[_BF16_ATTR] = dtype_name
+        elif isinstance(value, np.ndarray):
+            group.create_dataset(name, data=value)
+        elif isinstance(value, dict):
+            write_tree(group.create_group(name), value, compression)
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, (torch.Tensor, dict)) for v in value):
+            sub = group.create_group(name)
+            sub.attrs["sequence"] = True
+            write_tree(sub, dict(enumerate(value)), compression)
+        else:
+            group.attrs[f"json_{name}"] = json.dumps(value)
+    group.attrs["keys"] = json.dumps(keys)
+
+
+def read_tree(group: h5py.Group) -> dict:
+    tree = {}
+    for key, name in json.loads(group.attrs["keys"]):
+        if f"json_{name}" in group.attrs:
+            tree[key] = json.loads(group.attrs[f"json_{name}"])
+            continue
+        node = group[name]
+        if isinstance(node, h5py.Group):
+            value = read_tree(node)
+            tree[key] = list(value.values()) if node.attrs.get("sequence", False) else value
+        elif _BF16_ATTR in node.attrs:
+            tensor = torch.from_numpy(np.asarray(node[()]))
+            tree[key] = tensor.to(getattr(torch, str(node.attrs[_BF16_ATTR])))
+        else:
+            tree[key] = np.asarray(node[()])
+    return tree
+
+
+def write_state_dict(group: h5py.Group, state_dict: dict[str, torch.Tensor]) -> None:
+    write_tree(group, dict(state_dict))
+
+
+def read_state_dict(group: h5py.Group) -> dict[str, torch.Tensor]:
+    return read_tree(group)
+
+
+# --- checkpoint: networks A, B, D and everything needed to continue training -------------------
+
+
+@dataclass
+class TrainingState:
+    """What continues a run bit for bit: the iteration, optimiser states and the loss history."""
+
+    stage: str
+    iteration: int
+    iterations: int
+    optimizers: dict[str, dict]
+    history: dict[str, np.ndarray]
+
+
+def write_checkpoint(f: h5py.File, networks, class_set: str, class_names: list[str], state: TrainingState) -> None:
+    group = f.create_group("networks")
+    group.attrs["config"] = json.dumps(networks.config())
+    group.attrs["class_set"] = class_set
+    group.attrs["class_names"] = json.dumps(list(class_names))
+    for name in ("segmenter", "selector", "discriminator"):
+        write_state_dict(group.create_group(name), getattr(networks, name).state_dict())
+    training = f.create_group("training")
+    training.attrs["stage"] = state.stage
+    training.attrs["iteration"] = state.iteration
+    training.attrs["iterations"] = state.iterations
+    write_tree(training.create_group("optimizers"), state.optimizers)
+    history = training.create_group("history")
+    for name, values in state.history.items():
+        history.create_dataset(name, data=np.asarray(values, dtype=np.float32))
+
+
+@dataclass
+class Checkpoint:
+    networks: Any  # labor_cli.models.Networks, on the CPU, in eval mode
+    class_set: str
+    class_names: list[str]
+    state: TrainingState
+    artifact: Parent
+    config: dict
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    from labor_cli.models import build_networks  # models import torchvision: load them only when needed
+
+    with open_artifact(path, "checkpoint") as artifact:
+        f = artifact.file
+        try:
+            group = f["networks"]
+            networks = build_networks(**json.loads(group.attrs["config"]))
+            for name in ("segmenter", "selector", "discriminator"):
+                state_dict = {k: torch.as_tensor(v) for k, v in read_state_dict(group[name]).items()}
+                getattr(networks, name).load_state_dict(state_dict)
+            training = f["training"]
+            state = TrainingState(
+                stage=str(training.attrs["stage"]),
+                iteration=int(training.attrs["iteration"]),
+                iterations=int(training.attrs["iterations"]),
+                optimizers=read_tree(training["optimizers"]),
+                history={name: np.asarray(ds[()]) for name, ds in training["history"].items()},
+            )
+            class_set = str(group.attrs["class_set"])
+            class_names = json.loads(group.attrs["class_names"])
+        except (KeyError, OSError, RuntimeError, ValueError) as exc:
+            raise LaborError(f"{path}: damaged checkpoint: {exc}".splitlines()[0]) from exc
+        networks.eval()
+        return Checkpoint(networks, class_set, class_names, state, artifact.parent(), artifact.config)
+
+
+# --- sparse pixel sets: selection (pixels to ask about) and labels (their answers) -------------
+# Per image i, its pixels are rows offsets[i]:offsets[i+1] of the flat arrays y, x (and label),
+# in the image's own pixel grid (what an annotator sees), never in a resized training grid.
+
+
+@dataclass
+class PixelSet:
+    image_ids: list[str]
+    sizes: np.ndarray  # (N, 2) int32: native (H, W) of each image
+    offsets: np.ndarray  # (N + 1,) int64
+    y: np.ndarray  # (P,) int32
+    x: np.ndarray  # (P,) int32
+    label: Optional[np.ndarray]  # (P,) uint8 class index, 255 = ignored in the ground truth; None for a selection
+    class_set: str
+    class_names: list[str]
+    parent: Optional[Parent] = None
+
+    def pixels_of(self, i: int) -> slice:
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def labeled_share(self) -> float:
+        """Share of all pixels of these images that the set covers, in percent."""
+        total = float(np.prod(self.sizes.astype(np.float64), axis=1).sum())
+        return 100.0 * len(self.y) / total if total else 0.0
+
+
+def write_pixel_set(f: h5py.File, pixels: PixelSet) -> None:
+    write_image_ids(f, pixels.image_ids)
+    f.create_dataset("sizes", data=np.asarray(pixels.sizes, dtype=np.int32))
+    f.create_dataset("offsets", data=np.asarray(pixels.offsets, dtype=np.int64))
+    for name in ("y", "x"):
+        f.create_dataset(name, data=np.asarray(getattr(pixels, name), dtype=np.int32), chunks=True, compression="gzip")
+    if pixels.label is not None:
+        f.create_dataset("label", data=np.asarray(pixels.label, dtype=np.uint8), chunks=True, compression="gzip")
+    f.attrs["class_set"] = pixels.class_set
+    f.attrs["class_names"] = json.dumps(list(pixels.class_names))
+
+
+def read_pixel_set(path: Path, kind: str) -> PixelSet:
+    with open_artifact(path, kind) as artifact:
+        pixels = PixelSet(
+            image_ids=read_image_ids(artifact),
+            sizes=artifact.read("sizes"),
+            offsets=artifact.read("offsets"),
+            y=artifact.read("y"),
+            x=artifact.read("x"),
+            label=artifact.read("label") if kind == "labels" else None,
+            class_set=str(artifact.file.attrs["class_set"]),
+            class_names=json.loads(artifact.file.attrs["class_names"]),
+            parent=artifact.parent(),
+        )
+    if len(pixels.offsets) != len(pixels.image_ids) + 1 or pixels.offsets[-1] != len(pixels.y) or len(pixels.x) != len(pixels.y):
+        raise LaborError(f"{path}: damaged {kind} artifact: offsets do not match the pixel arrays")
+    return pixels

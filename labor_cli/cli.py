@@ -1,0 +1,283 @@
+"""The `labor` command: one thin function per subcommand, parsing and nothing else."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from labor_cli import __version__
+from labor_cli.errors import LaborError, LaborUsageError
+
+app = typer.Typer(
+    name="labor",
+    help="LabOR (Labeling Only if Required) for domain adaptive semantic segmentation: "
+    "warmup -> extract -> select -> label -> adapt -> evaluate, each stage file to file.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(help="Datasets: draw the embedded toy domain pair.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+# Options shared by many stages, named once.
+OUTPUT = typer.Option(..., "--output", "-o", help="Artifact to write (.h5).")
+FORCE = typer.Option(False, "--force", help="Replace an existing output.")
+DEVICE = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N.")
+PRECISION = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on the CPU), fp32 or bf16.")
+WORKERS = typer.Option(None, help="Data-loader worker processes (default: min(8, CPUs - 1)).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
+
+
+def parse_size(text: Optional[str], option: str) -> Optional[tuple[int, int]]:
+    """'1024x512' -> (1024, 512) as (width, height)."""
+    if text is None:
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise LaborUsageError(f"{option} {text!r}: expected WIDTHxHEIGHT, e.g. 1024x512") from None
+    if width <= 0 or height <= 0:
+        raise LaborUsageError(f"{option} {text!r}: width and height must be positive")
+    return width, height
+
+
+def workers_or_default(workers: Optional[int]) -> int:
+    from labor_cli.runtime import default_workers
+
+    return default_workers() if workers is None else workers
+
+
+# --- training options, shared by warmup and adapt (one definition, spliced into both signatures) ---
+TRAIN_OPTIONS: dict[str, tuple[type, typer.models.OptionInfo]] = {
+    "iterations": (int, typer.Option(40000, "--iters", "--iterations", help="Training iterations.")),
+    "lr": (float, typer.Option(2.5e-4, help="SGD learning rate of A and B (their heads at 10x).")),
+    "momentum": (float, typer.Option(0.9, help="SGD momentum.")),
+    "weight_decay": (float, typer.Option(5e-4, help="SGD weight decay.")),
+    "power": (float, typer.Option(0.9, help="Poly learning-rate decay power.")),
+    "lr_discriminator": (float, typer.Option(1e-4, "--lr-d", help="Adam learning rate of D.")),
+    "lambda_adv": (float, typer.Option(0.001, help="Weight of the adversarial loss (0: source-only training).")),
+    "lambda_target": (float, typer.Option(1.0, help="Weight of the annotated target pixels' loss (adapt).")),
+    "lambda_pseudo": (float, typer.Option(1.0, help="Weight of B's pseudo-label loss (adapt).")),
+    "lambda_dis": (float, typer.Option(0.1, help="Weight of B's classifier-discrepancy maximisation.")),
+    "pseudo_alpha": (float, typer.Option(0.2, help="Per class, the most confident fraction of A's pixels kept as pseudo labels.")),
+    "source_batch": (int, typer.Option(2, help="Source images per iteration.")),
+    "target_batch": (int, typer.Option(2, help="Target images per iteration.")),
+    "source_size": (Optional[str], typer.Option(None, help="Source training size WIDTHxHEIGHT (default: the dataset's).")),
+    "target_size": (Optional[str], typer.Option(None, help="Target training size WIDTHxHEIGHT (default: the dataset's).")),
+    "seed": (int, typer.Option(0, help="Random seed: the same command twice gives the same weights on the CPU.")),
+    "save_every": (int, typer.Option(1000, help="Save a resumable checkpoint every N iterations.")),
+    "log_every": (int, typer.Option(10, help="Update the progress display (and check losses) every N iterations.")),
+    "config_file": (Optional[Path], typer.Option(None, "--config", help="TOML file of option values (option names as keys); the command line wins.")),
+}
+
+
+def with_train_options(function):
+    """Append TRAIN_OPTIONS to a command's signature; the command receives them as **options."""
+    signature = inspect.signature(function)
+    kept = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+             for name, (annotation, option) in TRAIN_OPTIONS.items()]
+    function.__signature__ = signature.replace(parameters=kept + extra)
+    return function
+
+
+def read_config_file(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        raise LaborUsageError("--config needs Python 3.11 or newer (tomllib)") from None
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        raise LaborError(f"{path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise LaborError(f"{path}: not valid TOML ({exc})") from None
+    return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def resolve_options(ctx: typer.Context, values: dict) -> dict:
+    """Command-line values win over the --config file, which wins over the defaults."""
+    config_file = values.get("config_file")
+    if not config_file:
+        return values
+    from_file = read_config_file(config_file)
+    unknown = sorted(set(from_file) - set(values) - {"config_file"})
+    if unknown:
+        raise LaborUsageError(f"{config_file}: unknown option(s) {', '.join(unknown)}")
+    resolved = dict(values)
+    for name, value in from_file.items():
+        if ctx.get_parameter_source(name).name == "DEFAULT":
+            resolved[name] = value
+    return resolved
+
+
+def train_config(options: dict):
+    from labor_cli.training import TrainConfig
+
+    fields = {name: options[name] for name in TRAIN_OPTIONS if name != "config_file"}
+    fields["source_size"] = parse_size(fields["source_size"], "--source-size")
+    fields["target_size"] = parse_size(fields["target_size"], "--target-size")
+    return TrainConfig(**fields)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"labor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True, help="Print the version."),
+) -> None:
+    """LabOR as composable stages; every stage writes one HDF5 artifact that says how it was made."""
+
+
+@data_app.command("toy")
+def data_toy(
+    directory: Path = typer.Argument(..., help="Folder to create: DIR/source (GTA5 layout) and DIR/target (Cityscapes layout)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same bytes."),
+    size: str = typer.Option("default", help="Preset: default (the demo's) or tiny (tests)."),
+    force: bool = FORCE,
+) -> None:
+    """Draw the embedded toy domain pair: a rendered-looking source and a photographed-looking target."""
+    from labor_cli.data.toy import make_toy_pair
+    from labor_cli.stages.report import print_toy_summary
+
+    summary = make_toy_pair(directory, seed=seed, size=size, force=force)
+    print_toy_summary(directory, summary)
+
+
+@app.command()
+@with_train_options
+def warmup(
+    ctx: typer.Context,
+    source: str = typer.Option(..., help="Labeled source dataset KIND:PATH, e.g. gta5:/data/GTA5."),
+    target: str = typer.Option(..., help="Target dataset KIND:PATH (images only are used), e.g. cityscapes:/data/cityscapes."),
+    output: Path = OUTPUT,
+    arch: str = typer.Option("deeplabv2-r101", help="deeplabv2-r101, deeplabv2-r50 or small (CPU-sized)."),
+    init: str = typer.Option("none", help="Backbone initialisation: none, imagenet (torchvision download), or PATH to a local torchvision state dict."),
+    selector_backbone: str = typer.Option("separate", help="B's backbone: separate (a second copy) or shared (A's; one backbone pass)."),
+    classes: Optional[str] = typer.Option(None, help="Class set: cityscapes19 or synthia16 (default: from the source kind)."),
+    source_split: str = typer.Option("train", help="Source split."),
+    target_split: str = typer.Option("train", help="Target split."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT's resume file (saved every --save-every)."),
+    device: str = DEVICE,
+    precision: str = PRECISION,
+    workers: Optional[int] = WORKERS,
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+    **train_options,
+) -> None:
+    """Train A on source labels with output-space adversarial alignment, and B's two heads."""
+    from labor_cli.stages.report import print_training
+    from labor_cli.stages.train import run_training_stage
+
+    options = resolve_options(ctx, {**locals(), **train_options})
+    result = run_training_stage(
+        "warmup", options["source"], options["target"], output, train_config(options), arch=options["arch"],
+        init=options["init"], selector_backbone=options["selector_backbone"], class_set=options["classes"],
+        source_split=options["source_split"], target_split=options["target_split"], device=options["device"],
+        precision=options["precision"], workers=workers_or_default(options["workers"]), resume=resume,
+        force=force, quiet=quiet,
+    )
+    print_training(result)
+
+
+@app.command()
+@with_train_options
+def adapt(
+    ctx: typer.Context,
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint to start from (warmup or an earlier round)."),
+    labels: Path = typer.Option(..., help="Labels artifact: the annotated target pixels (labor label / labor import)."),
+    source: str = typer.Option(..., help="Labeled source dataset KIND:PATH."),
+    target: str = typer.Option(..., help="Target dataset KIND:PATH (the one the labels were made on)."),
+    output: Path = OUTPUT,
+    source_split: str = typer.Option("train", help="Source split."),
+    target_split: str = typer.Option("train", help="Target split (the labels' images)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT's resume file (saved every --save-every)."),
+    device: str = DEVICE,
+    precision: str = PRECISION,
+    workers: Optional[int] = WORKERS,
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+    **train_options,
+) -> None:
+    """Train A with source labels, the annotated target pixels and adversarial alignment; B with pseudo labels."""
+    from labor_cli.stages.report import print_training
+    from labor_cli.stages.train import run_training_stage
+
+    options = resolve_options(ctx, {**locals(), **train_options})
+    result = run_training_stage(
+        "adapt", options["source"], options["target"], output, train_config(options), start_from=model,
+        labels=labels, source_split=options["source_split"], target_split=options["target_split"],
+        device=options["device"], precision=options["precision"], workers=workers_or_default(options["workers"]),
+        resume=resume, force=force, quiet=quiet,
+    )
+    print_training(result)
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint artifact (from warmup or adapt)."),
+    target: str = typer.Option(..., help="Labeled dataset as KIND:PATH, e.g. cityscapes:/data/cityscapes."),
+    split: str = typer.Option("val", help="Split to evaluate."),
+    output: Path = OUTPUT,
+    input_size: Optional[str] = typer.Option(None, help="Network input WIDTHxHEIGHT (default: the dataset's training size)."),
+    batch_size: int = typer.Option(1, min=1, help="Images per forward pass (same-sized images only)."),
+    predictions: Optional[Path] = typer.Option(None, help="Write prediction PNGs in Cityscapes label ids to this folder."),
+    colour: Optional[Path] = typer.Option(None, help="Write colourised prediction PNGs to this folder."),
+    device: str = DEVICE,
+    precision: str = PRECISION,
+    workers: Optional[int] = WORKERS,
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+) -> None:
+    """mIoU of model A on a labeled split: one confusion matrix, logits upsampled to the full label."""
+    from labor_cli.stages.evaluate import run_evaluate
+    from labor_cli.stages.report import print_evaluation
+
+    result = run_evaluate(
+        model, target, split, output, force=force, device=device, precision=precision,
+        input_size=parse_size(input_size, "--input-size"), batch_size=batch_size,
+        workers=workers_or_default(workers), predictions_dir=predictions, colour_dir=colour, quiet=quiet,
+    )
+    print_evaluation(result, output)
+
+
+@app.command()
+def inspect(
+    artifact: Path = typer.Argument(..., help="Any labor artifact (.h5)."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON for scripts."),
+) -> None:
+    """Print an artifact's kind, provenance, lineage and a summary of its contents."""
+    from labor_cli.stages.inspect import describe, print_description
+
+    info = describe(artifact)
+    if as_json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        print_description(info)
+
+
+def main() -> None:
+    """Entry point: bad input becomes one line on stderr and an exit code, never a traceback."""
+    try:
+        app()  # typer's standalone mode: usage errors exit 2, --help exits 0
+    except LaborError as exc:
+        print(f"labor: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("labor: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Datasets (cityscapes, gta5, synthia, folder), label tables and transforms."""

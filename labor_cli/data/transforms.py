@@ -1,0 +1,67 @@
+"""Images and labels to tensors: ImageNet normalisation, resizing, a torch Dataset view."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_MEAN = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> 3xHxW float32, scaled to [0, 1] and normalised with ImageNet mean/std."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    return tensor.sub_(_MEAN).div_(_STD).contiguous()
+
+
+def _size_of(array: np.ndarray) -> tuple[int, int]:
+    return array.shape[1], array.shape[0]
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an HxWx3 uint8 image to ``size`` = (W, H), bilinear (PIL)."""
+    size = (int(size[0]), int(size[1]))
+    if _size_of(image) == size:
+        return image
+    return np.array(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an HxW uint8 label to ``size`` = (W, H), nearest (no new values appear)."""
+    size = (int(size[0]), int(size[1]))
+    if _size_of(label) == size:
+        return label
+    return np.array(Image.fromarray(label).resize(size, Image.Resampling.NEAREST))
+
+
+class SegmentationView(torch.utils.data.Dataset):
+    """A dataset as tensors: ``{"image": 3xHxW float, "label": HxW int64, "index": i}``.
+
+    With ``size`` = (W, H) images are resized bilinearly and labels by nearest neighbour; with
+    ``size=None`` both keep the image's native size (a label whose size differs from its image,
+    as happens in some GTA5 copies, is resized to the image by nearest neighbour).
+    """
+
+    def __init__(self, dataset, size: tuple[int, int] | None, with_labels: bool = True) -> None:
+        self.dataset = dataset
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.with_labels = with_labels
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        image = self.dataset.read_image(i)
+        target_size = self.size or _size_of(image)
+        item = {"image": image_to_tensor(resize_image(image, target_size)), "index": i}
+        if self.with_labels:
+            label = resize_label(self.dataset.read_label(i), target_size)
+            item["label"] = torch.from_numpy(label.astype(np.int64))
+        return item

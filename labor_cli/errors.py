@@ -1,0 +1,13 @@
+"""The two kinds of error a user can cause; the CLI turns them into one line and an exit code."""
+
+
+class LaborError(Exception):
+    """Bad input or a failed precondition: the message names the file and the problem (exit 1)."""
+
+    exit_code = 1
+
+
+class LaborUsageError(LaborError):
+    """A bad option value or combination of options (exit 2, like typer's own usage errors)."""
+
+    exit_code = 2

@@ -1,0 +1,71 @@
+"""The networks of LabOR (PAPER.md, "The two networks"): segmentation model A, pixel selector B,
+discriminator D, and ``build_networks`` that makes all three from a small JSON-able config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from labor_cli.errors import LaborUsageError
+from labor_cli.models.deeplab import (
+    ARCH_TABLE, ARCHS, OUTPUT_STRIDE, ASPPv2, FrozenBN, ResNetBackbone, SegmentationModel,
+    SmallBackbone, backbone_channels, build_backbone, check_arch, check_num_classes,
+    default_dilations, output_size, resolve_init,
+)
+from labor_cli.models.discriminator import Discriminator
+from labor_cli.models.selector import PixelSelector
+
+SELECTOR_BACKBONES = ("separate", "shared")
+
+__all__ = [
+    "ARCHS", "ARCH_TABLE", "OUTPUT_STRIDE", "SELECTOR_BACKBONES", "ASPPv2", "Discriminator",
+    "FrozenBN", "Networks", "PixelSelector", "ResNetBackbone", "SegmentationModel",
+    "SmallBackbone", "backbone_channels", "build_backbone", "build_networks",
+    "default_dilations", "output_size",
+]
+
+
+class Networks(nn.Module):
+    """A (``segmenter``), B (``selector``) and D (``discriminator``) in one module, so one
+    state dict holds them all (in shared mode B has no backbone, nothing is stored twice)."""
+
+    def __init__(self, segmenter: SegmentationModel, selector: PixelSelector,
+                 discriminator: Discriminator, *, arch: str, num_classes: int,
+                 selector_backbone: str):
+        super().__init__()
+        self.segmenter = segmenter
+        self.selector = selector
+        self.discriminator = discriminator
+        self.arch = arch
+        self.num_classes = num_classes
+        self.selector_backbone = selector_backbone
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able; ``build_networks(**config)`` rebuilds the same architecture (init "none":
+        the weights come from a checkpoint)."""
+        return {"arch": self.arch, "num_classes": self.num_classes, "init": "none",
+                "selector_backbone": self.selector_backbone}
+
+
+def build_networks(arch: str, num_classes: int, init: str = "none",
+                   selector_backbone: str = "separate") -> Networks:
+    """Build A, B and D. ``init`` initialises A's backbone and, in "separate" mode, B's backbone
+    the same way (a downloaded or local state dict is read once and loaded into both; with
+    "none" each backbone gets its own random draw). Deterministic given torch.manual_seed."""
+    check_arch(arch)
+    check_num_classes(num_classes)
+    if selector_backbone not in SELECTOR_BACKBONES:
+        raise LaborUsageError(
+            f"bad selector backbone {selector_backbone!r}: choose separate or shared")
+    resolved = resolve_init(arch, init)
+    segmenter = SegmentationModel(arch, num_classes,
+                                  backbone=build_backbone(arch, _resolved=resolved))
+    if selector_backbone == "shared":
+        selector = PixelSelector(arch, num_classes, shared=True)
+    else:
+        selector = PixelSelector(arch, num_classes,
+                                 backbone=build_backbone(arch, _resolved=resolved))
+    discriminator = Discriminator(num_classes)
+    return Networks(segmenter, selector, discriminator, arch=arch, num_classes=int(num_classes),
+                    selector_backbone=selector_backbone)

@@ -1,0 +1,340 @@
+"""Segmentation model A: DeepLab-v2 (dilated ResNet backbone, output stride 8, summed ASPP head).
+
+Backbones (``ARCHS``):
+
+- ``deeplabv2-r101`` / ``deeplabv2-r50``: torchvision ResNets with
+  ``replace_stride_with_dilation=[False, True, True]`` (layer3 dilation 2, layer4 dilation 4,
+  output stride 8), avgpool and fc removed, 2048 output channels, every batch norm frozen
+  (``torchvision.ops.FrozenBatchNorm2d``: statistics and affine fixed, as in the DeepLab-v2
+  UDA codes). Note: like torchvision's own segmentation models, the first block of each
+  dilated stage keeps the previous stage's dilation in its 3x3 conv.
+- ``small``: a CPU-sized backbone of the same shape (stem + four residual stages, output
+  stride 8, dilations 2 and 4 in the last two stages), about 0.6 M parameters, trained from
+  scratch, for tests and the toy demo.
+
+Backbone initialisation (``init``): ``"none"`` (random, from the caller's torch seed),
+``"imagenet"`` (torchvision's weights API; the only place a download may happen, and only when
+the user asks for it), or a path to a local torchvision ResNet state dict (loaded with
+``weights_only=True``: nothing is unpickled beyond tensors; ``fc.*`` keys are ignored).
+
+Note on ``init="none"`` for the ResNets: frozen batch norms of a fresh model are identities, so
+a random ResNet's activations grow with depth. That is fine for tests and smoke runs; real
+training starts from ``imagenet`` or a local state dict.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import FrozenBatchNorm2d
+
+from labor_cli.errors import LaborError, LaborUsageError
+
+ARCHS = ("deeplabv2-r101", "deeplabv2-r50", "small")
+INITS = ("none", "imagenet")  # ... or a path to a local state dict
+OUTPUT_STRIDE = 8
+
+# Per-arch defaults, in one table: backbone output channels and the ASPP dilations.
+# ResNets: DeepLab-v2's (6, 12, 18, 24). "small": scaled to its small feature maps (a 256x128
+# input gives a 32x16 map, a quarter of the 128x64 map DeepLab-v2 sees at 1024x512; 6..24 / 4
+# = 1.5..6, rounded to distinct integers).
+ARCH_TABLE: dict[str, dict[str, Any]] = {
+    "deeplabv2-r101": {"channels": 2048, "dilations": (6, 12, 18, 24)},
+    "deeplabv2-r50": {"channels": 2048, "dilations": (6, 12, 18, 24)},
+    "small": {"channels": 160, "dilations": (1, 2, 4, 6)},
+}
+
+
+def check_arch(arch: str) -> str:
+    if arch not in ARCHS:
+        raise LaborUsageError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHS)}")
+    return arch
+
+
+def backbone_channels(arch: str) -> int:
+    return ARCH_TABLE[check_arch(arch)]["channels"]
+
+
+def default_dilations(arch: str) -> tuple[int, ...]:
+    return tuple(ARCH_TABLE[check_arch(arch)]["dilations"])
+
+
+# --------------------------------------------------------------------------------------------
+# Frozen batch norm
+# --------------------------------------------------------------------------------------------
+
+
+class FrozenBN(FrozenBatchNorm2d):
+    """torchvision's FrozenBatchNorm2d, computed in the input's dtype.
+
+    The parent multiplies a bf16 activation by an fp32 scale under autocast, which promotes the
+    whole activation to fp32 (twice the memory traffic, and every following op in fp32 until
+    the next conv). Casting the two per-channel vectors to the input's dtype keeps bf16 bf16; in
+    fp32 the result is bit-identical to the parent's.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        bias = self.bias - self.running_mean * scale
+        return x * scale.to(x.dtype).reshape(1, -1, 1, 1) + bias.to(x.dtype).reshape(1, -1, 1, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Backbones
+# --------------------------------------------------------------------------------------------
+
+
+class ResNetBackbone(nn.Module):
+    """A torchvision ResNet without avgpool and fc; submodule names (and so state-dict keys)
+    are torchvision's, so its state dicts load directly."""
+
+    def __init__(self, depth: int):
+        super().__init__()
+        from torchvision.models import resnet50, resnet101
+
+        ctor = {50: resnet50, 101: resnet101}[depth]
+        net = ctor(weights=None, replace_stride_with_dilation=[False, True, True], norm_layer=FrozenBN)
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.out_channels = 2048
+        self.depth = depth
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def _gn(channels: int) -> nn.GroupNorm:
+    # GroupNorm, not BatchNorm: independent of the batch size (batches of 1+1 are common in
+    # this field) and identical in train and eval mode, so results are deterministic and do
+    # not depend on how images are batched.
+    return nn.GroupNorm(8, channels)
+
+
+class SmallBlock(nn.Module):
+    """A ResNet basic block (two 3x3 convs) with GroupNorm, optional stride and dilation."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False)
+        self.bn1 = _gn(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = _gn(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), _gn(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class SmallBackbone(nn.Module):
+    """CPU-sized DeepLab-style backbone: stem (stride 4) + four residual stages; stage 2 has
+    stride 2 (total output stride 8), stages 3 and 4 dilation 2 and 4, like the dilated ResNets.
+    About 0.6 M parameters; ``out_channels`` = 160."""
+
+    widths = (32, 64, 96, 160)
+
+    def __init__(self):
+        super().__init__()
+        w1, w2, w3, w4 = self.widths
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False), _gn(16), nn.ReLU(inplace=True),
+            nn.Conv2d(16, w1, 3, 1, 1, bias=False), _gn(w1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        self.layer1 = SmallBlock(w1, w1)
+        self.layer2 = SmallBlock(w1, w2, stride=2)
+        self.layer3 = SmallBlock(w2, w3, dilation=2)
+        self.layer4 = SmallBlock(w3, w4, dilation=4)
+        self.out_channels = w4
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+
+
+# --------------------------------------------------------------------------------------------
+# Initialisation: "none", "imagenet", or a local state dict
+# --------------------------------------------------------------------------------------------
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def _imagenet_weights(arch: str):
+    from torchvision.models import ResNet50_Weights, ResNet101_Weights
+
+    return {"deeplabv2-r101": ResNet101_Weights.IMAGENET1K_V1,
+            "deeplabv2-r50": ResNet50_Weights.IMAGENET1K_V1}[arch]
+
+
+def _fetch_imagenet(weights) -> Mapping[str, Tensor]:
+    """The one place a download can happen (torchvision caches it under TORCH_HOME)."""
+    return weights.get_state_dict(progress=True)
+
+
+def _imagenet_state_dict(arch: str) -> Mapping[str, Tensor]:
+    if arch == "small":
+        raise LaborUsageError("no ImageNet weights for arch small (use --init none or a local state dict)")
+    weights = _imagenet_weights(arch)
+    try:
+        return _fetch_imagenet(weights)
+    except Exception as e:  # network down, proxy, disk full, corrupt cache...
+        raise LaborError(
+            f"{weights.url}: could not get the ImageNet weights ({_one_line(e)}); "
+            f"pass --init PATH with a local torchvision ResNet state dict instead"
+        ) from e
+
+
+def _file_state_dict(path: str) -> Mapping[str, Tensor]:
+    if not os.path.isfile(path):
+        raise LaborError(
+            f"{path}: no such file (--init takes none, imagenet, or the path of a local state dict)"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise LaborError(f"{path}: not a readable state dict ({_one_line(e)})") from e
+    if not isinstance(state, Mapping) or not state or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+    ):
+        raise LaborError(f"{path}: not a state dict (expected a mapping of names to tensors)")
+    return state
+
+
+def resolve_init(arch: str, init: str) -> tuple[Mapping[str, Tensor] | None, str]:
+    """Turn an ``init`` option into (state dict or None, where it came from). Loads or downloads
+    at most once, so that several backbones can share one resolution."""
+    check_arch(arch)
+    if not isinstance(init, str) or not init:
+        raise LaborUsageError(f"bad --init {init!r}: give none, imagenet, or a path")
+    if init == "none":
+        return None, "none"
+    if init == "imagenet":
+        return _imagenet_state_dict(arch), _imagenet_weights(arch).url
+    return _file_state_dict(init), init
+
+
+def load_backbone_state(backbone: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """Load a torchvision-style state dict into a backbone, checking keys and shapes first so
+    that every mismatch becomes a one-line LaborError naming ``source``."""
+    given = {k: v for k, v in state.items()
+             if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    expected = backbone.state_dict()
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [k for k in expected if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if keys:
+                more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+                parts.append(f"{len(keys)} {what}: {', '.join(keys[:3])}{more}")
+        raise LaborError(f"{source}: state dict does not fit the backbone ({'; '.join(parts)})")
+    backbone.load_state_dict(given, strict=True)
+
+
+def _new_backbone(arch: str) -> nn.Module:
+    check_arch(arch)
+    if arch == "small":
+        return SmallBackbone()
+    return ResNetBackbone(101 if arch == "deeplabv2-r101" else 50)
+
+
+def build_backbone(arch: str, init: str = "none", *,
+                   _resolved: tuple[Mapping[str, Tensor] | None, str] | None = None) -> nn.Module:
+    """Build the backbone of ``arch``, initialised from ``init`` (see the module docstring).
+    The result has an ``out_channels`` attribute and maps N x 3 x H x W to
+    N x out_channels x ceil(H/8) x ceil(W/8)."""
+    state, source = _resolved if _resolved is not None else resolve_init(arch, init)
+    backbone = _new_backbone(arch)
+    if state is not None:
+        load_backbone_state(backbone, state, source)
+    return backbone
+
+
+# --------------------------------------------------------------------------------------------
+# Classifier and model A
+# --------------------------------------------------------------------------------------------
+
+
+class ASPPv2(nn.Module):
+    """DeepLab-v2's classifier: parallel 3x3 convs (in_channels -> num_classes) at several
+    dilations, with bias, weights ~ N(0, 0.01), and their outputs SUMMED over all branches.
+    (AdaptSegNet's Classifier_Module returns after the second branch: a known bug, not copied.)
+    ``conv2d_list`` is named as in DeepLab-v2 / AdaptSegNet."""
+
+    def __init__(self, in_channels: int, num_classes: int, dilations=(6, 12, 18, 24)):
+        super().__init__()
+        self.dilations = tuple(int(d) for d in dilations)
+        self.conv2d_list = nn.ModuleList(
+            nn.Conv2d(in_channels, num_classes, 3, 1, padding=d, dilation=d, bias=True)
+            for d in self.dilations
+        )
+        for conv in self.conv2d_list:
+            conv.weight.data.normal_(0, 0.01)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv2d_list[0](x)
+        for conv in self.conv2d_list[1:]:
+            out = out + conv(x)
+        return out
+
+
+def _trainable(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+class SegmentationModel(nn.Module):
+    """Model A: backbone + ASPPv2 classifier; logits at output stride 8."""
+
+    def __init__(self, arch: str, num_classes: int, init: str = "none", *,
+                 backbone: nn.Module | None = None, dilations=None):
+        super().__init__()
+        check_arch(arch)
+        check_num_classes(num_classes)
+        self.arch = arch
+        self.num_classes = int(num_classes)
+        self.backbone = backbone if backbone is not None else build_backbone(arch, init)
+        self.classifier = ASPPv2(self.backbone.out_channels, self.num_classes,
+                                 dilations if dilations is not None else default_dilations(arch))
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.backbone(x)
+
+    def classify(self, features: Tensor) -> Tensor:
+        return self.classifier(features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """N x 3 x H x W -> logits N x C x ceil(H/8) x ceil(W/8)."""
+        return self.classifier(self.backbone(x))
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Backbone at lr, classifier at 10 x lr (DeepLab-v2 / AdaptSegNet protocol)."""
+        return [{"params": _trainable(self.backbone), "lr": lr},
+                {"params": _trainable(self.classifier), "lr": 10 * lr}]
+
+
+def check_num_classes(num_classes: int) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise LaborUsageError(f"bad number of classes {num_classes!r}: need an integer >= 2")
+    return num_classes
+
+
+def output_size(size: int) -> int:
+    """Logit size along one axis for an input of ``size`` pixels (output stride 8)."""
+    return math.ceil(size / OUTPUT_STRIDE)

@@ -1,0 +1,93 @@
+"""Where and how numbers are computed: device, precision, seeds, data loading, distributed ranks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from labor_cli.errors import LaborError, LaborUsageError
+
+DEVICES_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise LaborUsageError(f"--device {spec!r}: not a device; use {DEVICES_HELP}") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise LaborUsageError(f"--device {spec!r}: not supported; use {DEVICES_HELP}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LaborError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise LaborError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
+def resolve_precision(spec: str, device: torch.device) -> str:
+    """'bf16' or 'fp32'. auto = bf16 autocast on CUDA, fp32 on the CPU (CPU bf16 is slow)."""
+    if spec not in PRECISIONS:
+        raise LaborUsageError(f"--precision {spec!r}: use one of {', '.join(PRECISIONS)}")
+    if spec == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return spec
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last pays on tensor-core GPUs; the CPU reference keeps the default layout."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Data-loader workers derive their seeds from torch's per-worker seed (itself from the run's)."""
+    worker_seed = torch.initial_seed() % 2**32
+    random.seed(worker_seed)
+    np.random.seed(worker_seed)
+
+
+def default_workers() -> int:
+    return min(8, max(0, (os.cpu_count() or 1) - 1))
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a torchrun job (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def ranks_from_environment() -> Ranks:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Ranks()
+    return Ranks(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))

@@ -1,0 +1,34 @@
+"""Result tables and one-line summaries printed at the end of each stage."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rich.table import Table
+
+from labor_cli.console import stdout
+
+
+def _pct(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def print_toy_summary(directory: Path, summary: dict) -> None:
+    counts = ", ".join(f"{name} {count}" for name, count in summary.get("counts", {}).items())
+    stdout.print(f"toy domain pair in {directory}: {counts} ({summary.get('seconds', 0):.1f} s)")
+    stdout.print(f"  source: gta5:{Path(directory) / 'source'}    target: cityscapes:{Path(directory) / 'target'}")
+
+
+def print_evaluation(result, output: Path) -> None:
+    table = Table("class", "IoU", title=f"{result.images} images")
+    for name, value in zip(result.class_names, result.iou):
+        table.add_row(name, _pct(value * 100))
+    stdout.print(table)
+    scores = "  ".join(f"{name} {_pct(value)}" for name, value in result.scores.items())
+    stdout.print(f"{scores}   ({result.seconds:.1f} s) -> {output}")
+
+
+def print_training(result) -> None:
+    losses = "  ".join(f"{name} {value:.3f}" for name, value in result.final_losses.items() if value)
+    stdout.print(f"{result.iterations} iterations in {result.seconds:.0f} s; last losses: {losses} -> {result.output}")

@@ -1,0 +1,50 @@
+"""Shared fixtures: the tiny toy domain pair and a tiny warmed-up checkpoint, made once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Two CPU cores: keep torch from oversubscribing when pytest runs alongside data workers.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def toy_pair(tmp_path_factory) -> Path:
+    from labor_cli.data.toy import make_toy_pair
+
+    directory = tmp_path_factory.mktemp("toy") / "pair"
+    make_toy_pair(directory, seed=0, size="tiny")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def toy_source(toy_pair) -> str:
+    return f"gta5:{toy_pair / 'source'}"
+
+
+@pytest.fixture(scope="session")
+def toy_target(toy_pair) -> str:
+    return f"cityscapes:{toy_pair / 'target'}"
+
+
+def tiny_train_config(**overrides):
+    from labor_cli.training import TrainConfig
+
+    values = dict(iterations=6, lr=2e-3, source_batch=2, target_batch=2, save_every=3, log_every=2, seed=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def warm_checkpoint(tmp_path_factory, toy_source, toy_target) -> Path:
+    """A small-arch checkpoint after a few warmup iterations on the tiny pair."""
+    from labor_cli.stages.train import run_training_stage
+
+    output = tmp_path_factory.mktemp("warm") / "warmup.h5"
+    run_training_stage("warmup", toy_source, toy_target, output, tiny_train_config(), arch="small",
+                       device="cpu", workers=0, quiet=True)
+    return output

@@ -131,6 +131,19 @@ class SegmentationDataset:
     layout: str = ""  # the expected layout, for error messages
     default_train_size: tuple[int, int] | None = None  # (W, H), PAPER.md
     skip_unlabeled = True  # drop images without a label (else: an error) when labels are required
+    native_class_set = "cityscapes19"  # the classes this dataset's labels can express
+
+    def native_class_names(self) -> tuple[str, ...]:
+        return class_names(self.native_class_set)
+
+    def check_classes(self, class_set: str, role: str) -> None:
+        """Refuse a dataset that cannot label every class of the model's class set."""
+        missing = [name for name in class_names(class_set) if name not in self.native_class_names()]
+        if missing:
+            raise LaborError(
+                f"{self.spec}: the {role}'s labels have no {', '.join(missing)}, but the class set "
+                f"{class_set} does (use --classes with a class set both datasets label)"
+            )
 
     def __init__(
         self,
@@ -465,6 +478,7 @@ class GTA5Dataset(_FlatDataset):
 
 class SynthiaDataset(_FlatDataset):
     kind = "synthia"
+    native_class_set = "synthia16"
     layout = (
         "the SYNTHIA RAND-CITYSCAPES layout RGB/*.png and GT/LABELS/*.png "
         "(16-bit ids in the first channel)"
@@ -488,6 +502,9 @@ class FolderDataset(_FlatDataset):
     CLASSES_FILE = "classes.txt"
 
     _names: tuple[str, ...] | None = None
+
+    def native_class_names(self) -> tuple[str, ...]:
+        return self._names or ()
 
     def _check_labels_ready(self, have_labels: bool) -> None:
         path = self.root / self.CLASSES_FILE

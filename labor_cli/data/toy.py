@@ -153,9 +153,9 @@ SOURCE_STYLE = Style(
     sidewalk=(2.2, 4.5),
     urban=0.65,
     counts={
-        "car": 3.0, "parked_car": 2.0, "truck": 0.5, "bus": 0.5, "train": 0.3, "person": 3.0,
-        "bicycle_rider": 0.6, "motorcycle_rider": 0.6, "bicycle": 0.5, "motorcycle": 0.4,
-        "streetlight": 2.0, "traffic_light": 1.2, "sign": 1.6, "tree": 3.0, "wall": 0.8, "fence": 0.8,
+        "car": 3.0, "parked_car": 2.0, "truck": 0.5, "bus": 0.5, "train": 0.3, "person": 4.5,
+        "bicycle_rider": 1.0, "motorcycle_rider": 0.8, "bicycle": 0.8, "motorcycle": 0.5,
+        "streetlight": 2.0, "traffic_light": 1.8, "sign": 2.5, "tree": 3.5, "wall": 0.8, "fence": 0.8,
     },
     person_scale=(0.9, 1.1),
     sidewalk_tiles=True,
@@ -196,8 +196,8 @@ TARGET_STYLE = Style(
         "vegetation": ((128, 140, 56), (140, 136, 60), (116, 132, 52)),
         "trunk": ((80, 66, 52),),
         "terrain": ((156, 134, 96), (146, 126, 92)),
-        "sky_top": ((196, 202, 210), (184, 192, 204)),
-        "sky_low": ((222, 226, 230), (214, 218, 224)),
+        "sky_top": ((206, 214, 226), (198, 208, 222)),
+        "sky_low": ((228, 232, 238), (222, 228, 236)),
         "cloud": ((236, 238, 240),),
         "skin": ((222, 184, 156), (172, 126, 96), (116, 82, 58)),
         "shirt": ((40, 40, 44), (60, 60, 72), (120, 30, 36), (36, 52, 90), (150, 150, 150), (96, 80, 60)),
@@ -224,9 +224,9 @@ TARGET_STYLE = Style(
     sidewalk=(1.6, 3.2),
     urban=0.75,
     counts={
-        "car": 2.0, "parked_car": 3.5, "truck": 0.3, "bus": 0.35, "train": 0.2, "person": 5.5,
-        "bicycle_rider": 0.9, "motorcycle_rider": 0.4, "bicycle": 1.0, "motorcycle": 0.3,
-        "streetlight": 1.5, "traffic_light": 1.5, "sign": 2.0, "tree": 2.5, "wall": 0.8, "fence": 0.8,
+        "car": 2.0, "parked_car": 3.5, "truck": 0.3, "bus": 0.35, "train": 0.2, "person": 6.0,
+        "bicycle_rider": 1.2, "motorcycle_rider": 0.6, "bicycle": 1.2, "motorcycle": 0.4,
+        "streetlight": 1.5, "traffic_light": 2.0, "sign": 2.5, "tree": 3.0, "wall": 0.8, "fence": 0.8,
     },
     person_scale=(0.85, 1.15),
     sidewalk_tiles=False,
@@ -238,12 +238,12 @@ TARGET_STYLE = Style(
     vegetation_texture=0.35,
     shading=0.18,
     ego_vehicle=True,
-    haze=(150.0, 400.0),
-    shadows=0.5,
-    gain=(0.75, 1.25),
-    white_balance=0.08,
-    blur=(0.6, 1.0),
-    noise=(3.0, 7.0),
+    haze=(200.0, 500.0),
+    shadows=0.35,
+    gain=(0.85, 1.15),
+    white_balance=0.05,
+    blur=(0.5, 0.8),
+    noise=(2.0, 4.5),
 )
 
 STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}
@@ -436,7 +436,7 @@ def _draw_sky(s: Scene) -> None:
         clouds = c.coarse > s.rng.uniform(0.62, 0.8)
         rgb[clouds] = cloud * (0.94 + 0.06 * c.medium[clouds, None])
     else:  # overcast: soft grey blotches
-        rgb *= (0.92 + 0.14 * c.coarse)[..., None]
+        rgb *= (0.95 + 0.08 * c.coarse)[..., None]
     c.paint((0, c.H, 0, c.W), np.ones((c.H, c.W), bool), 1e9, rgb, ID["sky"])
 
 
@@ -720,7 +720,7 @@ def _pole(s: Scene, x: float, z: float, height: float, top_label: str | None) ->
     if top_label == "traffic light":
         _traffic_light(s, u, top, z - 0.05)
         if arm:
-            _traffic_light(s, arm_end, top + max(cam.px(0.2, z), 1) + max(cam.px(1.0, z), s.min_px(9.0)), z - 0.05)
+            _traffic_light(s, arm_end, top + max(cam.px(0.2, z), 1) + max(cam.px(1.0, z), s.min_px(11.0)), z - 0.05)
     elif top_label == "traffic sign":
         _sign(s, u, top + max(cam.px(0.35, z), s.min_px(3.0)), z - 0.05)
     elif top_label == "lamp":
@@ -733,8 +733,8 @@ def _pole(s: Scene, x: float, z: float, height: float, top_label: str | None) ->
 
 def _traffic_light(s: Scene, u: float, bottom: float, z: float) -> None:
     cam, rng = s.cam, s.rng
-    w = max(cam.px(0.4, z), s.min_px(4.0))
-    h = max(cam.px(1.0, z), s.min_px(9.0))
+    w = max(cam.px(0.4, z), s.min_px(5.0))
+    h = max(cam.px(1.0, z), s.min_px(11.0))
     sp = Sprite(s.canvas, u, bottom, w, h, z)
     if not sp.visible:
         return
@@ -751,7 +751,7 @@ def _traffic_light(s: Scene, u: float, bottom: float, z: float) -> None:
 
 def _sign(s: Scene, u: float, bottom: float, z: float) -> None:
     cam, rng = s.cam, s.rng
-    size = max(cam.px(0.75, z), s.min_px(6.0))
+    size = max(cam.px(0.8, z), s.min_px(7.0))
     sp = Sprite(s.canvas, u, bottom, size, size, z)
     if not sp.visible:
         return
@@ -968,7 +968,7 @@ def _draw_objects(s: Scene) -> None:
     # people on the sidewalks (and on the zebra crossing)
     for _ in range(s.count("person")):
         side = rng.choice((-1, 1))
-        x, z = sidewalk_x(side), rng.uniform(3.5, 45.0)
+        x, z = sidewalk_x(side), 3.5 + 32.0 * rng.random() ** 1.5
         if s.crossing is not None and rng.random() < 0.2:
             x, z = s.road_centre + rng.uniform(-s.road_half, s.road_half), s.crossing[0] - rng.uniform(1.5, 3.5)
         if in_view(x, z):
@@ -980,13 +980,13 @@ def _draw_objects(s: Scene) -> None:
     for kind in ("bicycle", "motorcycle"):
         for _ in range(s.count(kind)):
             side = rng.choice((-1, 1))
-            x, z = sidewalk_x(side), near_z(kind, 4.0, 35.0)
+            x, z = sidewalk_x(side), near_z(kind, 4.0, 25.0)
             if in_view(x, z):
                 _two_wheeler(s, *_ground_spot(s, x, z), z, kind, ridden=False)
         for _ in range(s.count(f"{kind}_rider")):
             side = rng.choice((-1, 1))
             x = s.road_centre + side * (s.road_half - rng.uniform(0.6, 1.4))
-            z = near_z(f"{kind}_rider", 4.5, 40.0)
+            z = near_z(f"{kind}_rider", 4.5, 30.0)
             if in_view(x, z):
                 _two_wheeler(s, *_ground_spot(s, x, z), z, kind, ridden=True)
     # vehicles in the lanes (right lanes go away, left lanes come towards us) and parked
@@ -1083,7 +1083,7 @@ def _camera_effects(s: Scene) -> np.ndarray:
     rgb = rgb * gain * wb
     if st.ego_vehicle:  # vignetting
         r2 = ((c.xs - c.W / 2) / (c.W / 2)) ** 2 + ((c.ys - c.H / 2) / (c.H / 2)) ** 2
-        rgb = rgb * (1.0 - 0.12 * r2)[..., None]
+        rgb = rgb * (1.0 - 0.08 * r2)[..., None]
     if st.blur[1] > 0:
         rgb = _gaussian_blur(rgb, rng.uniform(*st.blur) * s.scale)
     if st.noise[1] > 0:

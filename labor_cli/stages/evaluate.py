@@ -75,6 +75,7 @@ def run_evaluate(
     artifacts.check_output_path(output, force)
     checkpoint = artifacts.load_checkpoint(model_path)
     dataset = open_dataset(target, split, class_set=checkpoint.class_set)
+    dataset.check_classes(checkpoint.class_set, "evaluation target")
     torch_device = resolve_device(device)
     precision = resolve_precision(precision, torch_device)
     size = input_size or dataset.train_size

@@ -105,6 +105,9 @@ def run_training_stage(
     class_set = class_set or default_class_set(parse_dataset_spec(source)[0])
     source_dataset = open_dataset(source, source_split, class_set=class_set)
     target_dataset = open_dataset(target, target_split, class_set=class_set, require_labels=False)
+    source_dataset.check_classes(class_set, "source")
+    if target_dataset.label_path(0) is not None:
+        target_dataset.check_classes(class_set, "target")
     target_points = None
     if labels is not None:
         target_points, labels_parent, labeled_pixels = load_target_points(labels, target_dataset, class_set)

@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_train_config
+from labor_cli import artifacts
+from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.runtime import resolve_device, resolve_precision
+from labor_cli.stages.train import resume_path_for, run_training_stage
+
+
+def _weights(path):
+    networks = artifacts.load_checkpoint(path).networks
+    return {f"{name}.{k}": v for name in ("segmenter", "selector", "discriminator") for k, v in getattr(networks, name).state_dict().items()}
+
+
+def _warmup(toy_source, toy_target, output, **kwargs):
+    config = kwargs.pop("config", tiny_train_config())
+    return run_training_stage("warmup", toy_source, toy_target, output, config, arch="small", device="cpu",
+                              workers=0, quiet=True, **kwargs)
+
+
+def test_warmup_changes_the_weights_and_lowers_the_source_loss(tmp_path, toy_source, toy_target):
+    config = tiny_train_config(iterations=30, lr=5e-3, log_every=5, save_every=100)
+    result = _warmup(toy_source, toy_target, tmp_path / "w.h5", config=config)
+    checkpoint = artifacts.load_checkpoint(tmp_path / "w.h5")
+    torch.manual_seed(0)
+    from labor_cli.models import build_networks
+
+    fresh = build_networks("small", 19)
+    changed = [not torch.equal(v, fresh.segmenter.state_dict()[k]) for k, v in checkpoint.networks.segmenter.state_dict().items()]
+    assert all(changed)
+    history = checkpoint.state.history["seg_src"]
+    assert len(history) == 30
+    assert history[-5:].mean() < 0.8 * history[:5].mean()
+    assert checkpoint.state.history["adv"].min() > 0 and checkpoint.state.history["dis"].min() > 0
+    assert result.iterations == 30 and checkpoint.state.iteration == 30
+    assert not resume_path_for(tmp_path / "w.h5").exists()  # the run's periodic save is cleaned up
+
+
+def test_same_command_twice_gives_the_same_weights(tmp_path, toy_source, toy_target):
+    _warmup(toy_source, toy_target, tmp_path / "a.h5")
+    _warmup(toy_source, toy_target, tmp_path / "b.h5")
+    a, b = _weights(tmp_path / "a.h5"), _weights(tmp_path / "b.h5")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, toy_source, toy_target, monkeypatch):
+    _warmup(toy_source, toy_target, tmp_path / "straight.h5")
+
+    import labor_cli.training as training
+
+    real_step, calls = training.training_step, []
+
+    def interrupted_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # after the save at iteration 3, during iteration 5
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "training_step", interrupted_step)
+    output = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        _warmup(toy_source, toy_target, output)
+    assert not output.exists()
+    assert artifacts.load_checkpoint(resume_path_for(output)).state.iteration == 3
+    monkeypatch.setattr(training, "training_step", real_step)
+    _warmup(toy_source, toy_target, output, resume=True)
+    straight, resumed = _weights(tmp_path / "straight.h5"), _weights(output)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    a = artifacts.load_checkpoint(tmp_path / "straight.h5").state.history
+    b = artifacts.load_checkpoint(output).state.history
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_run_with_other_options(tmp_path, toy_source, toy_target, monkeypatch):
+    output = tmp_path / "w.h5"
+    with pytest.raises(LaborError, match="no saved run to resume"):
+        _warmup(toy_source, toy_target, output, resume=True)
+    import shutil
+
+    _warmup(toy_source, toy_target, tmp_path / "done.h5")
+    shutil.copy(tmp_path / "done.h5", resume_path_for(output))
+    with pytest.raises(LaborError, match="different run .*lr"):
+        _warmup(toy_source, toy_target, output, resume=True, config=tiny_train_config(lr=1e-2))
+
+
+def test_device_and_precision_selection():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(LaborUsageError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(LaborError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(LaborUsageError):
+        resolve_precision("fp8", torch.device("cpu"))
+
+
+def test_bf16_autocast_runs_on_the_cpu(tmp_path, toy_source, toy_target):
+    run_training_stage("warmup", toy_source, toy_target, tmp_path / "w.h5", tiny_train_config(iterations=2),
+                       arch="small", device="cpu", precision="bf16", workers=0, quiet=True)
+    assert artifacts.load_checkpoint(tmp_path / "w.h5").state.iteration == 2
+
+
+def test_bad_inputs_fail_clearly_and_leave_nothing(tmp_path, toy_source, toy_target, toy_pair):
+    output = tmp_path / "out" / "w.h5"
+    with pytest.raises(LaborError, match="nowhere"):
+        _warmup(f"gta5:{tmp_path / 'nowhere'}", toy_target, output)
+    with pytest.raises(LaborError, match="target's labels have no"):
+        # a SYNTHIA-labeled target cannot label terrain, truck, train of the 19-class source
+        synthia = tmp_path / "synthia"
+        (synthia / "RGB").mkdir(parents=True)
+        (synthia / "GT" / "LABELS").mkdir(parents=True)
+        from PIL import Image
+
+        Image.new("RGB", (64, 64)).save(synthia / "RGB" / "0000000.png")
+        Image.fromarray(np.full((64, 64), 3, dtype=np.uint16)).save(synthia / "GT" / "LABELS" / "0000000.png")
+        _warmup(toy_source, f"synthia:{synthia}", output)
+    with pytest.raises(LaborUsageError):
+        _warmup(toy_source, toy_target, output, config=tiny_train_config(iterations=0))
+    import labor_cli.artifacts as artifacts_module
+
+    original = artifacts_module.os.access
+    artifacts_module.os.access = lambda path, mode: False
+    try:
+        with pytest.raises(LaborError, match="permission denied"):
+            _warmup(toy_source, toy_target, output)
+    finally:
+        artifacts_module.os.access = original
+    assert not output.parent.exists() or list(output.parent.iterdir()) == []

@@ -343,6 +343,7 @@ class PixelSet:
     label: Optional[np.ndarray]  # (P,) uint8 class index, 255 = ignored in the ground truth; None for a selection
     class_set: str
     class_names: list[str]
+    predicted: Optional[np.ndarray] = None  # (P,) uint8: A's class at each pixel when it was selected
     parent: Optional[Parent] = None
 
     def pixels_of(self, i: int) -> slice:
@@ -363,8 +364,9 @@ def write_pixel_set(f: h5py.File, pixels: PixelSet) -> None:
     f.create_dataset("offsets", data=np.asarray(pixels.offsets, dtype=np.int64))
     for name in ("y", "x"):
         f.create_dataset(name, data=np.asarray(getattr(pixels, name), dtype=np.int32), chunks=True, compression="gzip")
-    if pixels.label is not None:
-        f.create_dataset("label", data=np.asarray(pixels.label, dtype=np.uint8), chunks=True, compression="gzip")
+    for name in ("label", "predicted"):
+        if getattr(pixels, name) is not None:
+            f.create_dataset(name, data=np.asarray(getattr(pixels, name), dtype=np.uint8), chunks=True, compression="gzip")
     f.attrs["class_set"] = pixels.class_set
     f.attrs["class_names"] = json.dumps(list(pixels.class_names))
 
@@ -378,6 +380,7 @@ def read_pixel_set(path: Path, kind: str) -> PixelSet:
             y=artifact.read("y"),
             x=artifact.read("x"),
             label=artifact.read("label") if kind == "labels" else None,
+            predicted=artifact.read("predicted") if "predicted" in artifact.file else None,
             class_set=str(artifact.file.attrs["class_set"]),
             class_names=json.loads(artifact.file.attrs["class_names"]),
             parent=artifact.parent(),
@@ -385,3 +388,114 @@ def read_pixel_set(path: Path, kind: str) -> PixelSet:
     if len(pixels.offsets) != len(pixels.image_ids) + 1 or pixels.offsets[-1] != len(pixels.y) or len(pixels.x) != len(pixels.y):
         raise LaborError(f"{path}: damaged {kind} artifact: offsets do not match the pixel arrays")
     return pixels
+
+
+# --- masks: what extraction leaves for selection (no model or GPU needed after it) -------------
+# Per image, in its own pixel grid (H, W):
+#   prediction  A's class per pixel (uint8), flat over all images; image i at pixel_offsets[i]
+#   mask        the inconsistency mask minus excluded pixels, np.packbits of H*W bits; image i
+#               at mask_offsets[i]
+#   candidates/ PPL's candidates: per class, the mask pixels closest (cosine) to the class
+#               prototype, most similar first: y, x, class, similarity; image i at offsets[i]
+#   uncertain/  A's most uncertain pixels outside the excluded ones: y, x, entropy (descending)
+#   excluded/   the already-labeled pixels kept out of everything above: y, x
+MASK_GROUPS = {"candidates": ("y", "x", "class", "similarity"), "uncertain": ("y", "x", "entropy"), "excluded": ("y", "x")}
+_MASK_DTYPES = {"y": np.int32, "x": np.int32, "class": np.uint8, "similarity": np.float16, "entropy": np.float16}
+
+
+class MasksWriter:
+    """Appends one image at a time to an open masks artifact (resizable, compressed datasets)."""
+
+    def __init__(self, f: h5py.File, image_ids: list[str], sizes: np.ndarray, class_set: str, class_names: list[str]):
+        self.f = f
+        write_image_ids(f, image_ids)
+        sizes = np.asarray(sizes, dtype=np.int64)
+        f.create_dataset("sizes", data=sizes.astype(np.int32))
+        pixels = sizes[:, 0] * sizes[:, 1]
+        f.create_dataset("pixel_offsets", data=np.concatenate([[0], np.cumsum(pixels)]))
+        f.create_dataset("mask_offsets", data=np.concatenate([[0], np.cumsum((pixels + 7) // 8)]))
+        # lzf: fast enough to keep up with a GPU, and A's piecewise-constant maps compress well.
+        f.create_dataset("prediction", shape=(int(pixels.sum()),), dtype=np.uint8, chunks=(min(1 << 18, max(1, int(pixels.sum()))),), compression="lzf")
+        f.create_dataset("mask", shape=(int(((pixels + 7) // 8).sum()),), dtype=np.uint8, chunks=(min(1 << 16, max(1, int(((pixels + 7) // 8).sum()))),), compression="lzf")
+        for group_name, fields in MASK_GROUPS.items():
+            group = f.create_group(group_name)
+            group.create_dataset("offsets", data=np.zeros(len(image_ids) + 1, dtype=np.int64))
+            for name in fields:
+                group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_MASK_DTYPES[name], chunks=(1 << 14,), compression="lzf")
+        f.attrs["class_set"] = class_set
+        f.attrs["class_names"] = json.dumps(list(class_names))
+        self.pixel_offsets = f["pixel_offsets"][()]
+        self.mask_offsets = f["mask_offsets"][()]
+        self.group_offsets = {name: np.zeros(len(image_ids) + 1, dtype=np.int64) for name in MASK_GROUPS}
+        self.written = 0
+
+    def add(self, i: int, prediction: np.ndarray, mask: np.ndarray, groups: dict[str, dict[str, np.ndarray]]) -> None:
+        """Image i, in order: prediction (H, W) uint8, mask (H, W) bool, and the rows of each group."""
+        if i != self.written:
+            raise ValueError(f"masks must be written in image order (got {i}, expected {self.written})")
+        self.f["prediction"][self.pixel_offsets[i] : self.pixel_offsets[i + 1]] = prediction.reshape(-1)
+        self.f["mask"][self.mask_offsets[i] : self.mask_offsets[i + 1]] = np.packbits(mask.reshape(-1))
+        for group_name, fields in MASK_GROUPS.items():
+            rows = groups[group_name]
+            count = len(rows[fields[0]])
+            start = self.group_offsets[group_name][i]
+            for name in fields:
+                dataset = self.f[group_name][name]
+                dataset.resize((start + count,))
+                dataset[start:] = np.asarray(rows[name], dtype=_MASK_DTYPES[name])
+            self.group_offsets[group_name][i + 1] = start + count
+        self.written += 1
+
+    def close(self) -> None:
+        for group_name in MASK_GROUPS:
+            self.f[group_name]["offsets"][...] = self.group_offsets[group_name]
+
+
+class Masks:
+    """A masks artifact opened for selection: small arrays in memory, per-image maps on demand."""
+
+    def __init__(self, path: Path):
+        self.artifact = open_artifact(path, "masks")
+        self.path = Path(path)
+        f = self.artifact.file
+        self.image_ids = read_image_ids(self.artifact)
+        self.sizes = self.artifact.read("sizes").astype(np.int64)
+        self.pixel_offsets = self.artifact.read("pixel_offsets")
+        self.mask_offsets = self.artifact.read("mask_offsets")
+        self.class_set = str(f.attrs["class_set"])
+        self.class_names = json.loads(f.attrs["class_names"])
+        self.groups = {name: {field: self.artifact.read(f"{name}/{field}") for field in ("offsets",) + fields}
+                       for name, fields in MASK_GROUPS.items()}
+        if any(len(g["offsets"]) != len(self.image_ids) + 1 for g in self.groups.values()):
+            raise LaborError(f"{path}: damaged masks artifact: offsets do not match the image count")
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def rows(self, group: str, i: int) -> dict[str, np.ndarray]:
+        """Image i's rows of a group (candidates, uncertain or excluded)."""
+        data = self.groups[group]
+        start, stop = data["offsets"][i], data["offsets"][i + 1]
+        return {name: values[start:stop] for name, values in data.items() if name != "offsets"}
+
+    def prediction(self, i: int) -> np.ndarray:
+        height, width = self.sizes[i]
+        flat = self.artifact.file["prediction"][self.pixel_offsets[i] : self.pixel_offsets[i + 1]]
+        return flat.reshape(height, width)
+
+    def mask(self, i: int) -> np.ndarray:
+        height, width = self.sizes[i]
+        packed = self.artifact.file["mask"][self.mask_offsets[i] : self.mask_offsets[i + 1]]
+        return np.unpackbits(packed, count=int(height * width)).reshape(height, width).astype(bool)
+
+    def parent(self) -> Parent:
+        return self.artifact.parent()
+
+    def close(self) -> None:
+        self.artifact.close()
+
+    def __enter__(self) -> "Masks":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -66,6 +66,6 @@ def build_networks(arch: str, num_classes: int, init: str = "none",
     else:
         selector = PixelSelector(arch, num_classes,
                                  backbone=build_backbone(arch, _resolved=resolved))
-    discriminator = Discriminator(num_classes)
+    discriminator = Discriminator(num_classes, ndf=ARCH_TABLE[arch]["discriminator_width"])
     return Networks(segmenter, selector, discriminator, arch=arch, num_classes=int(num_classes),
                     selector_backbone=selector_backbone)

@@ -42,11 +42,12 @@ OUTPUT_STRIDE = 8
 # Per-arch defaults, in one table: backbone output channels and the ASPP dilations.
 # ResNets: DeepLab-v2's (6, 12, 18, 24). "small": scaled to its small feature maps (a 256x128
 # input gives a 32x16 map, a quarter of the 128x64 map DeepLab-v2 sees at 1024x512; 6..24 / 4
-# = 1.5..6, rounded to distinct integers).
+# = 1.5..6, rounded to distinct integers). discriminator_width: D's first layer (AdaptSegNet's
+# 64); "small" takes 16, since at 64 D alone would cost ten times its segmentation network on a CPU.
 ARCH_TABLE: dict[str, dict[str, Any]] = {
-    "deeplabv2-r101": {"channels": 2048, "dilations": (6, 12, 18, 24)},
-    "deeplabv2-r50": {"channels": 2048, "dilations": (6, 12, 18, 24)},
-    "small": {"channels": 160, "dilations": (1, 2, 4, 6)},
+    "deeplabv2-r101": {"channels": 2048, "dilations": (6, 12, 18, 24), "discriminator_width": 64},
+    "deeplabv2-r50": {"channels": 2048, "dilations": (6, 12, 18, 24), "discriminator_width": 64},
+    "small": {"channels": 160, "dilations": (1, 2, 4, 6), "discriminator_width": 16},
 }
 
 

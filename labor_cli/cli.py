@@ -225,6 +225,36 @@ def adapt(
 
 
 @app.command()
+def extract(
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint (warmup or adapt) holding A and B."),
+    target: str = typer.Option(..., help="Target dataset KIND:PATH (images only are used)."),
+    output: Path = OUTPUT,
+    split: str = typer.Option("train", help="Target split to extract."),
+    exclude: Optional[Path] = typer.Option(None, help="Labels artifact of earlier rounds: those pixels are never selected again."),
+    candidates_per_class: int = typer.Option(256, help="PPL candidates kept per class and image (an upper bound on --points)."),
+    uncertain_per_image: int = typer.Option(4096, help="Most uncertain pixels kept per image (for --mode entropy)."),
+    input_size: Optional[str] = typer.Option(None, help="Network input WIDTHxHEIGHT (default: the dataset's training size)."),
+    batch_size: int = typer.Option(1, min=1, help="Images per forward pass."),
+    device: str = DEVICE,
+    precision: str = PRECISION,
+    workers: Optional[int] = WORKERS,
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+) -> None:
+    """Inconsistency masks of B's two heads, A's predictions and PPL's candidates, for select."""
+    from labor_cli.stages.extract import run_extract
+    from labor_cli.stages.report import print_extract
+
+    result = run_extract(
+        model, target, output, split=split, exclude=exclude, candidates_per_class=candidates_per_class,
+        uncertain_per_image=uncertain_per_image, input_size=parse_size(input_size, "--input-size"),
+        batch_size=batch_size, device=device, precision=precision, workers=workers_or_default(workers),
+        force=force, quiet=quiet,
+    )
+    print_extract(result)
+
+
+@app.command()
 def evaluate(
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint artifact (from warmup or adapt)."),
     target: str = typer.Option(..., help="Labeled dataset as KIND:PATH, e.g. cityscapes:/data/cityscapes."),

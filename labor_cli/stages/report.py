@@ -32,3 +32,10 @@ def print_evaluation(result, output: Path) -> None:
 def print_training(result) -> None:
     losses = "  ".join(f"{name} {value:.3f}" for name, value in result.final_losses.items() if value)
     stdout.print(f"{result.iterations} iterations in {result.seconds:.0f} s; last losses: {losses} -> {result.output}")
+
+
+def print_extract(result) -> None:
+    top = sorted(result.class_share.items(), key=lambda item: -item[1])[:5]
+    classes = ", ".join(f"{name} {share:.0f}%" for name, share in top if share > 0)
+    stdout.print(f"{result.images} images, mask {result.mask_share:.2f}% of pixels (by A's class: {classes}); "
+                 f"{result.bytes_per_image / 1024:.1f} KiB per image, {result.seconds:.1f} s -> {result.output}")

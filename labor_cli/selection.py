@@ -1,0 +1,246 @@
+"""Which pixels to ask the annotator about: pure numpy, one image at a time, no loop over points.
+
+Every function here works on one image in its own pixel grid (H, W) and returns the chosen
+pixels in priority order (the first one is the one the mode wants most). The stage
+(labor_cli/stages/select.py) reads the masks artifact and writes the selection artifact.
+
+- :func:`spl_pixels`: segment-based pixel labeling, every pixel of the inconsistency mask.
+- :func:`ppl_pick`: PAPER.md's prototype rule: points dealt to classes round-robin, each class
+  giving its next most representative candidate (cosine similarity to the class prototype).
+- :func:`random_pick`: uniform over the image's pixels, never an excluded one.
+- :func:`entropy_pick`: A's most uncertain pixels, highest entropy first.
+
+Minimum spacing (:func:`pick_spaced`) is a preference, the budget is exact: among the first
+``SPACING_POOL_FACTOR * n`` candidates in priority order, every candidate with a higher-priority
+candidate closer than ``min_spacing`` is dropped (non-chained suppression, so the survivors are
+pairwise at least ``min_spacing`` apart); if fewer than ``n`` survive, the dropped ones are added
+back in priority order until there are exactly ``n``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# How far down the priority list minimum spacing may look for replacements: pool = factor * n.
+SPACING_POOL_FACTOR = 4
+
+# Memory bound of one block of the pairwise distance test (entries of the block's matrix).
+_PAIRWISE_BLOCK = 1 << 22
+
+
+@dataclass
+class Chosen:
+    """The chosen pixels of one image, in priority order."""
+
+    y: np.ndarray  # (n,) int32
+    x: np.ndarray  # (n,) int32
+    spacing_relaxed: bool = False  # min spacing could not be kept: some points were added back closer
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def linear_index(y: np.ndarray, x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Row-major pixel index; ValueError for a coordinate outside the image."""
+    height, width = int(shape[0]), int(shape[1])
+    y = np.asarray(y, dtype=np.int64)
+    x = np.asarray(x, dtype=np.int64)
+    if len(y) and (y.min() < 0 or x.min() < 0 or y.max() >= height or x.max() >= width):
+        raise ValueError(f"pixel coordinates outside the {height}x{width} image")
+    return y * width + x
+
+
+def usable(y: np.ndarray, x: np.ndarray, shape: tuple[int, int], excluded: np.ndarray | None = None) -> np.ndarray:
+    """Boolean keep-mask: not an excluded pixel (linear indices) and not a repeat of an earlier row."""
+    linear = linear_index(y, x, shape)
+    keep = np.zeros(len(linear), dtype=bool)
+    _, first = np.unique(linear, return_index=True)
+    keep[first] = True
+    if excluded is not None and len(excluded):
+        keep &= ~np.isin(linear, excluded)
+    return keep
+
+
+def ratio_count(ratio: float, shape: tuple[int, int]) -> int:
+    """The number of pixels a ratio (fraction of the image's pixels) asks for, rounded."""
+    return int(round(ratio * int(shape[0]) * int(shape[1])))
+
+
+# --- minimum spacing ------------------------------------------------------------------------
+
+
+def _disk_offsets(min_spacing: float) -> np.ndarray:
+    """(dy, dx) with 0 < dy^2 + dx^2 < min_spacing^2."""
+    reach = max(0, math.ceil(min_spacing) - 1)
+    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    inside = (dy * dy + dx * dx < min_spacing * min_spacing) & ((dy != 0) | (dx != 0))
+    return np.stack([dy[inside], dx[inside]], axis=1)
+
+
+def _suppressed_pairwise(y: np.ndarray, x: np.ndarray, min_spacing: float) -> np.ndarray:
+    count = len(y)
+    y = y.astype(np.int64)
+    x = x.astype(np.int64)
+    limit = float(min_spacing) ** 2
+    dropped = np.zeros(count, dtype=bool)
+    block = max(1, _PAIRWISE_BLOCK // max(count, 1))
+    for start in range(0, count, block):  # blocks bound the memory; one block up to ~2,000 points
+        stop = min(count, start + block)
+        dy = y[start:stop, None] - y[None, :stop]
+        dx = x[start:stop, None] - x[None, :stop]
+        close = dy * dy + dx * dx < limit
+        close &= np.arange(stop)[None, :] < np.arange(start, stop)[:, None]  # higher priority only
+        dropped[start:stop] = close.any(axis=1)
+    return dropped
+
+
+def _suppressed_raster(y: np.ndarray, x: np.ndarray, min_spacing: float, shape: tuple[int, int]) -> np.ndarray:
+    """Same answer through a priority image: one vectorised lookup per offset of the disk."""
+    count = len(y)
+    pad = math.ceil(min_spacing)
+    rank = np.full((int(shape[0]) + 2 * pad, int(shape[1]) + 2 * pad), count, dtype=np.int64)
+    yy = y.astype(np.int64) + pad
+    xx = x.astype(np.int64) + pad
+    order = np.arange(count)
+    rank[yy, xx] = order
+    dropped = np.zeros(count, dtype=bool)
+    for dy, dx in _disk_offsets(min_spacing):  # loop over the disk's offsets, not over points
+        dropped |= rank[yy + dy, xx + dx] < order
+    return dropped
+
+
+def suppressed(y: np.ndarray, x: np.ndarray, min_spacing: float, shape: tuple[int, int]) -> np.ndarray:
+    """For distinct pixels in priority order: True where a higher-priority pixel is closer than min_spacing."""
+    count = len(y)
+    if count < 2 or min_spacing <= 1.0:  # distinct integer pixels are at least 1 apart
+        return np.zeros(count, dtype=bool)
+    pairwise_cost = count * count / 2
+    disk = math.pi * min_spacing * min_spacing
+    raster_cost = count * disk + (shape[0] + 2 * min_spacing) * (shape[1] + 2 * min_spacing) / 8
+    if pairwise_cost <= raster_cost:
+        return _suppressed_pairwise(y, x, min_spacing)
+    return _suppressed_raster(y, x, min_spacing, shape)
+
+
+def pick_spaced(
+    y: np.ndarray, x: np.ndarray, n: int, min_spacing: float, shape: tuple[int, int], pool_factor: int = SPACING_POOL_FACTOR
+) -> tuple[np.ndarray, bool]:
+    """Indices (ascending = priority order) of exactly min(n, len(y)) of these distinct pixels.
+
+    Returns the indices and whether spacing had to be relaxed to meet the budget.
+    """
+    total = len(y)
+    if n >= total:
+        return np.arange(total), False
+    if n <= 0:
+        return np.arange(0), False
+    if min_spacing <= 1.0 or n == 1:
+        return np.arange(n), False
+    pool = min(total, pool_factor * n)
+    dropped = suppressed(y[:pool], x[:pool], min_spacing, shape)
+    kept = np.flatnonzero(~dropped)
+    if len(kept) >= n:
+        return kept[:n], False
+    added = np.flatnonzero(dropped)[: n - len(kept)]
+    return np.sort(np.concatenate([kept, added])), True
+
+
+# --- the modes ------------------------------------------------------------------------------
+
+
+def spl_pixels(mask: np.ndarray, excluded: np.ndarray | None = None) -> Chosen:
+    """Every pixel of the (H, W) boolean mask, row-major, minus excluded linear indices."""
+    linear = np.flatnonzero(mask.reshape(-1))
+    if excluded is not None and len(excluded):
+        linear = linear[~np.isin(linear, excluded)]
+    y, x = np.divmod(linear, mask.shape[1])
+    return Chosen(y.astype(np.int32), x.astype(np.int32))
+
+
+def round_robin_order(classes: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """Candidate indices in dealing order.
+
+    Round r holds each class's r-th most similar candidate; within a round, higher similarity
+    first; ties by class index, then by the candidates' stored order.
+    """
+    count = len(classes)
+    classes = np.asarray(classes, dtype=np.int64)
+    similarity = np.asarray(similarity, dtype=np.float64)
+    row = np.arange(count)
+    by_class = np.lexsort((row, -similarity, classes))  # class, then most similar first
+    sorted_classes = classes[by_class]
+    starts = np.flatnonzero(np.r_[True, sorted_classes[1:] != sorted_classes[:-1]]) if count else row
+    group_start = np.repeat(starts, np.diff(np.r_[starts, count]))
+    rank = np.empty(count, dtype=np.int64)
+    rank[by_class] = row - group_start
+    return np.lexsort((row, classes, -similarity, rank))
+
+
+def ppl_pick(
+    y: np.ndarray,
+    x: np.ndarray,
+    classes: np.ndarray,
+    similarity: np.ndarray,
+    n: int,
+    shape: tuple[int, int],
+    min_spacing: float = 0.0,
+    excluded: np.ndarray | None = None,
+    pool_factor: int = SPACING_POOL_FACTOR,
+) -> Chosen:
+    """PPL: n points dealt to classes round-robin from the prototype candidates (fewer if fewer exist)."""
+    order = round_robin_order(classes, similarity)
+    y, x = np.asarray(y)[order], np.asarray(x)[order]
+    keep = usable(y, x, shape, excluded)
+    y, x = y[keep], x[keep]
+    chosen, relaxed = pick_spaced(y, x, n, min_spacing, shape, pool_factor)
+    return Chosen(y[chosen].astype(np.int32), x[chosen].astype(np.int32), relaxed)
+
+
+def entropy_pick(
+    y: np.ndarray,
+    x: np.ndarray,
+    entropy: np.ndarray,
+    n: int,
+    shape: tuple[int, int],
+    min_spacing: float = 0.0,
+    excluded: np.ndarray | None = None,
+    pool_factor: int = SPACING_POOL_FACTOR,
+) -> Chosen:
+    """The n highest-entropy pixels (stored order breaks ties), with optional minimum spacing."""
+    order = np.argsort(-np.asarray(entropy, dtype=np.float64), kind="stable")
+    y, x = np.asarray(y)[order], np.asarray(x)[order]
+    keep = usable(y, x, shape, excluded)
+    y, x = y[keep], x[keep]
+    chosen, relaxed = pick_spaced(y, x, n, min_spacing, shape, pool_factor)
+    return Chosen(y[chosen].astype(np.int32), x[chosen].astype(np.int32), relaxed)
+
+
+def random_pick(
+    shape: tuple[int, int],
+    n: int,
+    rng: np.random.Generator,
+    min_spacing: float = 0.0,
+    excluded: np.ndarray | None = None,
+    pool_factor: int = SPACING_POOL_FACTOR,
+) -> Chosen:
+    """n distinct pixels drawn uniformly among those not excluded (all of them if fewer remain)."""
+    height, width = int(shape[0]), int(shape[1])
+    skipped = np.unique(np.asarray(excluded, dtype=np.int64)) if excluded is not None else np.zeros(0, np.int64)
+    skipped = skipped[(skipped >= 0) & (skipped < height * width)]
+    available = height * width - len(skipped)
+    wanted = min(int(n), available)
+    draws = wanted if min_spacing <= 1.0 else min(available, pool_factor * wanted)
+    sample = rng.choice(available, size=draws, replace=False).astype(np.int64)
+    # Map 0..available-1 onto the pixels that are not excluded, in order, without a full-image mask.
+    linear = sample + np.searchsorted(skipped - np.arange(len(skipped)), sample, side="right")
+    y, x = np.divmod(linear, width)
+    chosen, relaxed = pick_spaced(y, x, wanted, min_spacing, shape, pool_factor)
+    return Chosen(y[chosen].astype(np.int32), x[chosen].astype(np.int32), relaxed)
+
+
+def image_rng(seed: int, image_index: int) -> np.random.Generator:
+    """One independent, reproducible stream per image: image i's draw does not depend on the others."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(image_index)]))

@@ -1,0 +1,210 @@
+"""labor extract: run A and B over the target images and keep what selection needs.
+
+Per image, at its own resolution (logits upsampled bilinearly, PAPER.md 4):
+  the inconsistency mask M = argmax C1 != argmax C2, minus the pixels already labeled;
+  A's prediction;
+  PPL's candidates: for each class k, the mask pixels A predicts as k (D(k)), ranked by the
+  cosine similarity of their probability vectors to the prototype mu(k) = mean over D(k);
+  A's most uncertain pixels (entropy), for the entropy baseline.
+After this, `labor select` needs neither a model nor a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from labor_cli import artifacts
+from labor_cli.console import progress_bar
+from labor_cli.data.datasets import open_dataset
+from labor_cli.data.transforms import image_to_tensor, resize_image
+from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.runtime import autocast, memory_format, resolve_device, resolve_precision
+
+
+class ExtractionView(torch.utils.data.Dataset):
+    """Target images resized to the network's input size, with their native (H, W)."""
+
+    def __init__(self, dataset, size: Optional[tuple[int, int]]):
+        self.dataset, self.size = dataset, size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        image = self.dataset.read_image(i)
+        native = torch.tensor(image.shape[:2])
+        if self.size is not None:
+            image = resize_image(image, self.size)
+        return {"image": image_to_tensor(image), "native_size": native, "index": i}
+
+
+@dataclass
+class ExtractResult:
+    output: Path
+    images: int
+    mask_share: float  # percent of all pixels
+    class_share: dict[str, float]  # percent of the mask pixels, by A's class
+    bytes_per_image: float
+    seconds: float
+
+
+def ranks_within_groups(group: torch.Tensor, score: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Order of the items by (group, score descending) and each item's rank inside its group."""
+    by_score = torch.argsort(score, descending=True, stable=True)
+    order = by_score[torch.argsort(group[by_score], stable=True)]
+    counts = torch.bincount(group, minlength=num_groups)
+    starts = counts.cumsum(0) - counts
+    ranks = torch.arange(order.numel(), device=order.device) - starts[group[order]]
+    return order, ranks
+
+
+def prototype_candidates(probabilities: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor, per_class: int) -> dict:
+    """PPL candidates of one image: per class, the mask pixels closest (cosine) to the class prototype.
+
+    probabilities (C, H, W), prediction (H, W), mask (H, W) bool -> rows y, x, class, similarity,
+    grouped by class, most similar first, at most ``per_class`` per class.
+    """
+    num_classes, _, width = probabilities.shape
+    flat = mask.flatten().nonzero().squeeze(1)
+    vectors = probabilities.flatten(1)[:, flat].t()  # (M, C)
+    classes = prediction.flatten()[flat].long()
+    sums = torch.zeros(num_classes, num_classes, device=vectors.device).index_add_(0, classes, vectors)
+    prototypes = sums / torch.bincount(classes, minlength=num_classes).clamp(min=1).unsqueeze(1)
+    similarity = F.cosine_similarity(vectors, prototypes[classes], dim=1)
+    order, ranks = ranks_within_groups(classes, similarity, num_classes)
+    keep = order[ranks < per_class]
+    pixels = flat[keep]
+    return {"y": pixels // width, "x": pixels % width, "class": classes[keep], "similarity": similarity[keep]}
+
+
+def most_uncertain(probabilities: torch.Tensor, excluded: torch.Tensor, count: int) -> dict:
+    """A's ``count`` highest-entropy pixels of one image, excluded pixels left out."""
+    _, _, width = probabilities.shape
+    entropy = -(probabilities * probabilities.clamp(min=1e-12).log()).sum(0)
+    entropy = entropy.masked_fill(excluded, float("-inf")).flatten()
+    available = int((~excluded).sum())
+    values, pixels = torch.topk(entropy, min(count, available))
+    return {"y": pixels // width, "x": pixels % width, "entropy": values}
+
+
+def excluded_pixels(labels_path: Path, dataset) -> tuple[dict[str, np.ndarray], artifacts.PixelSet]:
+    """Per image id, the flat (y, x) of pixels labeled before (never asked for again)."""
+    labels = artifacts.read_pixel_set(labels_path, "labels")
+    out = {}
+    for i, image_id in enumerate(labels.image_ids):
+        try:
+            dataset.index_of(image_id)
+        except LaborError:
+            raise LaborError(f"{labels_path}: image {image_id!r} is not in {dataset.spec} split {dataset.split}") from None
+        rows = labels.pixels_of(i)
+        out[image_id] = np.stack([labels.y[rows], labels.x[rows]], 1)
+    return out, labels
+
+
+def run_extract(
+    model_path: Path,
+    target: str,
+    output: Path,
+    split: str = "train",
+    exclude: Optional[Path] = None,
+    candidates_per_class: int = 256,
+    uncertain_per_image: int = 4096,
+    input_size: Optional[tuple[int, int]] = None,
+    batch_size: int = 1,
+    device: str = "auto",
+    precision: str = "auto",
+    workers: int = 0,
+    force: bool = False,
+    quiet: bool = False,
+) -> ExtractResult:
+    if candidates_per_class <= 0 or uncertain_per_image <= 0:
+        raise LaborUsageError("--candidates-per-class and --uncertain-per-image must be positive")
+    artifacts.check_output_path(output, force)
+    checkpoint = artifacts.load_checkpoint(model_path)
+    dataset = open_dataset(target, split, class_set=checkpoint.class_set, require_labels=False)
+    parents = [checkpoint.artifact]
+    excluded_by_id = {}
+    if exclude is not None:
+        excluded_by_id, earlier = excluded_pixels(exclude, dataset)
+        if earlier.class_set != checkpoint.class_set:
+            raise LaborError(f"{exclude}: labels use class set {earlier.class_set}, the model {checkpoint.class_set}")
+        parents.append(earlier.parent)
+    torch_device = resolve_device(device)
+    precision = resolve_precision(precision, torch_device)
+    fmt = memory_format(torch_device)
+    networks = checkpoint.networks.to(torch_device, memory_format=fmt).eval()
+    segmenter, selector = networks.segmenter, networks.selector
+    size = input_size or dataset.train_size
+    sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)  # (H, W)
+    loader = torch.utils.data.DataLoader(ExtractionView(dataset, size), batch_size=batch_size, num_workers=workers,
+                                         pin_memory=torch_device.type == "cuda")
+    config = {
+        "model": str(model_path), "target": target, "split": split, "exclude": str(exclude) if exclude else None,
+        "candidates_per_class": candidates_per_class, "uncertain_per_image": uncertain_per_image,
+        "input_size": list(size) if size else None, "batch_size": batch_size, "device": str(torch_device), "precision": precision,
+    }
+    num_classes = len(checkpoint.class_names)
+    mask_pixels = 0
+    mask_by_class = np.zeros(num_classes, dtype=np.int64)
+    started = time.perf_counter()
+    with artifacts.create_artifact(output, "masks", config, parents, force) as f, progress_bar(disable=quiet) as bar:
+        writer = artifacts.MasksWriter(f, dataset.image_ids, sizes, checkpoint.class_set, checkpoint.class_names)
+        task = bar.add_task("extract", total=len(dataset), status="")
+        for batch in loader:
+            images = batch["image"].to(torch_device, non_blocking=True).contiguous(memory_format=fmt)
+            with torch.no_grad(), autocast(torch_device, precision):
+                features = segmenter.features(images)
+                logits = segmenter.classify(features)
+                heads = selector(features=features) if selector.shared else selector(images)
+            for j, index in enumerate(batch["index"].tolist()):
+                native = tuple(batch["native_size"][j].tolist())
+                with torch.no_grad():
+                    rows = extract_image(logits[j], heads[0][j], heads[1][j], native,
+                                         excluded_by_id.get(dataset.image_ids[index]), candidates_per_class, uncertain_per_image)
+                mask_pixels += int(rows["mask"].sum())
+                mask_by_class += np.bincount(rows["prediction"][rows["mask"]], minlength=num_classes)
+                writer.add(index, rows.pop("prediction"), rows.pop("mask"), rows)
+            bar.update(task, advance=len(batch["index"]), status=f"mask {100 * mask_pixels / max(1, sizes[: writer.written].prod(1).sum()):.2f}%")
+        writer.close()
+        total_pixels = float(sizes.prod(1).sum())
+        class_share = {name: 100 * float(c) / max(1, mask_pixels) for name, c in zip(checkpoint.class_names, mask_by_class)}
+        summary = {"images": len(dataset), "mask_share_percent": 100 * mask_pixels / total_pixels, "mask_class_share_percent": class_share}
+        f.attrs["summary"] = json.dumps(summary)
+    seconds = time.perf_counter() - started
+    return ExtractResult(Path(output), len(dataset), summary["mask_share_percent"], class_share,
+                         Path(output).stat().st_size / max(1, len(dataset)), seconds)
+
+
+def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int, uncertain: int) -> dict:
+    """Everything the masks artifact keeps of one image (numpy arrays on the host)."""
+    height, width = native_size
+    probabilities = F.interpolate(logits[None].float(), size=native_size, mode="bilinear", align_corners=False)[0].softmax(0)
+    prediction = probabilities.argmax(0)
+    disagree = (_upsampled_argmax(head1, native_size) != _upsampled_argmax(head2, native_size))
+    excluded = torch.zeros(height, width, dtype=torch.bool, device=logits.device)
+    if excluded_yx is not None and len(excluded_yx):
+        yx = torch.as_tensor(excluded_yx, device=logits.device).long()
+        excluded[yx[:, 0], yx[:, 1]] = True
+    mask = disagree & ~excluded
+    rows = {
+        "candidates": prototype_candidates(probabilities, prediction, mask, per_class),
+        "uncertain": most_uncertain(probabilities, excluded, uncertain),
+        "excluded": {"y": torch.as_tensor(excluded_yx[:, 0]) if excluded_yx is not None else torch.zeros(0),
+                     "x": torch.as_tensor(excluded_yx[:, 1]) if excluded_yx is not None else torch.zeros(0)},
+    }
+    out = {group: {name: value.cpu().numpy() for name, value in fields.items()} for group, fields in rows.items()}
+    out["prediction"] = prediction.to(torch.uint8).cpu().numpy()
+    out["mask"] = mask.cpu().numpy()
+    return out
+
+
+def _upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(logits[None].float(), size=size, mode="bilinear", align_corners=False)[0].argmax(0)

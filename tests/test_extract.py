@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import torch
+
+from labor_cli import artifacts
+from labor_cli.errors import LaborError
+from labor_cli.stages.extract import extract_image, most_uncertain, prototype_candidates, run_extract
+
+
+def _heads_disagreeing_on(region, shape=(3, 12, 16)):
+    head1 = torch.zeros(shape)
+    head2 = torch.zeros(shape)
+    head1[0] = 5.0  # head 1 says class 0 everywhere
+    head2[0] = 5.0
+    head2[2][region] = 10.0  # head 2 says class 2 inside the region
+    return head1, head2
+
+
+def test_two_heads_that_disagree_exactly_on_a_drawn_region_give_exactly_that_mask():
+    region = (slice(3, 7), slice(5, 12))
+    head1, head2 = _heads_disagreeing_on(region)
+    logits = torch.randn(3, 12, 16)
+    rows = extract_image(logits, head1, head2, (12, 16), None, per_class=100, uncertain=10)
+    expected = np.zeros((12, 16), dtype=bool)
+    expected[region] = True
+    np.testing.assert_array_equal(rows["mask"], expected)
+    assert rows["prediction"].dtype == np.uint8
+    np.testing.assert_array_equal(rows["prediction"], logits.argmax(0).numpy())
+
+
+def test_excluded_pixels_leave_the_mask_and_the_uncertain_list():
+    region = (slice(0, 4), slice(0, 4))
+    head1, head2 = _heads_disagreeing_on(region)
+    excluded = np.array([[0, 0], [1, 2], [3, 3]])
+    rows = extract_image(torch.randn(3, 12, 16), head1, head2, (12, 16), excluded, per_class=100, uncertain=12 * 16)
+    assert rows["mask"].sum() == 16 - 3
+    assert not rows["mask"][0, 0] and not rows["mask"][1, 2]
+    uncertain = set(zip(rows["uncertain"]["y"].tolist(), rows["uncertain"]["x"].tolist()))
+    assert len(uncertain) == 12 * 16 - 3 and (0, 0) not in uncertain
+    candidates = set(zip(rows["candidates"]["y"].tolist(), rows["candidates"]["x"].tolist()))
+    assert candidates.isdisjoint({(0, 0), (1, 2), (3, 3)})
+
+
+def test_prototype_picks_the_pixel_closest_to_the_class_mean():
+    # 1 x 4 image, all in the mask, all predicted class 0; probability vectors over 2 classes:
+    probabilities = torch.tensor([[[0.9, 0.6, 0.8, 0.7]], [[0.1, 0.4, 0.2, 0.3]]])
+    prediction = torch.zeros(1, 4, dtype=torch.long)
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    rows = prototype_candidates(probabilities, prediction, mask, per_class=4)
+    # mean = (0.75, 0.25), at 18.43 degrees; the pixels lie at 6.34 (x=0), 33.69 (x=1), 14.04 (x=2)
+    # and 23.20 degrees (x=3): by angle to the mean, x=2 (4.39), x=3 (4.77), x=0 (12.09), x=1 (15.26)
+    assert rows["x"].tolist() == [2, 3, 0, 1]
+    assert rows["class"].tolist() == [0, 0, 0, 0]
+    assert rows["similarity"][0] > rows["similarity"][-1]
+    assert prototype_candidates(probabilities, prediction, mask, per_class=2)["x"].tolist() == [2, 3]
+
+
+def test_prototypes_are_per_class_and_only_over_the_mask():
+    probabilities = torch.tensor([[[0.9, 0.8, 0.2, 0.3, 0.99]], [[0.1, 0.2, 0.8, 0.7, 0.01]]])
+    prediction = probabilities.argmax(0)
+    mask = torch.tensor([[True, True, True, True, False]])
+    rows = prototype_candidates(probabilities, prediction, mask, per_class=10)
+    assert sorted(zip(rows["class"].tolist(), rows["x"].tolist())) == [(0, 0), (0, 1), (1, 2), (1, 3)]
+    assert 4 not in rows["x"].tolist()
+
+
+def test_most_uncertain_orders_by_entropy():
+    probabilities = torch.tensor([[[0.5, 0.9, 0.6, 0.99]], [[0.5, 0.1, 0.4, 0.01]]])
+    rows = most_uncertain(probabilities, torch.zeros(1, 4, dtype=torch.bool), 3)
+    assert rows["x"].tolist() == [0, 2, 1]
+
+
+def test_extract_on_the_toy_pair_writes_a_masks_artifact(tmp_path, warm_checkpoint, toy_target):
+    output = tmp_path / "masks.h5"
+    result = run_extract(warm_checkpoint, toy_target, output, device="cpu", workers=0, quiet=True)
+    with artifacts.Masks(output) as masks:
+        assert len(masks) == result.images > 0
+        shares = [masks.mask(i).mean() for i in range(len(masks))]
+        assert result.mask_share == pytest.approx(100 * np.mean(shares), rel=1e-6)
+        height, width = masks.sizes[0]
+        assert masks.prediction(0).shape == (height, width)
+        rows = masks.rows("candidates", 0)
+        mask = masks.mask(0)
+        assert mask[rows["y"], rows["x"]].all()  # candidates lie in the mask
+        assert (masks.prediction(0)[rows["y"], rows["x"]] == rows["class"]).all()
+        assert masks.artifact.file.attrs["lineage"].count(str(warm_checkpoint)) == 1
+    with pytest.raises(LaborError, match="already exists"):
+        run_extract(warm_checkpoint, toy_target, output, device="cpu", workers=0, quiet=True)

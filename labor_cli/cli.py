@@ -73,7 +73,7 @@ TRAIN_OPTIONS: dict[str, tuple[type, typer.models.OptionInfo]] = {
     "seed": (int, typer.Option(0, help="Random seed: the same command twice gives the same weights on the CPU.")),
     "save_every": (int, typer.Option(1000, help="Save a resumable checkpoint every N iterations.")),
     "log_every": (int, typer.Option(10, help="Update the progress display (and check losses) every N iterations.")),
-    "config_file": (Optional[Path], typer.Option(None, "--config", help="TOML file of option values (option names as keys); the command line wins.")),
+    "config_file": (Optional[Path], typer.Option(None, "--config", help="TOML file of option values (option names as keys), or a preset name (toy-warmup, toy-adapt); the command line wins.")),
 }
 
 
@@ -87,26 +87,13 @@ def with_train_options(function):
     return function
 
 
-def read_config_file(path: Path) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        raise LaborUsageError("--config needs Python 3.11 or newer (tomllib)") from None
-    try:
-        with open(path, "rb") as handle:
-            values = tomllib.load(handle)
-    except FileNotFoundError:
-        raise LaborError(f"{path}: no such file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise LaborError(f"{path}: not valid TOML ({exc})") from None
-    return {key.replace("-", "_"): value for key, value in values.items()}
-
-
 def resolve_options(ctx: typer.Context, values: dict) -> dict:
     """Command-line values win over the --config file, which wins over the defaults."""
     config_file = values.get("config_file")
     if not config_file:
         return values
+    from labor_cli.presets import read_config_file
+
     from_file = read_config_file(config_file)
     unknown = sorted(set(from_file) - set(values) - {"config_file"})
     if unknown:
@@ -255,6 +242,69 @@ def extract(
 
 
 @app.command()
+def label(
+    selection: Path = typer.Option(..., help="Selection artifact (labor select)."),
+    target: str = typer.Option(..., help="Target dataset KIND:PATH with ground truth: the simulated annotator reads it."),
+    output: Path = OUTPUT,
+    split: str = typer.Option("train", help="Target split the selection was made on."),
+    merge: Optional[Path] = typer.Option(None, help="Labels of earlier rounds to accumulate with."),
+    masks: Optional[Path] = typer.Option(None, help="The masks artifact of the selection: also report A's error over all pixels."),
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+) -> None:
+    """Answer a selection from the ground truth, as an annotator who never errs (ignored pixels stay ignored)."""
+    from labor_cli.stages.label import print_label, run_label
+
+    print_label(run_label(selection, target, output, split=split, merge=merge, masks=masks, force=force, quiet=quiet))
+
+
+@app.command("export")
+def export_(
+    artifact: Path = typer.Argument(..., help="Selection (or labels) artifact."),
+    output_dir: Path = typer.Option(..., "--output", "-o", help="Folder to write points.csv / points.json (and overlays) into."),
+    fmt: str = typer.Option("csv", "--format", help="csv or json."),
+    overlays: bool = typer.Option(False, "--overlays", help="Also write a PNG per image with each point marked (needs --target)."),
+    target: Optional[str] = typer.Option(None, help="Target dataset KIND:PATH, for the overlays."),
+    split: str = typer.Option("train", help="Target split."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output folder, whole."),
+    quiet: bool = QUIET,
+) -> None:
+    """Write a selection for annotators: image_id, x, y per point (CSV or JSON), and PNG overlays."""
+    from labor_cli.stages.label import print_export, run_export
+
+    print_export(run_export(artifact, output_dir, target=target, fmt=fmt, overlays=overlays, force=force, split=split, quiet=quiet))
+
+
+@app.command("import")
+def import_(
+    answers: Path = typer.Argument(..., help="Annotators' answers: CSV (image_id,x,y,class) or JSON [{image_id, x, y, class}]."),
+    selection: Path = typer.Option(..., help="The selection the answers are for."),
+    output: Path = OUTPUT,
+    force: bool = FORCE,
+) -> None:
+    """Turn annotators' answers into a labels artifact, of the same form as a simulated one."""
+    from labor_cli.stages.label import print_import, run_import
+
+    print_import(run_import(answers, selection, output, force=force))
+
+
+@app.command()
+def show(
+    artifact: Path = typer.Argument(..., help="A masks, selection or labels artifact."),
+    output_dir: Path = typer.Option(..., "--output", "-o", help="Folder for the PNG overlays."),
+    target: Optional[str] = typer.Option(None, help="Target dataset KIND:PATH (the images to draw on)."),
+    split: str = typer.Option("train", help="Target split."),
+    limit: Optional[int] = typer.Option(None, min=1, help="At most this many images."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output folder, whole."),
+    quiet: bool = QUIET,
+) -> None:
+    """PNG overlays in the Cityscapes palette: masks and predictions, chosen points, labels."""
+    from labor_cli.stages.show import print_show, run_show
+
+    print_show(run_show(artifact, target, output_dir, split=split, limit=limit, force=force, quiet=quiet))
+
+
+@app.command()
 def evaluate(
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint artifact (from warmup or adapt)."),
     target: str = typer.Option(..., help="Labeled dataset as KIND:PATH, e.g. cityscapes:/data/cityscapes."),
@@ -295,6 +345,24 @@ def inspect(
         print(json.dumps(info, indent=2, default=str))
     else:
         print_description(info)
+
+
+@app.command()
+def demo(
+    workdir: Path = typer.Option(Path("runs/demo"), help="Folder for the toy pair and every artifact of the demo."),
+    seed: int = typer.Option(0, help="Seed of the toy pair and of training."),
+    points: int = typer.Option(40, help="PPL budget: points per target image."),
+    warmup_iters: Optional[int] = typer.Option(None, help="Override the toy-warmup preset's iterations."),
+    adapt_iters: Optional[int] = typer.Option(None, help="Override the toy-adapt preset's iterations."),
+    workers: int = typer.Option(0, help="Data-loader workers (0: load in the training process; best on 2 cores)."),
+    force: bool = typer.Option(False, "--force", help="Redo every step (deletes WORKDIR first)."),
+    quiet: bool = QUIET,
+) -> None:
+    """The whole chain on the embedded toy pair: warmup, LabOR-PPL and LabOR-SPL, and a results table."""
+    from labor_cli.stages.demo import print_demo, run_demo
+
+    print_demo(run_demo(workdir, seed=seed, points=points, force=force, quiet=quiet, warmup_iterations=warmup_iters,
+                        adapt_iterations=adapt_iters, workers=workers))
 
 
 def main() -> None:

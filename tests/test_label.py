@@ -1,0 +1,392 @@
+"""labor label / export / import on hand-made selections over the tiny toy target, with known answers."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from labor_cli import artifacts
+from labor_cli.data.datasets import open_dataset
+from labor_cli.data.labels import class_names
+from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.stages.label import print_export, print_import, print_label, run_export, run_import, run_label
+
+NAMES = list(class_names("cityscapes19"))
+
+
+@pytest.fixture(scope="module")
+def truth(toy_target):
+    """image id -> ground truth (H, W) class indices of the tiny toy target's train split."""
+    dataset = open_dataset(toy_target, "train", "cityscapes19")
+    return {image_id: dataset.read_label(i) for i, image_id in enumerate(dataset.image_ids)}
+
+
+def pick_pixels(label: np.ndarray, count: int, seed: int, ignored: int = 0):
+    """``count`` distinct pixels, ``ignored`` of them where the ground truth is ignored."""
+    rng = np.random.default_rng(seed)
+    flat = label.reshape(-1)
+    chosen_ignored = rng.choice(np.flatnonzero(flat == 255), ignored, replace=False)
+    chosen_known = rng.choice(np.flatnonzero(flat != 255), count - ignored, replace=False)
+    chosen = np.concatenate([chosen_known, chosen_ignored])
+    rng.shuffle(chosen)
+    return np.divmod(chosen, label.shape[1])  # (y, x)
+
+
+def write_pixels(path, kind, image_ids, sizes, ys, xs, labels=None, predicted=None, class_set="cityscapes19"):
+    counts = [len(y) for y in ys]
+    pixels = artifacts.PixelSet(
+        image_ids=list(image_ids),
+        sizes=np.asarray(sizes, dtype=np.int32).reshape(-1, 2),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        y=np.concatenate(ys).astype(np.int32) if ys else np.zeros(0, np.int32),
+        x=np.concatenate(xs).astype(np.int32) if xs else np.zeros(0, np.int32),
+        label=None if labels is None else np.concatenate(labels).astype(np.uint8),
+        class_set=class_set,
+        class_names=list(class_names(class_set)),
+        predicted=None if predicted is None else np.concatenate(predicted).astype(np.uint8),
+    )
+    with artifacts.create_artifact(path, kind, {"mode": "test"}) as f:
+        artifacts.write_pixel_set(f, pixels)
+    return pixels
+
+
+def make_selection(path, truth, image_ids, count=12, ignored=2, seed=0, predicted="truth"):
+    """A selection of ``count`` pixels per image; ``predicted`` = the ground truth (255 -> 0) by default."""
+    ys, xs, preds = [], [], []
+    for k, image_id in enumerate(image_ids):
+        y, x = pick_pixels(truth[image_id], count, seed + k, ignored)
+        ys.append(y), xs.append(x)
+        preds.append(np.where(truth[image_id][y, x] == 255, 0, truth[image_id][y, x]))
+    sizes = [truth[i].shape for i in image_ids]
+    return write_pixels(path, "selection", image_ids, sizes, ys, xs, predicted=preds if predicted == "truth" else None)
+
+
+def read_h5(path) -> dict:
+    with h5py.File(path) as f:
+        data = {name: f[name][()] for name in ("image_ids", "sizes", "offsets", "y", "x", "label") if name in f}
+        data["predicted"] = f["predicted"][()] if "predicted" in f else None
+        data["class_set"] = f.attrs["class_set"]
+        data["class_names"] = f.attrs["class_names"]
+        data["lineage"] = json.loads(f.attrs["lineage"])
+        data["summary"] = json.loads(f.attrs["summary"]) if "summary" in f.attrs else {}
+        data["uuid"] = f.attrs["uuid"]
+    return data
+
+
+def assert_same_labels(a, b):
+    for name in ("image_ids", "sizes", "offsets", "y", "x", "label", "predicted", "class_set", "class_names"):
+        if a[name] is None or b[name] is None:
+            assert a[name] is None and b[name] is None, name
+        else:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+# --- labor label -------------------------------------------------------------------------------
+
+
+def test_simulated_labels_are_the_ground_truth_and_ignored_stays_ignored(tmp_path, toy_target, truth, capsys):
+    ids = list(truth)
+    selection = make_selection(tmp_path / "sel.h5", truth, ids, count=12, ignored=2)
+    result = run_label(tmp_path / "sel.h5", toy_target, tmp_path / "labels.h5", quiet=True)
+    labels = artifacts.read_pixel_set(tmp_path / "labels.h5", "labels")
+    assert labels.image_ids == ids
+    for i, image_id in enumerate(ids):
+        rows = labels.pixels_of(i)
+        expected = truth[image_id][selection.y[rows], selection.x[rows]]
+        np.testing.assert_array_equal(labels.label[rows], expected)
+    assert (labels.label == 255).sum() == 2 * len(ids) == result.ignored
+    np.testing.assert_array_equal(labels.predicted, selection.predicted)
+    assert result.selected == result.labeled_round == result.labeled_total == 12 * len(ids)
+    assert result.share == pytest.approx(100 * 12 * len(ids) / (len(ids) * 128 * 64))
+    expected_counts = np.bincount(labels.label[labels.label != 255], minlength=19)
+    assert list(result.per_class.values()) == expected_counts.tolist()
+    assert result.error_selected == 0.0  # predicted = ground truth
+    data = read_h5(tmp_path / "labels.h5")
+    with h5py.File(tmp_path / "sel.h5") as f:
+        assert data["lineage"] == [{"kind": "selection", "uuid": f.attrs["uuid"], "path": str(tmp_path / "sel.h5")}]
+    assert data["summary"]["ignored_this_round"] == 2 * len(ids)
+    assert data["summary"]["labeled_total"] == 12 * len(ids)
+    print_label(result)
+    assert "pixels labeled this round" in capsys.readouterr().out
+
+
+def write_masks(path, truth, image_ids, wrong_rows: int):
+    """A masks artifact whose prediction is the ground truth except in the top ``wrong_rows`` rows."""
+    sizes = np.array([truth[i].shape for i in image_ids])
+    with artifacts.create_artifact(path, "masks", {}) as f:
+        writer = artifacts.MasksWriter(f, image_ids, sizes, "cityscapes19", NAMES)
+        empty = {name: {field: [] for field in fields} for name, fields in artifacts.MASK_GROUPS.items()}
+        for i, image_id in enumerate(image_ids):
+            prediction = np.where(truth[image_id] == 255, 0, truth[image_id]).astype(np.uint8)
+            prediction[:wrong_rows] = (prediction[:wrong_rows] + 1) % 19
+            mask = np.zeros(truth[image_id].shape, bool)
+            mask[10:20, 30:50] = True
+            writer.add(i, prediction, mask, empty)
+        writer.close()
+
+
+def test_error_rates_on_a_hand_made_case(tmp_path, toy_target, truth, capsys):
+    ids = list(truth)[:2]
+    ys, xs, preds = [], [], []
+    for k, image_id in enumerate(ids):
+        y, x = pick_pixels(truth[image_id], 20, k, ignored=4)
+        ys.append(y), xs.append(x)
+        gt = truth[image_id][y, x]
+        known = np.flatnonzero(gt != 255)
+        pred = np.where(gt == 255, 3, gt).astype(np.uint8)
+        pred[known[: len(known) // 2]] = (gt[known[: len(known) // 2]] + 1) % 19  # wrong on half the known pixels
+        preds.append(pred)
+    write_pixels(tmp_path / "sel.h5", "selection", ids, [truth[i].shape for i in ids], ys, xs, predicted=preds)
+    write_masks(tmp_path / "masks.h5", truth, list(truth), wrong_rows=16)  # masks cover every image, in any order
+    result = run_label(tmp_path / "sel.h5", toy_target, tmp_path / "labels.h5", masks=tmp_path / "masks.h5", quiet=True)
+    assert result.error_selected == pytest.approx(50.0)
+    known = sum(int((truth[i] != 255).sum()) for i in ids)
+    wrong = sum(int((truth[i][:16] != 255).sum()) for i in ids)
+    assert result.error_all == pytest.approx(100 * wrong / known)
+    summary = read_h5(tmp_path / "labels.h5")["summary"]
+    assert summary["error_rate_selected_percent"] == pytest.approx(50.0)
+    assert summary["error_rate_all_percent"] == pytest.approx(100 * wrong / known, abs=1e-3)
+    print_label(result)
+    out = capsys.readouterr().out
+    assert "50.0% of the selected pixels vs" in out
+
+    # A selection without `predicted`: A's class at each pixel comes from the masks' prediction.
+    write_pixels(tmp_path / "bare.h5", "selection", ids, [truth[i].shape for i in ids], ys, xs)
+    bare = run_label(tmp_path / "bare.h5", toy_target, tmp_path / "bare_labels.h5", masks=tmp_path / "masks.h5", quiet=True)
+    labels = artifacts.read_pixel_set(tmp_path / "bare_labels.h5", "labels")
+    top = labels.y < 16
+    known_sel = labels.label != 255
+    assert bare.error_selected == pytest.approx(100 * (top & known_sel).sum() / known_sel.sum())
+    no_masks = run_label(tmp_path / "bare.h5", toy_target, tmp_path / "bare2.h5", quiet=True)
+    assert no_masks.error_selected is None and no_masks.error_all is None
+
+
+def test_merge_accumulates_rounds(tmp_path, toy_target, truth):
+    ids = list(truth)
+    shape = truth[ids[0]].shape
+    # Round 1 (earlier labels, as a person answered them): images 2 and 0, answers deliberately != truth.
+    y1 = {ids[2]: np.array([1, 2, 3]), ids[0]: np.array([5, 6])}
+    x1 = {ids[2]: np.array([10, 11, 12]), ids[0]: np.array([7, 8])}
+    earlier_label = {k: np.full(len(v), 17, np.uint8) for k, v in y1.items()}
+    write_pixels(tmp_path / "round1.h5", "labels", [ids[2], ids[0]], [shape, shape],
+                 [y1[ids[2]], y1[ids[0]]], [x1[ids[2]], x1[ids[0]]], labels=[earlier_label[ids[2]], earlier_label[ids[0]]])
+    # Round 2 selection: images 1 and 2; on image 2 it repeats pixel (y=2, x=11) and adds two.
+    write_pixels(tmp_path / "sel2.h5", "selection", [ids[2], ids[1]], [shape, shape],
+                 [np.array([2, 30, 40]), np.array([0, 63])], [np.array([11, 60, 70]), np.array([0, 127])],
+                 predicted=[np.array([1, 2, 3]), np.array([4, 5])])
+    result = run_label(tmp_path / "sel2.h5", toy_target, tmp_path / "round2.h5", merge=tmp_path / "round1.h5", quiet=True)
+    merged = artifacts.read_pixel_set(tmp_path / "round2.h5", "labels")
+    assert merged.image_ids == [ids[0], ids[1], ids[2]]  # the dataset's order, images of both rounds
+    assert merged.counts().tolist() == [2, 2, 5]
+    assert result.already_labeled == 1 and result.labeled_round == 4 and result.labeled_total == 9
+    rows = merged.pixels_of(2)
+    pixels = list(zip(merged.y[rows].tolist(), merged.x[rows].tolist()))
+    assert len(set(pixels)) == len(pixels) == 5  # union without duplicates
+    by_pixel = dict(zip(pixels, merged.label[rows].tolist()))
+    assert by_pixel[(2, 11)] == 17  # the earlier answer wins
+    assert by_pixel[(1, 10)] == 17 and by_pixel[(3, 12)] == 17
+    assert by_pixel[(30, 60)] == truth[ids[2]][30, 60] and by_pixel[(40, 70)] == truth[ids[2]][40, 70]
+    rows = merged.pixels_of(1)
+    assert merged.label[rows].tolist() == [truth[ids[1]][0, 0], truth[ids[1]][63, 127]]
+    assert merged.label[merged.pixels_of(0)].tolist() == [17, 17]
+    # predicted: unknown (255) for the earlier pixels, the selection's for the new ones.
+    assert merged.predicted[merged.pixels_of(1)].tolist() == [4, 5]
+    assert merged.predicted[merged.pixels_of(2)].tolist() == [255, 255, 255, 2, 3]
+    data = read_h5(tmp_path / "round2.h5")
+    assert [p["kind"] for p in data["lineage"]] == ["selection", "labels"]
+    assert data["lineage"][1]["uuid"] == read_h5(tmp_path / "round1.h5")["uuid"]
+    assert data["summary"]["already_labeled"] == 1
+
+    # Earlier labels of another class set are refused, naming them.
+    write_pixels(tmp_path / "synthia.h5", "labels", [ids[0]], [shape], [np.array([1])], [np.array([1])],
+                 labels=[np.array([0])], class_set="synthia16")
+    with pytest.raises(LaborError, match="synthia.h5.*class set"):
+        run_label(tmp_path / "sel2.h5", toy_target, tmp_path / "round3.h5", merge=tmp_path / "synthia.h5", quiet=True)
+    assert not (tmp_path / "round3.h5").exists()
+
+
+def test_label_refuses_bad_inputs(tmp_path, toy_target, truth):
+    ids = list(truth)
+    shape = truth[ids[0]].shape
+    write_pixels(tmp_path / "missing.h5", "selection", [ids[0], "nowhere/nowhere_000000_000019"], [shape, shape],
+                 [np.array([1]), np.array([2])], [np.array([1]), np.array([2])])
+    with pytest.raises(LaborError, match=r"missing\.h5.*'nowhere/nowhere_000000_000019'"):
+        run_label(tmp_path / "missing.h5", toy_target, tmp_path / "out.h5", quiet=True)
+    write_pixels(tmp_path / "size.h5", "selection", [ids[0]], [(32, 64)], [np.array([1])], [np.array([1])])
+    with pytest.raises(LaborError, match=r"size\.h5.*64x32 there but 128x64"):
+        run_label(tmp_path / "size.h5", toy_target, tmp_path / "out.h5", quiet=True)
+    write_pixels(tmp_path / "outside.h5", "selection", [ids[0]], [shape], [np.array([64])], [np.array([1])])
+    with pytest.raises(LaborError, match=r"outside\.h5.*outside image"):
+        run_label(tmp_path / "outside.h5", toy_target, tmp_path / "out.h5", quiet=True)
+    write_pixels(tmp_path / "twice.h5", "selection", [ids[0]], [shape], [np.array([3, 3])], [np.array([4, 4])])
+    with pytest.raises(LaborError, match=r"twice\.h5.*listed twice"):
+        run_label(tmp_path / "twice.h5", toy_target, tmp_path / "out.h5", quiet=True)
+    # A labels artifact where a selection is expected.
+    write_pixels(tmp_path / "labels.h5", "labels", [ids[0]], [shape], [np.array([1])], [np.array([1])], labels=[np.array([0])])
+    with pytest.raises(LaborError, match=r"labels\.h5: is a labels artifact, expected a selection"):
+        run_label(tmp_path / "labels.h5", toy_target, tmp_path / "out.h5", quiet=True)
+    assert not (tmp_path / "out.h5").exists()
+    # An existing output is not replaced without force (checked before any work).
+    make_selection(tmp_path / "sel.h5", truth, ids[:1])
+    (tmp_path / "out.h5").write_bytes(b"keep me")
+    with pytest.raises(LaborError, match=r"out\.h5: already exists"):
+        run_label(tmp_path / "sel.h5", toy_target, tmp_path / "out.h5", quiet=True)
+    assert (tmp_path / "out.h5").read_bytes() == b"keep me"
+    run_label(tmp_path / "sel.h5", toy_target, tmp_path / "out.h5", force=True, quiet=True)
+    assert artifacts.read_pixel_set(tmp_path / "out.h5", "labels").image_ids == ids[:1]
+    # Masks that lack an image of the selection.
+    write_masks(tmp_path / "masks.h5", truth, ids[1:], wrong_rows=0)
+    with pytest.raises(LaborError, match=rf"masks\.h5: has no image '{ids[0]}'"):
+        run_label(tmp_path / "sel.h5", toy_target, tmp_path / "out2.h5", masks=tmp_path / "masks.h5", quiet=True)
+
+
+# --- labor export / import ---------------------------------------------------------------------
+
+
+def test_export_csv_then_import_gives_the_simulated_labels(tmp_path, toy_target, truth, capsys):
+    ids = list(truth)
+    make_selection(tmp_path / "sel.h5", truth, ids, count=15, ignored=3)
+    run_label(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5", quiet=True)
+    exported = run_export(tmp_path / "sel.h5", tmp_path / "export")
+    assert exported.points_file == tmp_path / "export" / "points.csv" and exported.pixels == 15 * len(ids)
+    with open(exported.points_file, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["image_id", "x", "y", "predicted_class"]
+    assert len(rows) == 15 * len(ids)
+    # The annotator fills in a class column; ignored pixels answered "ignore" for some, left out for others.
+    with open(tmp_path / "answers.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "x", "y", "class"])
+        skipped = 0
+        for k, row in enumerate(reversed(rows)):  # any order
+            value = truth[row["image_id"]][int(row["y"]), int(row["x"])]
+            if value == 255 and k % 2:
+                skipped += 1
+                continue
+            writer.writerow([row["image_id"], row["x"], row["y"], "ignore" if value == 255 else NAMES[value]])
+    result = run_import(tmp_path / "answers.csv", tmp_path / "sel.h5", tmp_path / "imported.h5")
+    assert_same_labels(read_h5(tmp_path / "imported.h5"), read_h5(tmp_path / "simulated.h5"))
+    assert result.unanswered == skipped > 0
+    assert result.answered == 15 * len(ids) - skipped
+    assert result.ignored == 3 * len(ids) - skipped
+    imported = read_h5(tmp_path / "imported.h5")
+    assert [p["kind"] for p in imported["lineage"]] == ["selection"]
+    assert imported["summary"]["unanswered"] == skipped
+    print_export(exported)
+    print_import(result)
+    out = capsys.readouterr().out
+    assert "have no answer" in out
+
+
+def test_export_json_then_import_with_class_indices(tmp_path, toy_target, truth):
+    ids = list(truth)[1:3]
+    make_selection(tmp_path / "sel.h5", truth, ids, count=10, ignored=1)
+    run_label(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5", quiet=True)
+    exported = run_export(tmp_path / "sel.h5", tmp_path / "export", fmt="json")
+    items = json.loads(exported.points_file.read_text())
+    assert {"image_id", "x", "y"} <= set(items[0]) and len(items) == 20
+    answers = []
+    for item in items:
+        value = int(truth[item["image_id"]][item["y"], item["x"]])
+        if value != 255:  # unanswered -> ignored, like the ground truth's 255
+            answers.append({"image_id": item["image_id"], "x": item["x"], "y": item["y"], "class": value})
+    (tmp_path / "answers.json").write_text(json.dumps(answers, indent=2))
+    result = run_import(tmp_path / "answers.json", tmp_path / "sel.h5", tmp_path / "imported.h5")
+    assert_same_labels(read_h5(tmp_path / "imported.h5"), read_h5(tmp_path / "simulated.h5"))
+    assert result.unanswered == 2 and result.error_selected == 0.0
+
+
+def test_export_of_labels_and_overlays(tmp_path, toy_target, truth):
+    ids = list(truth)
+    make_selection(tmp_path / "sel.h5", truth, ids, count=8, ignored=1)
+    run_label(tmp_path / "sel.h5", toy_target, tmp_path / "labels.h5", quiet=True)
+    result = run_export(tmp_path / "labels.h5", tmp_path / "export", target=toy_target, overlays=True, quiet=True)
+    assert result.overlays == len(ids)
+    with open(result.points_file, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["image_id", "x", "y", "predicted_class", "class"]
+    for row in rows:
+        value = truth[row["image_id"]][int(row["y"]), int(row["x"])]
+        assert row["class"] == ("" if value == 255 else NAMES[value])
+    dataset = open_dataset(toy_target, "train", "cityscapes19")
+    labels = artifacts.read_pixel_set(tmp_path / "labels.h5", "labels")
+    for i, image_id in enumerate(labels.image_ids):
+        png = np.array(Image.open(tmp_path / "export" / (image_id.replace("/", "__") + ".png")))
+        plain = dataset.read_image(dataset.index_of(image_id))
+        assert png.shape == plain.shape
+        rows = labels.pixels_of(i)
+        assert (png[labels.y[rows], labels.x[rows]] != plain[labels.y[rows], labels.x[rows]]).any(axis=1).all()
+    # An existing non-empty folder is refused without force, replaced with it.
+    with pytest.raises(LaborError, match=r"export: folder exists and is not empty"):
+        run_export(tmp_path / "sel.h5", tmp_path / "export")
+    run_export(tmp_path / "sel.h5", tmp_path / "export", fmt="json", force=True)
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["points.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export")]  # no temporary left
+    with pytest.raises(LaborUsageError, match="--format"):
+        run_export(tmp_path / "sel.h5", tmp_path / "x", fmt="xml")
+    with pytest.raises(LaborUsageError, match="--overlays needs"):
+        run_export(tmp_path / "sel.h5", tmp_path / "x", overlays=True)
+
+
+def test_dense_selection_overlays_tint_every_selected_pixel(tmp_path, toy_target, truth):
+    image_id = list(truth)[0]
+    y, x = np.mgrid[20:40, 30:70]  # 800 pixels: too dense for rings
+    write_pixels(tmp_path / "spl.h5", "selection", [image_id], [truth[image_id].shape], [y.ravel()], [x.ravel()])
+    run_export(tmp_path / "spl.h5", tmp_path / "export", target=toy_target, overlays=True, quiet=True)
+    png = np.array(Image.open(tmp_path / "export" / (image_id.replace("/", "__") + ".png")))
+    dataset = open_dataset(toy_target, "train", "cityscapes19")
+    plain = dataset.read_image(dataset.index_of(image_id))
+    changed = (png != plain).any(axis=2)
+    assert changed[20:40, 30:70].all()
+    assert not changed[:20].any() and not changed[40:].any()  # a tint, not rings spilling over
+
+
+def write_text(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_import_refuses_bad_answers(tmp_path, truth):
+    ids = list(truth)
+    shape = truth[ids[0]].shape
+    write_pixels(tmp_path / "sel.h5", "selection", ids[:2], [shape, shape],
+                 [np.array([1, 2]), np.array([3])], [np.array([4, 5]), np.array([6])])
+    sel = tmp_path / "sel.h5"
+    header = "image_id,x,y,class\n"
+    good = f"{ids[0]},4,1,road\n"
+    cases = [
+        (f"{header}{good}{ids[0]},5,3,road\n", r"outside\.csv: line 3: pixel \(x=5, y=3\).*not a pixel of the selection", "outside.csv"),
+        (f"{header}{good}{ids[3]},6,3,road\n", rf"other\.csv: line 3: image '{ids[3]}' is not in the selection", "other.csv"),
+        (f"{header}{good}{ids[1]},6,3,roadd\n", r"unknown\.csv: line 3: unknown class 'roadd'", "unknown.csv"),
+        (f"{header}{good}{ids[1]},6,3,42\n", r"index\.csv: line 3: class index '42'", "index.csv"),
+        (f"image,x,y,label\n{good}", r"header\.csv: malformed CSV: the header has no image_id, class column", "header.csv"),
+        (f"{header}{good}{ids[1]},6,3\n", r"fields\.csv: malformed CSV: line 3 has 3 fields", "fields.csv"),
+        (f"{header}{ids[0]},four,1,road\n", r"coord\.csv: line 2: x 'four' is not an integer", "coord.csv"),
+        ("", r"empty\.csv: malformed CSV: empty file", "empty.csv"),
+        (f"{header}{good}{ids[0]},4,1,sky\n", r"twice\.csv: lines 2 and 3 give pixel \(x=4, y=1\)", "twice.csv"),
+        ('[{"image_id": "a", "x": 1,', r"broken\.json: malformed JSON: line 1", "broken.json"),
+        ('{"image_id": "a"}', r"object\.json: malformed JSON: expected a JSON list", "object.json"),
+        (f'[\n{{"image_id": "{ids[0]}", "x": 4, "y": 1, "class": "road"}},\n{{"image_id": "{ids[1]}", "x": 6, "y": 3, "class": "sand"}}\n]',
+         r"name\.json: line 3: unknown class 'sand'", "name.json"),
+        (f'[\n{{"image_id": "{ids[0]}", "x": 4, "y": 1}}\n]', r"keys\.json: line 2: expected a JSON list of", "keys.json"),
+    ]
+    for text, message, name in cases:
+        with pytest.raises(LaborError, match=message):
+            run_import(write_text(tmp_path / name, text), sel, tmp_path / "out.h5")
+        assert not (tmp_path / "out.h5").exists()
+    with pytest.raises(LaborError, match=r"nothing\.csv: no such file"):
+        run_import(tmp_path / "nothing.csv", sel, tmp_path / "out.h5")
+    # Good answers: the same answer twice is fine; case and spaces in class names do not matter.
+    answers = write_text(tmp_path / "ok.csv", f"{header}{good}{good}{ids[1]},6,3, Traffic Light \n")
+    result = run_import(answers, sel, tmp_path / "out.h5")
+    labels = artifacts.read_pixel_set(tmp_path / "out.h5", "labels")
+    assert labels.label.tolist() == [0, 255, 6]
+    assert result.answered == 2 and result.unanswered == 1 and result.answers == 3
+    with pytest.raises(LaborError, match=r"out\.h5: already exists"):
+        run_import(answers, sel, tmp_path / "out.h5")
+    run_import(answers, sel, tmp_path / "out.h5", force=True)

@@ -1,0 +1,149 @@
+"""labor show: one PNG per image, of the image's size, with the artifact's pixels visibly drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labor_cli import artifacts
+from labor_cli.data.datasets import open_dataset
+from labor_cli.data.labels import class_colours, class_names
+from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.stages.show import mark_points, print_show, run_show
+
+NAMES = list(class_names("cityscapes19"))
+
+
+@pytest.fixture(scope="module")
+def dataset(toy_target):
+    return open_dataset(toy_target, "train", "cityscapes19")
+
+
+def write_pixels(path, kind, image_ids, sizes, ys, xs, labels=None):
+    counts = [len(y) for y in ys]
+    pixels = artifacts.PixelSet(
+        image_ids=list(image_ids), sizes=np.asarray(sizes, dtype=np.int32).reshape(-1, 2),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        y=np.concatenate(ys).astype(np.int32), x=np.concatenate(xs).astype(np.int32),
+        label=None if labels is None else np.concatenate(labels).astype(np.uint8),
+        class_set="cityscapes19", class_names=NAMES,
+    )
+    with artifacts.create_artifact(path, kind, {}) as f:
+        artifacts.write_pixel_set(f, pixels)
+    return pixels
+
+
+def png_of(folder, image_id):
+    return np.array(Image.open(folder / (image_id.replace("/", "__") + ".png")).convert("RGB"))
+
+
+POINTS_Y = [np.array([5, 30, 60]), np.array([0, 63]), np.array([10]), np.array([20, 21])]
+POINTS_X = [np.array([5, 64, 120]), np.array([0, 127]), np.array([10]), np.array([40, 40])]
+
+
+def test_show_selection_marks_every_point_with_limit(tmp_path, toy_target, dataset, capsys):
+    ids = dataset.image_ids
+    write_pixels(tmp_path / "sel.h5", "selection", ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
+    result = run_show(tmp_path / "sel.h5", toy_target, tmp_path / "show", limit=2, quiet=True)
+    assert result.kind == "selection" and result.images == 2 and result.of_images == 4
+    assert sorted(p.name for p in (tmp_path / "show").iterdir()) == sorted(i.replace("/", "__") + ".png" for i in ids[:2])
+    for i, image_id in enumerate(ids[:2]):
+        png, plain = png_of(tmp_path / "show", image_id), dataset.read_image(i)
+        assert png.shape == plain.shape == (64, 128, 3)
+        assert (png[POINTS_Y[i], POINTS_X[i]] != plain[POINTS_Y[i], POINTS_X[i]]).any(axis=1).all()
+        changed = (png != plain).any(axis=2)
+        assert changed.sum() < 0.25 * changed.size  # rings, not a repainted image
+        assert not changed[45:55, 20:40].any() if i == 0 else True  # far from every point: untouched
+    print_show(result)
+    assert "first 2 of 4" in capsys.readouterr().out
+
+
+def test_show_labels_draws_class_colours(tmp_path, toy_target, dataset):
+    ids = dataset.image_ids[:2]
+    labels = [np.array([13, 0, 255]), np.array([10, 2])]
+    write_pixels(tmp_path / "labels.h5", "labels", ids, [(64, 128)] * 2, POINTS_Y[:2], POINTS_X[:2], labels)
+    run_show(tmp_path / "labels.h5", toy_target, tmp_path / "show", quiet=True)
+    colours = class_colours("cityscapes19")
+    for i, image_id in enumerate(ids):
+        png = png_of(tmp_path / "show", image_id)
+        assert png.shape == (64, 128, 3)
+        for y, x, value in zip(POINTS_Y[i], POINTS_X[i], labels[i]):
+            expected = (255, 255, 255) if value == 255 else tuple(colours[value])
+            assert tuple(png[y, x]) == expected
+            # dilated: the neighbours (inside the image) have the colour too
+            assert tuple(png[min(y + 1, 63), min(x + 1, 127)]) == expected
+
+
+def write_masks(path, dataset):
+    ids = dataset.image_ids
+    with artifacts.create_artifact(path, "masks", {}) as f:
+        writer = artifacts.MasksWriter(f, ids, np.array([(64, 128)] * len(ids)), "cityscapes19", NAMES)
+        empty = {name: {field: [] for field in fields} for name, fields in artifacts.MASK_GROUPS.items()}
+        for i in range(len(ids)):
+            prediction = np.zeros((64, 128), np.uint8)
+            prediction[32:] = 13  # road on top, car below
+            mask = np.zeros((64, 128), bool)
+            mask[10:20, 30:50] = True
+            writer.add(i, prediction, mask, empty)
+        writer.close()
+
+
+def test_show_masks_blends_prediction_and_outlines_the_mask(tmp_path, toy_target, dataset):
+    write_masks(tmp_path / "masks.h5", dataset)
+    result = run_show(tmp_path / "masks.h5", toy_target, tmp_path / "show", limit=3, quiet=True)
+    assert result.images == 3
+    png = png_of(tmp_path / "show", dataset.image_ids[0])
+    plain = dataset.read_image(0).astype(np.float32)
+    road = class_colours("cityscapes19")[0]
+    assert png.shape == (64, 128, 3)
+    assert tuple(png[10, 30]) == (255, 255, 255) and tuple(png[19, 49]) == (255, 255, 255)  # outline
+    assert tuple(png[15, 40]) == tuple(road)  # inside the mask: the prediction at full strength
+    np.testing.assert_allclose(png[40, 100], 0.5 * plain[40, 100] + 0.5 * class_colours("cityscapes19")[13], atol=1)
+    # Without a target: the prediction alone.
+    result = run_show(tmp_path / "masks.h5", None, tmp_path / "alone", quiet=True)
+    assert result.images == 4 and png_of(tmp_path / "alone", dataset.image_ids[3]).shape == (64, 128, 3)
+
+
+def test_show_refuses_bad_inputs_and_leaves_nothing_half_written(tmp_path, toy_target, dataset):
+    ids = dataset.image_ids
+    write_pixels(tmp_path / "sel.h5", "selection", ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
+    with pytest.raises(LaborUsageError, match=r"sel\.h5: .*needs the target"):
+        run_show(tmp_path / "sel.h5", None, tmp_path / "show")
+    with pytest.raises(LaborUsageError, match="--limit"):
+        run_show(tmp_path / "sel.h5", toy_target, tmp_path / "show", limit=0)
+    with artifacts.create_artifact(tmp_path / "eval.h5", "evaluation", {}) as f:
+        f.create_dataset("iou", data=np.zeros(19))
+    with pytest.raises(LaborError, match=r"eval\.h5: is a evaluation artifact"):
+        run_show(tmp_path / "eval.h5", toy_target, tmp_path / "show")
+    (tmp_path / "plain.txt").write_text("x")
+    with pytest.raises(LaborError, match=r"plain\.txt: not a readable HDF5"):
+        run_show(tmp_path / "plain.txt", toy_target, tmp_path / "show")
+    # An image the dataset lacks, after the first ones: refused before anything is written.
+    write_pixels(tmp_path / "bad.h5", "selection", [ids[0], "nowhere/nowhere_000000_000019"], [(64, 128)] * 2,
+                 POINTS_Y[:2], POINTS_X[:2])
+    with pytest.raises(LaborError, match=r"bad\.h5: image 'nowhere/nowhere_000000_000019' is not in"):
+        run_show(tmp_path / "bad.h5", toy_target, tmp_path / "show")
+    assert not (tmp_path / "show").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    # Existing non-empty output: refused without force, replaced with it.
+    (tmp_path / "show").mkdir()
+    (tmp_path / "show" / "old.png").write_bytes(b"old")
+    with pytest.raises(LaborError, match=r"show: folder exists and is not empty; pass --force"):
+        run_show(tmp_path / "sel.h5", toy_target, tmp_path / "show")
+    run_show(tmp_path / "sel.h5", toy_target, tmp_path / "show", force=True, quiet=True)
+    assert len(list((tmp_path / "show").iterdir())) == 4 and not (tmp_path / "show" / "old.png").exists()
+    # An empty existing folder is fine without force.
+    (tmp_path / "empty").mkdir()
+    run_show(tmp_path / "sel.h5", toy_target, tmp_path / "empty", limit=1, quiet=True)
+    assert len(list((tmp_path / "empty").iterdir())) == 1
+
+
+def test_mark_points_changes_each_point_even_on_marker_coloured_pixels():
+    image = np.zeros((50, 60, 3), np.uint8)
+    image[:, :30] = (255, 0, 255)  # magenta half: the markers there must be green
+    y, x = np.array([10, 25, 40]), np.array([5, 45, 29])
+    out = mark_points(image, y, x)
+    assert (out[y, x] != image[y, x]).any(axis=1).all()
+    assert tuple(out[10, 5]) == (0, 255, 0) and tuple(out[25, 45]) == (255, 0, 255)
+    assert mark_points(image, np.array([], int), np.array([], int)).tolist() == image.tolist()

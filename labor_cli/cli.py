@@ -365,6 +365,33 @@ def demo(
                         adapt_iterations=adapt_iters, workers=workers))
 
 
+@app.command()
+def bench(
+    arch: Optional[str] = typer.Option(None, help="Architecture (default: deeplabv2-r101 on CUDA at the paper's shapes, small on the CPU)."),
+    device: str = DEVICE,
+    repeats: int = typer.Option(5, min=1, help="Timed repetitions of each workload (the median is reported)."),
+    warmup: int = typer.Option(2, min=0, help="Untimed repetitions first."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the default path's networks."),
+    selector_backbone: str = typer.Option("separate", help="B's backbone: separate or shared."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Time the reference path (fp32, eager, channels-first) against the default path, side by side."""
+    from labor_cli.runtime import resolve_device
+    from labor_cli.stages.bench import as_json as bench_json
+    from labor_cli.stages.bench import print_bench, run_bench, speedups
+
+    results = run_bench(arch, device, repeats, warmup, compile_model, selector_backbone)
+    name = str(resolve_device(device))
+    if name.startswith("cuda"):
+        import torch
+
+        name = torch.cuda.get_device_name(resolve_device(device))
+    if as_json:
+        print(json.dumps({"device": name, "results": bench_json(results), "speedup": speedups(results)}, indent=2))
+    else:
+        print_bench(results, name)
+
+
 def main() -> None:
     """Entry point: bad input becomes one line on stderr and an exit code, never a traceback."""
     try:

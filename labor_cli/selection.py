@@ -38,6 +38,7 @@ class Chosen:
     y: np.ndarray  # (n,) int32
     x: np.ndarray  # (n,) int32
     spacing_relaxed: bool = False  # min spacing could not be kept: some points were added back closer
+    predicted: np.ndarray | None = None  # A's class at each pixel, when the mode already knows it (ppl)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -160,8 +161,8 @@ def spl_pixels(mask: np.ndarray, excluded: np.ndarray | None = None) -> Chosen:
     return Chosen(y.astype(np.int32), x.astype(np.int32))
 
 
-def round_robin_order(classes: np.ndarray, similarity: np.ndarray) -> np.ndarray:
-    """Candidate indices in dealing order.
+def round_robin_order(classes: np.ndarray, similarity: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Candidate indices in dealing order (only the first ``limit`` of them when given).
 
     Round r holds each class's r-th most similar candidate; within a round, higher similarity
     first; ties by class index, then by the candidates' stored order.
@@ -169,14 +170,30 @@ def round_robin_order(classes: np.ndarray, similarity: np.ndarray) -> np.ndarray
     count = len(classes)
     classes = np.asarray(classes, dtype=np.int64)
     similarity = np.asarray(similarity, dtype=np.float64)
-    row = np.arange(count)
-    by_class = np.lexsort((row, -similarity, classes))  # class, then most similar first
+    by_class = np.lexsort((-similarity, classes))  # lexsort is stable: stored order breaks ties
     sorted_classes = classes[by_class]
-    starts = np.flatnonzero(np.r_[True, sorted_classes[1:] != sorted_classes[:-1]]) if count else row
-    group_start = np.repeat(starts, np.diff(np.r_[starts, count]))
+    starts = np.flatnonzero(np.r_[True, sorted_classes[1:] != sorted_classes[:-1]]) if count else by_class
     rank = np.empty(count, dtype=np.int64)
-    rank[by_class] = row - group_start
-    return np.lexsort((row, classes, -similarity, rank))
+    rank[by_class] = np.arange(count) - np.repeat(starts, np.diff(np.r_[starts, count]))
+    # The first `limit` dealt come from rounds < limit: sort only those.
+    rows = np.flatnonzero(rank < limit) if limit is not None and limit < count else np.arange(count)
+    order = rows[np.lexsort((classes[rows], -similarity[rows], rank[rows]))]
+    return order if limit is None else order[:limit]
+
+
+def _usable_prefix(order: np.ndarray, y: np.ndarray, x: np.ndarray, wanted: int, shape, excluded) -> np.ndarray:
+    """The rows of ``order`` (a priority order) that are usable, enough of them for ``wanted`` (or all).
+
+    Cleans a prefix of the order and doubles it until it holds ``wanted`` usable rows: keeping
+    a pixel's first occurrence in a prefix is the same as keeping it in the whole order.
+    """
+    take = max(int(wanted), 1)
+    while True:
+        prefix = order[:take]
+        keep = usable(y[prefix], x[prefix], shape, excluded)
+        if keep.sum() >= wanted or take >= len(order):
+            return prefix[keep]
+        take *= 2
 
 
 def ppl_pick(
@@ -190,13 +207,23 @@ def ppl_pick(
     excluded: np.ndarray | None = None,
     pool_factor: int = SPACING_POOL_FACTOR,
 ) -> Chosen:
-    """PPL: n points dealt to classes round-robin from the prototype candidates (fewer if fewer exist)."""
-    order = round_robin_order(classes, similarity)
-    y, x = np.asarray(y)[order], np.asarray(x)[order]
-    keep = usable(y, x, shape, excluded)
-    y, x = y[keep], x[keep]
-    chosen, relaxed = pick_spaced(y, x, n, min_spacing, shape, pool_factor)
-    return Chosen(y[chosen].astype(np.int32), x[chosen].astype(np.int32), relaxed)
+    """PPL: n points dealt to classes round-robin from the prototype candidates (fewer if fewer exist).
+
+    ``Chosen.predicted`` is the chosen candidates' class: A's prediction there, by the masks contract.
+    """
+    classes = np.asarray(classes)
+    wanted = n if min_spacing <= 1.0 else pool_factor * n
+    y, x = np.asarray(y), np.asarray(x)
+    limit = max(int(wanted), 1)
+    while True:  # deal a few rounds at a time; more only if cleaning removed rows (rare)
+        order = round_robin_order(classes, similarity, limit)
+        rows = _usable_prefix(order, y, x, wanted, shape, excluded)
+        if len(rows) >= wanted or len(order) >= len(classes):
+            break
+        limit *= 2
+    chosen, relaxed = pick_spaced(y[rows], x[rows], n, min_spacing, shape, pool_factor)
+    rows = rows[chosen]
+    return Chosen(y[rows].astype(np.int32), x[rows].astype(np.int32), relaxed, classes[rows].astype(np.uint8))
 
 
 def entropy_pick(
@@ -211,11 +238,11 @@ def entropy_pick(
 ) -> Chosen:
     """The n highest-entropy pixels (stored order breaks ties), with optional minimum spacing."""
     order = np.argsort(-np.asarray(entropy, dtype=np.float64), kind="stable")
-    y, x = np.asarray(y)[order], np.asarray(x)[order]
-    keep = usable(y, x, shape, excluded)
-    y, x = y[keep], x[keep]
-    chosen, relaxed = pick_spaced(y, x, n, min_spacing, shape, pool_factor)
-    return Chosen(y[chosen].astype(np.int32), x[chosen].astype(np.int32), relaxed)
+    y, x = np.asarray(y), np.asarray(x)
+    rows = _usable_prefix(order, y, x, n if min_spacing <= 1.0 else pool_factor * n, shape, excluded)
+    chosen, relaxed = pick_spaced(y[rows], x[rows], n, min_spacing, shape, pool_factor)
+    rows = rows[chosen]
+    return Chosen(y[rows].astype(np.int32), x[rows].astype(np.int32), relaxed)
 
 
 def random_pick(

@@ -10,6 +10,9 @@ import torch
 
 # Two CPU cores: keep torch from oversubscribing when pytest runs alongside data workers.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# oneDNN compiles kernels for every new convolution shape (seconds each on a small CPU); the tests
+# use many tiny shapes a few times each, where torch's native kernels are faster overall.
+torch.backends.mkldnn.enabled = False
 
 
 @pytest.fixture(scope="session")

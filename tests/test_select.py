@@ -110,9 +110,19 @@ def test_ppl_budget_is_exact_and_shortfall_is_reported(tmp_path):
 
 def test_ppl_never_returns_an_excluded_or_repeated_pixel(tmp_path):
     candidates = _rows(y=[0, 0, 3, 5, 5], x=[0, 0, 3, 5, 6], **{"class": [0, 0, 0, 1, 1]}, similarity=[0.9, 0.8, 0.7, 0.9, 0.8])
-    masks = write_masks(tmp_path / "m.h5", [_image(8, 8, candidates=candidates, excluded=_rows(y=[5], x=[5]))])
+    prediction = np.zeros((8, 8), np.uint8)
+    prediction[5, 5:7] = 1
+    masks = write_masks(tmp_path / "m.h5", [_image(8, 8, prediction, candidates=candidates, excluded=_rows(y=[5], x=[5]))])
     _, pixels = select(tmp_path, masks, "ppl", points=5)
     assert pairs(pixels) == [(0, 0), (5, 6), (3, 3)]
+    assert pixels.predicted.tolist() == [0, 1, 0]
+
+
+def test_ppl_refuses_candidates_that_disagree_with_the_prediction_map(tmp_path):
+    candidates = _rows(y=[1, 2], x=[1, 2], **{"class": [0, 3]}, similarity=[0.5, 0.5])
+    masks = write_masks(tmp_path / "m.h5", [_image(4, 4, candidates=candidates)])  # A predicts 0 everywhere
+    with pytest.raises(LaborError, match="damaged masks artifact.*disagree"):
+        run_select(masks, "ppl", tmp_path / "sel.h5", points=2, quiet=True)
 
 
 def _clustered_candidates(rng, count, h, w):
@@ -297,3 +307,35 @@ def test_output_may_not_replace_its_input(tmp_path):
     masks = write_masks(tmp_path / "m.h5", [_ppl_image()])
     with pytest.raises(LaborUsageError, match="own input"):
         run_select(masks, "ppl", masks, points=2, force=True, quiet=True)
+
+
+def test_ppl_pick_matches_a_plain_reference_on_random_candidates():
+    rng = np.random.default_rng(5)
+    count, shape = 400, (20, 30)
+    y, x = rng.integers(0, 20, count), rng.integers(0, 30, count)  # many repeated pixels
+    classes = rng.integers(0, 6, count)
+    similarity = rng.choice([0.25, 0.5, 0.75, 1.0], count)  # many ties
+    excluded = rng.choice(600, 50, replace=False)
+    full = selection.round_robin_order(classes, similarity)
+    for limit in (1, 7, 50, 1000):
+        np.testing.assert_array_equal(selection.round_robin_order(classes, similarity, limit), full[:limit])
+    linear = y[full] * 30 + x[full]
+    _, first = np.unique(linear, return_index=True)
+    reference = [i for i in sorted(first) if linear[i] not in set(excluded.tolist())]
+    for n in (1, 10, 40, 500):
+        chosen = selection.ppl_pick(y, x, classes, similarity, n, shape, excluded=excluded)
+        expected = full[reference[:n]]
+        assert list(zip(chosen.y, chosen.x)) == list(zip(y[expected], x[expected]))
+        assert chosen.predicted.tolist() == classes[expected].tolist()
+
+
+def test_print_select_summary_shows_classes_and_shortfall(tmp_path, capsys):
+    from labor_cli.stages.select import print_select_summary
+
+    poor = _image(6, 6, candidates=_rows(y=[1], x=[1], **{"class": [0]}, similarity=[0.5]))
+    masks = write_masks(tmp_path / "m.h5", [_ppl_image(), poor])
+    result, _ = select(tmp_path, masks, "ppl", points=3)
+    print_select_summary(result)
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal width
+    assert "sidewalk" in out and "wall" not in out  # only classes that were chosen
+    assert "ppl: 4 pixels" in out and "1 image(s) short by 2" in out and "sel.h5" in out

@@ -108,6 +108,7 @@ class Style:
     white_balance: float
     blur: tuple[float, float]  # gaussian sigma in pixels at 256 px width (0 = crisp)
     noise: tuple[float, float]  # gaussian sigma in grey levels
+    vignetting: float
 
 
 SOURCE_STYLE = Style(
@@ -168,57 +169,62 @@ SOURCE_STYLE = Style(
     shading=0.0,
     ego_vehicle=False,
     haze=(0.0, 0.0),
-    shadows=0.0,
-    gain=(0.97, 1.03),
-    white_balance=0.0,
+    shadows=0.3,
+    gain=(0.85, 1.15),
+    white_balance=0.05,
     blur=(0.0, 0.0),
     noise=(0.0, 0.0),
+    vignetting=0.0,
 )
 
 TARGET_STYLE = Style(
     name="target",
     palettes={
-        "road": ((84, 86, 92), (76, 78, 86), (92, 92, 96)),
-        "marking": ((208, 208, 200),),
-        # the target's sidewalk is asphalt: it looks like the source's road
+        # mostly the source's classes, a little duller ...
+        "road": ((104, 98, 112), (96, 92, 104), (110, 104, 116)),
+        "marking": ((214, 214, 206),),
+        "curb": ((196, 190, 190),),
+        "building": ((176, 160, 134), (146, 92, 72), (124, 122, 126), (190, 180, 162), (100, 106, 122)),
+        "window": ((62, 74, 94), (76, 88, 106)),
+        "pole": ((120, 122, 128), (100, 104, 110)),
+        "sign": ((30, 82, 192), (232, 200, 28), (238, 238, 238)),
+        "trunk": ((84, 66, 50),),
+        "skin": ((224, 186, 156), (176, 128, 98), (118, 84, 58)),
+        "shirt": ((170, 40, 44), (40, 62, 140), (214, 214, 214), (40, 40, 44), (60, 120, 70), (200, 166, 64)),
+        "trousers": ((36, 40, 62), (28, 28, 30), (84, 74, 66), (132, 124, 110)),
+        "helmet": ((226, 226, 226), (34, 34, 34), (180, 40, 40)),
+        "car": ((172, 36, 36), (36, 60, 150), (190, 190, 196), (32, 32, 38), (226, 226, 228), (62, 110, 64)),
+        "glass": ((44, 54, 70), (60, 68, 86)),
+        "tyre": ((24, 24, 26),),
+        "train": ((226, 226, 230),),
+        "train_stripe": ((190, 40, 40),),
+        "motorcycle": ((34, 34, 34), (140, 24, 24), (44, 44, 116)),
+        "bicycle": ((24, 96, 170), (188, 34, 34), (42, 42, 42)),
+        "terrain": ((150, 160, 92), (140, 152, 88)),
+        # ... but some classes look different, each in its own consistent way:
+        # asphalt sidewalks, coloured like the source's road
         "sidewalk": ((114, 104, 120), (106, 100, 114), (120, 112, 124)),
-        "curb": ((150, 146, 150),),
-        "building": ((164, 152, 136), (122, 120, 116), (172, 162, 152), (112, 116, 126)),
-        "window": ((70, 84, 100), (90, 104, 118)),
         # brick walls, coloured like the source's brick buildings
         "wall": ((152, 88, 66), (164, 98, 72)),
+        # grey metal mesh fences (the source has wooden slats)
         "fence": ((124, 128, 134), (104, 110, 116)),
-        "pole": ((66, 74, 66), (88, 92, 88)),
-        # yellow housings: the source only has yellow on its signs
+        # yellow traffic-light housings: the source has yellow only on its signs
         "light_housing": ((212, 180, 40), (200, 170, 36)),
-        "sign": ((30, 82, 192), (238, 238, 238)),
-        # olive vegetation, coloured like the source's grass
-        "vegetation": ((128, 140, 56), (140, 136, 60), (116, 132, 52)),
-        "trunk": ((80, 66, 52),),
-        "terrain": ((156, 134, 96), (146, 126, 92)),
-        "sky_top": ((206, 214, 226), (198, 208, 222)),
-        "sky_low": ((228, 232, 238), (222, 228, 236)),
-        "cloud": ((236, 238, 240),),
-        "skin": ((222, 184, 156), (172, 126, 96), (116, 82, 58)),
-        "shirt": ((40, 40, 44), (60, 60, 72), (120, 30, 36), (36, 52, 90), (150, 150, 150), (96, 80, 60)),
-        "trousers": ((30, 32, 46), (24, 24, 24), (70, 64, 58), (50, 56, 80)),
-        "helmet": ((40, 40, 40), (220, 220, 220)),
-        "car": ((60, 60, 64), (150, 152, 156), (220, 222, 224), (26, 28, 34), (40, 50, 90), (120, 30, 30)),
-        "glass": ((50, 58, 70), (70, 78, 90)),
-        "tyre": ((22, 22, 24),),
+        # olive vegetation, towards the source's grass
+        "vegetation": ((118, 138, 54), (128, 136, 58), (108, 130, 50)),
         # trucks and buses swap liveries
         "truck_cargo": ((202, 52, 40), (222, 122, 30)),
         "truck_cabin": ((202, 52, 40), (222, 122, 30)),
         "bus": ((236, 236, 236), (202, 202, 204)),
-        "train": ((222, 190, 40),),
-        "train_stripe": ((202, 52, 40),),
-        "motorcycle": ((30, 30, 30), (152, 20, 20), (40, 40, 122)),
-        "bicycle": ((20, 100, 182), (202, 30, 30), (40, 40, 40)),
+        # an overcast sky
+        "sky_top": ((206, 214, 226), (198, 208, 222)),
+        "sky_low": ((228, 232, 238), (222, 228, 236)),
+        "cloud": ((236, 238, 240),),
         "bonnet": ((40, 42, 48),),
     },
     jitter=10.0,
-    focal=(0.70, 0.80),
-    camera_height=(1.25, 1.45),
+    focal=(0.64, 0.72),
+    camera_height=(1.3, 1.5),
     horizon=(0.38, 0.46),
     road_half=(3.2, 5.5),
     sidewalk=(1.6, 3.2),
@@ -238,12 +244,13 @@ TARGET_STYLE = Style(
     vegetation_texture=0.35,
     shading=0.18,
     ego_vehicle=True,
-    haze=(200.0, 500.0),
-    shadows=0.35,
-    gain=(0.85, 1.15),
-    white_balance=0.05,
-    blur=(0.5, 0.8),
+    haze=(300.0, 700.0),
+    shadows=0.25,
+    gain=(0.9, 1.1),
+    white_balance=0.04,
+    blur=(0.4, 0.7),
     noise=(2.0, 4.5),
+    vignetting=0.08,
 )
 
 STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}
@@ -507,7 +514,7 @@ def _draw_ground(s: Scene) -> None:
 
     if st.shadows and s.rng.random() < st.shadows:
         shadow = c.coarse[y0:] > s.rng.uniform(0.55, 0.7)
-        rgb[shadow] *= 0.62
+        rgb[shadow] *= 0.72
     c.paint((y0, c.H, 0, c.W), np.ones((h, c.W), bool), np.broadcast_to(z, (h, c.W)), rgb, lab)
 
 
@@ -1081,9 +1088,9 @@ def _camera_effects(s: Scene) -> np.ndarray:
     gain = rng.uniform(*st.gain)
     wb = 1.0 + rng.uniform(-st.white_balance, st.white_balance, 3).astype(np.float32) if st.white_balance else 1.0
     rgb = rgb * gain * wb
-    if st.ego_vehicle:  # vignetting
+    if st.vignetting:
         r2 = ((c.xs - c.W / 2) / (c.W / 2)) ** 2 + ((c.ys - c.H / 2) / (c.H / 2)) ** 2
-        rgb = rgb * (1.0 - 0.08 * r2)[..., None]
+        rgb = rgb * (1.0 - st.vignetting * r2)[..., None]
     if st.blur[1] > 0:
         rgb = _gaussian_blur(rgb, rng.uniform(*st.blur) * s.scale)
     if st.noise[1] > 0:
@@ -1104,8 +1111,7 @@ def render(seed: int, domain: str, index: int, width: int, height: int) -> tuple
     _draw_objects(s)
     if style.ego_vehicle:
         _bonnet(s)
-    rgb = _camera_effects(s) if style.name == "target" else np.clip(np.rint(s.canvas.rgb * rng.uniform(*style.gain)), 0, 255).astype(np.uint8)
-    return rgb, s.canvas.label.copy()
+    return _camera_effects(s), s.canvas.label.copy()
 
 
 # --------------------------------------------------------------------------- files

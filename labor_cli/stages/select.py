@@ -105,6 +105,25 @@ def _check_uncertain_stored(masks: artifacts.Masks, masks_path: Path, wanted: np
         )
 
 
+def _predicted_at(masks: artifacts.Masks, masks_path: Path, i: int, chosen: selection.Chosen, check: bool) -> np.ndarray:
+    """A's class at the chosen pixels.
+
+    PPL candidates carry it (D(k) holds the mask pixels A predicts as k), which spares decoding
+    the full-resolution prediction map of every image (most of the time at Cityscapes scale);
+    the first image is checked against the map, so an inconsistent extraction is refused.
+    """
+    if not len(chosen):
+        return np.zeros(0, np.uint8)
+    if chosen.predicted is None:
+        return masks.prediction(i)[chosen.y, chosen.x]
+    if check and not np.array_equal(masks.prediction(i)[chosen.y, chosen.x], chosen.predicted):
+        raise LaborError(
+            f"{masks_path}: damaged masks artifact: image {masks.image_ids[i]!r}: the PPL candidates' classes "
+            "disagree with the prediction map"
+        )
+    return chosen.predicted
+
+
 def run_select(
     masks_path: Path,
     mode: str,
@@ -141,6 +160,7 @@ def run_select(
         ys, xs, predicted = [], [], []
         got = np.zeros(count, dtype=np.int64)
         relaxed = 0
+        checked = False
         with progress_bar(disable=quiet) as bar:
             task = bar.add_task(f"select {mode}", total=count, status="")
             for i in range(count):
@@ -164,7 +184,8 @@ def run_select(
                     raise LaborError(f"{masks_path}: damaged masks artifact: image {masks.image_ids[i]!r}: {exc}") from exc
                 ys.append(chosen.y)
                 xs.append(chosen.x)
-                predicted.append(masks.prediction(i)[chosen.y, chosen.x] if len(chosen) else np.zeros(0, np.uint8))
+                predicted.append(_predicted_at(masks, masks_path, i, chosen, check=not checked))
+                checked = checked or (chosen.predicted is not None and len(chosen) > 0)
                 got[i] = len(chosen)
                 relaxed += chosen.spacing_relaxed
                 bar.update(task, advance=1)

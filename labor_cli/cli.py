@@ -242,6 +242,25 @@ def extract(
 
 
 @app.command()
+def select(
+    masks: Path = typer.Option(..., help="Masks artifact (labor extract)."),
+    mode: str = typer.Option(..., help="ppl (prototype points), spl (whole mask), random or entropy (baselines)."),
+    output: Path = OUTPUT,
+    points: Optional[int] = typer.Option(None, help="Points per image (ppl, random, entropy)."),
+    ratio: Optional[float] = typer.Option(None, help="Share of each image's pixels, 0 < R <= 1 (random, entropy)."),
+    min_spacing: float = typer.Option(0.0, help="Preferred minimum distance between chosen points, in pixels."),
+    seed: int = typer.Option(0, help="Seed (random mode and ties); the same seed gives the same selection."),
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+) -> None:
+    """Choose the pixels to label from a masks artifact; needs no model and no GPU."""
+    from labor_cli.stages.select import print_select_summary, run_select
+
+    print_select_summary(run_select(masks, mode, output, points=points, ratio=ratio, min_spacing=min_spacing,
+                                    seed=seed, force=force, quiet=quiet))
+
+
+@app.command()
 def label(
     selection: Path = typer.Option(..., help="Selection artifact (labor select)."),
     target: str = typer.Option(..., help="Target dataset KIND:PATH with ground truth: the simulated annotator reads it."),

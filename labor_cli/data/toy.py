@@ -154,8 +154,8 @@ SOURCE_STYLE = Style(
     sidewalk=(2.2, 4.5),
     urban=0.65,
     counts={
-        "car": 3.0, "parked_car": 2.0, "truck": 0.5, "bus": 0.5, "train": 0.3, "person": 4.5,
-        "bicycle_rider": 1.0, "motorcycle_rider": 0.8, "bicycle": 0.8, "motorcycle": 0.5,
+        "car": 3.0, "parked_car": 2.0, "truck": 0.5, "bus": 0.5, "train": 0.3, "person": 6.0,
+        "bicycle_rider": 1.3, "motorcycle_rider": 1.0, "bicycle": 0.8, "motorcycle": 0.5,
         "streetlight": 2.0, "traffic_light": 1.8, "sign": 2.5, "tree": 3.5, "wall": 0.8, "fence": 0.8,
     },
     person_scale=(0.9, 1.1),
@@ -196,8 +196,10 @@ TARGET_STYLE = Style(
         "car": ((172, 36, 36), (36, 60, 150), (190, 190, 196), (32, 32, 38), (226, 226, 228), (62, 110, 64)),
         "glass": ((44, 54, 70), (60, 68, 86)),
         "tyre": ((24, 24, 26),),
-        "train": ((226, 226, 230),),
-        "train_stripe": ((190, 40, 40),),
+        "train": ((236, 236, 242),),
+        "train_stripe": ((30, 70, 172),),
+        "truck_cargo": ((232, 232, 232), (200, 200, 202)),
+        "truck_cabin": ((44, 80, 164), (184, 42, 42)),
         "motorcycle": ((34, 34, 34), (140, 24, 24), (44, 44, 116)),
         "bicycle": ((24, 96, 170), (188, 34, 34), (42, 42, 42)),
         "terrain": ((150, 160, 92), (140, 152, 88)),
@@ -212,10 +214,8 @@ TARGET_STYLE = Style(
         "light_housing": ((212, 180, 40), (200, 170, 36)),
         # olive vegetation, towards the source's grass
         "vegetation": ((118, 138, 54), (128, 136, 58), (108, 130, 50)),
-        # trucks and buses swap liveries
-        "truck_cargo": ((202, 52, 40), (222, 122, 30)),
-        "truck_cabin": ((202, 52, 40), (222, 122, 30)),
-        "bus": ((236, 236, 236), (202, 202, 204)),
+        # white buses, like the source's trucks and trams (the source's buses are red or orange)
+        "bus": ((236, 236, 236), (210, 212, 216)),
         # an overcast sky
         "sky_top": ((206, 214, 226), (198, 208, 222)),
         "sky_low": ((228, 232, 238), (222, 228, 236)),
@@ -244,11 +244,11 @@ TARGET_STYLE = Style(
     vegetation_texture=0.35,
     shading=0.18,
     ego_vehicle=True,
-    haze=(300.0, 700.0),
+    haze=(400.0, 900.0),
     shadows=0.25,
     gain=(0.9, 1.1),
     white_balance=0.04,
-    blur=(0.4, 0.7),
+    blur=(0.35, 0.6),
     noise=(2.0, 4.5),
     vignetting=0.08,
 )

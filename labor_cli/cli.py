@@ -392,6 +392,9 @@ def bench(
     warmup: int = typer.Option(2, min=0, help="Untimed repetitions first."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the default path's networks."),
     selector_backbone: str = typer.Option("separate", help="B's backbone: separate or shared."),
+    e2e_images: int = typer.Option(0, help="Also time `labor extract` end to end on this many synthetic PNGs (decoding and writing included)."),
+    workers: Optional[int] = WORKERS,
+    batch_size: int = typer.Option(4, min=1, help="Extraction batch size for the end-to-end run."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Time the reference path (fp32, eager, channels-first) against the default path, side by side."""
@@ -399,16 +402,24 @@ def bench(
     from labor_cli.stages.bench import as_json as bench_json
     from labor_cli.stages.bench import print_bench, run_bench, speedups
 
+    from labor_cli.stages.bench import bench_extract_end_to_end
+
     results = run_bench(arch, device, repeats, warmup, compile_model, selector_backbone)
+    end_to_end = None
+    if e2e_images:
+        end_to_end = bench_extract_end_to_end(arch, device, e2e_images, workers_or_default(workers), batch_size, selector_backbone)
     name = str(resolve_device(device))
     if name.startswith("cuda"):
         import torch
 
         name = torch.cuda.get_device_name(resolve_device(device))
     if as_json:
-        print(json.dumps({"device": name, "results": bench_json(results), "speedup": speedups(results)}, indent=2))
+        print(json.dumps({"device": name, "results": bench_json(results), "speedup": speedups(results), "extract_end_to_end": end_to_end}, indent=2))
     else:
         print_bench(results, name)
+        if end_to_end:
+            print(f"labor extract end to end: {end_to_end['images']} PNGs of {end_to_end['native_size'][1]}x{end_to_end['native_size'][0]}: "
+                  f"{end_to_end['images_per_s']:.1f} images/s, {end_to_end['bytes_per_image'] / 1024:.0f} KiB per image in the artifact")
 
 
 def main() -> None:

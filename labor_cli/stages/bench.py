@@ -34,7 +34,7 @@ class Measurement:
     path: str
     ms: float
     images_per_s: float
-    peak_memory_gib: float
+    peak_memory_gib: float | None  # CUDA only
     tflops: float
 
 
@@ -56,7 +56,7 @@ def _time(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, f
         fn()
         _synchronize(device)
         times.append((time.perf_counter() - started) * 1000)
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return statistics.median(times), peak
 
 
@@ -135,10 +135,72 @@ def print_bench(results: list[Measurement], device: str) -> None:
     table = Table("workload", "path", "ms", "images/s", "peak GiB", "TFLOP/s", "speed-up", title=f"labor bench on {device}")
     ups = speedups(results)
     for r in results:
-        table.add_row(r.workload, r.path, f"{r.ms:.1f}", f"{r.images_per_s:.1f}", f"{r.peak_memory_gib:.2f}",
+        table.add_row(r.workload, r.path, f"{r.ms:.1f}", f"{r.images_per_s:.1f}", "-" if r.peak_memory_gib is None else f"{r.peak_memory_gib:.2f}",
                       f"{r.tflops:.2f}", f"{ups[r.workload]:.2f}x" if r.path == "default" else "")
     stdout.print(table)
 
 
 def as_json(results: list[Measurement]) -> list[dict]:
     return [asdict(r) for r in results]
+
+
+def write_synthetic_cityscapes(root, images: int, size: tuple[int, int], seed: int = 0) -> None:
+    """A Cityscapes-layout folder of street-like PNGs (smooth regions, edges, mild noise)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    height, width = size
+    folder = Path(root) / "leftImg8bit" / "train" / "benchcity"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def draw(i: int) -> None:
+        rng = np.random.default_rng([seed, i])
+        y = np.linspace(0, 1, height)[:, None, None]
+        image = (np.array([70, 130, 180]) * (1 - y) + np.array([128, 64, 128]) * y) * np.ones((1, width, 1))
+        for _ in range(12):  # buildings, cars: flat blocks
+            top, left = rng.integers(0, height // 2), rng.integers(0, width - 64)
+            image[top : top + rng.integers(32, height // 2), left : left + rng.integers(32, width // 4)] = rng.integers(0, 255, 3)
+        image += rng.normal(0, 4, image.shape)
+        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(folder / f"benchcity_{i:06d}_000019_leftImg8bit.png", compress_level=1)
+
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(draw, range(images)))
+
+
+def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", images: int = 200, workers: int = 8,
+                             batch_size: int = 4, selector_backbone: str = "separate", precision: str = "auto") -> dict:
+    """`labor extract` on real PNG files: decoding, the networks, the masks data and the artifact written."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from labor_cli import artifacts
+    from labor_cli.artifacts import TrainingState
+    from labor_cli.data.labels import class_names
+    from labor_cli.stages.extract import run_extract
+
+    torch_device = resolve_device(device)
+    arch = arch or ("deeplabv2-r101" if torch_device.type == "cuda" else "small")
+    native = SHAPES["paper" if arch != "small" else "small"][2]
+    with tempfile.TemporaryDirectory() as tmp:
+        write_synthetic_cityscapes(Path(tmp) / "cityscapes", images, native)
+        (Path(tmp) / "cityscapes" / "labor-dataset.json").write_text(
+            '{"train_size": [%d, %d]}' % (native[1] // 2, native[0] // 2))
+        torch.manual_seed(0)
+        networks = build_networks(arch, 19, selector_backbone=selector_backbone)
+        checkpoint = Path(tmp) / "model.h5"
+        with artifacts.create_artifact(checkpoint, "checkpoint", {"bench": True}) as f:
+            artifacts.write_checkpoint(f, networks, "cityscapes19", list(class_names("cityscapes19")),
+                                       TrainingState("warmup", 0, 1, {}, {}))
+        output = Path(tmp) / "masks.h5"
+        started = time.perf_counter()
+        result = run_extract(checkpoint, f"cityscapes:{Path(tmp) / 'cityscapes'}", output, device=device, precision=precision,
+                             workers=workers, batch_size=batch_size, quiet=True)
+        seconds = time.perf_counter() - started
+    return {"arch": arch, "images": images, "native_size": list(native), "workers": workers, "batch_size": batch_size,
+            "selector_backbone": selector_backbone, "seconds": seconds, "images_per_s": images / seconds,
+            "mask_percent": result.mask_share, "bytes_per_image": result.bytes_per_image}

@@ -1,0 +1,224 @@
+"""The embedded toy domain pair (labor_cli.data.toy): layouts, determinism, classes, safety."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labor_cli.data import toy
+from labor_cli.data.labels import CITYSCAPES_LABELS, cityscapes_id_table
+from labor_cli.errors import LaborError, LaborUsageError
+
+TINY = toy.PRESETS["tiny"]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("toy") / "pair"
+    return out, toy.make_toy_pair(out, seed=0, size="tiny")
+
+
+def _source_labels(root: Path, split: str) -> list[np.ndarray]:
+    names = (root / "source" / f"{split}.txt").read_text().split()
+    return [np.asarray(Image.open(root / "source" / "labels" / n)) for n in names]
+
+
+def _target_labels(root: Path, split: str) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p)) for p in sorted((root / "target" / "gtFine" / split).rglob("*_gtFine_labelIds.png"))]
+
+
+def test_source_layout(pair):
+    root, _ = pair
+    src = root / "source"
+    w, h = TINY["source"]["size"]
+    train = (src / "train.txt").read_text().splitlines()
+    val = (src / "val.txt").read_text().splitlines()
+    assert len(train) == TINY["source"]["train"] and len(val) == TINY["source"]["val"]
+    assert train[0] == "00000.png" and not set(train) & set(val)
+    assert all(re.fullmatch(r"\d{5}\.png", n) for n in train + val)
+    assert sorted(p.name for p in (src / "images").iterdir()) == sorted(train + val)
+    assert sorted(p.name for p in (src / "labels").iterdir()) == sorted(train + val)
+    image, label = Image.open(src / "images" / train[0]), Image.open(src / "labels" / train[0])
+    assert image.mode == "RGB" and image.size == (w, h)
+    assert label.mode == "L" and label.size == (w, h)
+    meta = json.loads((src / "labor-dataset.json").read_text())
+    assert meta == {"name": "toy source", "train_size": [w, h], "seed": 0, "generator": "labor data toy"}
+
+
+def test_target_layout(pair):
+    root, _ = pair
+    tgt = root / "target"
+    w, h = TINY["target"]["size"]
+    pattern = re.compile(r"([a-z]+)_(\d{6})_(\d{6})_leftImg8bit\.png")
+    for split in ("train", "val"):
+        images = sorted((tgt / "leftImg8bit" / split).rglob("*.png"))
+        labels = sorted((tgt / "gtFine" / split).rglob("*.png"))
+        assert len(images) == len(labels) == TINY["target"][split]
+        cities = set()
+        for img in images:
+            m = pattern.fullmatch(img.name)
+            assert m, img.name
+            assert img.parent.name == m.group(1) and m.group(1) in toy.TARGET_CITIES[split]
+            cities.add(m.group(1))
+            gt = tgt / "gtFine" / split / m.group(1) / img.name.replace("_leftImg8bit.png", "_gtFine_labelIds.png")
+            assert gt.is_file()
+            assert Image.open(img).mode == "RGB" and Image.open(img).size == (w, h)
+            assert Image.open(gt).mode == "L" and Image.open(gt).size == (w, h)
+        assert cities == set(toy.TARGET_CITIES[split][: len(images)])
+    assert not set(toy.TARGET_CITIES["train"]) & set(toy.TARGET_CITIES["val"])
+    meta = json.loads((tgt / "labor-dataset.json").read_text())
+    assert meta == {"name": "toy target", "train_size": [w, h], "seed": 0, "generator": "labor data toy"}
+
+
+def test_labels_are_cityscapes_label_ids_and_all_19_classes_appear_in_every_split(pair):
+    root, _ = pair
+    table = cityscapes_id_table()
+    allowed = {lab.label_id for lab in CITYSCAPES_LABELS} | {toy.VOID, toy.EGO_VEHICLE}
+    for domain, read in (("source", _source_labels), ("target", _target_labels)):
+        for split in ("train", "val"):
+            ids = np.unique(np.concatenate([lab.ravel() for lab in read(root, split)]))
+            assert set(ids.tolist()) <= allowed, (domain, split, ids)
+            present = set(table[ids].tolist()) - {255}
+            assert present == set(range(19)), (domain, split, sorted(set(range(19)) - present))
+    # the target has the ego vehicle's bonnet (ignored); the source has no void at all
+    assert any((lab == toy.EGO_VEHICLE).any() for lab in _target_labels(root, "train"))
+    assert not any((table[lab] == 255).any() for lab in _source_labels(root, "train"))
+
+
+def test_summary(pair):
+    root, summary = pair
+    assert summary["out_dir"] == str(root) and summary["seed"] == 0 and summary["size"] == "tiny"
+    assert summary["seconds"] > 0
+    for domain in ("source", "target"):
+        d = summary["domains"][domain]
+        assert d["images"] == {"train": TINY[domain]["train"], "val": TINY[domain]["val"]}
+        assert d["image_size"] == list(TINY[domain]["size"])
+        shares = d["class_share"]
+        assert set(shares) == {lab.name for lab in CITYSCAPES_LABELS}
+        assert all(v > 0 for v in shares.values())
+        assert sum(shares.values()) + d["void_share"] == pytest.approx(1.0)
+    assert summary["domains"]["source"]["layout"] == "gta5"
+    assert summary["domains"]["target"]["layout"] == "cityscapes"
+
+
+def test_same_seed_gives_identical_bytes_and_other_seeds_differ(pair, tmp_path):
+    root, _ = pair
+    again = toy.make_toy_pair(tmp_path / "again", seed=0, size="tiny")
+    assert again["domains"] == {
+        d: {**v, "path": str(tmp_path / "again" / d)} for d, v in pair[1]["domains"].items()
+    }
+    first, second = _files(root), _files(tmp_path / "again")
+    assert first.keys() == second.keys()
+    assert all(first[k] == second[k] for k in first)
+
+    toy.make_toy_pair(tmp_path / "other", seed=1, size="tiny")
+    third = _files(tmp_path / "other")
+    assert third.keys() == first.keys()
+    pngs = [k for k in first if k.endswith(".png")]
+    assert all(first[k] != third[k] for k in pngs if "/images/" in k or "leftImg8bit" in k)
+    assert sum(first[k] != third[k] for k in pngs) == len(pngs)
+
+
+def test_images_are_independent_of_the_split_sizes():
+    # an image depends on (seed, domain, index) only: rendering it alone gives the same pixels
+    a = toy.render(3, "target", 5, 128, 64)
+    b = toy.render(3, "target", 5, 128, 64)
+    c = toy.render(3, "target", 6, 128, 64)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_progress_is_reported_for_every_image(tmp_path):
+    calls = []
+    toy.make_toy_pair(tmp_path / "p", size="tiny", progress=lambda done, total: calls.append((done, total)))
+    total = sum(TINY[d][s] for d in ("source", "target") for s in ("train", "val"))
+    assert calls == [(i, total) for i in range(1, total + 1)]
+
+
+def test_refuses_an_existing_output_unless_forced(tmp_path):
+    out = tmp_path / "pair"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(LaborError, match=re.escape(str(out))) as err:
+        toy.make_toy_pair(out, size="tiny")
+    assert type(err.value) is LaborError and "\n" not in str(err.value)
+    assert (out / "keep.txt").read_text() == "mine"
+
+    toy.make_toy_pair(out, size="tiny", force=True)
+    assert not (out / "keep.txt").exists()
+    assert (out / "source" / "train.txt").is_file() and (out / "target" / "labor-dataset.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pair"]  # no temporary folders left
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    toy.make_toy_pair(empty, size="tiny")  # an empty folder is fine
+    assert (empty / "source").is_dir()
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(LaborError, match="not a directory"):
+        toy.make_toy_pair(a_file, size="tiny", force=True)
+
+
+def test_an_interrupted_run_leaves_nothing_behind(tmp_path):
+    def interrupt(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "pair"
+    with pytest.raises(KeyboardInterrupt):
+        toy.make_toy_pair(out, size="tiny", progress=interrupt)
+    assert list(tmp_path.iterdir()) == []
+
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        toy.make_toy_pair(out, size="tiny", force=True, progress=interrupt)
+    assert [p.name for p in tmp_path.iterdir()] == ["pair"]
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_bad_options_are_usage_errors(tmp_path):
+    with pytest.raises(LaborUsageError, match="huge"):
+        toy.make_toy_pair(tmp_path / "x", size="huge")
+    with pytest.raises(LaborUsageError, match="seed"):
+        toy.make_toy_pair(tmp_path / "x", seed=-1, size="tiny")
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_real_loaders_read_the_pair(pair):
+    datasets = pytest.importorskip("labor_cli.data.datasets")
+    root, _ = pair
+    table = cityscapes_id_table()
+    for kind, domain in (("gta5", "source"), ("cityscapes", "target")):
+        w, h = TINY[domain]["size"]
+        for split in ("train", "val"):
+            ds = datasets.open_dataset(f"{kind}:{root / domain}", split)
+            assert len(ds) == TINY[domain][split] == len(ds.image_ids)
+            assert tuple(ds.train_size) == (w, h)
+            seen = set()
+            for i in range(len(ds)):
+                image, label = ds.read_image(i), ds.read_label(i)
+                assert image.shape == (h, w, 3) and image.dtype == np.uint8
+                assert label.shape == (h, w) and label.dtype == np.uint8
+                seen |= set(np.unique(label).tolist())
+            assert seen - {255} == set(range(19)), (kind, split)
+        # the loader's train ids are the label ids of the same image mapped through the table
+        ds = datasets.open_dataset(f"{kind}:{root / domain}", "train")
+        if domain == "source":
+            raw = {p.stem: p for p in (root / domain / "labels").iterdir()}
+        else:
+            raw = {p.name[: -len("_gtFine_labelIds.png")]: p for p in (root / domain / "gtFine" / "train").rglob("*.png")}
+        for i in (0, len(ds) - 1):
+            key = Path(str(ds.image_ids[i])).name.split(".")[0].replace("_leftImg8bit", "")
+            assert key in raw, (ds.image_ids[i], sorted(raw))
+            assert np.array_equal(ds.read_label(i), table[np.asarray(Image.open(raw[key]))])

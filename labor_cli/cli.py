@@ -56,7 +56,8 @@ def workers_or_default(workers: Optional[int]) -> int:
 # --- training options, shared by warmup and adapt (one definition, spliced into both signatures) ---
 TRAIN_OPTIONS: dict[str, tuple[type, typer.models.OptionInfo]] = {
     "iterations": (int, typer.Option(40000, "--iters", "--iterations", help="Training iterations.")),
-    "lr": (float, typer.Option(2.5e-4, help="SGD learning rate of A and B (their heads at 10x).")),
+    "optimizer": (str, typer.Option("sgd", help="Optimiser of A and B: sgd (the paper's protocol, heads at 10x) or adamw (small networks from scratch).")),
+    "lr": (float, typer.Option(2.5e-4, help="Learning rate of A and B.")),
     "momentum": (float, typer.Option(0.9, help="SGD momentum.")),
     "weight_decay": (float, typer.Option(5e-4, help="SGD weight decay.")),
     "power": (float, typer.Option(0.9, help="Poly learning-rate decay power.")),
@@ -64,7 +65,7 @@ TRAIN_OPTIONS: dict[str, tuple[type, typer.models.OptionInfo]] = {
     "lambda_adv": (float, typer.Option(0.001, help="Weight of the adversarial loss (0: source-only training).")),
     "lambda_target": (float, typer.Option(1.0, help="Weight of the annotated target pixels' loss (adapt).")),
     "lambda_pseudo": (float, typer.Option(1.0, help="Weight of B's pseudo-label loss (adapt).")),
-    "lambda_dis": (float, typer.Option(0.1, help="Weight of B's classifier-discrepancy maximisation.")),
+    "lambda_dis": (float, typer.Option(0.01, help="Weight of B's classifier-discrepancy maximisation (sets the mask share: higher, larger mask).")),
     "pseudo_alpha": (float, typer.Option(0.2, help="Per class, the most confident fraction of A's pixels kept as pseudo labels.")),
     "source_batch": (int, typer.Option(2, help="Source images per iteration.")),
     "target_batch": (int, typer.Option(2, help="Target images per iteration.")),

@@ -98,6 +98,7 @@ def test_summary(pair):
     root, summary = pair
     assert summary["out_dir"] == str(root) and summary["seed"] == 0 and summary["size"] == "tiny"
     assert summary["seconds"] > 0
+    assert summary["counts"] == {f"{d} {sp}": TINY[d][sp] for d in ("source", "target") for sp in ("train", "val")}
     for domain in ("source", "target"):
         d = summary["domains"][domain]
         assert d["images"] == {"train": TINY[domain]["train"], "val": TINY[domain]["val"]}
@@ -119,6 +120,10 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ(pair, tmp_path):
     first, second = _files(root), _files(tmp_path / "again")
     assert first.keys() == second.keys()
     assert all(first[k] == second[k] for k in first)
+
+    toy.make_toy_pair(tmp_path / "pool", seed=0, size="tiny", workers=2)  # a process pool draws the same
+    pooled = _files(tmp_path / "pool")
+    assert pooled.keys() == first.keys() and all(first[k] == pooled[k] for k in first)
 
     toy.make_toy_pair(tmp_path / "other", seed=1, size="tiny")
     third = _files(tmp_path / "other")

@@ -12,27 +12,36 @@ run the real loaders on the real layouts:
 Every scene is laid out in a little pinhole-camera world (a ground plane, a road with
 sidewalks, facades and hedges along it, a skyline at the end of the street, objects standing
 on the ground) and drawn with a depth buffer, so sizes fall off with distance and occlusion
-is right. All 19 evaluated Cityscapes classes appear in every split.
+is right. Rare objects are forced in turn, so any 3 consecutive images show all 19 evaluated
+Cityscapes classes and so does every split; thin things (poles, lights, signs) keep a minimum
+width of a few pixels at the default size.
 
-The two domains differ the way GTA5 and Cityscapes do, in ways a few target labels can fix:
-class-conditional appearance (the target's sidewalk is grey asphalt that looks like the
-source's road, its vegetation turns olive like the source's grass, its walls are brick like
-the source's buildings, trucks and buses swap liveries, traffic lights have yellow housings,
-fences are metal mesh instead of wooden slats, the sky is overcast), camera and object
-statistics (focal length, camera height, crowds, parked cars, the ego vehicle's bonnet), and
-sensor effects (haze, shadows, exposure and white balance, blur, noise).
+The two domains differ the way GTA5 and Cityscapes do, mostly in ways a few target labels can
+fix. The source is rendered: flat colours, crisp edges, clean textures, a sunny sky, some
+variety of exposure and hard shadows. The target is photographed, with class-conditional
+changes of appearance that cause systematic confusions (asphalt sidewalks coloured like the
+source's road, brick walls coloured like the source's buildings, metal mesh fences instead of
+wooden slats, olive vegetation, yellow traffic-light housings like the source's signs, white
+buses like the source's trucks and trams, an overcast sky), other camera and object statistics
+(focal length, camera height, crowds, parked cars, the ego vehicle's bonnet, labelled
+"ego vehicle" and so ignored), and sensor effects (haze, shadows, exposure, white balance,
+vignetting, blur, noise).
 
 Each image is drawn from its own generator ``np.random.default_rng([seed, domain, index])``,
-so the same seed gives byte-identical files and images do not depend on one another.
+so the same seed gives byte-identical files and images do not depend on one another or on
+how many processes draw them.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -68,7 +77,7 @@ ID = LABEL_ID_BY_NAME
 VOID = 0
 EGO_VEHICLE = 1  # Cityscapes' "ego vehicle": the bonnet at the bottom of target frames, ignored
 
-_PNG = {"format": "PNG", "compress_level": 6, "optimize": False}
+_PNG = {"format": "PNG", "compress_level": 1, "optimize": False}
 
 
 # --------------------------------------------------------------------------- styles
@@ -255,8 +264,22 @@ TARGET_STYLE = Style(
 
 STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}
 
-# Rare classes are forced in turn (by image index) so that every split of 3+ images has all 19.
-_FORCED = (("train", "wall", "motorcycle_rider"), ("bus", "fence", "bicycle_rider"), ("truck", "traffic_light", "bicycle"))
+# Objects forced in turn (by image index, so any 3 consecutive images hold all 19 classes), and
+# the classes each group must show; a scene that misses one is laid out again (same generator).
+_FORCED = (
+    ("train", "wall", "motorcycle_rider", "sign", "terrain", "person"),
+    ("bus", "fence", "bicycle_rider", "traffic_light", "tree", "car"),
+    ("truck", "wall", "fence", "bicycle", "motorcycle", "traffic_light", "sign", "terrain"),
+)
+_SHOWS = {
+    "train": ("train",), "bus": ("bus",), "truck": ("truck",), "car": ("car",), "person": ("person",),
+    "wall": ("wall",), "fence": ("fence",), "terrain": ("terrain",), "tree": ("vegetation",),
+    "sign": ("pole", "traffic sign"), "traffic_light": ("pole", "traffic light"),
+    "bicycle": ("bicycle",), "motorcycle": ("motorcycle",),
+    "bicycle_rider": ("bicycle", "rider"), "motorcycle_rider": ("motorcycle", "rider"),
+}
+_ALWAYS = ("road", "sidewalk", "building", "sky")
+_ATTEMPTS = 8
 
 
 # --------------------------------------------------------------------------- canvas
@@ -530,7 +553,7 @@ def _facade_texture(s: Scene, along: np.ndarray, up: np.ndarray, base: np.ndarra
     win = windows | (shop & (rng.random() < 0.5))
     if st.window_kind == "glass":  # reflective glass: a vertical gradient per window
         refl = 0.8 + 0.5 * _frac(up / floor)
-        out[win] = (glass * refl[..., None])[win] if refl.shape == win.shape else glass
+        out[win] = (glass * refl[..., None])[win]
     else:
         out[win] = glass
     return out
@@ -603,13 +626,13 @@ def _draw_sides(s: Scene) -> None:
         # walls and fences along the sidewalk's outer edge
         for kind in ("wall", "fence"):
             for _ in range(s.count(kind)):
-                z0 = rng.uniform(2.0, 30.0) if kind not in s.forced else rng.uniform(3.0, 12.0)
-                length = rng.uniform(5.0, 25.0)
-                xe = s.edge(side, 0.05)
+                z0 = rng.uniform(2.0, 30.0) if kind not in s.forced else rng.uniform(6.0, 14.0)
+                length = rng.uniform(5.0, 25.0) if kind not in s.forced else rng.uniform(10.0, 25.0)
+                # along the property line, just in front of the facades (fences before walls)
                 if kind == "wall":
-                    _wall(s, xe, z0, z0 + length, rng.uniform(1.0, 2.8))
+                    _wall(s, s.facade(side) - side * 0.05, z0, z0 + length, rng.uniform(1.0, 2.8))
                 else:
-                    _fence(s, xe, z0, z0 + length, rng.uniform(1.0, 2.0))
+                    _fence(s, s.facade(side) - side * 0.1, z0, z0 + length, rng.uniform(1.0, 2.0))
     _draw_skyline(s)
 
 
@@ -661,9 +684,8 @@ def _draw_skyline(s: Scene) -> None:
             sp = Sprite(c, (left + right) / 2, bottom, right - left, cam.px(height, z), z)
             if sp.visible:
                 base = s.pick("building") * rng.uniform(0.85, 1.0)
-                along = sp.px * z / cam.f
-                up = (sp.height - sp.py) * z / cam.f
-                sp.paint(np.ones_like(sp.mask), _facade_texture(s, along + 0 * up, up + 0 * along, base, 1.0), ID["building"])
+                along, up = np.broadcast_arrays(sp.px * z / cam.f, (sp.height - sp.py) * z / cam.f)
+                sp.paint(np.ones_like(sp.mask), _facade_texture(s, along, up, base, 1.0), ID["building"])
                 sp.commit()
         else:
             height = rng.uniform(6.0, 14.0)
@@ -940,71 +962,92 @@ def _vehicle(s: Scene, u: float, bottom: float, z: float, kind: str, view: str, 
     sp.commit()
 
 
+# Where a forced object goes: near enough to be seen whole (depth range in metres).
+_FORCED_DEPTH = {
+    "traffic_light": (8.0, 22.0), "sign": (7.0, 20.0), "bicycle": (5.0, 16.0), "motorcycle": (5.0, 16.0),
+    "bicycle_rider": (6.0, 18.0), "motorcycle_rider": (6.0, 18.0), "truck": (10.0, 25.0), "bus": (10.0, 25.0),
+    "train": (12.0, 30.0), "car": (6.0, 20.0), "person": (4.0, 15.0), "tree": (6.0, 20.0),
+}
+
+
 def _draw_objects(s: Scene) -> None:
     c, cam, rng = s.canvas, s.cam, s.rng
 
     def in_view(x, z):
         return -0.1 * c.W < cam.col(x, z) < 1.1 * c.W
 
+    def place(key, k, sample):
+        """(x, z) from ``sample(z_range)``; the first of a forced kind is resampled until well in view."""
+        if key not in s.forced or k > 0:
+            return sample(None)
+        for _ in range(8):
+            x, z = sample(_FORCED_DEPTH[key])
+            if 0.1 * c.W < cam.col(x, z) < 0.9 * c.W:
+                break
+        return x, z
+
+    def depth(z_range, lo, hi):
+        return rng.uniform(*z_range) if z_range else rng.uniform(lo, hi)
+
     def sidewalk_x(side, inner=0.3, outer=0.3):
         sw = s.sidewalk[0 if side < 0 else 1]
         return s.road_centre + side * (s.road_half + rng.uniform(inner, max(sw - outer, inner + 0.01)))
 
-    def near_z(key, lo, hi):
-        return rng.uniform(lo, min(hi, 14.0)) if key in s.forced else rng.uniform(lo, hi)
+    def side():
+        return -1 if rng.random() < 0.5 else 1
 
     # trees on green sides and along sidewalks
-    for _ in range(s.count("tree")):
-        side = rng.choice((-1, 1))
-        i = 0 if side < 0 else 1
-        if s.terrain[i] > 0.5:
-            x = s.edge(side, rng.uniform(0.3, s.terrain[i]))
-        else:
-            x = s.edge(side, -0.4)
-        z = rng.uniform(5.0, 60.0)
+    def tree_spot(zr):
+        sd = side()
+        i = 0 if sd < 0 else 1
+        x = s.edge(sd, rng.uniform(0.3, s.terrain[i])) if s.terrain[i] > 0.5 else s.edge(sd, -0.4)
+        return x, depth(zr, 5.0, 60.0)
+
+    for k in range(s.count("tree")):
+        x, z = place("tree", k, tree_spot)
         if in_view(x, z):
             _tree(s, x, z)
     # street furniture: lamps, traffic lights, signs
     for key, top, hmin, hmax in (("streetlight", "lamp", 6.0, 8.5), ("traffic_light", "traffic light", 3.2, 4.5), ("sign", "traffic sign", 2.2, 3.2)):
-        for _ in range(s.count(key)):
-            side = rng.choice((-1, 1))
-            x = s.road_centre + side * (s.road_half + rng.uniform(0.3, 0.7))
-            z = near_z(key, 4.0, 45.0)
+        for k in range(s.count(key)):
+            x, z = place(key, k, lambda zr: (s.road_centre + side() * (s.road_half + rng.uniform(0.3, 0.7)), depth(zr, 4.0, 45.0)))
             if in_view(x, z):
                 _pole(s, x, z, rng.uniform(hmin, hmax), top)
     # people on the sidewalks (and on the zebra crossing)
-    for _ in range(s.count("person")):
-        side = rng.choice((-1, 1))
-        x, z = sidewalk_x(side), 3.5 + 32.0 * rng.random() ** 1.5
+    for k in range(s.count("person")):
+        x, z = place("person", k, lambda zr: (sidewalk_x(side()), depth(zr, 0, 0) if zr else 3.5 + 32.0 * rng.random() ** 1.5))
         if s.crossing is not None and rng.random() < 0.2:
             x, z = s.road_centre + rng.uniform(-s.road_half, s.road_half), s.crossing[0] - rng.uniform(1.5, 3.5)
         if in_view(x, z):
             _person(s, *_ground_spot(s, x, z), z)
         if s.style.name == "target" and rng.random() < 0.35:  # target people walk in groups
-            dx = rng.uniform(0.5, 0.9) * rng.choice((-1, 1))
-            _person(s, *_ground_spot(s, x + dx, z + rng.uniform(-0.3, 0.6)), z + rng.uniform(-0.3, 0.6))
+            dx = rng.uniform(0.5, 0.9) * (1 if rng.random() < 0.5 else -1)
+            dz = rng.uniform(-0.3, 0.6)
+            _person(s, *_ground_spot(s, x + dx, z + dz), z + dz)
     # parked two-wheelers on the sidewalk, riders at the road's edge
     for kind in ("bicycle", "motorcycle"):
-        for _ in range(s.count(kind)):
-            side = rng.choice((-1, 1))
-            x, z = sidewalk_x(side), near_z(kind, 4.0, 25.0)
+        for k in range(s.count(kind)):
+            x, z = place(kind, k, lambda zr: (sidewalk_x(side()), depth(zr, 4.0, 25.0)))
             if in_view(x, z):
                 _two_wheeler(s, *_ground_spot(s, x, z), z, kind, ridden=False)
-        for _ in range(s.count(f"{kind}_rider")):
-            side = rng.choice((-1, 1))
-            x = s.road_centre + side * (s.road_half - rng.uniform(0.6, 1.4))
-            z = near_z(f"{kind}_rider", 4.5, 30.0)
+        key = f"{kind}_rider"
+        for k in range(s.count(key)):
+            x, z = place(key, k, lambda zr: (s.road_centre + side() * (s.road_half - rng.uniform(0.6, 1.4)), depth(zr, 4.5, 30.0)))
             if in_view(x, z):
                 _two_wheeler(s, *_ground_spot(s, x, z), z, kind, ridden=True)
     # vehicles in the lanes (right lanes go away, left lanes come towards us) and parked
     lane_centres = [s.road_centre - s.road_half + (a + b) / 2 for a, b in zip(s.lanes[:-1], s.lanes[1:])]
-    for key, kind in (("car", "car"), ("truck", "truck"), ("bus", "bus"), ("train", "train")):
-        n = s.count(key)
-        for _ in range(n):
+
+    def lane_spot(kind, zr):
+        if kind == "train":
+            x = s.road_centre + rng.uniform(-0.5, 0.5)
+        else:
             x = lane_centres[rng.integers(len(lane_centres))] + rng.uniform(-0.3, 0.3)
-            if kind == "train":
-                x = s.road_centre + rng.uniform(-0.5, 0.5)
-            z = near_z(key, 6.0 if kind == "car" else 9.0, 70.0)
+        return x, depth(zr, 6.0 if kind == "car" else 9.0, 70.0)
+
+    for kind in ("car", "truck", "bus", "train"):
+        for k in range(s.count(kind)):
+            x, z = place(kind, k, lambda zr: lane_spot(kind, zr))
             view = "rear"
             if s.crossing is not None and rng.random() < 0.35:
                 view, z = "side", (s.crossing[0] + s.crossing[1]) / 2
@@ -1012,12 +1055,12 @@ def _draw_objects(s: Scene) -> None:
             if in_view(x, z):
                 _vehicle(s, *_ground_spot(s, x, z), z, kind, view, facing=x < s.road_centre)
     for _ in range(s.count("parked_car")):
-        side = rng.choice((-1, 1))
-        x = s.road_centre + side * (s.road_half - 1.1)
+        sd = side()
+        x = s.road_centre + sd * (s.road_half - 1.1)
         z = rng.uniform(5.0, 50.0)
         view = "side" if rng.random() < 0.3 else "rear"
         if in_view(x, z):
-            _vehicle(s, *_ground_spot(s, x, z), z, "car", view, facing=side < 0)
+            _vehicle(s, *_ground_spot(s, x, z), z, "car", view, facing=sd < 0)
 
 
 # --------------------------------------------------------------------------- one image
@@ -1041,8 +1084,9 @@ def _layout(rng: np.random.Generator, style: Style, width: int, height: int, for
     s.sidewalk = (rng.uniform(*style.sidewalk), rng.uniform(*style.sidewalk))
     s.urban = (bool(rng.random() < style.urban), bool(rng.random() < style.urban))
     terrain = []
+    terrain_side = int(rng.integers(2))
     for i in range(2):
-        green = not s.urban[i] or rng.random() < 0.35 or (i == 1 and "terrain" in forced)
+        green = not s.urban[i] or rng.random() < 0.35 or (i == terrain_side and "terrain" in forced)
         terrain.append(rng.uniform(1.5, 6.0) if green else 0.0)
     s.terrain = (terrain[0], terrain[1])
     s.end = rng.uniform(60.0, 180.0)
@@ -1104,11 +1148,18 @@ def render(seed: int, domain: str, index: int, width: int, height: int) -> tuple
     """One scene of ``domain`` ("source" or "target"): an RGB image and its label-id map."""
     style = STYLES[domain]
     rng = np.random.default_rng([seed, DOMAINS.index(domain), index])
-    s = _layout(rng, style, width, height, _FORCED[index % len(_FORCED)])
-    _draw_sky(s)
-    _draw_ground(s)
-    _draw_sides(s)
-    _draw_objects(s)
+    forced = _FORCED[index % len(_FORCED)]
+    shows = {ID[name] for key in forced for name in _SHOWS[key]} | {ID[name] for name in _ALWAYS}
+    min_pixels = max(2, round(8 * (width / 256.0) ** 2))
+    for _ in range(_ATTEMPTS):
+        s = _layout(rng, style, width, height, forced)
+        _draw_sky(s)
+        _draw_ground(s)
+        _draw_sides(s)
+        _draw_objects(s)
+        hist = np.bincount(s.canvas.label.ravel(), minlength=256)
+        if all(hist[i] >= min_pixels for i in shows):
+            break
     if style.ego_vehicle:
         _bonnet(s)
     return _camera_effects(s), s.canvas.label.copy()
@@ -1117,9 +1168,37 @@ def render(seed: int, domain: str, index: int, width: int, height: int) -> tuple
 # --------------------------------------------------------------------------- files
 
 
-def _save_png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, **_PNG)
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, **_PNG)
+    return buf.getvalue()
+
+
+def _draw_job(job: tuple[int, str, int, int, int]) -> tuple[bytes, bytes, np.ndarray]:
+    """Render one image and encode it: (image PNG, label PNG, label-id histogram)."""
+    rgb, lab = render(*job)
+    return _png(rgb), _png(lab), np.bincount(lab.ravel(), minlength=256)
+
+
+def _plan(preset: dict, seed: int) -> list[tuple[tuple[int, str, int, int, int], str, str, str]]:
+    """Every image to draw, in order: (render job, image path, label path, split), paths relative."""
+    plan = []
+    for domain in DOMAINS:
+        spec = preset[domain]
+        width, height = spec["size"]
+        index = 0
+        for split in SPLITS:
+            if domain == "source":
+                files = [(f"images/{n}", f"labels/{n}") for n in _source_names(spec["train"], spec["val"])[split]]
+            else:
+                files = [
+                    (f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png", f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png")
+                    for city, stem in _target_paths(split, spec[split])
+                ]
+            for image_path, label_path in files:
+                plan.append(((seed, domain, index, width, height), f"{domain}/{image_path}", f"{domain}/{label_path}", split))
+                index += 1
+    return plan
 
 
 def _source_names(n_train: int, n_val: int) -> dict[str, list[str]]:
@@ -1149,21 +1228,44 @@ def _check_out_dir(out_dir: Path, force: bool) -> None:
         raise LaborError(f"{out_dir}: already exists and is not empty (use --force to replace it)")
 
 
+def _drawn(plan, workers: int):
+    """Yield ``_draw_job`` results in plan order, from this process or a small process pool."""
+    jobs = [job for job, *_ in plan]
+    if workers <= 1:
+        for job in jobs:
+            yield _draw_job(job)
+        return
+    # spawn, not fork: the caller may hold threads (torch, BLAS) that a fork would copy half-locked
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield from pool.map(_draw_job, jobs, chunksize=4)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def make_toy_pair(
     out_dir: Path,
     seed: int = 0,
     size: str = "default",
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> dict:
-    """Draw the toy source/target pair into ``out_dir`` (atomically) and return a summary."""
+    """Draw the toy source/target pair into ``out_dir`` (atomically) and return a summary.
+
+    ``workers``: processes that draw (default: 2 where there are 2 CPUs and many images, else 1);
+    the files do not depend on it.
+    """
     if size not in PRESETS:
         raise LaborUsageError(f"unknown toy size {size!r}; known: {', '.join(PRESETS)}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise LaborUsageError(f"toy seed must be a non-negative integer, got {seed!r}")
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, force)
     preset = PRESETS[size]
+    plan = _plan(preset, int(seed))
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(plan) >= 100 else 1
     start = time.perf_counter()
     parent = out_dir.absolute().parent
     try:
@@ -1172,55 +1274,26 @@ def make_toy_pair(
     except OSError as exc:
         raise LaborError(f"{out_dir}: cannot create it ({exc.strerror or exc})") from exc
 
-    total = sum(preset[d][sp] for d in DOMAINS for sp in SPLITS)
-    done = 0
-    train_ids = cityscapes_id_table()
     counts = {d: np.zeros(256, np.int64) for d in DOMAINS}
-    summary_domains: dict[str, dict] = {}
+    drawn = _drawn(plan, workers)
     try:
-        for domain in DOMAINS:
-            spec = preset[domain]
-            width, height = spec["size"]
-            root = tmp / domain
-            root.mkdir()
-            index = 0
+        lists: dict[tuple[str, str], list[str]] = {("source", sp): [] for sp in SPLITS}
+        for done, ((job, image_path, label_path, split), (image_png, label_png, hist)) in enumerate(zip(plan, drawn), 1):
+            domain = job[1]
+            for rel, data in ((image_path, image_png), (label_path, label_png)):
+                path = tmp / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            counts[domain] += hist
             if domain == "source":
-                names = _source_names(spec["train"], spec["val"])
-                for split in SPLITS:
-                    for name in names[split]:
-                        rgb, lab = render(seed, domain, index, width, height)
-                        _save_png(root / "images" / name, rgb)
-                        _save_png(root / "labels" / name, lab)
-                        counts[domain] += np.bincount(lab.ravel(), minlength=256)
-                        index += 1
-                        done += 1
-                        if progress:
-                            progress(done, total)
-                    (root / f"{split}.txt").write_text("".join(n + "\n" for n in names[split]))
-            else:
-                for split in SPLITS:
-                    for city, stem in _target_paths(split, spec[split]):
-                        rgb, lab = render(seed, domain, index, width, height)
-                        _save_png(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", rgb)
-                        _save_png(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", lab)
-                        counts[domain] += np.bincount(lab.ravel(), minlength=256)
-                        index += 1
-                        done += 1
-                        if progress:
-                            progress(done, total)
-            (root / "labor-dataset.json").write_text(_dataset_json(f"toy {domain}", (width, height), int(seed)))
-            all_px = counts[domain].sum()
-            share = {lab.name: float(counts[domain][lab.label_id] / all_px) for lab in CITYSCAPES_LABELS}
-            ignored = counts[domain][train_ids == 255].sum()
-            summary_domains[domain] = {
-                "path": str(out_dir / domain),
-                "layout": "gta5" if domain == "source" else "cityscapes",
-                "image_size": [width, height],
-                "images": {split: spec[split] for split in SPLITS},
-                "class_share": share,
-                "void_share": float(ignored / all_px),
-            }
-        # into place: the old output (with --force) goes only once the new one is complete
+                lists[domain, split].append(Path(image_path).name)
+            if progress:
+                progress(done, len(plan))
+        for split in SPLITS:
+            (tmp / "source" / f"{split}.txt").write_text("".join(n + "\n" for n in lists["source", split]))
+        for domain in DOMAINS:
+            (tmp / domain / "labor-dataset.json").write_text(_dataset_json(f"toy {domain}", preset[domain]["size"], int(seed)))
+        # into place: an old output (with force) goes only once the new one is complete
         old = None
         if out_dir.exists():
             if any(out_dir.iterdir()):
@@ -1232,12 +1305,28 @@ def make_toy_pair(
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        drawn.close()  # stops the pool, if any, before the half-drawn folder goes
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+    train_ids = cityscapes_id_table()
+    domains = {}
+    for domain in DOMAINS:
+        spec, hist = preset[domain], counts[domain]
+        all_px = max(int(hist.sum()), 1)
+        domains[domain] = {
+            "path": str(out_dir / domain),
+            "layout": "gta5" if domain == "source" else "cityscapes",
+            "image_size": list(spec["size"]),
+            "images": {split: spec[split] for split in SPLITS},
+            "class_share": {lab.name: float(hist[lab.label_id] / all_px) for lab in CITYSCAPES_LABELS},
+            "void_share": float(hist[train_ids == 255].sum() / all_px),
+        }
     return {
         "out_dir": str(out_dir),
         "seed": int(seed),
         "size": size,
-        "domains": summary_domains,
+        "counts": {f"{d} {split}": preset[d][split] for d in DOMAINS for split in SPLITS},
+        "domains": domains,
         "seconds": round(time.perf_counter() - start, 3),
     }

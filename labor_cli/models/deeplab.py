@@ -44,10 +44,11 @@ OUTPUT_STRIDE = 8
 # input gives a 32x16 map, a quarter of the 128x64 map DeepLab-v2 sees at 1024x512; 6..24 / 4
 # = 1.5..6, rounded to distinct integers). discriminator_width: D's first layer (AdaptSegNet's
 # 64); "small" takes 16, since at 64 D alone would cost ten times its segmentation network on a CPU.
+# output_stride: 8 for all (DeepLab-v2's); a table entry so a CPU-sized variant can differ.
 ARCH_TABLE: dict[str, dict[str, Any]] = {
-    "deeplabv2-r101": {"channels": 2048, "dilations": (6, 12, 18, 24), "discriminator_width": 64},
-    "deeplabv2-r50": {"channels": 2048, "dilations": (6, 12, 18, 24), "discriminator_width": 64},
-    "small": {"channels": 160, "dilations": (1, 2, 4, 6), "discriminator_width": 16},
+    "deeplabv2-r101": {"channels": 2048, "dilations": (6, 12, 18, 24), "discriminator_width": 64, "output_stride": 8},
+    "deeplabv2-r50": {"channels": 2048, "dilations": (6, 12, 18, 24), "discriminator_width": 64, "output_stride": 8},
+    "small": {"channels": 160, "dilations": (1, 2, 4, 6), "discriminator_width": 16, "output_stride": 8},
 }
 
 
@@ -59,6 +60,10 @@ def check_arch(arch: str) -> str:
 
 def backbone_channels(arch: str) -> int:
     return ARCH_TABLE[check_arch(arch)]["channels"]
+
+
+def output_stride(arch: str) -> int:
+    return ARCH_TABLE[check_arch(arch)]["output_stride"]
 
 
 def default_dilations(arch: str) -> tuple[int, ...]:
@@ -140,12 +145,12 @@ class SmallBlock(nn.Module):
 
 class SmallBackbone(nn.Module):
     """CPU-sized DeepLab-style backbone: stem (stride 4) + four residual stages; stage 2 has
-    stride 2 (total output stride 8), stages 3 and 4 dilation 2 and 4, like the dilated ResNets.
-    About 0.6 M parameters; ``out_channels`` = 160."""
+    stride 2 for an output stride of 8 (1 for 4), stages 3 and 4 dilation 2 and 4, like the
+    dilated ResNets. About 0.6 M parameters; ``out_channels`` = 160."""
 
     widths = (32, 64, 96, 160)
 
-    def __init__(self):
+    def __init__(self, output_stride: int = 8):
         super().__init__()
         w1, w2, w3, w4 = self.widths
         self.stem = nn.Sequential(
@@ -154,7 +159,7 @@ class SmallBackbone(nn.Module):
             nn.MaxPool2d(3, 2, 1),
         )
         self.layer1 = SmallBlock(w1, w1)
-        self.layer2 = SmallBlock(w1, w2, stride=2)
+        self.layer2 = SmallBlock(w1, w2, stride=output_stride // 4)
         self.layer3 = SmallBlock(w2, w3, dilation=2)
         self.layer4 = SmallBlock(w3, w4, dilation=4)
         self.out_channels = w4
@@ -252,7 +257,7 @@ def load_backbone_state(backbone: nn.Module, state: Mapping[str, Tensor], source
 def _new_backbone(arch: str) -> nn.Module:
     check_arch(arch)
     if arch == "small":
-        return SmallBackbone()
+        return SmallBackbone(output_stride("small"))
     return ResNetBackbone(101 if arch == "deeplabv2-r101" else 50)
 
 
@@ -336,6 +341,6 @@ def check_num_classes(num_classes: int) -> int:
     return num_classes
 
 
-def output_size(size: int) -> int:
+def output_size(size: int, arch: str = "deeplabv2-r101") -> int:
     """Logit size along one axis for an input of ``size`` pixels (output stride 8)."""
-    return math.ceil(size / OUTPUT_STRIDE)
+    return math.ceil(size / output_stride(arch))

@@ -68,7 +68,7 @@ def run_demo(workdir: Path, seed: int = 0, points: int = 40, force: bool = False
     adapt_config, _ = train_config_from_preset("toy-adapt", seed, **({"iterations": adapt_iterations} if adapt_iterations else {}))
     warm = step("warmup (source labels + adversarial alignment)", workdir / "warmup.h5", lambda: run_training_stage(
         "warmup", source, target, workdir / "warmup.h5", warm_config, arch=warm_rest.get("arch", "small"),
-        workers=workers, **common))
+        selector_backbone=warm_rest.get("selector_backbone", "separate"), workers=workers, **common))
 
     def evaluate(model: Path, name: str) -> Path:
         output = workdir / f"eval-{name}.h5"

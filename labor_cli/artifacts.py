@@ -241,6 +241,9 @@ def read_tree(group: h5py.Group) -> dict:
             tree[key] = json.loads(group.attrs[f"json_{name}"])
             continue
         node = group[name]
+        if isinstance(node, h5py.Dataset) and node.dtype.kind not in "biuf":
+            # weights and optimiser states are numbers; anything else (say, pickled bytes) is refused unread
+            raise ValueError(f"{node.name} holds {node.dtype} data, not numbers")
         if isinstance(node, h5py.Group):
             value = read_tree(node)
             tree[key] = list(value.values()) if node.attrs.get("sequence", False) else value
@@ -322,7 +325,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             )
             class_set = str(group.attrs["class_set"])
             class_names = json.loads(group.attrs["class_names"])
-        except (KeyError, OSError, RuntimeError, ValueError) as exc:
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError) as exc:
             raise LaborError(f"{path}: damaged checkpoint: {exc}".splitlines()[0]) from exc
         networks.eval()
         return Checkpoint(networks, class_set, class_names, state, artifact.parent(), artifact.config)

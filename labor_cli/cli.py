@@ -180,39 +180,6 @@ def warmup(
 
 
 @app.command()
-@with_train_options
-def adapt(
-    ctx: typer.Context,
-    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint to start from (warmup or an earlier round)."),
-    labels: Path = typer.Option(..., help="Labels artifact: the annotated target pixels (labor label / labor import)."),
-    source: str = typer.Option(..., help="Labeled source dataset KIND:PATH."),
-    target: str = typer.Option(..., help="Target dataset KIND:PATH (the one the labels were made on)."),
-    output: Path = OUTPUT,
-    source_split: str = typer.Option("train", help="Source split."),
-    target_split: str = typer.Option("train", help="Target split (the labels' images)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT's resume file (saved every --save-every)."),
-    device: str = DEVICE,
-    precision: str = PRECISION,
-    workers: Optional[int] = WORKERS,
-    force: bool = FORCE,
-    quiet: bool = QUIET,
-    **train_options,
-) -> None:
-    """Train A with source labels, the annotated target pixels and adversarial alignment; B with pseudo labels."""
-    from labor_cli.stages.report import print_training
-    from labor_cli.stages.train import run_training_stage
-
-    options = resolve_options(ctx, {**locals(), **train_options})
-    result = run_training_stage(
-        "adapt", options["source"], options["target"], output, train_config(options), start_from=model,
-        labels=labels, source_split=options["source_split"], target_split=options["target_split"],
-        device=options["device"], precision=options["precision"], workers=workers_or_default(options["workers"]),
-        resume=resume, force=force, quiet=quiet,
-    )
-    print_training(result)
-
-
-@app.command()
 def extract(
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint (warmup or adapt) holding A and B."),
     target: str = typer.Option(..., help="Target dataset KIND:PATH (images only are used)."),
@@ -322,6 +289,39 @@ def show(
     from labor_cli.stages.show import print_show, run_show
 
     print_show(run_show(artifact, target, output_dir, split=split, limit=limit, force=force, quiet=quiet))
+
+
+@app.command()
+@with_train_options
+def adapt(
+    ctx: typer.Context,
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint to start from (warmup or an earlier round)."),
+    labels: Path = typer.Option(..., help="Labels artifact: the annotated target pixels (labor label / labor import)."),
+    source: str = typer.Option(..., help="Labeled source dataset KIND:PATH."),
+    target: str = typer.Option(..., help="Target dataset KIND:PATH (the one the labels were made on)."),
+    output: Path = OUTPUT,
+    source_split: str = typer.Option("train", help="Source split."),
+    target_split: str = typer.Option("train", help="Target split (the labels' images)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT's resume file (saved every --save-every)."),
+    device: str = DEVICE,
+    precision: str = PRECISION,
+    workers: Optional[int] = WORKERS,
+    force: bool = FORCE,
+    quiet: bool = QUIET,
+    **train_options,
+) -> None:
+    """Train A with source labels, the annotated target pixels and adversarial alignment; B with pseudo labels."""
+    from labor_cli.stages.report import print_training
+    from labor_cli.stages.train import run_training_stage
+
+    options = resolve_options(ctx, {**locals(), **train_options})
+    result = run_training_stage(
+        "adapt", options["source"], options["target"], output, train_config(options), start_from=model,
+        labels=labels, source_split=options["source_split"], target_split=options["target_split"],
+        device=options["device"], precision=options["precision"], workers=workers_or_default(options["workers"]),
+        resume=resume, force=force, quiet=quiet,
+    )
+    print_training(result)
 
 
 @app.command()

@@ -13,6 +13,8 @@ Coordinates are always in the target image's own pixel grid; ``x`` is the column
 
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import csv
 import io
@@ -40,6 +42,11 @@ IGNORE_WORDS = ("ignore", "255")
 
 
 # --- checks shared by the three stages --------------------------------------------------------
+
+
+def answered_selection(chosen: PixelSet, label: np.ndarray, predicted: Optional[np.ndarray]) -> PixelSet:
+    """A selection's pixels with their answers: the pixel set a labels artifact stores."""
+    return dataclasses.replace(chosen, label=label, predicted=predicted, parent=None)
 
 
 def check_class_names(pixels: PixelSet, path: Path) -> None:
@@ -225,17 +232,7 @@ def run_label(
                     wrong_all += int(((prediction != truth) & known).sum())
                 bar.update(task, advance=1, status=f"{rows.stop} px")
 
-    fresh = PixelSet(
-        image_ids=list(chosen.image_ids),
-        sizes=np.asarray(chosen.sizes, dtype=np.int32),
-        offsets=np.asarray(chosen.offsets, dtype=np.int64),
-        y=np.asarray(chosen.y, dtype=np.int32),
-        x=np.asarray(chosen.x, dtype=np.int32),
-        label=label,
-        class_set=chosen.class_set,
-        class_names=list(chosen.class_names),
-        predicted=predicted,
-    )
+    fresh = answered_selection(chosen, label, predicted)
     already = 0
     result_set = fresh
     if earlier is not None:
@@ -546,17 +543,7 @@ def run_import(answers: Path, selection: Path, output: Path, force: bool = False
     label[rows] = given.astype(np.uint8)
     answered = len(np.unique(rows))
 
-    imported = PixelSet(
-        image_ids=list(chosen.image_ids),
-        sizes=np.asarray(chosen.sizes, dtype=np.int32),
-        offsets=np.asarray(chosen.offsets, dtype=np.int64),
-        y=np.asarray(chosen.y, dtype=np.int32),
-        x=np.asarray(chosen.x, dtype=np.int32),
-        label=label,
-        class_set=chosen.class_set,
-        class_names=list(chosen.class_names),
-        predicted=None if chosen.predicted is None else np.asarray(chosen.predicted, dtype=np.uint8),
-    )
+    imported = answered_selection(chosen, label, chosen.predicted)
     result = ImportResult(
         output=output,
         images=len(imported.image_ids),

@@ -13,10 +13,9 @@ Coordinates are always in the target image's own pixel grid; ``x`` is the column
 
 from __future__ import annotations
 
-import dataclasses
-
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import re

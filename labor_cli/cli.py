@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import json
+from inspect import Parameter, signature
 import sys
 from pathlib import Path
 from typing import Optional
@@ -80,11 +80,11 @@ TRAIN_OPTIONS: dict[str, tuple[type, typer.models.OptionInfo]] = {
 
 def with_train_options(function):
     """Append TRAIN_OPTIONS to a command's signature; the command receives them as **options."""
-    signature = inspect.signature(function)
-    kept = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+    original = signature(function)
+    kept = [p for p in original.parameters.values() if p.kind is not Parameter.VAR_KEYWORD]
+    extra = [Parameter(name, Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
              for name, (annotation, option) in TRAIN_OPTIONS.items()]
-    function.__signature__ = signature.replace(parameters=kept + extra)
+    function.__signature__ = original.replace(parameters=kept + extra)
     return function
 
 

@@ -73,52 +73,61 @@ def run_bench(arch: str | None = None, device: str = "auto", repeats: int = 5, w
     torch_device = resolve_device(device)
     on_gpu = torch_device.type == "cuda"
     arch = arch or ("deeplabv2-r101" if on_gpu else "small")
-    source_hw, target_hw, native_hw, input_hw, batch = SHAPES["paper" if arch != "small" else "small"]
+    shapes = SHAPES["paper" if arch != "small" else "small"]
     paths = {"reference": ("fp32", torch.contiguous_format, False),
              "default": ("bf16" if on_gpu else "fp32", torch.channels_last if on_gpu else torch.contiguous_format, compile_model)}
-    results = []
+    results: list[Measurement] = []
     for path_name, (precision, fmt, compiled) in paths.items():
-        torch.manual_seed(0)
-        networks = build_networks(arch, 19, selector_backbone=selector_backbone).to(torch_device, memory_format=fmt).train()
-        if compiled:
-            for name in ("segmenter", "selector", "discriminator"):
-                getattr(networks, name).compile()
-        config = TrainConfig(lr=1e-5)
-        optimizers = build_optimizers(networks, config)
-        generator = torch.Generator(device="cpu").manual_seed(0)
-        source = {"image": torch.randn(batch, 3, *source_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt),
-                  "label": torch.randint(0, 19, (batch, *source_hw), generator=generator).to(torch_device)}
-        target = {"image": torch.randn(batch, 3, *target_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)}
-        points = [{"yx": torch.stack([torch.randint(0, target_hw[0], (40,)), torch.randint(0, target_hw[1], (40,))], 1).to(torch_device),
-                   "label": torch.randint(0, 19, (40,)).to(torch_device), "size": target_hw} for _ in range(batch)]
-        extraction_images = torch.randn(batch, 3, *input_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)
-
-        def adapt_step():
-            training_step(networks, optimizers, config, source, target, points, precision, adapt=True)
-
-        def warmup_step():
-            training_step(networks, optimizers, config, source, target, [], precision, adapt=False)
-
-        @torch.no_grad()
-        def extract_step():
-            autocast = torch.autocast(torch_device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-            with autocast:
-                features = networks.segmenter.features(extraction_images)
-                logits = networks.segmenter.classify(features)
-                heads = networks.selector(features=features) if networks.selector.shared else networks.selector(extraction_images)
-            for j in range(batch):
-                extract_image(logits[j], heads[0][j], heads[1][j], native_hw, None, 256, 4096)
-
-        chosen = {"adapt": adapt_step, "warmup": warmup_step, "extract": extract_step}
-        for workload in workloads:
-            fn = chosen[workload]
-            ms, peak = _time(fn, torch_device, repeats, warmup + (3 if compiled else 0))
-            flops = _flops(fn) if not compiled else next((r.tflops * r.ms / 1000 * 1e12 for r in results if r.workload == workload), 0.0)
-            images = 2 * batch if workload != "extract" else batch
-            results.append(Measurement(workload, path_name, ms, images * 1000 / ms, peak, flops / (ms / 1000) / 1e12))
-        del networks, optimizers
+        results += _measure_path(path_name, precision, fmt, compiled, arch, selector_backbone, torch_device, repeats, warmup,
+                                 workloads, shapes, results)
         if on_gpu:
-            torch.cuda.empty_cache()
+            torch.cuda.empty_cache()  # the path's networks are gone: the next path's peak is its own
+    return results
+
+
+def _measure_path(path_name, precision, fmt, compiled, arch, selector_backbone, torch_device, repeats, warmup,
+                  workloads, shapes, earlier: list[Measurement]) -> list[Measurement]:
+    """One path's workloads on freshly built networks (freed when this returns)."""
+    source_hw, target_hw, native_hw, input_hw, batch = shapes
+    results = []
+    torch.manual_seed(0)
+    networks = build_networks(arch, 19, selector_backbone=selector_backbone).to(torch_device, memory_format=fmt).train()
+    if compiled:
+        for name in ("segmenter", "selector", "discriminator"):
+            getattr(networks, name).compile()
+    config = TrainConfig(lr=1e-5)
+    optimizers = build_optimizers(networks, config)
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    source = {"image": torch.randn(batch, 3, *source_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt),
+              "label": torch.randint(0, 19, (batch, *source_hw), generator=generator).to(torch_device)}
+    target = {"image": torch.randn(batch, 3, *target_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)}
+    points = [{"yx": torch.stack([torch.randint(0, target_hw[0], (40,)), torch.randint(0, target_hw[1], (40,))], 1).to(torch_device),
+               "label": torch.randint(0, 19, (40,)).to(torch_device), "size": target_hw} for _ in range(batch)]
+    extraction_images = torch.randn(batch, 3, *input_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)
+
+    def adapt_step():
+        training_step(networks, optimizers, config, source, target, points, precision, adapt=True)
+
+    def warmup_step():
+        training_step(networks, optimizers, config, source, target, [], precision, adapt=False)
+
+    @torch.no_grad()
+    def extract_step():
+        autocast = torch.autocast(torch_device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+        with autocast:
+            features = networks.segmenter.features(extraction_images)
+            logits = networks.segmenter.classify(features)
+            heads = networks.selector(features=features) if networks.selector.shared else networks.selector(extraction_images)
+        for j in range(batch):
+            extract_image(logits[j], heads[0][j], heads[1][j], native_hw, None, 256, 4096)
+
+    chosen = {"adapt": adapt_step, "warmup": warmup_step, "extract": extract_step}
+    for workload in workloads:
+        fn = chosen[workload]
+        ms, peak = _time(fn, torch_device, repeats, warmup + (3 if compiled else 0))
+        flops = _flops(fn) if not compiled else next((r.tflops * r.ms / 1000 * 1e12 for r in earlier if r.workload == workload), 0.0)
+        images = 2 * batch if workload != "extract" else batch
+        results.append(Measurement(workload, path_name, ms, images * 1000 / ms, peak, flops / (ms / 1000) / 1e12))
     return results
 
 
@@ -175,8 +184,6 @@ def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", imag
     """`labor extract` on real PNG files: decoding, the networks, the masks data and the artifact written."""
     import tempfile
     from pathlib import Path
-
-    import numpy as np
 
     from labor_cli import artifacts
     from labor_cli.artifacts import TrainingState

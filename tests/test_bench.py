@@ -1,0 +1,12 @@
+import json
+
+from labor_cli.stages.bench import as_json, run_bench, speedups
+
+
+def test_bench_runs_both_paths_on_the_cpu_and_reports_every_figure():
+    results = run_bench(device="cpu", repeats=1, warmup=0)
+    assert [(r.workload, r.path) for r in results] == [
+        (w, p) for p in ("reference", "default") for w in ("adapt", "warmup", "extract")]
+    assert all(r.ms > 0 and r.images_per_s > 0 and r.tflops > 0 for r in results)
+    assert set(speedups(results)) == {"adapt", "warmup", "extract"}
+    json.dumps(as_json(results), allow_nan=False)  # scripts get strict JSON

@@ -186,21 +186,6 @@ def read_image_ids(artifact: Artifact) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in artifact.read("image_ids")]
 
 
-def check_same_images(expected: list[str], expected_from: str, found: list[str], found_from: str) -> None:
-    """Refuse artifacts (or datasets) whose image ids do not match, naming both sides."""
-    if list(expected) != list(found):
-        missing = sorted(set(found) - set(expected))[:3]
-        extra = sorted(set(expected) - set(found))[:3]
-        detail = f"{len(found)} vs {len(expected)} images"
-        if missing:
-            detail += f"; e.g. {missing[0]!r} is in {found_from} but not in {expected_from}"
-        elif extra:
-            detail += f"; e.g. {extra[0]!r} is in {expected_from} but not in {found_from}"
-        else:
-            detail += "; same images in another order"
-        raise LaborError(f"{found_from}: image ids do not match {expected_from} ({detail})")
-
-
 # --- Trees of tensors (weights, optimiser states, RNG states) as plain HDF5 -------------------
 # A nested dict/list of tensors, arrays and JSON values becomes groups and datasets; nothing is
 # pickled, so loading a stranger's file cannot run code.

@@ -1,11 +1,10 @@
-"""Where and how numbers are computed: device, precision, seeds, data loading, distributed ranks."""
+"""Where and how numbers are computed: device, precision, seeds, data loading."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -67,27 +66,3 @@ def seed_worker(worker_id: int) -> None:
 
 def default_workers() -> int:
     return min(8, max(0, (os.cpu_count() or 1) - 1))
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """This process's place in a torchrun job (rank 0 of 1 when run plainly)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def ranks_from_environment() -> Ranks:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return Ranks()
-    return Ranks(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))

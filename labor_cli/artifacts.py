@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import shlex
+import shutil
 import sys
 import uuid as _uuid
 from dataclasses import dataclass
@@ -64,6 +65,10 @@ class Parent:
     path: str
 
 
+class KeepPartial(KeyboardInterrupt):
+    """Raised inside :func:`create_artifact`'s block: stop, keeping what is written as ``keep_as``."""
+
+
 @contextlib.contextmanager
 def create_artifact(
     path: Path,
@@ -71,11 +76,15 @@ def create_artifact(
     config: dict[str, Any],
     parents: list[Parent] = (),
     force: bool = False,
+    keep_as: Optional[Path] = None,
+    start_from: Optional[Path] = None,
 ) -> Iterator[h5py.File]:
     """Write an artifact to a temporary name beside ``path`` and rename it when complete.
 
     A crash, a Ctrl-C or a full disk inside the ``with`` block leaves nothing under ``path``
-    (and an existing file there untouched).
+    (and an existing file there untouched). A :class:`KeepPartial` raised in the block renames
+    the unfinished file to ``keep_as`` instead (a resume file); ``start_from`` starts from a
+    copy of such a file rather than from an empty one.
     """
     path = Path(path)
     check_output_path(path, force)
@@ -83,7 +92,9 @@ def create_artifact(
     artifact_uuid = str(_uuid.uuid4())
     temporary = path.with_name(f".{path.name}.{artifact_uuid[:8]}.partial")
     try:
-        with h5py.File(temporary, "w") as f:
+        if start_from is not None:
+            shutil.copyfile(start_from, temporary)
+        with h5py.File(temporary, "a" if start_from is not None else "w") as f:
             f.attrs["labor_kind"] = kind
             f.attrs["labor_schema"] = SCHEMA_VERSIONS[kind]
             f.attrs["labor_version"] = __version__
@@ -94,6 +105,11 @@ def create_artifact(
             f.attrs["lineage"] = json.dumps([vars(p) for p in parents])
             yield f
         os.replace(temporary, path)
+    except KeepPartial:
+        if keep_as is not None and temporary.exists():
+            os.replace(temporary, keep_as)
+        temporary.unlink(missing_ok=True)
+        raise
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
@@ -164,6 +180,8 @@ def open_artifact(path: Path, kind: str) -> Artifact:
 def read_any(path: Path) -> h5py.File:
     """Open any labor artifact (for inspect); the caller closes it."""
     path = Path(path)
+    if path.is_dir():
+        raise LaborError(f"{path}: is a folder, expected a labor artifact (.h5)")
     if not path.is_file():
         raise LaborError(f"{path}: no such file")
     try:
@@ -174,6 +192,11 @@ def read_any(path: Path) -> h5py.File:
     if kind is None or str(kind) not in SCHEMA_VERSIONS:
         f.close()
         raise LaborError(f"{path}: not a labor artifact (no known labor_kind attribute)")
+    schema = int(f.attrs.get("labor_schema", 0))
+    if schema > SCHEMA_VERSIONS[str(kind)]:
+        f.close()
+        raise LaborError(f"{path}: {kind} schema version {schema} is newer than this labor "
+                         f"({__version__}) reads (<= {SCHEMA_VERSIONS[str(kind)]}); upgrade labor")
     return f
 
 
@@ -417,6 +440,24 @@ class MasksWriter:
         self.mask_offsets = f["mask_offsets"][()]
         self.group_offsets = {name: np.zeros(len(image_ids) + 1, dtype=np.int64) for name in MASK_GROUPS}
         self.written = 0
+
+    def state(self) -> dict:
+        """Where the writing stands (JSON): what :meth:`reopen` continues from."""
+        return {"written": self.written, "group_offsets": {k: v.tolist() for k, v in self.group_offsets.items()}}
+
+    @classmethod
+    def reopen(cls, f: h5py.File, state: dict) -> "MasksWriter":
+        """Continue an unfinished masks file (a stopped extraction) after image ``state['written']``."""
+        self = cls.__new__(cls)
+        self.f = f
+        self.pixel_offsets = f["pixel_offsets"][()]
+        self.mask_offsets = f["mask_offsets"][()]
+        self.group_offsets = {k: np.asarray(v, dtype=np.int64) for k, v in state["group_offsets"].items()}
+        self.written = int(state["written"])
+        for group_name, fields in MASK_GROUPS.items():  # drop rows of an image that was cut short
+            for name in fields:
+                f[group_name][name].resize((int(self.group_offsets[group_name][self.written]),))
+        return self
 
     def add(self, i: int, prediction: np.ndarray, mask: np.ndarray, groups: dict[str, dict[str, np.ndarray]]) -> None:
         """Image i, in order: prediction (H, W) uint8, mask (H, W) bool, and the rows of each group."""

@@ -32,6 +32,7 @@ DEVICE = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:
 PRECISION = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on the CPU), fp32 or bf16.")
 WORKERS = typer.Option(None, help="Data-loader worker processes (default: min(8, CPUs - 1)).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
+SKIP_BAD = typer.Option(False, "--skip-bad", help="Leave out images whose files are unreadable (checked up front), count them, and list them in the artifact's config.")
 
 
 def parse_size(text: Optional[str], option: str) -> Optional[tuple[int, int]]:
@@ -69,6 +70,7 @@ TRAIN_OPTIONS: dict[str, tuple[type, typer.models.OptionInfo]] = {
     "pseudo_alpha": (float, typer.Option(0.2, help="Per class, the most confident fraction of A's pixels kept as pseudo labels.")),
     "source_batch": (int, typer.Option(2, help="Source images per iteration.")),
     "target_batch": (int, typer.Option(2, help="Target images per iteration.")),
+    "hflip": (bool, typer.Option(False, "--hflip/--no-hflip", help="Flip half of the source images left-right (seeded; not in the paper's protocol).")),
     "source_size": (Optional[str], typer.Option(None, help="Source training size WIDTHxHEIGHT (default: the dataset's).")),
     "target_size": (Optional[str], typer.Option(None, help="Target training size WIDTHxHEIGHT (default: the dataset's).")),
     "seed": (int, typer.Option(0, help="Random seed: the same command twice gives the same weights on the CPU.")),
@@ -162,21 +164,25 @@ def warmup(
     workers: Optional[int] = WORKERS,
     force: bool = FORCE,
     quiet: bool = QUIET,
+    skip_bad: bool = SKIP_BAD,
     **train_options,
 ) -> None:
     """Train A on source labels with output-space adversarial alignment, and B's two heads."""
+    from labor_cli import distributed
     from labor_cli.stages.report import print_training
     from labor_cli.stages.train import run_training_stage
 
     options = resolve_options(ctx, {**locals(), **train_options})
-    result = run_training_stage(
-        "warmup", options["source"], options["target"], output, train_config(options), arch=options["arch"],
-        init=options["init"], selector_backbone=options["selector_backbone"], class_set=options["classes"],
-        source_split=options["source_split"], target_split=options["target_split"], device=options["device"],
-        precision=options["precision"], workers=workers_or_default(options["workers"]), resume=resume,
-        force=force, quiet=quiet,
-    )
-    print_training(result)
+    with distributed.start(options["device"]) as rank:
+        result = run_training_stage(
+            "warmup", options["source"], options["target"], output, train_config(options), arch=options["arch"],
+            init=options["init"], selector_backbone=options["selector_backbone"], class_set=options["classes"],
+            source_split=options["source_split"], target_split=options["target_split"], device=options["device"],
+            precision=options["precision"], workers=workers_or_default(options["workers"]), resume=resume,
+            force=force, quiet=quiet, rank=rank, skip_bad=options["skip_bad"],
+        )
+    if rank.is_main:
+        print_training(result)
 
 
 @app.command()
@@ -195,18 +201,23 @@ def extract(
     workers: Optional[int] = WORKERS,
     force: bool = FORCE,
     quiet: bool = QUIET,
+    skip_bad: bool = SKIP_BAD,
+    resume: bool = typer.Option(False, "--resume", help="Continue a stopped extraction from OUTPUT's resume file (kept on Ctrl-C or SIGTERM)."),
 ) -> None:
     """Inconsistency masks of B's two heads, A's predictions and PPL's candidates, for select."""
+    from labor_cli import distributed
     from labor_cli.stages.extract import run_extract
     from labor_cli.stages.report import print_extract
 
-    result = run_extract(
-        model, target, output, split=split, exclude=exclude, candidates_per_class=candidates_per_class,
-        uncertain_per_image=uncertain_per_image, input_size=parse_size(input_size, "--input-size"),
-        batch_size=batch_size, device=device, precision=precision, workers=workers_or_default(workers),
-        force=force, quiet=quiet,
-    )
-    print_extract(result)
+    with distributed.start(device) as rank:
+        result = run_extract(
+            model, target, output, split=split, exclude=exclude, candidates_per_class=candidates_per_class,
+            uncertain_per_image=uncertain_per_image, input_size=parse_size(input_size, "--input-size"),
+            batch_size=batch_size, device=device, precision=precision, workers=workers_or_default(workers),
+            force=force, quiet=quiet, rank=rank, skip_bad=skip_bad, resume=resume,
+        )
+    if rank.is_main:
+        print_extract(result)
 
 
 @app.command()
@@ -238,11 +249,13 @@ def label(
     masks: Optional[Path] = typer.Option(None, help="The masks artifact of the selection: also report A's error over all pixels."),
     force: bool = FORCE,
     quiet: bool = QUIET,
+    skip_bad: bool = SKIP_BAD,
 ) -> None:
     """Answer a selection from the ground truth, as an annotator who never errs (ignored pixels stay ignored)."""
     from labor_cli.stages.label import print_label, run_label
 
-    print_label(run_label(selection, target, output, split=split, merge=merge, masks=masks, force=force, quiet=quiet))
+    print_label(run_label(selection, target, output, split=split, merge=merge, masks=masks, force=force, quiet=quiet,
+                          skip_bad=skip_bad))
 
 
 @app.command("export")
@@ -308,20 +321,24 @@ def adapt(
     workers: Optional[int] = WORKERS,
     force: bool = FORCE,
     quiet: bool = QUIET,
+    skip_bad: bool = SKIP_BAD,
     **train_options,
 ) -> None:
     """Train A with source labels, the annotated target pixels and adversarial alignment; B with pseudo labels."""
+    from labor_cli import distributed
     from labor_cli.stages.report import print_training
     from labor_cli.stages.train import run_training_stage
 
     options = resolve_options(ctx, {**locals(), **train_options})
-    result = run_training_stage(
-        "adapt", options["source"], options["target"], output, train_config(options), start_from=model,
-        labels=labels, source_split=options["source_split"], target_split=options["target_split"],
-        device=options["device"], precision=options["precision"], workers=workers_or_default(options["workers"]),
-        resume=resume, force=force, quiet=quiet,
-    )
-    print_training(result)
+    with distributed.start(options["device"]) as rank:
+        result = run_training_stage(
+            "adapt", options["source"], options["target"], output, train_config(options), start_from=model,
+            labels=labels, source_split=options["source_split"], target_split=options["target_split"],
+            device=options["device"], precision=options["precision"], workers=workers_or_default(options["workers"]),
+            resume=resume, force=force, quiet=quiet, rank=rank, skip_bad=options["skip_bad"],
+        )
+    if rank.is_main:
+        print_training(result)
 
 
 @app.command()
@@ -339,17 +356,22 @@ def evaluate(
     workers: Optional[int] = WORKERS,
     force: bool = FORCE,
     quiet: bool = QUIET,
+    skip_bad: bool = SKIP_BAD,
 ) -> None:
     """mIoU of model A on a labeled split: one confusion matrix, logits upsampled to the full label."""
+    from labor_cli import distributed
     from labor_cli.stages.evaluate import run_evaluate
     from labor_cli.stages.report import print_evaluation
 
-    result = run_evaluate(
-        model, target, split, output, force=force, device=device, precision=precision,
-        input_size=parse_size(input_size, "--input-size"), batch_size=batch_size,
-        workers=workers_or_default(workers), predictions_dir=predictions, colour_dir=colour, quiet=quiet,
-    )
-    print_evaluation(result, output)
+    with distributed.start(device) as rank:
+        result = run_evaluate(
+            model, target, split, output, force=force, device=device, precision=precision,
+            input_size=parse_size(input_size, "--input-size"), batch_size=batch_size,
+            workers=workers_or_default(workers), predictions_dir=predictions, colour_dir=colour, quiet=quiet,
+            rank=rank, skip_bad=skip_bad,
+        )
+    if rank.is_main:
+        print_evaluation(result, output)
 
 
 @app.command()
@@ -423,16 +445,25 @@ def bench(
                   f"{end_to_end['images_per_s']:.1f} images/s, {end_to_end['bytes_per_image'] / 1024:.0f} KiB per image in the artifact")
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: bad input becomes one line on stderr and an exit code, never a traceback."""
     try:
-        app()  # typer's standalone mode: usage errors exit 2, --help exits 0
+        app(args=argv, prog_name="labor")  # typer's standalone mode: usage errors exit 2, --help exits 0
     except LaborError as exc:
-        print(f"labor: error: {exc}", file=sys.stderr)
+        print(f"labor: error{_rank_note()}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        print("labor: interrupted", file=sys.stderr)
+        if not _rank_note():
+            print("labor: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _rank_note() -> str:
+    """' (rank N)' in a process other than torchrun's rank 0, else ''."""
+    import os
+
+    rank = os.environ.get("RANK", "0")
+    return f" (rank {rank})" if os.environ.get("WORLD_SIZE", "1") not in ("", "1") and rank != "0" else ""
 
 
 if __name__ == "__main__":

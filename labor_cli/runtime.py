@@ -15,7 +15,14 @@ DEVICES_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def resolve_device(spec: str) -> torch.device:
+def resolve_device(spec: str, rank=None) -> torch.device:
+    """``rank`` (a labor_cli.distributed.Rank): under torchrun, auto and cuda mean cuda:LOCAL_RANK."""
+    if rank is not None and rank.distributed and torch.cuda.is_available():
+        if spec in ("auto", "cuda"):
+            spec = f"cuda:{rank.local_rank}"
+        elif spec.startswith("cuda:"):
+            raise LaborUsageError(f"--device {spec}: under torchrun use --device cuda (or auto); "
+                                  "each process takes cuda:LOCAL_RANK")
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -22,7 +22,9 @@ import torch
 
 from labor_cli import losses
 from labor_cli.artifacts import TrainingState
+from labor_cli import distributed
 from labor_cli.console import progress_bar, stderr
+from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.runtime import autocast, memory_format, seed_worker
 
@@ -48,6 +50,7 @@ class TrainConfig:
     pseudo_alpha: float = 0.2
     source_batch: int = 2
     target_batch: int = 2
+    hflip: bool = False  # flip half the source images left-right (not in the paper's protocol)
     source_size: Optional[tuple[int, int]] = None  # (W, H); None: the dataset's training size
     target_size: Optional[tuple[int, int]] = None
     seed: int = 0
@@ -73,10 +76,18 @@ class TrainConfig:
 
 
 class StreamSampler(torch.utils.data.Sampler):
-    """Batches of an endless shuffled stream; batch b depends only on (seed, stream, b)."""
+    """Batches of an endless shuffled stream; batch b depends only on (seed, stream, b).
 
-    def __init__(self, size: int, batch_size: int, seed: int, stream: int, start_batch: int, stop_batch: int):
+    With several processes, global batch b is ``world_size * batch_size`` consecutive items of
+    the stream and process ``rank`` takes its ``rank``-th slice of ``batch_size``: the processes
+    together see what one process with the global batch would (and rank/world_size 0/1 is the
+    single-process stream).
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, stream: int, start_batch: int, stop_batch: int,
+                 rank: int = 0, world_size: int = 1):
         self.size, self.batch_size = size, batch_size
+        self.rank, self.world_size = rank, world_size
         self.seed, self.stream = seed, stream
         self.start_batch, self.stop_batch = start_batch, stop_batch
         self._epoch, self._permutation = -1, None
@@ -90,17 +101,19 @@ class StreamSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         for batch in range(self.start_batch, self.stop_batch):
-            yield [self._index(batch * self.batch_size + j) for j in range(self.batch_size)]
+            first = (batch * self.world_size + self.rank) * self.batch_size
+            yield [self._index(first + j) for j in range(self.batch_size)]
 
     def __len__(self) -> int:
         return self.stop_batch - self.start_batch
 
 
-def make_loader(view, batch_size: int, seed: int, stream: int, start: int, stop: int, workers: int, device) -> torch.utils.data.DataLoader:
+def make_loader(view, batch_size: int, seed: int, stream: int, start: int, stop: int, workers: int, device,
+                rank: Rank = Rank()) -> torch.utils.data.DataLoader:
     generator = torch.Generator().manual_seed(seed * 31 + stream)
     return torch.utils.data.DataLoader(
         view,
-        batch_sampler=StreamSampler(len(view), batch_size, seed, stream, start, stop),
+        batch_sampler=StreamSampler(len(view), batch_size, seed, stream, start, stop, rank.rank, rank.world_size),
         num_workers=workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=seed_worker,
@@ -117,8 +130,11 @@ def poly_lr(base: float, iteration: int, iterations: int, power: float) -> float
 class StopRequest:
     """SIGINT/SIGTERM set a flag; the loop stops between iterations, so what it saves is whole."""
 
-    def __init__(self):
+    def __init__(self, escalate: bool = True):
+        # escalate: a second signal stops at once. Not under torchrun, whose agent passes a Ctrl-C
+        # on to processes that already got it from the terminal (and kills them 30 s later).
         self.signal_name: Optional[str] = None
+        self.escalate = escalate
         self._previous = {}
 
     def __enter__(self) -> "StopRequest":
@@ -130,7 +146,7 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.signal_name is not None:  # a second signal: stop now
+        if self.signal_name is not None and self.escalate:  # a second signal: stop now
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
 
@@ -171,6 +187,22 @@ def paint_points(pseudo: torch.Tensor, points: list[dict]) -> torch.Tensor:
     return pseudo
 
 
+def flip_source(source: dict[str, torch.Tensor], seed: int, iteration: int, rank: Rank = Rank()) -> dict[str, torch.Tensor]:
+    """Flip a random half of a source batch left-right, images and labels alike; which ones
+    depends only on (seed, iteration), so a resumed run flips the same images. Target images
+    are never flipped: their annotated pixels are positions in the unflipped image. With several
+    processes each takes its slice of the global batch's draw."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + iteration + 1)
+    batch = source["image"].shape[0]
+    draw = torch.rand(batch * rank.world_size, generator=generator)[rank.rank * batch:(rank.rank + 1) * batch]
+    flip = (draw < 0.5).to(source["image"].device)
+    return {
+        **source,
+        "image": torch.where(flip.view(-1, 1, 1, 1), source["image"].flip(-1), source["image"]),
+        "label": torch.where(flip.view(-1, 1, 1), source["label"].flip(-1), source["label"]),
+    }
+
+
 def build_optimizers(networks, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
     if config.optimizer == "sgd":
         def make(groups):
@@ -190,8 +222,15 @@ def build_optimizers(networks, config: TrainConfig) -> dict[str, torch.optim.Opt
     return optimizers
 
 
-def training_step(networks, optimizers, config: TrainConfig, source, target, points, precision: str, adapt: bool) -> dict[str, torch.Tensor]:
-    """One LabOR iteration; returns the detached losses (no host synchronisation)."""
+def training_step(networks, optimizers, config: TrainConfig, source, target, points, precision: str, adapt: bool,
+                  rank: Rank = Rank()) -> dict[str, torch.Tensor]:
+    """One LabOR iteration; returns the detached losses (no host synchronisation).
+
+    With several processes, the gradients that the three backward passes accumulate are
+    averaged over the processes just before the optimisers step (one all-reduce per iteration:
+    what DistributedDataParallel would do, which cannot follow features()/classify() calls, D
+    called three times and frozen in between, and three backward passes).
+    """
     segmenter, selector, discriminator = networks.segmenter, networks.selector, networks.discriminator
     device = source["image"].device
     xs, ys, xt = source["image"], source["label"], target["image"]
@@ -256,6 +295,9 @@ def training_step(networks, optimizers, config: TrainConfig, source, target, poi
     loss_dis = losses.discrepancy(head1_d, head2_d)
     (loss_sel_src + config.lambda_pseudo * loss_sel_pseudo - config.lambda_dis * loss_dis).backward()
 
+    if rank.distributed:
+        distributed.average_gradients([p for optimizer in optimizers.values() for group in optimizer.param_groups
+                                       for p in group["params"]], rank)
     for optimizer in optimizers.values():
         optimizer.step()
     values = (loss_seg_src, loss_seg_tgt, loss_adv, loss_disc, loss_sel_src, loss_sel_pseudo, loss_dis)
@@ -276,15 +318,22 @@ def train(
     resume_path: Path,
     resume_state: Optional[TrainingState] = None,
     quiet: bool = False,
+    rank: Rank = Rank(),
 ) -> TrainingState:
     """Train from iteration 0 (or ``resume_state``) to ``config.iterations``; return the final state.
 
     Every ``save_every`` iterations, and on SIGINT/SIGTERM, a complete checkpoint is written
     to ``resume_path`` (atomically); a non-finite loss stops the run, keeping that file.
+
+    With several processes (``rank``), each draws its own slice of every global batch, the
+    gradients are averaged (training_step), only rank 0 saves and shows progress, and the
+    processes agree at every log and save point whether one of them was asked to stop, so
+    they all stop after the same iteration.
     """
     adapt = target_points is not None
     fmt = memory_format(device)
     networks.to(device, memory_format=fmt).train()
+    distributed.broadcast_parameters(networks, rank)
     optimizers = build_optimizers(networks, config)
     start = 0
     history = {name: [] for name in LOSS_NAMES}
@@ -299,10 +348,10 @@ def train(
                              {name: opt.state_dict() for name, opt in optimizers.items()},
                              {name: np.asarray(values, dtype=np.float32) for name, values in history.items()})
 
-    source_loader = make_loader(source_view, config.source_batch, config.seed, 0, start, config.iterations, workers, device)
-    target_loader = make_loader(target_view, config.target_batch, config.seed, 1, start, config.iterations, workers, device)
+    source_loader = make_loader(source_view, config.source_batch, config.seed, 0, start, config.iterations, workers, device, rank)
+    target_loader = make_loader(target_view, config.target_batch, config.seed, 1, start, config.iterations, workers, device, rank)
     pending: list[dict[str, torch.Tensor]] = []
-    images_per_iteration = config.source_batch + config.target_batch
+    images_per_iteration = (config.source_batch + config.target_batch) * rank.world_size
     started = time.perf_counter()
 
     def flush(iteration: int) -> dict[str, float]:
@@ -311,6 +360,9 @@ def train(
             return {}
         stacked = {name: torch.stack([p[name] for p in pending]).float().cpu().numpy() for name in LOSS_NAMES}
         pending.clear()
+        if rank.distributed:  # the mean over the processes: the same history, and the same verdict, everywhere
+            summed = distributed.all_reduce_sum(torch.from_numpy(np.stack([stacked[n] for n in LOSS_NAMES])), rank)
+            stacked = {name: (summed[i] / rank.world_size).numpy() for i, name in enumerate(LOSS_NAMES)}
         for name, values in stacked.items():
             if not np.all(np.isfinite(values)):
                 raise LaborError(
@@ -321,7 +373,7 @@ def train(
             history[name].extend(values.tolist())
         return {name: float(values.mean()) for name, values in stacked.items()}
 
-    with StopRequest() as stop, progress_bar(disable=quiet) as bar:
+    with StopRequest(escalate=not rank.distributed) as stop, progress_bar(disable=quiet or not rank.is_main) as bar:
         task = bar.add_task(stage, total=config.iterations, completed=start, status="")
         iteration = start
         for source, target in zip(source_loader, target_loader):
@@ -329,29 +381,42 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = poly_lr(group["base_lr"], iteration, config.iterations, config.power)
             source = {k: v.to(device, non_blocking=True) for k, v in source.items() if k != "index"}
+            if config.hflip:
+                source = flip_source(source, config.seed, iteration, rank)
             source["image"] = source["image"].contiguous(memory_format=fmt)
             indices = target.pop("index").tolist()
             target = {k: v.to(device, non_blocking=True) for k, v in target.items()}
             target["image"] = target["image"].contiguous(memory_format=fmt)
             points = target_points.batch(indices, device) if adapt else []
-            pending.append(training_step(networks, optimizers, config, source, target, points, precision, adapt))
+            pending.append(training_step(networks, optimizers, config, source, target, points, precision, adapt, rank=rank))
             iteration += 1
-            if iteration % config.log_every == 0 or iteration == config.iterations:
+            log_now = iteration % config.log_every == 0 or iteration == config.iterations
+            save_now = iteration % config.save_every == 0 and iteration < config.iterations
+            if log_now:
                 means = flush(iteration)
                 rate = (iteration - start) * images_per_iteration / (time.perf_counter() - started)
                 lr = optimizers["segmenter"].param_groups[0]["lr"]
                 bar.update(task, completed=iteration, status=_status(means, lr, rate))
-            if iteration % config.save_every == 0 and iteration < config.iterations:
+            if save_now:
                 flush(iteration)
-                save(state_at(iteration), resume_path)
-            if stop.signal_name is not None:
+                distributed.check_in_sync(networks, rank, f"iteration {iteration}")
+                if rank.is_main:
+                    save(state_at(iteration), resume_path)
+            stopping = stop.signal_name is not None
+            if rank.distributed:  # a host synchronisation: only where the losses are read anyway
+                stopping = (log_now or save_now) and distributed.any_rank(stopping, rank)
+            if stopping:
                 flush(iteration)
-                save(state_at(iteration), resume_path)
+                if rank.is_main:
+                    save(state_at(iteration), resume_path)
+                distributed.barrier(rank)  # no process leaves (and has torchrun end the others) before the save
                 bar.stop()
-                stderr.print(f"{stop.signal_name}: stopped after iteration {iteration}; saved {resume_path}. "
-                             "Run the same command with --resume to continue.")
+                if rank.is_main:
+                    stderr.print(f"{stop.signal_name or 'another process was signalled'}: stopped after iteration "
+                                 f"{iteration}; saved {resume_path}. Run the same command with --resume to continue.")
                 raise KeyboardInterrupt
     flush(iteration)
+    distributed.check_in_sync(networks, rank, "the end of training")
     return state_at(iteration)
 
 

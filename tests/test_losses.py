@@ -54,3 +54,16 @@ def test_class_balanced_pseudo_labels_keep_the_top_fraction_of_each_class():
     # class 0: the 5 most confident of 10 (the last five); class 1: 2 of 4 (0.93 and 0.92)
     assert labels[:10].tolist() == [255] * 5 + [0] * 5
     assert labels[10:].tolist() == [1, 255, 1, 255]
+
+
+def test_upsample_equals_bilinear_interpolation_and_its_gradient():
+    torch.manual_seed(0)
+    for size_in, size_out in (((5, 7), (29, 53)), ((18, 32), (144, 256)), ((8, 8), (8, 8)), ((6, 9), (3, 4))):
+        logits = torch.randn(2, 3, *size_in, requires_grad=True)
+        ours = losses.upsample(logits, size_out)
+        reference = F.interpolate(logits, size=size_out, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+        weights = torch.randn_like(reference)
+        grad_ours, = torch.autograd.grad((ours * weights).sum(), logits)
+        grad_reference, = torch.autograd.grad((reference * weights).sum(), logits)
+        torch.testing.assert_close(grad_ours, grad_reference, atol=1e-4, rtol=1e-4)

@@ -14,7 +14,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.models import (
     ARCHS, ASPPv2, Discriminator, FrozenBN, Networks, PixelSelector, SegmentationModel,
-    build_backbone, build_networks, default_dilations,
+    build_backbone, build_networks, default_dilations, output_stride,
 )
 from labor_cli.models import deeplab
 
@@ -59,7 +59,8 @@ def test_forward_output_stride(arch):
     with torch.no_grad():
         feats = model.features(x)
         logits = model(x)
-    stride = 8
+    stride = output_stride(arch)
+    assert stride == (2 if arch == "small" else 8)
     h, w = math.ceil(65 / stride), math.ceil(97 / stride)
     assert feats.shape == (2, model.backbone.out_channels, h, w)
     assert logits.shape == (2, 19, h, w)
@@ -70,11 +71,11 @@ def test_forward_output_stride(arch):
 
 def test_small_other_sizes_and_channels():
     model = model_a("small").eval()
-    assert model.backbone.out_channels == 160
+    assert model.backbone.out_channels == 32
     for hw in [(128, 256), (64, 64), (17, 31)]:
         with torch.no_grad():
             out = model(x_input((1, 3, *hw)))
-        assert out.shape == (1, 19, math.ceil(hw[0] / 8), math.ceil(hw[1] / 8))
+        assert out.shape == (1, 19, math.ceil(hw[0] / 2), math.ceil(hw[1] / 2))
 
 
 def test_small_size_and_norms():
@@ -86,6 +87,16 @@ def test_small_size_and_norms():
     # dilations 2 and 4 in the last two stages, like the dilated ResNets
     assert backbone.layer3.conv2.dilation == (2, 2) and backbone.layer4.conv2.dilation == (4, 4)
     assert backbone.layer2.conv1.stride == (2, 2)
+    # the decoder reads the deep path and both shallow levels: zeroing the stem's stride-2
+    # output's path changes the result, and so does zeroing the deep path
+    x = x_input((1, 3, 32, 48))
+    with torch.no_grad():
+        reference = backbone(x)
+        for part in (backbone.layer4.conv2, backbone.skip4[0]):
+            saved = part.weight.clone()
+            part.weight.zero_()
+            assert not torch.allclose(backbone(x), reference)
+            part.weight.copy_(saved)
 
 
 @pytest.mark.parametrize("arch", RESNETS)
@@ -156,7 +167,7 @@ def test_default_dilations_table():
     assert default_dilations("deeplabv2-r101") == (6, 12, 18, 24)
     assert default_dilations("deeplabv2-r50") == (6, 12, 18, 24)
     small = default_dilations("small")
-    assert len(small) == 4 and max(small) < 8
+    assert small == (1, 3)
     assert model_a("small").classifier.dilations == small
     assert model_a("deeplabv2-r101").classifier.dilations == (6, 12, 18, 24)
 
@@ -247,7 +258,7 @@ def test_selector_separate_and_shared():
     x = x_input((2, 3, 64, 96))
     # separate: runs its own backbone on x; same as passing its own features
     l1, l2 = sep(x)
-    assert l1.shape == l2.shape == (2, 7, 8, 12)
+    assert l1.shape == l2.shape == (2, 7, 32, 48)  # output stride 2
     f1, f2 = sep(features=sep.backbone(x))
     assert torch.equal(l1, f1) and torch.equal(l2, f2)
     # shared: the heads act on A's features
@@ -255,7 +266,7 @@ def test_selector_separate_and_shared():
     s1, s2 = shared(features=feats)
     torch.testing.assert_close(s1, shared.head1(feats))
     torch.testing.assert_close(s2, shared.head2(feats))
-    assert s1.shape == (2, 7, 8, 12)
+    assert s1.shape == (2, 7, 32, 48)
     # gradients flow into A's backbone unless the caller detaches
     s1.sum().backward()
     assert a.backbone.layer4.conv2.weight.grad is not None
@@ -273,7 +284,7 @@ def test_selector_heads_differ_at_init(shared):
     sel = PixelSelector("small", 5, shared=shared)
     for c1, c2 in zip(sel.head1.conv2d_list, sel.head2.conv2d_list):
         assert not torch.equal(c1.weight, c2.weight)
-    feats = x_input((1, 160, 8, 8))
+    feats = x_input((1, 32, 8, 8))
     l1, l2 = sel(features=feats)
     assert not torch.allclose(l1, l2)
 
@@ -546,7 +557,7 @@ def test_backward_under_autocast_channels_last():
     opt = torch.optim.SGD(model.param_groups(0.01), lr=0.01)
     x = x_input((2, 3, 32, 48)).to(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = F.cross_entropy(model(x).float(), torch.zeros(2, 4, 6, dtype=torch.long))
+        loss = F.cross_entropy(model(x).float(), torch.zeros(2, 16, 24, dtype=torch.long))
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     opt.step()

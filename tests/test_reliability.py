@@ -103,3 +103,84 @@ def test_init_weights_are_loaded_weights_only(tmp_path):
     with pytest.raises(LaborError, match="weights.pth"):
         build_backbone("deeplabv2-r50", str(path))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_extract_cleanly_and_resume_equals_an_uninterrupted_run(tmp_path, toy_target, warm_checkpoint, monkeypatch, capsys, signum):
+    import labor_cli.stages.extract as extract
+
+    def run(output, **kwargs):
+        return extract.run_extract(warm_checkpoint, toy_target, output, device="cpu", quiet=True, **kwargs)
+
+    run(tmp_path / "whole.h5")
+    real, calls = extract.extract_image, []
+
+    def image_then_signal(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signum)  # the extraction stops after this image
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract, "extract_image", image_then_signal)
+    output = tmp_path / "masks.h5"
+    with pytest.raises(KeyboardInterrupt):
+        run(output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks.resume.h5", "whole.h5"]  # no partial file, no output
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(extract, "extract_image", real)
+    with pytest.raises(LaborError, match="different run"):
+        run(output, resume=True, candidates_per_class=7)
+    run(output, resume=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks.h5", "whole.h5"]
+    with h5py.File(output) as resumed, h5py.File(tmp_path / "whole.h5") as whole:
+        assert "resume_state" not in resumed.attrs
+        assert resumed.attrs["summary"] == whole.attrs["summary"]
+        names = []
+        whole.visit(lambda name: names.append(name) if isinstance(whole[name], h5py.Dataset) else None)
+        assert len(names) > 10
+        for name in names:
+            np.testing.assert_array_equal(resumed[name][()], whole[name][()], err_msg=name)
+
+
+def test_extract_resume_without_a_stopped_run_says_so(tmp_path, toy_target, warm_checkpoint):
+    from labor_cli.stages.extract import run_extract
+
+    with pytest.raises(LaborError, match=r"masks.resume.h5: no stopped extraction to resume"):
+        run_extract(warm_checkpoint, toy_target, tmp_path / "masks.h5", device="cpu", quiet=True, resume=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kill_9_loses_at_most_the_work_since_the_last_save(tmp_path, toy_source, toy_target, warm_checkpoint):
+    """kill -9 mid-warmup: the last periodic save survives whole, and --resume finishes the run
+    with the same weights as an uninterrupted one (conftest's warm_checkpoint, same options)."""
+    import subprocess
+    import sys
+    import time
+
+    from labor_cli.stages.train import resume_path_for
+
+    output = tmp_path / "w.h5"
+    # the tests' torch settings (conftest.py), so that the weights compare bit for bit
+    code = "import torch; torch.set_num_threads(2); torch.backends.mkldnn.enabled = False; from labor_cli.cli import main; main()"
+    argv = [sys.executable, "-c", code, "warmup", "--source", toy_source, "--target", toy_target, "-o", str(output),
+            "--arch", "small", "--iters", "6", "--lr", "2e-3", "--source-batch", "2", "--target-batch", "2",
+            "--save-every", "1", "--log-every", "2", "--seed", "0", "--device", "cpu", "--workers", "0", "-q"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    resume = resume_path_for(output)
+    deadline = time.monotonic() + 240
+    while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.kill()  # SIGKILL: no handler runs
+    process.wait()
+    if output.exists():
+        pytest.skip("the run finished before it could be killed")
+    saved = artifacts.load_checkpoint(resume).state
+    assert 1 <= saved.iteration < 6
+    result = subprocess.run(argv + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not resume.exists()
+    resumed, whole = artifacts.load_checkpoint(output), artifacts.load_checkpoint(warm_checkpoint)
+    assert resumed.state.iteration == 6 and len(resumed.state.history["seg_src"]) == 6
+    np.testing.assert_array_equal(resumed.state.history["seg_src"][: saved.iteration], saved.history["seg_src"])
+    for name, tensor in whole.networks.segmenter.state_dict().items():
+        assert torch.equal(resumed.networks.segmenter.state_dict()[name], tensor), name

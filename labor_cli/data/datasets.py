@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -192,6 +193,8 @@ class SegmentationDataset:
         if not entries:
             raise LaborError(f"{self.spec}: split {split!r} has no images (expected {self.layout})")
         entries.sort(key=lambda e: e.image_id)
+        self.unreadable: list[str] = []  # "PATH: problem" of the images left out by drop_unreadable
+        self.unreadable_ids: list[str] = []
         self._entries = entries
         self.image_ids = [e.image_id for e in entries]
         self._index = {image_id: i for i, image_id in enumerate(self.image_ids)}
@@ -290,6 +293,34 @@ class SegmentationDataset:
         entry = self._entries[i]
         return entry.label if entry.has_label else None
 
+    def drop_unreadable(self, images: bool = True, labels: bool = True) -> list[str]:
+        """``--skip-bad``: check every file of the split up front and leave out the images whose
+        image (or label, with ``labels``) file is unreadable; returns "PATH: problem" per image left out.
+
+        The check reads each whole file and verifies its structure and checksums (PNG chunks and
+        CRCs) without decoding the pixels, so it costs about one read of the split; a file that
+        passes it and still fails to decode later stops the stage with a one-line error naming it.
+        """
+        kept, bad = [], []
+        for entry in self._entries:
+            problem = None
+            if images:
+                problem = _unreadable(entry.image)
+            if problem is None and labels and entry.has_label:
+                problem = _unreadable(entry.label)
+            if problem is None:
+                kept.append(entry)
+            else:
+                bad.append(problem)
+                self.unreadable_ids.append(entry.image_id)
+        if not kept:
+            raise LaborError(f"{self.spec}: no readable image in split {self.split!r} ({len(bad)} unreadable, e.g. {bad[0]})")
+        self.unreadable.extend(bad)
+        self._entries = kept
+        self.image_ids = [e.image_id for e in kept]
+        self._index = {image_id: i for i, image_id in enumerate(self.image_ids)}
+        return bad
+
     def read_image(self, i: int) -> np.ndarray:
         """HxWx3 uint8 RGB."""
         path = self.image_path(i)
@@ -322,6 +353,16 @@ class SegmentationDataset:
         if raw.ndim != 2:
             raise LaborError(f"{entry.label}: expected a single-channel label image, got shape {raw.shape}")
         return _apply_table(self._table, raw)
+
+
+def _unreadable(path: Path) -> str | None:
+    """None for a file that opens and verifies as an image, else "PATH: problem"."""
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except _READ_ERRORS as exc:
+        return f"{path}: {_one_line(exc)}"
+    return None
 
 
 def _apply_table(table: np.ndarray, raw: np.ndarray) -> np.ndarray:
@@ -567,10 +608,18 @@ def open_dataset(
     class_set: str = "cityscapes19",
     split_file: Path | None = None,
     require_labels: bool = True,
+    skip_bad: bool = False,
+    reads: tuple[str, ...] = ("images", "labels"),
 ) -> SegmentationDataset:
-    """Open split ``split`` of the dataset ``KIND:PATH``."""
+    """Open split ``split`` of the dataset ``KIND:PATH``.
+
+    ``skip_bad`` (the stages' ``--skip-bad``): leave out the images whose files in ``reads``
+    (images, labels) are unreadable, say so in one line on stderr, and list them in
+    ``dataset.unreadable``. Without it an unreadable file stops the stage when it is read, with
+    a one-line error naming it.
+    """
     kind, root = parse_dataset_spec(spec)
-    return _DATASET_CLASSES[kind](
+    dataset = _DATASET_CLASSES[kind](
         root,
         split,
         class_set=class_set,
@@ -578,6 +627,18 @@ def open_dataset(
         require_labels=require_labels,
         spec=f"{kind}:{root}",
     )
+    if skip_bad:
+        bad = dataset.drop_unreadable(images="images" in reads, labels="labels" in reads and require_labels)
+        if bad:
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            print(f"labor: warning: {dataset.spec} split {split!r}: skipped {len(bad)} unreadable "
+                  f"image(s) (--skip-bad): {bad[0]}{more}", file=sys.stderr)
+    return dataset
+
+
+def skipped_files(**datasets) -> dict[str, list[str]]:
+    """For an artifact's config: per role (source, target), the files --skip-bad left out."""
+    return {role: list(dataset.unreadable) for role, dataset in datasets.items() if dataset is not None}
 
 
 # --------------------------------------------------------------------------------------------

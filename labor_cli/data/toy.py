@@ -1304,6 +1304,10 @@ def make_toy_pair(
         os.replace(tmp, out_dir)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # a full disk, a folder that vanished: nothing half-drawn is left
+        drawn.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise LaborError(f"{out_dir}: cannot write ({exc.strerror or exc}); nothing was written") from exc
     except BaseException:
         drawn.close()  # stops the pool, if any, before the half-drawn folder goes
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,7 +9,7 @@ from torch import nn
 
 from labor_cli.errors import LaborUsageError
 from labor_cli.models.deeplab import (
-    ARCH_TABLE, ARCHS, OUTPUT_STRIDE, ASPPv2, FrozenBN, ResNetBackbone, SegmentationModel,
+    ARCH_TABLE, ARCHS, ASPPv2, FrozenBN, ResNetBackbone, SegmentationModel,
     SmallBackbone, backbone_channels, build_backbone, check_arch, check_num_classes,
     default_dilations, output_size, output_stride, resolve_init,
 )
@@ -19,7 +19,7 @@ from labor_cli.models.selector import PixelSelector
 SELECTOR_BACKBONES = ("separate", "shared")
 
 __all__ = [
-    "ARCHS", "ARCH_TABLE", "OUTPUT_STRIDE", "SELECTOR_BACKBONES", "ASPPv2", "Discriminator",
+    "ARCHS", "ARCH_TABLE", "SELECTOR_BACKBONES", "ASPPv2", "Discriminator",
     "FrozenBN", "Networks", "PixelSelector", "ResNetBackbone", "SegmentationModel",
     "SmallBackbone", "backbone_channels", "build_backbone", "build_networks",
     "default_dilations", "output_size", "output_stride",

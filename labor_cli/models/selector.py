@@ -24,7 +24,7 @@ from labor_cli.models.deeplab import (
 
 class PixelSelector(nn.Module):
     """Model B. ``forward(x)`` or ``forward(features=...)`` -> (logits1, logits2), each
-    N x C x ceil(H/8) x ceil(W/8)."""
+    N x C x ceil(H/s) x ceil(W/s) at the arch's output stride s."""
 
     def __init__(self, arch: str, num_classes: int, init: str = "none", *, shared: bool = False,
                  backbone: nn.Module | None = None, dilations=None):

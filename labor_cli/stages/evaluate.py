@@ -12,11 +12,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from labor_cli import artifacts
+from labor_cli import artifacts, distributed
 from labor_cli.console import progress_bar
-from labor_cli.data.datasets import open_dataset
+from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import class_colours, evaluation_subsets, index_to_label_id
 from labor_cli.data.transforms import image_to_tensor, resize_image
+from labor_cli.distributed import Rank
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from labor_cli.runtime import autocast, memory_format, resolve_device, resolve_precision
 
@@ -71,26 +72,33 @@ def run_evaluate(
     predictions_dir: Path | None = None,
     colour_dir: Path | None = None,
     quiet: bool = False,
-) -> EvaluationResult:
+    rank: Rank = Rank(),
+    skip_bad: bool = False,
+) -> EvaluationResult | None:
+    """Under torchrun (``rank``) process r evaluates images r, r + W, ...; the confusion matrices
+    are summed over the processes and rank 0 writes the artifact (the others return None)."""
     artifacts.check_output_path(output, force)
     checkpoint = artifacts.load_checkpoint(model_path)
-    dataset = open_dataset(target, split, class_set=checkpoint.class_set)
+    dataset = open_dataset(target, split, class_set=checkpoint.class_set, skip_bad=skip_bad)
     dataset.check_classes(checkpoint.class_set, "evaluation target")
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, rank)
     precision = resolve_precision(precision, torch_device)
     size = input_size or dataset.train_size
     model = checkpoint.networks.segmenter.to(torch_device, memory_format=memory_format(torch_device)).eval()
     num_classes = len(checkpoint.class_names)
+    view = FullLabelView(dataset, size)
+    if rank.distributed:
+        view = torch.utils.data.Subset(view, range(rank.rank, len(dataset), rank.world_size))
     loader = torch.utils.data.DataLoader(
-        FullLabelView(dataset, size),
+        view,
         batch_size=batch_size,
         num_workers=workers,
         pin_memory=torch_device.type == "cuda",
     )
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=torch_device)
     started = time.perf_counter()
-    with progress_bar(disable=quiet) as bar:
-        task = bar.add_task("evaluate", total=len(dataset), status="")
+    with progress_bar(disable=quiet or not rank.is_main) as bar:
+        task = bar.add_task("evaluate", total=len(view), status="")
         for batch in loader:
             images = batch["image"].to(torch_device, non_blocking=True).contiguous(memory_format=memory_format(torch_device))
             labels = batch["label"].to(torch_device, non_blocking=True)
@@ -99,6 +107,9 @@ def run_evaluate(
             if predictions_dir or colour_dir:
                 write_prediction_pngs(dataset, batch["index"].tolist(), predictions.cpu().numpy(), checkpoint.class_set, predictions_dir, colour_dir)
             bar.update(task, advance=len(images))
+    distributed.all_reduce_sum(confusion, rank)
+    if not rank.is_main:
+        return None
     seconds = time.perf_counter() - started
     confusion = confusion.cpu().numpy()
     iou = iou_per_class(confusion)
@@ -113,6 +124,8 @@ def run_evaluate(
         "precision": precision,
         "batch_size": batch_size,
     }
+    if skip_bad:
+        config["skipped_unreadable"] = skipped_files(target=dataset)
     with artifacts.create_artifact(output, "evaluation", config, [checkpoint.artifact], force) as f:
         f.create_dataset("confusion", data=confusion)
         f.create_dataset("iou", data=iou)

@@ -11,6 +11,7 @@ After this, `labor select` needs neither a model nor a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -21,12 +22,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from labor_cli import artifacts
-from labor_cli.console import progress_bar
-from labor_cli.data.datasets import open_dataset
+from labor_cli import artifacts, distributed
+from labor_cli.console import progress_bar, stderr
+from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.transforms import image_to_tensor, resize_image
+from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.runtime import autocast, memory_format, resolve_device, resolve_precision
+from labor_cli.stages.train import resume_path_for
+from labor_cli.training import StopRequest
 
 
 class ExtractionView(torch.utils.data.Dataset):
@@ -44,6 +48,71 @@ class ExtractionView(torch.utils.data.Dataset):
         if self.size is not None:
             image = resize_image(image, self.size)
         return {"image": image_to_tensor(image), "native_size": native, "index": i}
+
+
+class ShardBatches(torch.utils.data.Sampler):
+    """One process's batches: round k covers images [k*W*B, (k+1)*W*B) (W processes, batch B)
+    and process r takes the r-th block of B of it; with one process, the images in order."""
+
+    def __init__(self, size: int, batch_size: int, rank: Rank = Rank()):
+        self.size, self.batch_size, self.rank = size, batch_size, rank
+
+    def rounds(self) -> int:
+        step = self.batch_size * self.rank.world_size
+        return (self.size + step - 1) // step
+
+    def __iter__(self):
+        step = self.batch_size * self.rank.world_size
+        for start in range(self.rank.rank * self.batch_size, self.size, step):
+            yield list(range(start, min(start + self.batch_size, self.size)))
+
+    def __len__(self) -> int:
+        return len(range(self.rank.rank * self.batch_size, self.size, self.batch_size * self.rank.world_size))
+
+
+def results_in_order(loader, rounds: int, compute, rank: Rank):
+    """Per round, the (index, rows) of every image of the round in image order: on rank 0
+    gathered from all processes, on the others (after sending theirs) an empty list."""
+    batches = iter(loader)
+    for _ in range(rounds):
+        batch = next(batches, None)  # a process's blocks run out before the others' do, never after
+        local = compute(batch) if batch is not None else []
+        if rank.distributed:
+            gathered = distributed.gather_to_main(local, rank)
+            local = [item for part in gathered for item in part] if rank.is_main else []
+        yield local
+
+
+class _From(torch.utils.data.Dataset):
+    """A view from item ``start`` on (a resumed extraction); items keep their own indices."""
+
+    def __init__(self, view, start: int):
+        self.view, self.start = view, start
+
+    def __len__(self) -> int:
+        return len(self.view) - self.start
+
+    def __getitem__(self, i: int) -> dict:
+        return self.view[self.start + i]
+
+
+def _saved_extraction(path: Path, config: dict, image_ids: list[str]) -> dict:
+    """The state of a stopped extraction in its resume file, checked to be this same run."""
+    if not path.exists():
+        raise LaborError(f"{path}: no stopped extraction to resume (it is kept when extract is stopped by Ctrl-C or SIGTERM)")
+    with artifacts.open_artifact(path, "masks") as saved:
+        if "resume_state" not in saved.file.attrs:
+            raise LaborError(f"{path}: not a stopped extraction (no resume state); remove it to start afresh")
+        state = json.loads(saved.file.attrs["resume_state"])
+        ids = artifacts.read_image_ids(saved)
+    now = json.loads(json.dumps(config))
+    for key in sorted(set(now) | set(state["config"])):
+        if state["config"].get(key) != now.get(key):
+            raise LaborError(f"{path}: was saved by a different run ({key}: {state['config'].get(key)} there, {now.get(key)} now); "
+                             "use the original options, or remove it to start afresh")
+    if ids != list(image_ids):
+        raise LaborError(f"{path}: was saved for other images than the dataset's now; remove it to start afresh")
+    return state
 
 
 @dataclass
@@ -100,6 +169,8 @@ def excluded_pixels(labels_path: Path, dataset) -> tuple[dict[str, np.ndarray], 
     labels = artifacts.read_pixel_set(labels_path, "labels")
     out = {}
     for i, image_id in enumerate(labels.image_ids):
+        if image_id in dataset.unreadable_ids:  # left out by --skip-bad
+            continue
         try:
             dataset.index_of(image_id)
         except LaborError:
@@ -124,12 +195,21 @@ def run_extract(
     workers: int = 0,
     force: bool = False,
     quiet: bool = False,
-) -> ExtractResult:
+    rank: Rank = Rank(),
+    skip_bad: bool = False,
+    resume: bool = False,
+) -> Optional[ExtractResult]:
+    """Under torchrun (``rank``) each process extracts its share of the images and rank 0 writes
+    them all, in order, to the one artifact (the others return None).
+
+    SIGINT/SIGTERM (one process) stop after the current batch and keep the images done so far
+    in OUTPUT's resume file (``runs/masks.resume.h5``); ``resume`` continues from it, and the
+    artifact equals an uninterrupted run's."""
     if candidates_per_class <= 0 or uncertain_per_image <= 0:
         raise LaborUsageError("--candidates-per-class and --uncertain-per-image must be positive")
     artifacts.check_output_path(output, force)
     checkpoint = artifacts.load_checkpoint(model_path)
-    dataset = open_dataset(target, split, class_set=checkpoint.class_set, require_labels=False)
+    dataset = open_dataset(target, split, class_set=checkpoint.class_set, require_labels=False, skip_bad=skip_bad, reads=("images",))
     parents = [checkpoint.artifact]
     excluded_by_id = {}
     if exclude is not None:
@@ -137,47 +217,85 @@ def run_extract(
         if earlier.class_set != checkpoint.class_set:
             raise LaborError(f"{exclude}: labels use class set {earlier.class_set}, the model {checkpoint.class_set}")
         parents.append(earlier.parent)
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, rank)
     precision = resolve_precision(precision, torch_device)
     fmt = memory_format(torch_device)
     networks = checkpoint.networks.to(torch_device, memory_format=fmt).eval()
     segmenter, selector = networks.segmenter, networks.selector
     size = input_size or dataset.train_size
     sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)  # (H, W)
-    loader = torch.utils.data.DataLoader(ExtractionView(dataset, size), batch_size=batch_size, num_workers=workers,
+    resume_path = resume_path_for(Path(output))
+    config_for_resume = {  # what must not change between a stopped extraction and its --resume
+        "model": str(model_path), "target": target, "split": split, "exclude": str(exclude) if exclude else None,
+        "candidates_per_class": candidates_per_class, "uncertain_per_image": uncertain_per_image,
+        "input_size": list(size) if size else None, "batch_size": batch_size, "precision": precision,
+        "skipped_unreadable": skipped_files(target=dataset) if skip_bad else None,
+    }
+    saved = _saved_extraction(resume_path, config_for_resume, dataset.image_ids) if resume else None
+    start = saved["written"] if saved else 0
+    shard = ShardBatches(len(dataset) - start, batch_size, rank)
+    loader = torch.utils.data.DataLoader(_From(ExtractionView(dataset, size), start), batch_sampler=shard, num_workers=workers,
                                          pin_memory=torch_device.type == "cuda")
     config = {
         "model": str(model_path), "target": target, "split": split, "exclude": str(exclude) if exclude else None,
         "candidates_per_class": candidates_per_class, "uncertain_per_image": uncertain_per_image,
         "input_size": list(size) if size else None, "batch_size": batch_size, "device": str(torch_device), "precision": precision,
     }
+    if skip_bad:
+        config["skipped_unreadable"] = skipped_files(target=dataset)
     num_classes = len(checkpoint.class_names)
-    mask_pixels = 0
-    mask_by_class = np.zeros(num_classes, dtype=np.int64)
+    mask_pixels = saved["mask_pixels"] if saved else 0
+    mask_by_class = np.asarray(saved["mask_by_class"], dtype=np.int64) if saved else np.zeros(num_classes, dtype=np.int64)
     started = time.perf_counter()
-    with artifacts.create_artifact(output, "masks", config, parents, force) as f, progress_bar(disable=quiet) as bar:
-        writer = artifacts.MasksWriter(f, dataset.image_ids, sizes, checkpoint.class_set, checkpoint.class_names)
-        task = bar.add_task("extract", total=len(dataset), status="")
-        for batch in loader:
-            images = batch["image"].to(torch_device, non_blocking=True).contiguous(memory_format=fmt)
-            with torch.no_grad(), autocast(torch_device, precision):
-                features = segmenter.features(images)
-                logits = segmenter.classify(features)
-                heads = selector(features=features) if selector.shared else selector(images)
-            for j, index in enumerate(batch["index"].tolist()):
-                native = tuple(batch["native_size"][j].tolist())
-                with torch.no_grad():
-                    rows = extract_image(logits[j], heads[0][j], heads[1][j], native,
-                                         excluded_by_id.get(dataset.image_ids[index]), candidates_per_class, uncertain_per_image)
+
+    def compute(batch) -> list[tuple[int, dict]]:
+        images = batch["image"].to(torch_device, non_blocking=True).contiguous(memory_format=fmt)
+        with torch.no_grad(), autocast(torch_device, precision):
+            features = segmenter.features(images)
+            logits = segmenter.classify(features)
+            heads = selector(features=features) if selector.shared else selector(images)
+        out = []
+        for j, index in enumerate(batch["index"].tolist()):
+            native = tuple(batch["native_size"][j].tolist())
+            with torch.no_grad():
+                out.append((index, extract_image(logits[j], heads[0][j], heads[1][j], native,
+                                                 excluded_by_id.get(dataset.image_ids[index]), candidates_per_class, uncertain_per_image)))
+        return out
+
+    results = results_in_order(loader, shard.rounds(), compute, rank)
+    if not rank.is_main:
+        for _ in results:
+            pass
+        return None
+    stop = StopRequest() if not rank.distributed else contextlib.nullcontext()
+    with stop, artifacts.create_artifact(output, "masks", config, parents, force, keep_as=resume_path,
+                                         start_from=resume_path if saved else None) as f, progress_bar(disable=quiet) as bar:
+        if saved:
+            writer = artifacts.MasksWriter.reopen(f, saved)
+        else:
+            writer = artifacts.MasksWriter(f, dataset.image_ids, sizes, checkpoint.class_set, checkpoint.class_names)
+        task = bar.add_task("extract", total=len(dataset), completed=start, status="")
+        for batch_results in results:
+            for index, rows in batch_results:
                 mask_pixels += int(rows["mask"].sum())
                 mask_by_class += np.bincount(rows["prediction"][rows["mask"]], minlength=num_classes)
                 writer.add(index, rows.pop("prediction"), rows.pop("mask"), rows)
-            bar.update(task, advance=len(batch["index"]), status=f"mask {100 * mask_pixels / max(1, sizes[: writer.written].prod(1).sum()):.2f}%")
+            bar.update(task, advance=len(batch_results), status=f"mask {100 * mask_pixels / max(1, sizes[: writer.written].prod(1).sum()):.2f}%")
+            if stop is not None and getattr(stop, "signal_name", None) is not None and writer.written < len(dataset):
+                f.attrs["resume_state"] = json.dumps({**writer.state(), "mask_pixels": mask_pixels,
+                                                      "mask_by_class": mask_by_class.tolist(), "config": config_for_resume})
+                bar.stop()
+                stderr.print(f"{stop.signal_name}: stopped after {writer.written} of {len(dataset)} images; saved {resume_path}. "
+                             "Run the same command with --resume to continue.", soft_wrap=True)
+                raise artifacts.KeepPartial
+        if "resume_state" in f.attrs:
+            del f.attrs["resume_state"]
         writer.close()
         total_pixels = float(sizes.prod(1).sum())
         class_share = {name: 100 * float(c) / max(1, mask_pixels) for name, c in zip(checkpoint.class_names, mask_by_class)}
         summary = {"images": len(dataset), "mask_share_percent": 100 * mask_pixels / total_pixels, "mask_class_share_percent": class_share}
         f.attrs["summary"] = json.dumps(summary)
+    resume_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     return ExtractResult(Path(output), len(dataset), summary["mask_share_percent"], class_share,
                          Path(output).stat().st_size / max(1, len(dataset)), seconds)

@@ -30,7 +30,7 @@ from rich.table import Table
 from labor_cli import artifacts
 from labor_cli.artifacts import PixelSet
 from labor_cli.console import progress_bar, stdout
-from labor_cli.data.datasets import open_dataset
+from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import IGNORE_INDEX, class_names as known_class_names
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.stages.show import artifact_kind, check_output_folder, dataset_indices, mark_points, output_folder, png_name, save_png
@@ -125,6 +125,20 @@ def _percent(value: Optional[float]) -> str:
 # --- labor label ------------------------------------------------------------------------------
 
 
+def without_images(pixels: PixelSet, image_ids: set[str]) -> PixelSet:
+    """The pixel set less the given images (--skip-bad left them out of the dataset)."""
+    keep = [i for i, image_id in enumerate(pixels.image_ids) if image_id not in image_ids]
+    rows = np.concatenate([np.arange(pixels.offsets[i], pixels.offsets[i + 1]) for i in keep] + [np.zeros(0, np.int64)])
+    counts = np.diff(pixels.offsets)[keep]
+
+    def pick(values):
+        return None if values is None else values[rows]
+
+    return dataclasses.replace(pixels, image_ids=[pixels.image_ids[i] for i in keep], sizes=pixels.sizes[keep],
+                               offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), y=pick(pixels.y),
+                               x=pick(pixels.x), label=pick(pixels.label), predicted=pick(pixels.predicted))
+
+
 @dataclass
 class LabelResult:
     output: Path
@@ -170,8 +184,11 @@ def run_label(
     masks: Optional[Path] = None,
     force: bool = False,
     quiet: bool = False,
+    skip_bad: bool = False,
 ) -> LabelResult:
-    """The simulated annotator: each selected pixel gets its ground-truth class."""
+    """The simulated annotator: each selected pixel gets its ground-truth class.
+
+    ``skip_bad``: images whose ground-truth file is unreadable are left out of the labels."""
     started = time.perf_counter()
     selection, output = Path(selection), Path(output)
     artifacts.check_output_path(output, force)
@@ -189,8 +206,10 @@ def run_label(
         check_class_names(earlier, merge)
         check_pixels(earlier, merge, "labels")
 
-    dataset = open_dataset(target, split, class_set=chosen.class_set)
+    dataset = open_dataset(target, split, class_set=chosen.class_set, skip_bad=skip_bad, reads=("labels",))
     dataset.check_classes(chosen.class_set, "target")
+    if dataset.unreadable_ids:
+        chosen = without_images(chosen, set(dataset.unreadable_ids))
     indices = dataset_indices(chosen.image_ids, chosen.sizes, selection, dataset)
     if earlier is not None:
         dataset_indices(earlier.image_ids, earlier.sizes, merge, dataset)
@@ -262,6 +281,8 @@ def run_label(
         "masks": None if masks is None else str(masks),
         "annotator": "ground truth",
     }
+    if skip_bad:
+        config["skipped_unreadable"] = skipped_files(target=dataset)
     parents = [chosen.parent] + ([earlier.parent] if earlier is not None else [])
     with artifacts.create_artifact(output, "labels", config, parents, force) as f:
         artifacts.write_pixel_set(f, result_set)

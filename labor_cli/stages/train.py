@@ -18,9 +18,10 @@ import torch
 
 from labor_cli import artifacts
 from labor_cli.artifacts import Checkpoint, TrainingState
-from labor_cli.data.datasets import default_class_set, open_dataset, parse_dataset_spec
+from labor_cli.data.datasets import default_class_set, open_dataset, parse_dataset_spec, skipped_files
 from labor_cli.data.labels import class_names
 from labor_cli.data.transforms import SegmentationView
+from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError
 from labor_cli.models import build_networks
 from labor_cli.runtime import resolve_device, resolve_precision, seed_everything
@@ -51,7 +52,10 @@ def load_target_points(labels_path: Path, target_dataset, checkpoint_class_set: 
         raise LaborError(f"{labels_path}: labels use class set {labels.class_set}, the model {checkpoint_class_set}")
     points = TargetPoints()
     total = 0
+    left_out = set(getattr(target_dataset, "unreadable_ids", ()))  # --skip-bad: their labels go unused
     for i, image_id in enumerate(labels.image_ids):
+        if image_id in left_out:
+            continue
         try:
             index = target_dataset.index_of(image_id)
         except LaborError:
@@ -88,7 +92,11 @@ def run_training_stage(
     resume: bool = False,
     force: bool = False,
     quiet: bool = False,
+    rank: Rank = Rank(),
+    skip_bad: bool = False,
 ) -> StageResult:
+    """Under torchrun (``rank``), every process runs this; --source-batch and --target-batch are
+    per process (the global batch is world_size times them) and only rank 0 writes files."""
     config.check()
     output = Path(output)
     artifacts.check_output_path(output, force)
@@ -103,8 +111,8 @@ def run_training_stage(
         arch = checkpoint.networks.arch
         selector_backbone = checkpoint.networks.selector_backbone
     class_set = class_set or default_class_set(parse_dataset_spec(source)[0])
-    source_dataset = open_dataset(source, source_split, class_set=class_set)
-    target_dataset = open_dataset(target, target_split, class_set=class_set, require_labels=False)
+    source_dataset = open_dataset(source, source_split, class_set=class_set, skip_bad=skip_bad)
+    target_dataset = open_dataset(target, target_split, class_set=class_set, require_labels=False, skip_bad=skip_bad, reads=("images",))
     source_dataset.check_classes(class_set, "source")
     if target_dataset.label_path(0) is not None:
         target_dataset.check_classes(class_set, "target")
@@ -113,7 +121,7 @@ def run_training_stage(
         target_points, labels_parent, labeled_pixels = load_target_points(labels, target_dataset, class_set)
         parents.append(labels_parent)
 
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, rank)
     precision = resolve_precision(precision, torch_device)
     run_config = {
         "stage": stage,
@@ -132,6 +140,10 @@ def run_training_stage(
         "workers": workers,
         "train": config.as_dict(),
     }
+    if skip_bad:
+        run_config["skipped_unreadable"] = skipped_files(source=source_dataset, target=target_dataset)
+    if rank.distributed:  # the global batch is world_size x the per-process batches: part of the run
+        run_config["world_size"] = rank.world_size
 
     # Networks: fresh (warmup), from the checkpoint (adapt), or from the resume file.
     seed_everything(config.seed)
@@ -156,10 +168,11 @@ def run_training_stage(
     source_view = SegmentationView(source_dataset, config.source_size or source_dataset.train_size, with_labels=True)
     target_view = SegmentationView(target_dataset, config.target_size or target_dataset.train_size, with_labels=False)
     state = train(networks, config, stage, source_view, target_view, target_points, torch_device, precision,
-                  workers, save, resume_path, resume_state, quiet)
+                  workers, save, resume_path, resume_state, quiet, rank=rank)
     networks.to("cpu")
-    save(state, output, replace=force)
-    resume_path.unlink(missing_ok=True)
+    if rank.is_main:
+        save(state, output, replace=force)
+        resume_path.unlink(missing_ok=True)
     final = {name: float(values[-min(len(values), 50):].mean()) for name, values in state.history.items() if len(values)}
     return StageResult(output, state.iteration, time.perf_counter() - started, final, class_set)
 

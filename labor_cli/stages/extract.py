@@ -83,19 +83,6 @@ def results_in_order(loader, rounds: int, compute, rank: Rank):
         yield local
 
 
-class _From(torch.utils.data.Dataset):
-    """A view from item ``start`` on (a resumed extraction); items keep their own indices."""
-
-    def __init__(self, view, start: int):
-        self.view, self.start = view, start
-
-    def __len__(self) -> int:
-        return len(self.view) - self.start
-
-    def __getitem__(self, i: int) -> dict:
-        return self.view[self.start + i]
-
-
 def _saved_extraction(path: Path, config: dict, image_ids: list[str]) -> dict:
     """The state of a stopped extraction in its resume file, checked to be this same run."""
     if not path.exists():
@@ -224,18 +211,6 @@ def run_extract(
     segmenter, selector = networks.segmenter, networks.selector
     size = input_size or dataset.train_size
     sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)  # (H, W)
-    resume_path = resume_path_for(Path(output))
-    config_for_resume = {  # what must not change between a stopped extraction and its --resume
-        "model": str(model_path), "target": target, "split": split, "exclude": str(exclude) if exclude else None,
-        "candidates_per_class": candidates_per_class, "uncertain_per_image": uncertain_per_image,
-        "input_size": list(size) if size else None, "batch_size": batch_size, "precision": precision,
-        "skipped_unreadable": skipped_files(target=dataset) if skip_bad else None,
-    }
-    saved = _saved_extraction(resume_path, config_for_resume, dataset.image_ids) if resume else None
-    start = saved["written"] if saved else 0
-    shard = ShardBatches(len(dataset) - start, batch_size, rank)
-    loader = torch.utils.data.DataLoader(_From(ExtractionView(dataset, size), start), batch_sampler=shard, num_workers=workers,
-                                         pin_memory=torch_device.type == "cuda")
     config = {
         "model": str(model_path), "target": target, "split": split, "exclude": str(exclude) if exclude else None,
         "candidates_per_class": candidates_per_class, "uncertain_per_image": uncertain_per_image,
@@ -243,6 +218,14 @@ def run_extract(
     }
     if skip_bad:
         config["skipped_unreadable"] = skipped_files(target=dataset)
+    # What must not change between a stopped extraction and its --resume: all but the device.
+    config_for_resume = {key: value for key, value in config.items() if key != "device"}
+    resume_path = resume_path_for(Path(output))
+    saved = _saved_extraction(resume_path, config_for_resume, dataset.image_ids) if resume else None
+    start = saved["written"] if saved else 0
+    shard = ShardBatches(len(dataset) - start, batch_size, rank)
+    view = torch.utils.data.Subset(ExtractionView(dataset, size), range(start, len(dataset)))  # items keep their own index
+    loader = torch.utils.data.DataLoader(view, batch_sampler=shard, num_workers=workers, pin_memory=torch_device.type == "cuda")
     num_classes = len(checkpoint.class_names)
     mask_pixels = saved["mask_pixels"] if saved else 0
     mask_by_class = np.asarray(saved["mask_by_class"], dtype=np.int64) if saved else np.zeros(num_classes, dtype=np.int64)
@@ -281,7 +264,7 @@ def run_extract(
                 mask_by_class += np.bincount(rows["prediction"][rows["mask"]], minlength=num_classes)
                 writer.add(index, rows.pop("prediction"), rows.pop("mask"), rows)
             bar.update(task, advance=len(batch_results), status=f"mask {100 * mask_pixels / max(1, sizes[: writer.written].prod(1).sum()):.2f}%")
-            if stop is not None and getattr(stop, "signal_name", None) is not None and writer.written < len(dataset):
+            if getattr(stop, "signal_name", None) is not None and writer.written < len(dataset):
                 f.attrs["resume_state"] = json.dumps({**writer.state(), "mask_pixels": mask_pixels,
                                                       "mask_by_class": mask_by_class.tolist(), "config": config_for_resume})
                 bar.stop()

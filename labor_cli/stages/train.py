@@ -52,7 +52,7 @@ def load_target_points(labels_path: Path, target_dataset, checkpoint_class_set: 
         raise LaborError(f"{labels_path}: labels use class set {labels.class_set}, the model {checkpoint_class_set}")
     points = TargetPoints()
     total = 0
-    left_out = set(getattr(target_dataset, "unreadable_ids", ()))  # --skip-bad: their labels go unused
+    left_out = set(target_dataset.unreadable_ids)  # --skip-bad: their labels go unused
     for i, image_id in enumerate(labels.image_ids):
         if image_id in left_out:
             continue

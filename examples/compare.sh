@@ -5,7 +5,8 @@
 # Every labeled method adapts the same adversarial warmup with the toy-adapt preset.
 #
 #   examples/compare.sh [RUNS_DIR] [SEEDS...]        e.g. examples/compare.sh runs/compare 0 1 2
-# Steps whose artifact exists are kept (rerun to resume). Prints the table (mean and spread).
+# Steps whose artifact exists are kept (rerun to resume). Prints three tables: mIoU (mean and spread),
+# where each selection falls (A's error there, share of A's wrong pixels it holds), IoU per class.
 set -euo pipefail
 RUNS=${1:-runs/compare}; shift || true
 SEEDS=${*:-0 1 2}
@@ -63,8 +64,8 @@ for title, name, labels in rows:
     spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
     print(f"| {title} | {statistics.mean(shares):.3f} | {statistics.mean(values):.1f}{spread} |")
 print()
-print("| selection | A's error on the selected pixels (%) | A's error on all pixels (%) |")
-print("|---|---|---|")
+print("| selection | A's error on the selected pixels (%) | A's error on all pixels (%) | A's wrong pixels selected (%) |")
+print("|---|---|---|---|")
 for title, name, labels in rows:
     if not labels or labels == "all":
         continue
@@ -74,5 +75,21 @@ for title, name, labels in rows:
             summaries.append(json.loads(f.attrs["summary"]))
     selected = statistics.mean(x["error_rate_selected_percent"] for x in summaries)
     overall = statistics.mean(x["error_rate_all_percent"] for x in summaries)
-    print(f"| {title} | {selected:.1f} | {overall:.1f} |")
+    covered = statistics.mean(x["errors_covered_percent"] for x in summaries)
+    print(f"| {title} | {selected:.1f} | {overall:.1f} | {covered:.2f} |")
+
+print()
+columns = [(title, name) for title, name, _ in rows]
+print("| class | " + " | ".join(name for _, name in columns) + " |")
+print("|---|" + "---|" * len(columns))
+per_class = {}
+for _, name in columns:
+    runs_iou = []
+    for s in seeds:
+        with h5py.File(runs / f"seed{s}" / f"eval-{name}.h5") as f:
+            class_names = json.loads(f.attrs["class_names"])
+            runs_iou.append(f["iou"][()])
+    per_class[name] = [100 * statistics.mean(float(r[k]) for r in runs_iou) for k in range(len(class_names))]
+for k, class_name in enumerate(class_names):
+    print(f"| {class_name} | " + " | ".join(f"{per_class[name][k]:.1f}" for _, name in columns) + " |")
 PY

@@ -162,6 +162,7 @@ def test_error_rates_on_a_hand_made_case(tmp_path, toy_target, truth, capsys):
     top = labels.y < 16
     known_sel = labels.label != 255
     assert bare.error_selected == pytest.approx(100 * (top & known_sel).sum() / known_sel.sum())
+    assert bare.errors_covered == pytest.approx(100 * (top & known_sel).sum() / wrong)  # of A's wrong pixels, the share selected
     no_masks = run_label(tmp_path / "bare.h5", toy_target, tmp_path / "bare2.h5", quiet=True)
     assert no_masks.error_selected is None and no_masks.error_all is None
 

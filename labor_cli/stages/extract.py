@@ -287,9 +287,15 @@ def run_extract(
 def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int, uncertain: int) -> dict:
     """Everything the masks artifact keeps of one image (numpy arrays on the host)."""
     height, width = native_size
-    probabilities = F.interpolate(logits[None].float(), size=native_size, mode="bilinear", align_corners=False)[0].softmax(0)
+    # One upsampling of A's and both heads' logits, in fp32 and the plain (C, H, W) layout: a
+    # channels_last network hands out channels-last logits, and every per-pixel step below
+    # (softmax and argmax over classes, gathers of probability vectors) was slower on them.
+    stacked = torch.cat([logits, head1, head2]).float().contiguous()
+    upsampled = F.interpolate(stacked[None], size=native_size, mode="bilinear", align_corners=False)[0]
+    num_classes = logits.shape[0]
+    probabilities = upsampled[:num_classes].softmax(0)
     prediction = probabilities.argmax(0)
-    disagree = (_upsampled_argmax(head1, native_size) != _upsampled_argmax(head2, native_size))
+    disagree = upsampled[num_classes : 2 * num_classes].argmax(0) != upsampled[2 * num_classes :].argmax(0)
     excluded = torch.zeros(height, width, dtype=torch.bool, device=logits.device)
     if excluded_yx is not None and len(excluded_yx):
         yx = torch.as_tensor(excluded_yx, device=logits.device).long()
@@ -305,7 +311,3 @@ def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int
     out["prediction"] = prediction.to(torch.uint8).cpu().numpy()
     out["mask"] = mask.cpu().numpy()
     return out
-
-
-def _upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(logits[None].float(), size=size, mode="bilinear", align_corners=False)[0].argmax(0)

@@ -107,15 +107,18 @@ def per_class_counts(label: np.ndarray, names: list[str]) -> dict[str, int]:
     return {name: int(count) for name, count in zip(names, counts[: len(names)])}
 
 
+def wrong_and_known(predicted: np.ndarray, label: np.ndarray) -> tuple[int, int]:
+    """Pixels where A is wrong, and pixels with a known ground truth and a known prediction."""
+    valid = (label != IGNORE_INDEX) & (predicted != IGNORE_INDEX)
+    return int(((predicted != label) & valid).sum()), int(valid.sum())
+
+
 def error_rate(predicted: Optional[np.ndarray], label: np.ndarray) -> Optional[float]:
     """Percent of pixels with a known ground truth and a known prediction where A is wrong."""
     if predicted is None:
         return None
-    valid = (label != IGNORE_INDEX) & (predicted != IGNORE_INDEX)
-    total = int(valid.sum())
-    if total == 0:
-        return None
-    return 100.0 * int(((predicted != label) & valid).sum()) / total
+    wrong, known = wrong_and_known(predicted, label)
+    return 100.0 * wrong / known if known else None
 
 
 def _percent(value: Optional[float]) -> str:
@@ -154,6 +157,7 @@ class LabelResult:
     per_class_round: dict[str, int]  # this round's selected pixels, per class
     error_selected: Optional[float]  # percent: A wrong on the selected non-ignored pixels
     error_all: Optional[float]  # percent: A wrong on all non-ignored pixels of the selection's images (needs masks)
+    errors_covered: Optional[float] = None  # percent of those wrong pixels that were selected (needs masks)
     merged_from: Optional[Path] = None
     seconds: float = 0.0
 
@@ -169,6 +173,7 @@ class LabelResult:
             "ignored_total": self.ignored_total,
             "error_rate_selected_percent": None if self.error_selected is None else round(self.error_selected, 4),
             "error_rate_all_percent": None if self.error_all is None else round(self.error_all, 4),
+            "errors_covered_percent": None if self.errors_covered is None else round(self.errors_covered, 4),
             "per_class_this_round": self.per_class_round,
             "per_class": self.per_class,
             "merged_from": None if self.merged_from is None else str(self.merged_from),
@@ -271,6 +276,8 @@ def run_label(
         per_class_round=per_class_counts(fresh.label, names),
         error_selected=error_rate(fresh.predicted, fresh.label),
         error_all=(100.0 * wrong_all / valid_all if valid_all else None) if masks is not None else None,
+        errors_covered=(100.0 * wrong_and_known(fresh.predicted, fresh.label)[0] / wrong_all if wrong_all else None)
+        if masks is not None else None,
         merged_from=merge,
     )
     config = {
@@ -381,7 +388,8 @@ def print_label(result: LabelResult) -> None:
         stdout.print(f"  ground truth ignored at {result.ignored} selected pixel(s): stored as 255, not used in training")
     if result.error_selected is not None and result.error_all is not None:
         stdout.print(f"  A is wrong on {_percent(result.error_selected)} of the selected pixels vs "
-                     f"{_percent(result.error_all)} of all pixels")
+                     f"{_percent(result.error_all)} of all pixels; the selection holds "
+                     f"{_percent(result.errors_covered)} of A's wrong pixels")
     elif result.error_selected is not None:
         stdout.print(f"  A is wrong on {_percent(result.error_selected)} of the selected pixels "
                      "(pass --masks for its error rate over all pixels)")

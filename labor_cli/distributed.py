@@ -86,6 +86,10 @@ def start(device_spec: str) -> Iterator[Rank]:
     try:
         host_group = torch_dist.new_group(backend="gloo", timeout=TIMEOUT) if backend == "nccl" else None
         yield Rank(rank.rank, rank.world_size, rank.local_rank, backend, host_group)
+        # Leave together: a process that tore down gloo while rank 0 was still writing the artifact
+        # was seen to abort ("terminate called without an active exception"). Not on an error,
+        # where the others may never get here.
+        torch_dist.barrier(group=host_group)
     finally:
         torch_dist.destroy_process_group()
 

@@ -1,4 +1,5 @@
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
@@ -155,14 +156,14 @@ def test_gzip_chunk_stream_reads_back_exactly_what_was_appended_across_flushes_a
     pieces = [rng.integers(0, 19, size).astype(np.uint8) for size in (1, 6, 64, 129, 0, 300, 13)]
     total = sum(len(p) for p in pieces)
     path = tmp_path / "stream.h5"
-    with h5py.File(path, "w") as f, artifacts.ThreadPoolExecutor(2) as pool:
+    with h5py.File(path, "w") as f, ThreadPoolExecutor(2) as pool:
         f.create_dataset("data", shape=(total,), dtype=np.uint8, chunks=(chunk,), compression="gzip", compression_opts=1)
         stream = artifacts.GzipChunkStream(f["data"], 0, pool, max_in_flight=2)
         for piece in pieces[:4]:
             stream.append(piece)
         stream.flush()  # what a stopped extraction does: the partial last chunk is stored padded
         position = sum(len(p) for p in pieces[:4])
-    with h5py.File(path, "a") as f, artifacts.ThreadPoolExecutor(2) as pool:
+    with h5py.File(path, "a") as f, ThreadPoolExecutor(2) as pool:
         assert (f["data"][:position] == np.concatenate(pieces[:4])).all()
         stream = artifacts.GzipChunkStream(f["data"], position, pool)  # reopened, as --resume does
         for piece in pieces[4:]:

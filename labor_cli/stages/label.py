@@ -250,9 +250,9 @@ def run_label(
                     prediction = opened.prediction(mask_rows[i])
                     if chosen.predicted is None:
                         predicted[rows] = prediction[y, x]
-                    known = truth != IGNORE_INDEX
-                    valid_all += int(known.sum())
-                    wrong_all += int(((prediction != truth) & known).sum())
+                    wrong, known = wrong_and_known(prediction, truth)
+                    wrong_all += wrong
+                    valid_all += known
                 bar.update(task, advance=1, status=f"{rows.stop} px")
 
     fresh = answered_selection(chosen, label, predicted)

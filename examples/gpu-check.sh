@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# Check labor on a CUDA machine: the whole chain's GPU paths on the tiny toy pair, then
-# `labor bench` at the paper's shapes (reference fp32 path vs the default bf16 path), and
-# `labor extract` end to end on synthetic 2048x1024 PNGs. Writes JSON and logs to RESULTS.
+# Check labor on a CUDA machine, most important numbers first, each step under its own time
+# limit (a step that fails or runs out is reported and the next one runs):
+#   1. `labor bench` at the paper's shapes without torch.compile: the reference path (fp32,
+#      eager, channels-first) against bf16 + channels_last, `labor extract` end to end on
+#      synthetic 2048x1024 PNGs, and a profile of every workload (where the time goes);
+#   2. the same with torch.compile (the stages' default on CUDA; compile time not counted);
+#   3. B sharing A's backbone;
+#   4. the whole chain on CUDA (small arch, tiny toy pair, every stage's default GPU path).
+# Writes JSON, logs and profiles to RESULTS and prints a summary. About 10 minutes at most.
 #   examples/gpu-check.sh [RESULTS_DIR]
-set -euo pipefail
+set -uo pipefail
 RESULTS=${1:-runs/gpu-check}
 WORK=$(mktemp -d)
 mkdir -p "$RESULTS"
 export PYTHONUNBUFFERED=1
 labor() { python3 -m labor_cli "$@"; }
-T="cityscapes:$WORK/toy/target"
-S="gta5:$WORK/toy/source"
+step() {  # step NAME SECONDS COMMAND...: run COMMAND with a time limit, say how it went
+  local name=$1 limit=$2 started=$SECONDS
+  shift 2
+  if timeout "$limit" "$@"; then echo "$name: ok ($((SECONDS - started)) s)"; else echo "$name: FAILED or out of time (exit $?, $((SECONDS - started)) s)"; fi
+}
+E2E=(--e2e-images 300 --workers 12 --batch-size 4)
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$RESULTS/gpu.txt"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$RESULTS/gpu.txt"
 
-# 1. the chain on CUDA (small arch, tiny pair): every stage's GPU path runs
-{
+step "1. bench, eager" 200 bash -c "python3 -m labor_cli bench --repeats 10 --warmup 3 --compile off ${E2E[*]} --profile '$RESULTS/profile' --json > '$RESULTS/bench-eager.json' 2> '$RESULTS/bench-eager.log'"
+step "2. bench, compiled" 260 bash -c "python3 -m labor_cli bench --repeats 10 --warmup 3 --compile on ${E2E[*]} --json > '$RESULTS/bench.json' 2> '$RESULTS/bench.log'"
+step "3. bench, shared backbone" 100 bash -c "python3 -m labor_cli bench --repeats 10 --warmup 3 --compile off --selector-backbone shared --json > '$RESULTS/bench-shared.json' 2> '$RESULTS/bench-shared.log'"
+
+T="cityscapes:$WORK/toy/target"
+S="gta5:$WORK/toy/source"
+chain() {
+  set -e
   labor data toy "$WORK/toy" --size tiny
   labor warmup --source "$S" --target "$T" --arch small --iters 20 --device cuda -o "$WORK/w.h5" -q
   labor extract -m "$WORK/w.h5" --target "$T" --device cuda -o "$WORK/m.h5" -q
@@ -24,20 +40,21 @@ python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchv
   labor label --selection "$WORK/s.h5" --target "$T" --masks "$WORK/m.h5" -o "$WORK/l.h5" -q
   labor adapt -m "$WORK/w.h5" --labels "$WORK/l.h5" --source "$S" --target "$T" --iters 20 --device cuda -o "$WORK/a.h5" -q
   labor evaluate -m "$WORK/a.h5" --target "$T" --device cuda -o "$WORK/e.h5" -q
-} > "$RESULTS/chain.log" 2>&1 && echo "chain on CUDA: ok" || { echo "chain on CUDA: FAILED"; tail -20 "$RESULTS/chain.log"; }
+}
+export -f chain labor
+export WORK S T
+step "4. the chain on CUDA" 150 bash -c "chain > '$RESULTS/chain.log' 2>&1"
+grep -h "torch.compile failed" "$RESULTS"/*.log || true
 
-# 2. paper shapes: A = DeepLab-v2 R101, separate B, D; source 2x720x1280, target 2x512x1024
-labor bench --repeats 10 --warmup 3 --e2e-images 300 --workers 12 --batch-size 4 --json > "$RESULTS/bench.json"
-labor bench --repeats 10 --warmup 3 --selector-backbone shared --e2e-images 300 --workers 12 --batch-size 4 --json > "$RESULTS/bench-shared.json"
-# 3. torch.compile on the default path (compilation time not counted)
-timeout 240 python3 -m labor_cli bench --repeats 10 --warmup 3 --compile --json > "$RESULTS/bench-compile.json" || echo "compile bench: failed or timed out"
 python3 - "$RESULTS" <<'PY'
 import json, sys, pathlib
-for name in ("bench.json", "bench-shared.json", "bench-compile.json"):
+for name in ("bench-eager.json", "bench.json", "bench-shared.json"):
     path = pathlib.Path(sys.argv[1]) / name
-    if not path.exists() or not path.stat().st_size:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        print(f"== {name}: no result")
         continue
-    data = json.loads(path.read_text())
     print(f"== {name} on {data['device']}")
     for r in data["results"]:
         print(f"  {r['workload']:8s} {r['path']:10s} {r['ms']:8.1f} ms {r['images_per_s']:7.1f} img/s peak {r['peak_memory_gib'] or 0:6.2f} GiB {r['tflops']:6.1f} TFLOP/s")

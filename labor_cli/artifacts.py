@@ -417,6 +417,12 @@ MASK_GROUPS = {"candidates": ("y", "x", "class", "similarity"), "uncertain": ("y
 _MASK_DTYPES = {"y": np.int32, "x": np.int32, "class": np.uint8, "similarity": np.float16, "entropy": np.float16}
 
 
+def unpack_mask(packed: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The (H, W) bool mask stored as ``np.packbits`` of its flattened pixels (the first pixel in
+    the high bit of the first byte)."""
+    return np.unpackbits(packed, count=size[0] * size[1]).reshape(size).astype(bool)
+
+
 class MasksWriter:
     """Appends one image at a time to an open masks artifact (resizable, compressed datasets)."""
 
@@ -473,11 +479,15 @@ class MasksWriter:
         return self
 
     def add(self, i: int, prediction: np.ndarray, mask: np.ndarray, groups: dict[str, dict[str, np.ndarray]]) -> None:
-        """Image i, in order: prediction (H, W) uint8, mask (H, W) bool, and the rows of each group."""
+        """Image i, in order: prediction (H, W) uint8, mask (H, W) bool or already packed (uint8,
+        as ``np.packbits`` of the flattened mask), and the rows of each group."""
         if i != self.written:
             raise ValueError(f"masks must be written in image order (got {i}, expected {self.written})")
+        packed = mask if mask.dtype == np.uint8 else np.packbits(mask.reshape(-1))
+        if packed.size != self.mask_offsets[i + 1] - self.mask_offsets[i]:
+            raise ValueError(f"image {i}: the mask has {packed.size} packed bytes, its size needs {self.mask_offsets[i + 1] - self.mask_offsets[i]}")
         self.prediction.append(np.ascontiguousarray(prediction, dtype=np.uint8).reshape(-1))
-        self.mask.append(np.packbits(mask.reshape(-1)))
+        self.mask.append(packed)
         for group_name, fields in MASK_GROUPS.items():
             rows = groups[group_name]
             count = len(rows[fields[0]])
@@ -575,8 +585,7 @@ class Masks:
 
     def mask(self, i: int) -> np.ndarray:
         height, width = self.sizes[i]
-        packed = self.artifact.file["mask"][self.mask_offsets[i] : self.mask_offsets[i + 1]]
-        return np.unpackbits(packed, count=int(height * width)).reshape(height, width).astype(bool)
+        return unpack_mask(self.artifact.file["mask"][self.mask_offsets[i] : self.mask_offsets[i + 1]], (int(height), int(width)))
 
     def parent(self) -> Parent:
         return self.artifact.parent()

@@ -31,6 +31,7 @@ FORCE = typer.Option(False, "--force", help="Replace an existing output.")
 DEVICE = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N.")
 PRECISION = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on the CPU), fp32 or bf16.")
 WORKERS = typer.Option(None, help="Data-loader worker processes (default: min(8, CPUs - 1)).")
+COMPILE = typer.Option("auto", "--compile", help="torch.compile the networks: auto (on CUDA), on or off. If compiling fails: one warning, and the stage goes on uncompiled.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
 SKIP_BAD = typer.Option(False, "--skip-bad", help="Leave out images whose files are unreadable (checked up front), count them, and list them in the artifact's config.")
 
@@ -161,6 +162,7 @@ def warmup(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT's resume file (saved every --save-every)."),
     device: str = DEVICE,
     precision: str = PRECISION,
+    compile_networks: str = COMPILE,
     workers: Optional[int] = WORKERS,
     force: bool = FORCE,
     quiet: bool = QUIET,
@@ -179,7 +181,7 @@ def warmup(
             init=options["init"], selector_backbone=options["selector_backbone"], class_set=options["classes"],
             source_split=options["source_split"], target_split=options["target_split"], device=options["device"],
             precision=options["precision"], workers=workers_or_default(options["workers"]), resume=resume,
-            force=force, quiet=quiet, rank=rank, skip_bad=options["skip_bad"],
+            force=force, quiet=quiet, rank=rank, skip_bad=options["skip_bad"], compile=options["compile_networks"],
         )
     if rank.is_main:
         print_training(result)
@@ -198,6 +200,7 @@ def extract(
     batch_size: int = typer.Option(1, min=1, help="Images per forward pass."),
     device: str = DEVICE,
     precision: str = PRECISION,
+    compile_networks: str = COMPILE,
     workers: Optional[int] = WORKERS,
     force: bool = FORCE,
     quiet: bool = QUIET,
@@ -214,7 +217,7 @@ def extract(
             model, target, output, split=split, exclude=exclude, candidates_per_class=candidates_per_class,
             uncertain_per_image=uncertain_per_image, input_size=parse_size(input_size, "--input-size"),
             batch_size=batch_size, device=device, precision=precision, workers=workers_or_default(workers),
-            force=force, quiet=quiet, rank=rank, skip_bad=skip_bad, resume=resume,
+            force=force, quiet=quiet, rank=rank, skip_bad=skip_bad, resume=resume, compile=compile_networks,
         )
     if rank.is_main:
         print_extract(result)
@@ -318,6 +321,7 @@ def adapt(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT's resume file (saved every --save-every)."),
     device: str = DEVICE,
     precision: str = PRECISION,
+    compile_networks: str = COMPILE,
     workers: Optional[int] = WORKERS,
     force: bool = FORCE,
     quiet: bool = QUIET,
@@ -335,7 +339,7 @@ def adapt(
             "adapt", options["source"], options["target"], output, train_config(options), start_from=model,
             labels=labels, source_split=options["source_split"], target_split=options["target_split"],
             device=options["device"], precision=options["precision"], workers=workers_or_default(options["workers"]),
-            resume=resume, force=force, quiet=quiet, rank=rank, skip_bad=options["skip_bad"],
+            resume=resume, force=force, quiet=quiet, rank=rank, skip_bad=options["skip_bad"], compile=options["compile_networks"],
         )
     if rank.is_main:
         print_training(result)
@@ -353,6 +357,7 @@ def evaluate(
     colour: Optional[Path] = typer.Option(None, help="Write colourised prediction PNGs to this folder."),
     device: str = DEVICE,
     precision: str = PRECISION,
+    compile_networks: str = COMPILE,
     workers: Optional[int] = WORKERS,
     force: bool = FORCE,
     quiet: bool = QUIET,
@@ -368,7 +373,7 @@ def evaluate(
             model, target, split, output, force=force, device=device, precision=precision,
             input_size=parse_size(input_size, "--input-size"), batch_size=batch_size,
             workers=workers_or_default(workers), predictions_dir=predictions, colour_dir=colour, quiet=quiet,
-            rank=rank, skip_bad=skip_bad,
+            rank=rank, skip_bad=skip_bad, compile=compile_networks,
         )
     if rank.is_main:
         print_evaluation(result, output)
@@ -413,11 +418,12 @@ def bench(
     device: str = DEVICE,
     repeats: int = typer.Option(5, min=1, help="Timed repetitions of each workload (the median is reported)."),
     warmup: int = typer.Option(2, min=0, help="Untimed repetitions first."),
-    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the default path's networks."),
+    compile_networks: str = typer.Option("auto", "--compile", help="torch.compile the default path's networks: auto (on CUDA, as the stages do), on or off."),
     selector_backbone: str = typer.Option("separate", help="B's backbone: separate or shared."),
     e2e_images: int = typer.Option(0, help="Also time `labor extract` end to end on this many synthetic PNGs (decoding and writing included)."),
     workers: Optional[int] = WORKERS,
     batch_size: int = typer.Option(4, min=1, help="Extraction batch size for the end-to-end run."),
+    profile: Optional[Path] = typer.Option(None, help="Also write where each workload's time goes (torch.profiler tables) to this folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Time the reference path (fp32, eager, channels-first) against the default path, side by side."""
@@ -427,10 +433,11 @@ def bench(
 
     from labor_cli.stages.bench import bench_extract_end_to_end
 
-    results = run_bench(arch, device, repeats, warmup, compile_model, selector_backbone)
+    results = run_bench(arch, device, repeats, warmup, compile_networks, selector_backbone, profile_dir=profile)
     end_to_end = None
     if e2e_images:
-        end_to_end = bench_extract_end_to_end(arch, device, e2e_images, workers_or_default(workers), batch_size, selector_backbone)
+        end_to_end = bench_extract_end_to_end(arch, device, e2e_images, workers_or_default(workers), batch_size, selector_backbone,
+                                              compile=compile_networks)
     name = str(resolve_device(device))
     if name.startswith("cuda"):
         import torch

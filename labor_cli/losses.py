@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from labor_cli.data.labels import IGNORE_INDEX
+from labor_cli.metrics import class_counts
 
 
 def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -23,16 +24,19 @@ def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def bilinear_matrix(size_out: int, size_in: int, device: torch.device) -> torch.Tensor:
-    """(size_out, size_in) weights of 1-D bilinear resampling with half-pixel centres."""
-    position = ((torch.arange(size_out, dtype=torch.float64) + 0.5) * (size_in / size_out) - 0.5).clamp(min=0)
+    """(size_out, size_in) weights of 1-D bilinear resampling with half-pixel centres.
+
+    Built on ``device`` itself: a matrix made on the host and copied to a GPU would make the
+    host wait for the GPU at every loss (a copy from pageable memory synchronises)."""
+    position = ((torch.arange(size_out, dtype=torch.float64, device=device) + 0.5) * (size_in / size_out) - 0.5).clamp(min=0)
     low = position.floor().long().clamp(max=size_in - 1)
     high = (low + 1).clamp(max=size_in - 1)
     weight_high = position - low
-    matrix = torch.zeros(size_out, size_in, dtype=torch.float64)
-    rows = torch.arange(size_out)
+    matrix = torch.zeros(size_out, size_in, dtype=torch.float64, device=device)
+    rows = torch.arange(size_out, device=device)
     matrix.index_put_((rows, low), 1 - weight_high, accumulate=True)
     matrix.index_put_((rows, high), weight_high, accumulate=True)
-    return matrix.to(device=device, dtype=torch.float32)
+    return matrix.to(torch.float32)
 
 
 def segmentation_loss(logits_full: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -98,7 +102,7 @@ def class_balanced_pseudo_labels(probabilities: torch.Tensor, alpha: float) -> t
     # Sort by (class, confidence): a pixel's rank inside its class is its position minus the class start.
     key = flat_prediction * 65536 + (confidence.flatten().float() * 65535).long()
     order = key.argsort()
-    counts = torch.bincount(flat_prediction, minlength=num_classes)
+    counts = class_counts(flat_prediction, num_classes)
     starts = counts.cumsum(0) - counts
     rank = torch.empty_like(order)
     rank[order] = torch.arange(order.numel(), device=order.device) - starts[flat_prediction[order]]

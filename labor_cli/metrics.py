@@ -13,11 +13,20 @@ import torch
 from labor_cli.data.labels import IGNORE_INDEX
 
 
+def class_counts(classes: torch.Tensor, num_classes: int, where: torch.Tensor | None = None) -> torch.Tensor:
+    """(num_classes,) int64: how often each class in ``classes`` occurs (only where ``where`` is
+    True, if given). ``torch.bincount`` without its host synchronisation: on CUDA it reads the
+    largest value back to size its output; here the size is known."""
+    flat = classes.flatten().long()
+    weights = torch.ones_like(flat) if where is None else where.flatten().long()
+    return torch.zeros(num_classes, dtype=torch.int64, device=classes.device).index_add_(0, flat, weights)
+
+
 def confusion_matrix(prediction: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, C) int64 counts, rows = ground truth, columns = prediction; works on any device."""
     valid = label != IGNORE_INDEX
-    index = label[valid].long() * num_classes + prediction[valid].long()
-    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    index = torch.where(valid, label.long() * num_classes + prediction.long(), 0)
+    return class_counts(index, num_classes * num_classes, where=valid).reshape(num_classes, num_classes)
 
 
 def iou_per_class(confusion: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ from labor_cli.errors import LaborError, LaborUsageError
 
 DEVICES_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
 PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_CHOICES = ("auto", "on", "off")
+COMPILE_BACKEND = "inductor"  # torch.compile's backend (the tests use "eager": dynamo without code generation)
 
 
 def resolve_device(spec: str, rank=None) -> torch.device:
@@ -46,6 +48,62 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     if spec == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return spec
+
+
+def resolve_compile(spec: str, device: torch.device) -> bool:
+    """auto = on CUDA (compiling costs a minute or two once and pays over thousands of steps),
+    off on the CPU (the toy networks' steps are too short to win the compile time back)."""
+    if spec not in COMPILE_CHOICES:
+        raise LaborUsageError(f"--compile {spec!r}: use one of {', '.join(COMPILE_CHOICES)}")
+    return spec == "on" or (spec == "auto" and device.type == "cuda")
+
+
+def configure_backends(device: torch.device) -> None:
+    """cuDNN autotuning on CUDA: every stage feeds its networks one fixed size (the training
+    crops, the extraction input), so timing the convolution algorithms once per shape pays
+    (the dilated convolutions of DeepLab-v2 most of all). AdaptSegNet's training scripts, the
+    published code LabOR's builds on, do the same."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+class CompileFallback:
+    """torch.compile on ``modules`` (nn.Module.compile, so state-dict keys stay as they are),
+    with a way back: a call that raises while they are compiled is run again uncompiled, and
+    compiling is given up for the rest of the run after a one-line warning. The modules are
+    the ones the stage calls itself (A's features() and classify() bypass A's forward, so
+    compiling A as a whole would miss them). Calls must be safe to repeat: a training step
+    zeroes the gradients first and steps the optimisers last; an extraction batch only computes."""
+
+    def __init__(self, modules, enabled: bool):
+        self.modules = [module for module in modules if module is not None] if enabled else []
+        for module in self.modules:
+            module.compile(backend=COMPILE_BACKEND)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.modules)
+
+    def __call__(self, fn, *args, **kwargs):
+        if not self.modules:
+            return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any failure of compiled code: retried eagerly, and a real error raises again there
+            from labor_cli.console import stderr
+
+            root = exc  # torch wraps a compiler's own error (BackendCompilerFailed): say what went wrong underneath
+            while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
+                root = inner
+            first_line = (str(root).strip().splitlines() or [""])[0][:200]
+            stderr.print(f"warning: torch.compile failed ({type(root).__name__}: {first_line}); going on without it", soft_wrap=True)
+            self.undo()
+            return fn(*args, **kwargs)
+
+    def undo(self) -> None:
+        for module in self.modules:
+            module._compiled_call_impl = None  # what nn.Module.compile set
+        self.modules = []
 
 
 def autocast(device: torch.device, precision: str):

@@ -24,9 +24,10 @@ from labor_cli import losses
 from labor_cli.artifacts import TrainingState
 from labor_cli import distributed
 from labor_cli.console import progress_bar, stderr
+from labor_cli.data.transforms import ImageNormalizer
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError, LaborUsageError
-from labor_cli.runtime import autocast, memory_format, seed_worker
+from labor_cli.runtime import CompileFallback, autocast, memory_format, seed_worker
 
 LOSS_NAMES = ("seg_src", "seg_tgt", "adv", "disc", "sel_src", "sel_pseudo", "dis")
 
@@ -163,12 +164,15 @@ class TargetPoints:
 
     def batch(self, indices: list[int], device: torch.device) -> list[dict]:
         empty = {"yx": torch.zeros(0, 2, dtype=torch.long), "label": torch.zeros(0, dtype=torch.long), "size": (1, 1)}
+        # To CUDA through pinned memory: a copy from pageable memory waits for the GPU to finish
+        # everything queued before it, which would stall every iteration.
+        staged = (lambda tensor: tensor.pin_memory()) if device.type == "cuda" else (lambda tensor: tensor)
         out = []
         for i in indices:
             points = self.by_index.get(i, empty)
             out.append({
-                "yx": points["yx"].to(device, non_blocking=True),
-                "label": points["label"].to(device, non_blocking=True),
+                "yx": staged(points["yx"]).to(device, non_blocking=True),
+                "label": staged(points["label"]).to(device, non_blocking=True),
                 "size": points["size"],
             })
         return out
@@ -195,12 +199,12 @@ def flip_source(source: dict[str, torch.Tensor], seed: int, iteration: int, rank
     generator = torch.Generator().manual_seed(seed * 1_000_003 + iteration + 1)
     batch = source["image"].shape[0]
     draw = torch.rand(batch * rank.world_size, generator=generator)[rank.rank * batch:(rank.rank + 1) * batch]
-    flip = (draw < 0.5).to(source["image"].device)
-    return {
-        **source,
-        "image": torch.where(flip.view(-1, 1, 1, 1), source["image"].flip(-1), source["image"]),
-        "label": torch.where(flip.view(-1, 1, 1), source["label"].flip(-1), source["label"]),
-    }
+    flips = (draw < 0.5).tolist()  # decided on the host: nothing is copied to the device for it
+
+    def flipped(tensors: torch.Tensor) -> torch.Tensor:
+        return torch.stack([tensor.flip(-1) if flip else tensor for tensor, flip in zip(tensors, flips)])
+
+    return {**source, "image": flipped(source["image"]), "label": flipped(source["label"])}
 
 
 def build_optimizers(networks, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
@@ -319,6 +323,7 @@ def train(
     resume_state: Optional[TrainingState] = None,
     quiet: bool = False,
     rank: Rank = Rank(),
+    compile_networks: bool = False,
 ) -> TrainingState:
     """Train from iteration 0 (or ``resume_state``) to ``config.iterations``; return the final state.
 
@@ -332,8 +337,10 @@ def train(
     """
     adapt = target_points is not None
     fmt = memory_format(device)
+    normalize = ImageNormalizer(device, fmt)
     networks.to(device, memory_format=fmt).train()
     distributed.broadcast_parameters(networks, rank)
+    compiled = CompileFallback(networks.called_modules(), compile_networks)  # after the move: compiled code is tied to the device
     optimizers = build_optimizers(networks, config)
     start = 0
     history = {name: [] for name in LOSS_NAMES}
@@ -380,15 +387,16 @@ def train(
             for optimizer in optimizers.values():
                 for group in optimizer.param_groups:
                     group["lr"] = poly_lr(group["base_lr"], iteration, config.iterations, config.power)
-            source = {k: v.to(device, non_blocking=True) for k, v in source.items() if k != "index"}
+            # The loaders hand out uint8 images and labels; they are widened here, on the device.
+            source = {"image": normalize(source["image"].to(device, non_blocking=True)),
+                      "label": source["label"].to(device, non_blocking=True).long()}
             if config.hflip:
                 source = flip_source(source, config.seed, iteration, rank)
-            source["image"] = source["image"].contiguous(memory_format=fmt)
-            indices = target.pop("index").tolist()
-            target = {k: v.to(device, non_blocking=True) for k, v in target.items()}
-            target["image"] = target["image"].contiguous(memory_format=fmt)
+                source["image"] = source["image"].contiguous(memory_format=fmt)  # torch.stack does not keep it
+            indices = target["index"].tolist()
+            target = {"image": normalize(target["image"].to(device, non_blocking=True))}
             points = target_points.batch(indices, device) if adapt else []
-            pending.append(training_step(networks, optimizers, config, source, target, points, precision, adapt, rank=rank))
+            pending.append(compiled(training_step, networks, optimizers, config, source, target, points, precision, adapt, rank=rank))
             iteration += 1
             log_now = iteration % config.log_every == 0 or iteration == config.iterations
             save_now = iteration % config.save_every == 0 and iteration < config.iterations

@@ -10,3 +10,10 @@ def test_bench_runs_both_paths_on_the_cpu_and_reports_every_figure():
     assert all(r.ms > 0 and r.images_per_s > 0 and r.tflops > 0 for r in results)
     assert set(speedups(results)) == {"adapt", "warmup", "extract"}
     json.dumps(as_json(results), allow_nan=False)  # scripts get strict JSON
+
+
+def test_bench_profile_writes_where_the_time_goes(tmp_path):
+    run_bench(device="cpu", repeats=1, warmup=0, workloads=("extract",), profile_dir=tmp_path / "profile")
+    assert sorted(p.name for p in (tmp_path / "profile").iterdir()) == ["default-extract.txt", "reference-extract.txt"]
+    table = (tmp_path / "profile" / "default-extract.txt").read_text()
+    assert "aten::upsample_bilinear2d" in table and "Self CPU" in table

@@ -25,6 +25,7 @@ from labor_cli.data.datasets import (
 from labor_cli.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    ImageNormalizer,
     SegmentationView,
     image_to_tensor,
     resize_image,
@@ -527,6 +528,15 @@ def test_unknown_class_name_in_classes_txt(tmp_path):
 # Transforms
 
 
+def test_image_normalizer_keeps_the_memory_format_and_refuses_floats():
+    images = torch.from_numpy(RNG.integers(0, 256, (2, 3, 4, 5), dtype=np.uint8))
+    out = ImageNormalizer(memory_format=torch.channels_last)(images)
+    assert out.dtype == torch.float32 and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, torch.stack([image_to_tensor(im.permute(1, 2, 0).numpy()) for im in images]), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="uint8"):
+        ImageNormalizer()(out)
+
+
 def test_image_to_tensor_normalises():
     image = RNG.integers(0, 256, (4, 5, 3), dtype=np.uint8)
     tensor = image_to_tensor(image)
@@ -555,12 +565,13 @@ def test_segmentation_view(tmp_path):
     ds = open_dataset(f"gta5:{root}", "train")
     item = SegmentationView(ds, (14, 10))[1]
     assert item["index"] == 1
-    assert item["image"].shape == (3, 10, 14) and item["image"].dtype == torch.float32
-    assert item["label"].shape == (10, 14) and item["label"].dtype == torch.int64
+    assert item["image"].shape == (3, 10, 14) and item["image"].dtype == torch.uint8  # normalised on the device
+    assert item["label"].shape == (10, 14) and item["label"].dtype == torch.uint8
     assert set(item["label"].unique().tolist()) <= set(expected_cityscapes(made["00002"][1]).ravel().tolist())
     native = SegmentationView(ds, None)[0]
     image, ids = made["00001"]
-    torch.testing.assert_close(native["image"], image_to_tensor(image))
+    assert native["image"].permute(1, 2, 0).numpy().tolist() == image.tolist()
+    torch.testing.assert_close(ImageNormalizer()(native["image"][None])[0], image_to_tensor(image), rtol=0, atol=0)
     assert native["label"].tolist() == expected_cityscapes(ids).astype(np.int64).tolist()
     assert "label" not in SegmentationView(ds, None, with_labels=False)[0]
     batch = next(iter(torch.utils.data.DataLoader(SegmentationView(ds, (14, 10)), batch_size=2)))

@@ -4,7 +4,8 @@ import torch
 
 from labor_cli import artifacts
 from labor_cli.errors import LaborError
-from labor_cli.stages.extract import extract_image, most_uncertain, prototype_candidates, run_extract
+from labor_cli.artifacts import unpack_mask
+from labor_cli.stages.extract import extract_image, most_uncertain, pack_bits, prototype_candidates, run_extract
 
 
 def _heads_disagreeing_on(region, shape=(3, 12, 16)):
@@ -23,9 +24,11 @@ def test_two_heads_that_disagree_exactly_on_a_drawn_region_give_exactly_that_mas
     rows = extract_image(logits, head1, head2, (12, 16), None, per_class=100, uncertain=10)
     expected = np.zeros((12, 16), dtype=bool)
     expected[region] = True
-    np.testing.assert_array_equal(rows["mask"], expected)
+    np.testing.assert_array_equal(unpack_mask(rows["mask_packed"], (12, 16)), expected)
     assert rows["prediction"].dtype == np.uint8
     np.testing.assert_array_equal(rows["prediction"], logits.argmax(0).numpy())
+    # the mask's pixels counted by A's class
+    np.testing.assert_array_equal(rows["mask_by_class"], np.bincount(logits.argmax(0).numpy()[expected], minlength=3))
 
 
 def test_excluded_pixels_leave_the_mask_and_the_uncertain_list():
@@ -33,8 +36,9 @@ def test_excluded_pixels_leave_the_mask_and_the_uncertain_list():
     head1, head2 = _heads_disagreeing_on(region)
     excluded = np.array([[0, 0], [1, 2], [3, 3]])
     rows = extract_image(torch.randn(3, 12, 16), head1, head2, (12, 16), excluded, per_class=100, uncertain=12 * 16)
-    assert rows["mask"].sum() == 16 - 3
-    assert not rows["mask"][0, 0] and not rows["mask"][1, 2]
+    mask = unpack_mask(rows["mask_packed"], (12, 16))
+    assert mask.sum() == rows["mask_by_class"].sum() == 16 - 3
+    assert not mask[0, 0] and not mask[1, 2]
     uncertain = set(zip(rows["uncertain"]["y"].tolist(), rows["uncertain"]["x"].tolist()))
     assert len(uncertain) == 12 * 16 - 3 and (0, 0) not in uncertain
     candidates = set(zip(rows["candidates"]["y"].tolist(), rows["candidates"]["x"].tolist()))
@@ -64,6 +68,22 @@ def test_prototypes_are_per_class_and_only_over_the_mask():
     assert 4 not in rows["x"].tolist()
 
 
+@pytest.mark.parametrize("size", [(1, 8), (3, 5), (7, 9), (1, 1)])
+def test_pack_bits_equals_numpy_packbits(size):
+    mask = torch.rand(size, generator=torch.Generator().manual_seed(sum(size))) < 0.4
+    packed = pack_bits(mask)
+    assert packed.dtype == torch.uint8
+    np.testing.assert_array_equal(packed.numpy(), np.packbits(mask.numpy().reshape(-1)))
+    np.testing.assert_array_equal(unpack_mask(packed.numpy(), size), mask.numpy())
+
+
+def test_most_uncertain_never_returns_excluded_pixels_even_when_asked_for_more():
+    probabilities = torch.tensor([[[0.5, 0.9, 0.6, 0.99]], [[0.5, 0.1, 0.4, 0.01]]])
+    excluded = torch.tensor([[True, False, True, True]])
+    rows = most_uncertain(probabilities, excluded, 3)
+    assert rows["x"].tolist() == [1] and len(rows["entropy"]) == 1
+
+
 def test_most_uncertain_orders_by_entropy():
     probabilities = torch.tensor([[[0.5, 0.9, 0.6, 0.99]], [[0.5, 0.1, 0.4, 0.01]]])
     rows = most_uncertain(probabilities, torch.zeros(1, 4, dtype=torch.bool), 3)
@@ -86,3 +106,36 @@ def test_extract_on_the_toy_pair_writes_a_masks_artifact(tmp_path, warm_checkpoi
         assert masks.artifact.file.attrs["lineage"].count(str(warm_checkpoint)) == 1
     with pytest.raises(LaborError, match="already exists"):
         run_extract(warm_checkpoint, toy_target, output, device="cpu", workers=0, quiet=True)
+
+
+def test_in_order_thread_runs_calls_in_order_and_raises_the_first_error():
+    import threading
+    import time
+
+    from labor_cli.stages.extract import InOrderThread
+
+    seen, threads = [], set()
+
+    def record(i):
+        time.sleep(0.001 * (i % 3))  # uneven durations: the order must not depend on them
+        threads.add(threading.current_thread().name)
+        seen.append(i)
+
+    with InOrderThread(limit=2) as background:
+        for i in range(20):
+            background.submit(record, i)
+        background.wait()
+        assert seen == list(range(20)) and threads == {next(iter(threads))} != {threading.current_thread().name}
+
+    release = threading.Event()
+
+    def fail(i):
+        release.wait(5)
+        raise OSError(f"disk full at {i}")
+
+    with pytest.raises(OSError, match="disk full at 0"):
+        with InOrderThread() as background:
+            background.submit(fail, 0)
+            background.submit(record, 99)
+            release.set()
+    assert seen[-1] == 99  # what was submitted has run by the time the block is left

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou
+from labor_cli.metrics import class_counts, confusion_matrix, iou_per_class, mean_iou
 
 
 def test_confusion_matrix_counts_by_hand_and_skips_ignored_pixels():
@@ -11,6 +11,20 @@ def test_confusion_matrix_counts_by_hand_and_skips_ignored_pixels():
     cm = confusion_matrix(prediction, label, 3).numpy()
     # rows: ground truth, columns: prediction; the two ignored pixels (predicted 2) count nowhere
     assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+
+
+def test_confusion_matrix_takes_uint8_labels_as_the_loaders_give_them():
+    label = torch.tensor([[0, 0, 1, 255], [2, 2, 1, 255]], dtype=torch.uint8)
+    prediction = torch.tensor([[0, 1, 1, 2], [2, 0, 1, 2]])
+    assert confusion_matrix(prediction, label, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+
+
+def test_class_counts_by_hand():
+    classes = torch.tensor([[3, 0, 3], [1, 3, 0]])
+    assert class_counts(classes, 5).tolist() == [2, 1, 0, 3, 0]  # a class never seen counts 0
+    where = torch.tensor([[True, False, True], [False, False, True]])
+    assert class_counts(classes, 5, where=where).tolist() == [1, 0, 0, 2, 0]
+    assert class_counts(classes, 5).dtype == torch.int64
 
 
 def test_iou_by_hand():

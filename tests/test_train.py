@@ -132,3 +132,26 @@ def test_bad_inputs_fail_clearly_and_leave_nothing(tmp_path, toy_source, toy_tar
     finally:
         artifacts_module.os.access = original
     assert not output.parent.exists() or list(output.parent.iterdir()) == []
+
+
+def test_hflip_flips_images_and_labels_together_as_seed_and_iteration_decide():
+    from labor_cli.distributed import Rank
+    from labor_cli.training import flip_source
+
+    images = torch.arange(4 * 3 * 2 * 5, dtype=torch.float32).view(4, 3, 2, 5)
+    labels = torch.arange(4 * 2 * 5).view(4, 2, 5)
+    out = flip_source({"image": images, "label": labels}, seed=0, iteration=7)
+    flipped = [not torch.equal(out["image"][i], images[i]) for i in range(4)]
+    for i in range(4):
+        expected = images[i].flip(-1) if flipped[i] else images[i]
+        assert torch.equal(out["image"][i], expected)
+        assert torch.equal(out["label"][i], labels[i].flip(-1) if flipped[i] else labels[i])
+    again = flip_source({"image": images, "label": labels}, seed=0, iteration=7)
+    assert torch.equal(again["image"], out["image"])  # a resumed run flips the same images
+    draws = [[not torch.equal(flip_source({"image": images, "label": labels}, 0, it)["image"][i], images[i]) for i in range(4)]
+             for it in range(20)]
+    assert 0 < sum(map(sum, draws)) < 80  # some flipped, some not
+    # two processes with 2 images each take the slices of the one-process draw of 4
+    halves = [flip_source({"image": images[2 * r:2 * r + 2], "label": labels[2 * r:2 * r + 2]}, 0, 7, Rank(r, 2, r))["image"]
+              for r in range(2)]
+    assert torch.equal(torch.cat(halves), out["image"])

@@ -41,6 +41,14 @@ class Networks(nn.Module):
         self.num_classes = num_classes
         self.selector_backbone = selector_backbone
 
+    def called_modules(self) -> list[nn.Module]:
+        """The modules the stages call themselves, the ones to compile: A's backbone and
+        classifier (through features() and classify()), B's backbone (separate mode) and two
+        heads, and D."""
+        parts = [self.segmenter.backbone, self.segmenter.classifier, self.selector.backbone,
+                 self.selector.head1, self.selector.head2, self.discriminator]
+        return [module for module in parts if module is not None]
+
     def config(self) -> dict[str, Any]:
         """JSON-able; ``build_networks(**config)`` rebuilds the same architecture (init "none":
         the weights come from a checkpoint)."""

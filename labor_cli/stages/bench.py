@@ -13,11 +13,12 @@ import contextlib
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from labor_cli.models import build_networks
-from labor_cli.runtime import resolve_device
+from labor_cli.runtime import CompileFallback, configure_backends, resolve_compile, resolve_device
 from labor_cli.stages.extract import extract_image
 from labor_cli.training import TrainConfig, build_optimizers, training_step
 
@@ -69,8 +70,14 @@ def _flops(fn) -> float:
 
 
 def run_bench(arch: str | None = None, device: str = "auto", repeats: int = 5, warmup: int = 2,
-              compile_model: bool = False, selector_backbone: str = "separate", workloads: tuple[str, ...] = ("adapt", "warmup", "extract")) -> list[Measurement]:
+              compile: str = "auto", selector_backbone: str = "separate", workloads: tuple[str, ...] = ("adapt", "warmup", "extract"),
+              profile_dir: Path | None = None) -> list[Measurement]:
+    """The default path is what the stages do by default (``compile`` as their --compile); both
+    paths get cuDNN autotuning, which the published codes switch on too. ``profile_dir``: also
+    write where each workload's time goes (torch.profiler's top operators and kernels)."""
     torch_device = resolve_device(device)
+    configure_backends(torch_device)
+    compile_model = resolve_compile(compile, torch_device)
     on_gpu = torch_device.type == "cuda"
     arch = arch or ("deeplabv2-r101" if on_gpu else "small")
     shapes = SHAPES["paper" if arch != "small" else "small"]
@@ -79,22 +86,20 @@ def run_bench(arch: str | None = None, device: str = "auto", repeats: int = 5, w
     results: list[Measurement] = []
     for path_name, (precision, fmt, compiled) in paths.items():
         results += _measure_path(path_name, precision, fmt, compiled, arch, selector_backbone, torch_device, repeats, warmup,
-                                 workloads, shapes, results)
+                                 workloads, shapes, results, profile_dir)
         if on_gpu:
             torch.cuda.empty_cache()  # the path's networks are gone: the next path's peak is its own
     return results
 
 
 def _measure_path(path_name, precision, fmt, compiled, arch, selector_backbone, torch_device, repeats, warmup,
-                  workloads, shapes, earlier: list[Measurement]) -> list[Measurement]:
+                  workloads, shapes, earlier: list[Measurement], profile_dir: Path | None = None) -> list[Measurement]:
     """One path's workloads on freshly built networks (freed when this returns)."""
     source_hw, target_hw, native_hw, input_hw, batch = shapes
     results = []
     torch.manual_seed(0)
     networks = build_networks(arch, 19, selector_backbone=selector_backbone).to(torch_device, memory_format=fmt).train()
-    if compiled:
-        for name in ("segmenter", "selector", "discriminator"):
-            getattr(networks, name).compile()
+    guard = CompileFallback(networks.called_modules(), compiled)
     config = TrainConfig(lr=1e-5)
     optimizers = build_optimizers(networks, config)
     generator = torch.Generator(device="cpu").manual_seed(0)
@@ -123,12 +128,30 @@ def _measure_path(path_name, precision, fmt, compiled, arch, selector_backbone, 
 
     chosen = {"adapt": adapt_step, "warmup": warmup_step, "extract": extract_step}
     for workload in workloads:
-        fn = chosen[workload]
-        ms, peak = _time(fn, torch_device, repeats, warmup + (3 if compiled else 0))
-        flops = _flops(fn) if not compiled else next((r.tflops * r.ms / 1000 * 1e12 for r in earlier if r.workload == workload), 0.0)
+        def fn(step=chosen[workload]):
+            return guard(step)
+
+        ms, peak = _time(fn, torch_device, repeats, warmup + (3 if guard.active else 0))
+        flops = _flops(fn) if not guard.active else next((r.tflops * r.ms / 1000 * 1e12 for r in earlier if r.workload == workload), 0.0)
         images = 2 * batch if workload != "extract" else batch
         results.append(Measurement(workload, path_name, ms, images * 1000 / ms, peak, flops / (ms / 1000) / 1e12))
+        if profile_dir is not None:
+            _profile(fn, torch_device, Path(profile_dir) / f"{path_name}-{workload}.txt")
     return results
+
+
+def _profile(fn, device: torch.device, path: Path) -> None:
+    """torch.profiler's table of two calls of ``fn``, the operators that took most time first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        for _ in range(2):
+            fn()
+        _synchronize(device)
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(profiler.key_averages().table(sort_by=sort_by, row_limit=30, max_name_column_width=70) + "\n")
 
 
 def speedups(results: list[Measurement]) -> dict[str, float]:
@@ -156,7 +179,6 @@ def as_json(results: list[Measurement]) -> list[dict]:
 def write_synthetic_cityscapes(root, images: int, size: tuple[int, int], seed: int = 0) -> None:
     """A Cityscapes-layout folder of street-like PNGs (smooth regions, edges, mild noise)."""
     from concurrent.futures import ThreadPoolExecutor
-    from pathlib import Path
 
     import numpy as np
     from PIL import Image
@@ -180,10 +202,10 @@ def write_synthetic_cityscapes(root, images: int, size: tuple[int, int], seed: i
 
 
 def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", images: int = 200, workers: int = 8,
-                             batch_size: int = 4, selector_backbone: str = "separate", precision: str = "auto") -> dict:
+                             batch_size: int = 4, selector_backbone: str = "separate", precision: str = "auto",
+                             compile: str = "auto") -> dict:
     """`labor extract` on real PNG files: decoding, the networks, the masks data and the artifact written."""
     import tempfile
-    from pathlib import Path
 
     from labor_cli import artifacts
     from labor_cli.artifacts import TrainingState
@@ -206,8 +228,8 @@ def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", imag
         output = Path(tmp) / "masks.h5"
         started = time.perf_counter()
         result = run_extract(checkpoint, f"cityscapes:{Path(tmp) / 'cityscapes'}", output, device=device, precision=precision,
-                             workers=workers, batch_size=batch_size, quiet=True)
+                             workers=workers, batch_size=batch_size, quiet=True, compile=compile)
         seconds = time.perf_counter() - started
     return {"arch": arch, "images": images, "native_size": list(native), "workers": workers, "batch_size": batch_size,
-            "selector_backbone": selector_backbone, "seconds": seconds, "images_per_s": images / seconds,
+            "selector_backbone": selector_backbone, "compile": compile, "seconds": seconds, "images_per_s": images / seconds,
             "mask_percent": result.mask_share, "bytes_per_image": result.bytes_per_image}

@@ -16,10 +16,10 @@ from labor_cli import artifacts, distributed
 from labor_cli.console import progress_bar
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import class_colours, evaluation_subsets, index_to_label_id
-from labor_cli.data.transforms import image_to_tensor, resize_image
+from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
 from labor_cli.distributed import Rank
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
-from labor_cli.runtime import autocast, memory_format, resolve_device, resolve_precision
+from labor_cli.runtime import CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision
 
 
 class FullLabelView(torch.utils.data.Dataset):
@@ -36,7 +36,7 @@ class FullLabelView(torch.utils.data.Dataset):
         if self.size is not None:
             image = resize_image(image, self.size)
         label = self.dataset.read_label(i)
-        return {"image": image_to_tensor(image), "label": torch.from_numpy(label.astype(np.int64)), "index": i}
+        return {"image": image_as_tensor(image), "label": torch.from_numpy(label), "index": i}  # uint8, widened on the device
 
 
 @dataclass
@@ -74,6 +74,7 @@ def run_evaluate(
     quiet: bool = False,
     rank: Rank = Rank(),
     skip_bad: bool = False,
+    compile: str = "auto",
 ) -> EvaluationResult | None:
     """Under torchrun (``rank``) process r evaluates images r, r + W, ...; the confusion matrices
     are summed over the processes and rank 0 writes the artifact (the others return None)."""
@@ -85,6 +86,9 @@ def run_evaluate(
     precision = resolve_precision(precision, torch_device)
     size = input_size or dataset.train_size
     model = checkpoint.networks.segmenter.to(torch_device, memory_format=memory_format(torch_device)).eval()
+    normalize = ImageNormalizer(torch_device, memory_format(torch_device))
+    configure_backends(torch_device)
+    compiled = CompileFallback([model.backbone, model.classifier], resolve_compile(compile, torch_device))
     num_classes = len(checkpoint.class_names)
     view = FullLabelView(dataset, size)
     if rank.distributed:
@@ -100,9 +104,9 @@ def run_evaluate(
     with progress_bar(disable=quiet or not rank.is_main) as bar:
         task = bar.add_task("evaluate", total=len(view), status="")
         for batch in loader:
-            images = batch["image"].to(torch_device, non_blocking=True).contiguous(memory_format=memory_format(torch_device))
+            images = normalize(batch["image"].to(torch_device, non_blocking=True))
             labels = batch["label"].to(torch_device, non_blocking=True)
-            predictions = predict_full_resolution(model, images, tuple(labels.shape[-2:]), precision)
+            predictions = compiled(predict_full_resolution, model, images, tuple(labels.shape[-2:]), precision)
             confusion += confusion_matrix(predictions, labels, num_classes)
             if predictions_dir or colour_dir:
                 write_prediction_pngs(dataset, batch["index"].tolist(), predictions.cpu().numpy(), checkpoint.class_set, predictions_dir, colour_dir)
@@ -122,6 +126,7 @@ def run_evaluate(
         "input_size": list(size) if size else None,
         "device": str(torch_device),
         "precision": precision,
+        "compile": compiled.active,
         "batch_size": batch_size,
     }
     if skip_bad:

@@ -14,6 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -25,10 +28,10 @@ import torch.nn.functional as F
 from labor_cli import artifacts, distributed
 from labor_cli.console import progress_bar, stderr
 from labor_cli.data.datasets import open_dataset, skipped_files
-from labor_cli.data.transforms import image_to_tensor, resize_image
+from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError, LaborUsageError
-from labor_cli.runtime import autocast, memory_format, resolve_device, resolve_precision
+from labor_cli.runtime import CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision
 from labor_cli.stages.train import resume_path_for
 from labor_cli.training import StopRequest
 
@@ -47,7 +50,7 @@ class ExtractionView(torch.utils.data.Dataset):
         native = torch.tensor(image.shape[:2])
         if self.size is not None:
             image = resize_image(image, self.size)
-        return {"image": image_to_tensor(image), "native_size": native, "index": i}
+        return {"image": image_as_tensor(image), "native_size": native, "index": i}  # uint8: normalised on the device
 
 
 class ShardBatches(torch.utils.data.Sampler):
@@ -102,6 +105,38 @@ def _saved_extraction(path: Path, config: dict, image_ids: list[str]) -> dict:
     return state
 
 
+class InOrderThread:
+    """Calls run one at a time, in the order given, on one background thread; at most ``limit``
+    wait (they hold an image's maps each). ``wait()`` returns when all are done and raises the
+    first call's error; leaving the ``with`` block waits too, so nothing writes to a closed file."""
+
+    def __init__(self, limit: int = 8):
+        self.limit = limit
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labor-writer")
+        self.pending: deque = deque()
+
+    def submit(self, fn, *args) -> None:
+        self.pending.append(self.pool.submit(fn, *args))
+        while self.pending and (len(self.pending) > self.limit or self.pending[0].done()):
+            self.pending.popleft().result()
+
+    def wait(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+    def __enter__(self) -> "InOrderThread":
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+            else:  # already failing: let the calls finish, keep the first error
+                wait_all(self.pending)
+        finally:
+            self.pool.shutdown()
+
+
 @dataclass
 class ExtractResult:
     output: Path
@@ -143,12 +178,27 @@ def prototype_candidates(probabilities: torch.Tensor, prediction: torch.Tensor, 
 
 def most_uncertain(probabilities: torch.Tensor, excluded: torch.Tensor, count: int) -> dict:
     """A's ``count`` highest-entropy pixels of one image, excluded pixels left out."""
-    _, _, width = probabilities.shape
+    _, height, width = probabilities.shape
     entropy = -(probabilities * probabilities.clamp(min=1e-12).log()).sum(0)
     entropy = entropy.masked_fill(excluded, float("-inf")).flatten()
-    available = int((~excluded).sum())
-    values, pixels = torch.topk(entropy, min(count, available))
+    # Excluded pixels sort last; any that reach the top ``count`` are dropped afterwards, which
+    # spares a host synchronisation to count the pixels that are left.
+    values, pixels = torch.topk(entropy, min(count, height * width))
+    kept = values > float("-inf")
+    values, pixels = values[kept], pixels[kept]
     return {"y": pixels // width, "x": pixels % width, "entropy": values}
+
+
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """``np.packbits`` of the flattened bool ``mask``, on its device: 8 pixels per byte, the first
+    in the high bit, zeros after the last pixel (the masks artifact's layout, read back by
+    ``artifacts.unpack_mask``; an eighth of the bytes to copy to the host)."""
+    flat = mask.flatten().to(torch.uint8)
+    padding = (-flat.numel()) % 8
+    if padding:
+        flat = torch.cat([flat, flat.new_zeros(padding)])
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=mask.device)
+    return (flat.view(-1, 8) << shifts).sum(1).to(torch.uint8)
 
 
 def excluded_pixels(labels_path: Path, dataset) -> tuple[dict[str, np.ndarray], artifacts.PixelSet]:
@@ -185,6 +235,7 @@ def run_extract(
     rank: Rank = Rank(),
     skip_bad: bool = False,
     resume: bool = False,
+    compile: str = "auto",
 ) -> Optional[ExtractResult]:
     """Under torchrun (``rank``) each process extracts its share of the images and rank 0 writes
     them all, in order, to the one artifact (the others return None).
@@ -206,8 +257,10 @@ def run_extract(
         parents.append(earlier.parent)
     torch_device = resolve_device(device, rank)
     precision = resolve_precision(precision, torch_device)
+    configure_backends(torch_device)
     fmt = memory_format(torch_device)
     networks = checkpoint.networks.to(torch_device, memory_format=fmt).eval()
+    compiled = CompileFallback(networks.called_modules(), resolve_compile(compile, torch_device))
     segmenter, selector = networks.segmenter, networks.selector
     size = input_size or dataset.train_size
     sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)  # (H, W)
@@ -215,11 +268,12 @@ def run_extract(
         "model": str(model_path), "target": target, "split": split, "exclude": str(exclude) if exclude else None,
         "candidates_per_class": candidates_per_class, "uncertain_per_image": uncertain_per_image,
         "input_size": list(size) if size else None, "batch_size": batch_size, "device": str(torch_device), "precision": precision,
+        "compile": compiled.active,
     }
     if skip_bad:
         config["skipped_unreadable"] = skipped_files(target=dataset)
-    # What must not change between a stopped extraction and its --resume: all but the device.
-    config_for_resume = {key: value for key, value in config.items() if key != "device"}
+    # What must not change between a stopped extraction and its --resume: all but where and how fast.
+    config_for_resume = {key: value for key, value in config.items() if key not in ("device", "compile")}
     resume_path = resume_path_for(Path(output))
     saved = _saved_extraction(resume_path, config_for_resume, dataset.image_ids) if resume else None
     start = saved["written"] if saved else 0
@@ -231,8 +285,10 @@ def run_extract(
     mask_by_class = np.asarray(saved["mask_by_class"], dtype=np.int64) if saved else np.zeros(num_classes, dtype=np.int64)
     started = time.perf_counter()
 
+    normalize = ImageNormalizer(torch_device, fmt)
+
     def compute(batch) -> list[tuple[int, dict]]:
-        images = batch["image"].to(torch_device, non_blocking=True).contiguous(memory_format=fmt)
+        images = normalize(batch["image"].to(torch_device, non_blocking=True))
         with torch.no_grad(), autocast(torch_device, precision):
             features = segmenter.features(images)
             logits = segmenter.classify(features)
@@ -245,32 +301,39 @@ def run_extract(
                                                  excluded_by_id.get(dataset.image_ids[index]), candidates_per_class, uncertain_per_image)))
         return out
 
-    results = results_in_order(loader, shard.rounds(), compute, rank)
+    results = results_in_order(loader, shard.rounds(), lambda batch: compiled(compute, batch), rank)
     if not rank.is_main:
         for _ in results:
             pass
         return None
     stop = StopRequest() if not rank.distributed else contextlib.nullcontext()
     with stop, artifacts.create_artifact(output, "masks", config, parents, force, keep_as=resume_path,
-                                         start_from=resume_path if saved else None) as f, progress_bar(disable=quiet) as bar:
+                                         start_from=resume_path if saved else None) as f, progress_bar(disable=quiet) as bar, \
+            InOrderThread() as background:
         if saved:
             writer = artifacts.MasksWriter.reopen(f, saved)
         else:
             writer = artifacts.MasksWriter(f, dataset.image_ids, sizes, checkpoint.class_set, checkpoint.class_names)
         task = bar.add_task("extract", total=len(dataset), completed=start, status="")
+        done = start
         for batch_results in results:
             for index, rows in batch_results:
-                mask_pixels += int(rows["mask"].sum())
-                mask_by_class += np.bincount(rows["prediction"][rows["mask"]], minlength=num_classes)
-                writer.add(index, rows.pop("prediction"), rows.pop("mask"), rows)
-            bar.update(task, advance=len(batch_results), status=f"mask {100 * mask_pixels / max(1, sizes[: writer.written].prod(1).sum()):.2f}%")
-            if getattr(stop, "signal_name", None) is not None and writer.written < len(dataset):
+                counts = rows.pop("mask_by_class")
+                mask_pixels += int(counts.sum())
+                mask_by_class += counts
+                # Written on a background thread, while this one starts the next batch on the device.
+                background.submit(writer.add, index, rows.pop("prediction"), rows.pop("mask_packed"), rows)
+                done += 1
+            bar.update(task, advance=len(batch_results), status=f"mask {100 * mask_pixels / max(1, sizes[:done].prod(1).sum()):.2f}%")
+            if getattr(stop, "signal_name", None) is not None and done < len(dataset):
+                background.wait()
                 f.attrs["resume_state"] = json.dumps({**writer.state(), "mask_pixels": mask_pixels,
                                                       "mask_by_class": mask_by_class.tolist(), "config": config_for_resume})
                 bar.stop()
-                stderr.print(f"{stop.signal_name}: stopped after {writer.written} of {len(dataset)} images; saved {resume_path}. "
+                stderr.print(f"{stop.signal_name}: stopped after {done} of {len(dataset)} images; saved {resume_path}. "
                              "Run the same command with --resume to continue.", soft_wrap=True)
                 raise artifacts.KeepPartial
+        background.wait()
         if "resume_state" in f.attrs:
             del f.attrs["resume_state"]
         writer.close()
@@ -285,7 +348,10 @@ def run_extract(
 
 
 def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int, uncertain: int) -> dict:
-    """Everything the masks artifact keeps of one image (numpy arrays on the host)."""
+    """Everything the masks artifact keeps of one image, as numpy arrays on the host:
+    ``prediction`` (H, W) uint8, ``mask_packed`` (the mask, ``pack_bits``), ``mask_by_class``
+    (the mask's pixels counted by A's class) and the rows of each group. The per-pixel work
+    stays on the device; only these cross to the host."""
     height, width = native_size
     # One upsampling of A's and both heads' logits, in fp32 and the plain (C, H, W) layout: a
     # channels_last network hands out channels-last logits, and every per-pixel step below
@@ -309,5 +375,6 @@ def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int
     }
     out = {group: {name: value.cpu().numpy() for name, value in fields.items()} for group, fields in rows.items()}
     out["prediction"] = prediction.to(torch.uint8).cpu().numpy()
-    out["mask"] = mask.cpu().numpy()
+    out["mask_packed"] = pack_bits(mask).cpu().numpy()
+    out["mask_by_class"] = torch.bincount(prediction[mask], minlength=num_classes).cpu().numpy()
     return out

@@ -24,11 +24,11 @@ from labor_cli.data.transforms import SegmentationView
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError
 from labor_cli.models import build_networks
-from labor_cli.runtime import resolve_device, resolve_precision, seed_everything
+from labor_cli.runtime import configure_backends, resolve_compile, resolve_device, resolve_precision, seed_everything
 from labor_cli.training import TargetPoints, TrainConfig, train
 
 # Configuration keys that may differ between a run and its resumption.
-RESUME_MAY_DIFFER = ("device", "workers", "quiet", "resume", "force")
+RESUME_MAY_DIFFER = ("device", "workers", "quiet", "resume", "force", "compile")
 
 
 @dataclass
@@ -94,6 +94,7 @@ def run_training_stage(
     quiet: bool = False,
     rank: Rank = Rank(),
     skip_bad: bool = False,
+    compile: str = "auto",
 ) -> StageResult:
     """Under torchrun (``rank``), every process runs this; --source-batch and --target-batch are
     per process (the global batch is world_size times them) and only rank 0 writes files."""
@@ -123,6 +124,8 @@ def run_training_stage(
 
     torch_device = resolve_device(device, rank)
     precision = resolve_precision(precision, torch_device)
+    compiled = resolve_compile(compile, torch_device)
+    configure_backends(torch_device)
     run_config = {
         "stage": stage,
         "source": source,
@@ -137,6 +140,7 @@ def run_training_stage(
         "class_set": class_set,
         "precision": precision,
         "device": str(torch_device),
+        "compile": compiled,
         "workers": workers,
         "train": config.as_dict(),
     }
@@ -168,7 +172,7 @@ def run_training_stage(
     source_view = SegmentationView(source_dataset, config.source_size or source_dataset.train_size, with_labels=True)
     target_view = SegmentationView(target_dataset, config.target_size or target_dataset.train_size, with_labels=False)
     state = train(networks, config, stage, source_view, target_view, target_points, torch_device, precision,
-                  workers, save, resume_path, resume_state, quiet, rank=rank)
+                  workers, save, resume_path, resume_state, quiet, rank=rank, compile_networks=compiled)
     networks.to("cpu")
     if rank.is_main:
         save(state, output, replace=force)

@@ -1,0 +1,94 @@
+"""--compile: the stages compile the modules they call, and fall back to eager when compiling fails.
+
+torch.compile's "eager" backend (dynamo's graph capture, no code generation) stands in for
+inductor: it exercises the same wiring in seconds on the CPU, and gives the same numbers as
+not compiling at all, so results can be compared exactly.
+"""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_train_config
+from labor_cli import artifacts, runtime
+from labor_cli.errors import LaborUsageError
+from labor_cli.runtime import CompileFallback, resolve_compile
+from labor_cli.stages.evaluate import run_evaluate
+from labor_cli.stages.extract import run_extract
+from labor_cli.stages.train import run_training_stage
+
+
+def _weights(path):
+    networks = artifacts.load_checkpoint(path).networks
+    return {f"{name}.{k}": v for name in ("segmenter", "selector", "discriminator") for k, v in getattr(networks, name).state_dict().items()}
+
+
+def _warmup(toy_source, toy_target, output, compile):
+    return run_training_stage("warmup", toy_source, toy_target, output, tiny_train_config(iterations=3, save_every=100),
+                              arch="small", device="cpu", workers=0, quiet=True, compile=compile)
+
+
+def failing_backend(graph_module, example_inputs):
+    raise RuntimeError("no compiler here\nsecond line")
+
+
+def test_compile_choices():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_compile("auto", cpu) is False and resolve_compile("auto", cuda) is True
+    assert resolve_compile("on", cpu) is True and resolve_compile("off", cuda) is False
+    with pytest.raises(LaborUsageError, match="--compile 'yes'"):
+        resolve_compile("yes", cpu)
+
+
+def test_compiled_training_equals_eager_and_keeps_the_checkpoint_layout(tmp_path, toy_source, toy_target, monkeypatch):
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
+    _warmup(toy_source, toy_target, tmp_path / "eager.h5", "off")
+    _warmup(toy_source, toy_target, tmp_path / "compiled.h5", "on")
+    eager, compiled = _weights(tmp_path / "eager.h5"), _weights(tmp_path / "compiled.h5")
+    assert eager.keys() == compiled.keys()  # no "_orig_mod." prefixes: nn.Module.compile leaves the names alone
+    assert all(torch.equal(eager[k], compiled[k]) for k in eager)
+    with h5py.File(tmp_path / "compiled.h5") as f:
+        assert '"compile": true' in f.attrs["config"]
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tmp_path, toy_source, toy_target, monkeypatch, capsys):
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", failing_backend)
+    _warmup(toy_source, toy_target, tmp_path / "fallback.h5", "on")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "torch.compile failed" in line]
+    assert len(warnings) == 1 and "no compiler here" in warnings[0] and "second line" not in warnings[0]
+    _warmup(toy_source, toy_target, tmp_path / "eager.h5", "off")
+    eager, fallback = _weights(tmp_path / "eager.h5"), _weights(tmp_path / "fallback.h5")
+    assert all(torch.equal(eager[k], fallback[k]) for k in eager)  # the failed step was redone from scratch
+
+
+def test_compiled_extract_and_evaluate_equal_eager(tmp_path, warm_checkpoint, toy_target, monkeypatch, capsys):
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", failing_backend)  # the fallback path, then real compiling
+    run_extract(warm_checkpoint, toy_target, tmp_path / "fallback.h5", device="cpu", quiet=True, compile="on", batch_size=2)
+    assert "torch.compile failed" in capsys.readouterr().err
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
+    run_extract(warm_checkpoint, toy_target, tmp_path / "compiled.h5", device="cpu", quiet=True, compile="on", batch_size=2)
+    run_extract(warm_checkpoint, toy_target, tmp_path / "eager.h5", device="cpu", quiet=True, compile="off", batch_size=2)
+    with h5py.File(tmp_path / "eager.h5") as eager:
+        for name in ("fallback.h5", "compiled.h5"):
+            with h5py.File(tmp_path / name) as other:
+                for key in ("prediction", "mask", "candidates/similarity", "candidates/x", "uncertain/entropy"):
+                    np.testing.assert_array_equal(other[key][()], eager[key][()], err_msg=f"{name}: {key}")
+    compiled = run_evaluate(warm_checkpoint, toy_target, "val", tmp_path / "e1.h5", device="cpu", quiet=True, compile="on")
+    eager = run_evaluate(warm_checkpoint, toy_target, "val", tmp_path / "e2.h5", device="cpu", quiet=True, compile="off")
+    np.testing.assert_array_equal(compiled.confusion, eager.confusion)
+
+
+def test_a_real_error_still_raises_after_the_eager_retry(monkeypatch):
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
+    module = torch.nn.Linear(2, 2)
+    guard = CompileFallback([module], enabled=True)
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        guard(broken)
+    assert len(calls) == 2 and not guard.active and module._compiled_call_impl is None

@@ -31,7 +31,7 @@ FORCE = typer.Option(False, "--force", help="Replace an existing output.")
 DEVICE = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N.")
 PRECISION = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on the CPU), fp32 or bf16.")
 WORKERS = typer.Option(None, help="Data-loader worker processes (default: min(8, CPUs - 1)).")
-COMPILE = typer.Option("auto", "--compile", help="torch.compile the networks: auto (on CUDA), on or off. If compiling fails: one warning, and the stage goes on uncompiled.")
+COMPILE = typer.Option("auto", "--compile", help="torch.compile the networks: auto (on CUDA for warmup and adapt, off for extract and evaluate), on or off. If compiling fails: one warning, and the stage goes on uncompiled.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
 SKIP_BAD = typer.Option(False, "--skip-bad", help="Leave out images whose files are unreadable (checked up front), count them, and list them in the artifact's config.")
 

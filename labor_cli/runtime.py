@@ -50,12 +50,13 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     return spec
 
 
-def resolve_compile(spec: str, device: torch.device) -> bool:
-    """auto = on CUDA (compiling costs a minute or two once and pays over thousands of steps),
-    off on the CPU (the toy networks' steps are too short to win the compile time back)."""
+def resolve_compile(spec: str, device: torch.device, training: bool) -> bool:
+    """auto = on CUDA for training (warmup, adapt: thousands of iterations win back the compile
+    time), off for extract and evaluate (runs of minutes, which compiling could eat up) and on
+    the CPU (the toy networks' steps are too short to pay for it)."""
     if spec not in COMPILE_CHOICES:
         raise LaborUsageError(f"--compile {spec!r}: use one of {', '.join(COMPILE_CHOICES)}")
-    return spec == "on" or (spec == "auto" and device.type == "cuda")
+    return spec == "on" or (spec == "auto" and device.type == "cuda" and training)
 
 
 def configure_backends(device: torch.device) -> None:

@@ -35,10 +35,12 @@ def failing_backend(graph_module, example_inputs):
 
 def test_compile_choices():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_compile("auto", cpu) is False and resolve_compile("auto", cuda) is True
-    assert resolve_compile("on", cpu) is True and resolve_compile("off", cuda) is False
+    assert resolve_compile("auto", cuda, training=True) is True  # warmup, adapt on CUDA
+    assert resolve_compile("auto", cuda, training=False) is False  # extract, evaluate
+    assert resolve_compile("auto", cpu, training=True) is False
+    assert resolve_compile("on", cpu, training=False) is True and resolve_compile("off", cuda, training=True) is False
     with pytest.raises(LaborUsageError, match="--compile 'yes'"):
-        resolve_compile("yes", cpu)
+        resolve_compile("yes", cpu, training=True)
 
 
 def test_compiled_training_equals_eager_and_keeps_the_checkpoint_layout(tmp_path, toy_source, toy_target, monkeypatch):

@@ -37,6 +37,7 @@ class Measurement:
     images_per_s: float
     peak_memory_gib: float | None  # CUDA only
     tflops: float
+    compiled: bool = False
 
 
 def _synchronize(device: torch.device) -> None:
@@ -72,34 +73,34 @@ def _flops(fn) -> float:
 def run_bench(arch: str | None = None, device: str = "auto", repeats: int = 5, warmup: int = 2,
               compile: str = "auto", selector_backbone: str = "separate", workloads: tuple[str, ...] = ("adapt", "warmup", "extract"),
               profile_dir: Path | None = None) -> list[Measurement]:
-    """The default path is what the stages do by default (``compile`` as their --compile); both
+    """The default path is what the stages do by default (``compile`` as their --compile: auto
+    compiles the training workloads on CUDA, not extraction); both
     paths get cuDNN autotuning, which the published codes switch on too. ``profile_dir``: also
     write where each workload's time goes (torch.profiler's top operators and kernels)."""
     torch_device = resolve_device(device)
     configure_backends(torch_device)
-    compile_model = resolve_compile(compile, torch_device)
+    compiled = {workload: resolve_compile(compile, torch_device, training=workload != "extract") for workload in workloads}
     on_gpu = torch_device.type == "cuda"
     arch = arch or ("deeplabv2-r101" if on_gpu else "small")
     shapes = SHAPES["paper" if arch != "small" else "small"]
-    paths = {"reference": ("fp32", torch.contiguous_format, False),
-             "default": ("bf16" if on_gpu else "fp32", torch.channels_last if on_gpu else torch.contiguous_format, compile_model)}
+    paths = {"reference": ("fp32", torch.contiguous_format, dict.fromkeys(workloads, False)),
+             "default": ("bf16" if on_gpu else "fp32", torch.channels_last if on_gpu else torch.contiguous_format, compiled)}
     results: list[Measurement] = []
-    for path_name, (precision, fmt, compiled) in paths.items():
-        results += _measure_path(path_name, precision, fmt, compiled, arch, selector_backbone, torch_device, repeats, warmup,
+    for path_name, (precision, fmt, compile_by_workload) in paths.items():
+        results += _measure_path(path_name, precision, fmt, compile_by_workload, arch, selector_backbone, torch_device, repeats, warmup,
                                  workloads, shapes, results, profile_dir)
         if on_gpu:
             torch.cuda.empty_cache()  # the path's networks are gone: the next path's peak is its own
     return results
 
 
-def _measure_path(path_name, precision, fmt, compiled, arch, selector_backbone, torch_device, repeats, warmup,
+def _measure_path(path_name, precision, fmt, compiled: dict[str, bool], arch, selector_backbone, torch_device, repeats, warmup,
                   workloads, shapes, earlier: list[Measurement], profile_dir: Path | None = None) -> list[Measurement]:
     """One path's workloads on freshly built networks (freed when this returns)."""
     source_hw, target_hw, native_hw, input_hw, batch = shapes
     results = []
     torch.manual_seed(0)
     networks = build_networks(arch, 19, selector_backbone=selector_backbone).to(torch_device, memory_format=fmt).train()
-    guard = CompileFallback(networks.called_modules(), compiled)
     config = TrainConfig(lr=1e-5)
     optimizers = build_optimizers(networks, config)
     generator = torch.Generator(device="cpu").manual_seed(0)
@@ -128,15 +129,18 @@ def _measure_path(path_name, precision, fmt, compiled, arch, selector_backbone, 
 
     chosen = {"adapt": adapt_step, "warmup": warmup_step, "extract": extract_step}
     for workload in workloads:
-        def fn(step=chosen[workload]):
+        guard = CompileFallback(networks.called_modules(), compiled[workload])
+
+        def fn(step=chosen[workload], guard=guard):
             return guard(step)
 
         ms, peak = _time(fn, torch_device, repeats, warmup + (3 if guard.active else 0))
         flops = _flops(fn) if not guard.active else next((r.tflops * r.ms / 1000 * 1e12 for r in earlier if r.workload == workload), 0.0)
         images = 2 * batch if workload != "extract" else batch
-        results.append(Measurement(workload, path_name, ms, images * 1000 / ms, peak, flops / (ms / 1000) / 1e12))
+        results.append(Measurement(workload, path_name, ms, images * 1000 / ms, peak, flops / (ms / 1000) / 1e12, guard.active))
         if profile_dir is not None:
             _profile(fn, torch_device, Path(profile_dir) / f"{path_name}-{workload}.txt")
+        guard.undo()  # each workload compiles (or not) as its stage does
     return results
 
 
@@ -167,7 +171,7 @@ def print_bench(results: list[Measurement], device: str) -> None:
     table = Table("workload", "path", "ms", "images/s", "peak GiB", "TFLOP/s", "speed-up", title=f"labor bench on {device}")
     ups = speedups(results)
     for r in results:
-        table.add_row(r.workload, r.path, f"{r.ms:.1f}", f"{r.images_per_s:.1f}", "-" if r.peak_memory_gib is None else f"{r.peak_memory_gib:.2f}",
+        table.add_row(r.workload, r.path + (" + compile" if r.compiled else ""), f"{r.ms:.1f}", f"{r.images_per_s:.1f}", "-" if r.peak_memory_gib is None else f"{r.peak_memory_gib:.2f}",
                       f"{r.tflops:.2f}", f"{ups[r.workload]:.2f}x" if r.path == "default" else "")
     stdout.print(table)
 

@@ -88,7 +88,7 @@ def run_evaluate(
     model = checkpoint.networks.segmenter.to(torch_device, memory_format=memory_format(torch_device)).eval()
     normalize = ImageNormalizer(torch_device, memory_format(torch_device))
     configure_backends(torch_device)
-    compiled = CompileFallback([model.backbone, model.classifier], resolve_compile(compile, torch_device))
+    compiled = CompileFallback([model.backbone, model.classifier], resolve_compile(compile, torch_device, training=False))
     num_classes = len(checkpoint.class_names)
     view = FullLabelView(dataset, size)
     if rank.distributed:

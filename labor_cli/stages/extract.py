@@ -260,7 +260,7 @@ def run_extract(
     configure_backends(torch_device)
     fmt = memory_format(torch_device)
     networks = checkpoint.networks.to(torch_device, memory_format=fmt).eval()
-    compiled = CompileFallback(networks.called_modules(), resolve_compile(compile, torch_device))
+    compiled = CompileFallback(networks.called_modules(), resolve_compile(compile, torch_device, training=False))
     segmenter, selector = networks.segmenter, networks.selector
     size = input_size or dataset.train_size
     sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)  # (H, W)

@@ -58,7 +58,8 @@ for name in ("bench-eager.json", "bench.json", "bench-shared.json"):
         continue
     print(f"== {name} on {data['device']}")
     for r in data["results"]:
-        print(f"  {r['workload']:8s} {r['path']:10s} {r['ms']:8.1f} ms {r['images_per_s']:7.1f} img/s peak {r['peak_memory_gib'] or 0:6.2f} GiB {r['tflops']:6.1f} TFLOP/s")
+        print(f"  {r['workload']:8s} {r['path']:10s} {'compiled' if r['compiled'] else 'eager':8s} {r['ms']:8.1f} ms {r['images_per_s']:7.1f} img/s "
+              f"peak {r['peak_memory_gib'] or 0:6.2f} GiB {r['tflops']:6.1f} TFLOP/s {r['host_syncs']} host syncs")
     print("  speed-up", {k: round(v, 2) for k, v in data["speedup"].items()})
     if data.get("extract_end_to_end"):
         print("  extract end to end", data["extract_end_to_end"])

@@ -17,3 +17,22 @@ def test_bench_profile_writes_where_the_time_goes(tmp_path):
     assert sorted(p.name for p in (tmp_path / "profile").iterdir()) == ["default-extract.txt", "reference-extract.txt"]
     table = (tmp_path / "profile" / "default-extract.txt").read_text()
     assert "aten::upsample_bilinear2d" in table and "Self CPU" in table
+
+
+def test_host_syncs_are_counted_from_cudas_sync_debug_warnings(monkeypatch):
+    import warnings
+
+    import torch
+
+    from labor_cli.stages.bench import _count_host_syncs
+
+    modes = []
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)  # no GPU here: CUDA's side is stood in for
+
+    def step():
+        for _ in range(3):
+            warnings.warn("called a synchronizing CUDA operation")  # what CUDA's sync debug mode emits per wait
+        warnings.warn("something else")
+
+    assert _count_host_syncs(step) == 3
+    assert modes == ["warn", "default"]  # switched back off afterwards

@@ -38,6 +38,7 @@ class Measurement:
     peak_memory_gib: float | None  # CUDA only
     tflops: float
     compiled: bool = False
+    host_syncs: int | None = None  # times one call makes the host wait for the GPU (CUDA only)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -137,11 +138,27 @@ def _measure_path(path_name, precision, fmt, compiled: dict[str, bool], arch, se
         ms, peak = _time(fn, torch_device, repeats, warmup + (3 if guard.active else 0))
         flops = _flops(fn) if not guard.active else next((r.tflops * r.ms / 1000 * 1e12 for r in earlier if r.workload == workload), 0.0)
         images = 2 * batch if workload != "extract" else batch
-        results.append(Measurement(workload, path_name, ms, images * 1000 / ms, peak, flops / (ms / 1000) / 1e12, guard.active))
+        syncs = _count_host_syncs(fn) if torch_device.type == "cuda" else None
+        results.append(Measurement(workload, path_name, ms, images * 1000 / ms, peak, flops / (ms / 1000) / 1e12, guard.active, syncs))
         if profile_dir is not None:
             _profile(fn, torch_device, Path(profile_dir) / f"{path_name}-{workload}.txt")
         guard.undo()  # each workload compiles (or not) as its stage does
     return results
+
+
+def _count_host_syncs(fn) -> int:
+    """How many times one call of ``fn`` makes the host wait for the GPU (an item(), a copy to
+    the host, a copy from pageable memory, a nonzero...), by CUDA's sync debug mode."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing" in str(warning.message) for warning in caught)
 
 
 def _profile(fn, device: torch.device, path: Path) -> None:
@@ -168,11 +185,12 @@ def print_bench(results: list[Measurement], device: str) -> None:
 
     from labor_cli.console import stdout
 
-    table = Table("workload", "path", "ms", "images/s", "peak GiB", "TFLOP/s", "speed-up", title=f"labor bench on {device}")
+    table = Table("workload", "path", "ms", "images/s", "peak GiB", "TFLOP/s", "host syncs", "speed-up", title=f"labor bench on {device}")
     ups = speedups(results)
     for r in results:
-        table.add_row(r.workload, r.path + (" + compile" if r.compiled else ""), f"{r.ms:.1f}", f"{r.images_per_s:.1f}", "-" if r.peak_memory_gib is None else f"{r.peak_memory_gib:.2f}",
-                      f"{r.tflops:.2f}", f"{ups[r.workload]:.2f}x" if r.path == "default" else "")
+        table.add_row(r.workload, r.path + (" + compile" if r.compiled else ""), f"{r.ms:.1f}", f"{r.images_per_s:.1f}",
+                      "-" if r.peak_memory_gib is None else f"{r.peak_memory_gib:.2f}", f"{r.tflops:.2f}",
+                      "-" if r.host_syncs is None else str(r.host_syncs), f"{ups[r.workload]:.2f}x" if r.path == "default" else "")
     stdout.print(table)
 
 

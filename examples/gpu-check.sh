@@ -10,6 +10,8 @@
 #   4. the whole chain on CUDA (small arch, tiny toy pair, every stage's default GPU path).
 # Writes JSON, logs and profiles to RESULTS and prints a summary. About 10 minutes at most.
 #   examples/gpu-check.sh [RESULTS_DIR]
+# Through the device tool, write under $OUT so the results come back:
+#   examples/gpu-check.sh "$OUT/gpu-check"
 set -uo pipefail
 RESULTS=${1:-runs/gpu-check}
 WORK=$(mktemp -d)

@@ -75,9 +75,9 @@ def run_bench(arch: str | None = None, device: str = "auto", repeats: int = 5, w
               compile: str = "auto", selector_backbone: str = "separate", workloads: tuple[str, ...] = ("adapt", "warmup", "extract"),
               profile_dir: Path | None = None) -> list[Measurement]:
     """The default path is what the stages do by default (``compile`` as their --compile: auto
-    compiles the training workloads on CUDA, not extraction); both
-    paths get cuDNN autotuning, which the published codes switch on too. ``profile_dir``: also
-    write where each workload's time goes (torch.profiler's top operators and kernels)."""
+    compiles the training workloads on CUDA, not extraction); both paths get cuDNN autotuning,
+    which the published codes switch on too. ``profile_dir``: also write where each workload's
+    time goes (torch.profiler's top operators and kernels)."""
     torch_device = resolve_device(device)
     configure_backends(torch_device)
     compiled = {workload: resolve_compile(compile, torch_device, training=workload != "extract") for workload in workloads}

@@ -139,3 +139,37 @@ def test_in_order_thread_runs_calls_in_order_and_raises_the_first_error():
             background.submit(record, 99)
             release.set()
     assert seen[-1] == 99  # what was submitted has run by the time the block is left
+
+
+def test_a_resnet_checkpoint_is_extracted_and_evaluated_with_folded_batchnorm(tmp_path, toy_target):
+    """extract and evaluate fold A's and B's FrozenBNs into their convolutions: the predictions
+    must be those of the unfolded networks (up to float rounding at near-ties)."""
+    import torch.nn.functional as F
+
+    from labor_cli.artifacts import TrainingState
+    from labor_cli.data.datasets import open_dataset
+    from labor_cli.data.labels import class_names
+    from labor_cli.data.transforms import image_to_tensor, resize_image
+    from labor_cli.models import FrozenBN, build_networks
+    from labor_cli.stages.evaluate import run_evaluate
+
+    torch.manual_seed(0)
+    networks = build_networks("deeplabv2-r50", 19)
+    for module in networks.modules():
+        if isinstance(module, FrozenBN):
+            module.running_var.uniform_(0.5, 2.0)
+            module.running_mean.normal_(0, 0.1)
+    checkpoint = tmp_path / "r50.h5"
+    with artifacts.create_artifact(checkpoint, "checkpoint", {"test": True}) as f:
+        artifacts.write_checkpoint(f, networks, "cityscapes19", list(class_names("cityscapes19")), TrainingState("warmup", 0, 1, {}, {}))
+    run_extract(checkpoint, toy_target, tmp_path / "masks.h5", device="cpu", quiet=True)
+    dataset = open_dataset(toy_target, "train", require_labels=False)
+    segmenter = networks.segmenter.eval()
+    with artifacts.Masks(tmp_path / "masks.h5") as masks, torch.no_grad():
+        for i in range(len(dataset)):
+            image = dataset.read_image(i)
+            logits = segmenter(image_to_tensor(resize_image(image, dataset.train_size))[None])
+            expected = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+            assert (masks.prediction(i) == expected).mean() > 0.999
+    result = run_evaluate(checkpoint, toy_target, "val", tmp_path / "eval.h5", device="cpu", quiet=True)
+    assert result.confusion.sum() > 0

@@ -561,3 +561,26 @@ def test_backward_under_autocast_channels_last():
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     opt.step()
+
+
+def test_folding_frozen_batchnorm_keeps_the_function_and_removes_every_bn():
+    import copy
+
+    from labor_cli.models import FrozenBN, fold_frozen_batchnorm
+
+    torch.manual_seed(0)
+    backbone = build_backbone("deeplabv2-r50").eval()
+    for module in backbone.modules():  # statistics far from the identity, so a wrong fold shows
+        if isinstance(module, FrozenBN):
+            module.weight.uniform_(0.5, 1.5)
+            module.bias.normal_(0, 0.1)
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    folded = copy.deepcopy(backbone)
+    assert fold_frozen_batchnorm(folded) == 53  # R50: the stem, 16 blocks x 3, 4 downsample branches
+    assert not any(isinstance(m, FrozenBN) for m in folded.modules())
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        expected, got = backbone(x), folded(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    assert fold_frozen_batchnorm(build_backbone("small")) == 0  # GroupNorm: nothing to fold

@@ -11,7 +11,7 @@ from labor_cli.errors import LaborUsageError
 from labor_cli.models.deeplab import (
     ARCH_TABLE, ARCHS, ASPPv2, FrozenBN, ResNetBackbone, SegmentationModel,
     SmallBackbone, backbone_channels, build_backbone, check_arch, check_num_classes,
-    default_dilations, output_size, output_stride, resolve_init,
+    default_dilations, fold_frozen_batchnorm, output_size, output_stride, resolve_init,
 )
 from labor_cli.models.discriminator import Discriminator
 from labor_cli.models.selector import PixelSelector
@@ -22,7 +22,7 @@ __all__ = [
     "ARCHS", "ARCH_TABLE", "SELECTOR_BACKBONES", "ASPPv2", "Discriminator",
     "FrozenBN", "Networks", "PixelSelector", "ResNetBackbone", "SegmentationModel",
     "SmallBackbone", "backbone_channels", "build_backbone", "build_networks",
-    "default_dilations", "output_size", "output_stride",
+    "default_dilations", "fold_frozen_batchnorm", "output_size", "output_stride",
 ]
 
 

@@ -10,6 +10,8 @@ native resolution, copied to the host).
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from labor_cli.models import build_networks
+from labor_cli.models import build_networks, fold_frozen_batchnorm
 from labor_cli.runtime import CompileFallback, configure_backends, resolve_compile, resolve_device
 from labor_cli.stages.extract import extract_image
 from labor_cli.training import TrainConfig, build_optimizers, training_step
@@ -119,18 +121,22 @@ def _measure_path(path_name, precision, fmt, compiled: dict[str, bool], arch, se
         training_step(networks, optimizers, config, source, target, [], precision, adapt=False)
 
     @torch.no_grad()
-    def extract_step():
+    def extract_step(nets):
         autocast = torch.autocast(torch_device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
         with autocast:
-            features = networks.segmenter.features(extraction_images)
-            logits = networks.segmenter.classify(features)
-            heads = networks.selector(features=features) if networks.selector.shared else networks.selector(extraction_images)
+            features = nets.segmenter.features(extraction_images)
+            logits = nets.segmenter.classify(features)
+            heads = nets.selector(features=features) if nets.selector.shared else nets.selector(extraction_images)
         for j in range(batch):
             extract_image(logits[j], heads[0][j], heads[1][j], native_hw, None, 256, 4096)
 
-    chosen = {"adapt": adapt_step, "warmup": warmup_step, "extract": extract_step}
     for workload in workloads:
-        guard = CompileFallback(networks.called_modules(), compiled[workload])
+        nets = networks
+        if workload == "extract" and path_name == "default":  # as `labor extract` runs them; the published codes do not fold
+            nets = copy.deepcopy(networks)
+            fold_frozen_batchnorm(nets)
+        chosen = {"adapt": adapt_step, "warmup": warmup_step, "extract": functools.partial(extract_step, nets)}
+        guard = CompileFallback(nets.called_modules(), compiled[workload])
 
         def fn(step=chosen[workload], guard=guard):
             return guard(step)

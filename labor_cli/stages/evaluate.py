@@ -19,6 +19,7 @@ from labor_cli.data.labels import class_colours, evaluation_subsets, index_to_la
 from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
 from labor_cli.distributed import Rank
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from labor_cli.models import fold_frozen_batchnorm
 from labor_cli.runtime import CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision
 
 
@@ -85,7 +86,9 @@ def run_evaluate(
     torch_device = resolve_device(device, rank)
     precision = resolve_precision(precision, torch_device)
     size = input_size or dataset.train_size
-    model = checkpoint.networks.segmenter.to(torch_device, memory_format=memory_format(torch_device)).eval()
+    model = checkpoint.networks.segmenter
+    fold_frozen_batchnorm(model)  # inference only, and these weights are never saved
+    model = model.to(torch_device, memory_format=memory_format(torch_device)).eval()
     normalize = ImageNormalizer(torch_device, memory_format(torch_device))
     configure_backends(torch_device)
     compiled = CompileFallback([model.backbone, model.classifier], resolve_compile(compile, torch_device, training=False))

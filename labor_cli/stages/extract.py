@@ -31,6 +31,7 @@ from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.models import fold_frozen_batchnorm
 from labor_cli.runtime import CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision
 from labor_cli.stages.train import resume_path_for
 from labor_cli.training import StopRequest
@@ -259,7 +260,9 @@ def run_extract(
     precision = resolve_precision(precision, torch_device)
     configure_backends(torch_device)
     fmt = memory_format(torch_device)
-    networks = checkpoint.networks.to(torch_device, memory_format=fmt).eval()
+    networks = checkpoint.networks
+    fold_frozen_batchnorm(networks)  # inference only, and these weights are never saved
+    networks = networks.to(torch_device, memory_format=fmt).eval()
     compiled = CompileFallback(networks.called_modules(), resolve_compile(compile, torch_device, training=False))
     segmenter, selector = networks.segmenter, networks.selector
     size = input_size or dataset.train_size

@@ -8,10 +8,11 @@
 #      CUDA, extract does with --compile on; compile time not counted);
 #   3. B sharing A's backbone;
 #   4. the whole chain on CUDA (small arch, tiny toy pair, every stage's default GPU path).
-# Writes JSON, logs and profiles to RESULTS and prints a summary. About 10 minutes at most.
-#   examples/gpu-check.sh [RESULTS_DIR]
-# Through the device tool, write under $OUT so the results come back:
-#   examples/gpu-check.sh "$OUT/gpu-check"
+# Writes JSON, logs and profiles to RESULTS and prints a summary. The steps' limits add up to
+# about 11 minutes, more than one device-tool call may take: run them in two calls (the machine
+# stays warm between them), writing under $OUT so the results come back:
+#   STEPS="1 2" examples/gpu-check.sh "$OUT/gpu-check"      (at most 7.5 min)
+#   STEPS="3 4" examples/gpu-check.sh "$OUT/gpu-check"      (at most 4 min)
 set -uo pipefail
 RESULTS=${1:-runs/gpu-check}
 WORK=$(mktemp -d)
@@ -24,13 +25,14 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND with a time limit, say how
   if timeout "$limit" "$@"; then echo "$name: ok ($((SECONDS - started)) s)"; else echo "$name: FAILED or out of time (exit $?, $((SECONDS - started)) s)"; fi
 }
 E2E=(--e2e-images 300 --workers 12 --batch-size 4)
+want() { [[ " ${STEPS:-1 2 3 4} " == *" $1 "* ]]; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$RESULTS/gpu.txt"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$RESULTS/gpu.txt"
 
-step "1. bench, eager" 200 bash -c "python3 -m labor_cli bench --repeats 10 --warmup 3 --compile off ${E2E[*]} --profile '$RESULTS/profile' --json > '$RESULTS/bench-eager.json' 2> '$RESULTS/bench-eager.log'"
-step "2. bench, compiled" 260 bash -c "python3 -m labor_cli bench --repeats 10 --warmup 3 --compile on --json > '$RESULTS/bench.json' 2> '$RESULTS/bench.log'"
-step "3. bench, shared backbone" 100 bash -c "python3 -m labor_cli bench --repeats 10 --warmup 3 --compile off --selector-backbone shared --json > '$RESULTS/bench-shared.json' 2> '$RESULTS/bench-shared.log'"
+want 1 && step "1. bench, eager" 200 bash -c "python3 -m labor_cli bench --repeats 10 --warmup 3 --compile off ${E2E[*]} --profile '$RESULTS/profile' --json > '$RESULTS/bench-eager.json' 2> '$RESULTS/bench-eager.log'"
+want 2 && step "2. bench, compiled" 240 bash -c "python3 -m labor_cli bench --repeats 10 --warmup 3 --compile on --json > '$RESULTS/bench.json' 2> '$RESULTS/bench.log'"
+want 3 && step "3. bench, shared backbone" 90 bash -c "python3 -m labor_cli bench --repeats 10 --warmup 3 --compile off --selector-backbone shared --json > '$RESULTS/bench-shared.json' 2> '$RESULTS/bench-shared.log'"
 
 T="cityscapes:$WORK/toy/target"
 S="gta5:$WORK/toy/source"
@@ -46,7 +48,7 @@ chain() {
 }
 export -f chain labor
 export WORK S T
-step "4. the chain on CUDA" 150 bash -c "chain > '$RESULTS/chain.log' 2>&1"
+want 4 && step "4. the chain on CUDA" 150 bash -c "chain > '$RESULTS/chain.log' 2>&1"
 grep -h "torch.compile failed" "$RESULTS"/*.log || true
 
 python3 - "$RESULTS" <<'PY'

@@ -99,15 +99,16 @@ class FrozenBN(FrozenBatchNorm2d):
 def fold_frozen_batchnorm(module: nn.Module) -> int:
     """For inference only: each convolution followed by a FrozenBN becomes one convolution with
     the BN's scale in its weights and its shift as bias, and the FrozenBN an identity. The same
-    function up to float rounding, one memory pass over every activation less (most of a ResNet's
-    non-convolution time in eager mode). Not for training: SGD on the folded weights would not
-    be SGD on the original ones. Returns how many were folded (0 for the small arch's GroupNorm)."""
+    function up to float rounding, with one memory pass over each layer's activations less. Not
+    for training: SGD on the folded weights would not be SGD on the original ones. Returns how
+    many were folded (0 for the small arch's GroupNorm)."""
     folded = 0
     for parent in list(module.modules()):
         children = dict(parent.named_children())
         for name, child in children.items():
             if not isinstance(child, FrozenBN):
                 continue
+            # torchvision's names: convK then bnK (the stem, every block), or 0 then 1 (a downsample branch)
             conv_name = f"conv{name[2:]}" if name.startswith("bn") else str(int(name) - 1) if name.isdigit() else None
             conv = children.get(conv_name)
             if not isinstance(conv, nn.Conv2d):

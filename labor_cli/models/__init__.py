@@ -45,8 +45,8 @@ class Networks(nn.Module):
         """The modules the stages call themselves, the ones to compile: A's backbone and
         classifier (through features() and classify()), B's backbone (separate mode) and two
         heads, and D."""
-        parts = [self.segmenter.backbone, self.segmenter.classifier, self.selector.backbone,
-                 self.selector.head1, self.selector.head2, self.discriminator]
+        parts = self.segmenter.called_modules() + [self.selector.backbone, self.selector.head1, self.selector.head2,
+                                                   self.discriminator]
         return [module for module in parts if module is not None]
 
     def config(self) -> dict[str, Any]:

@@ -374,6 +374,10 @@ class SegmentationModel(nn.Module):
     def classify(self, features: Tensor) -> Tensor:
         return self.classifier(features)
 
+    def called_modules(self) -> list[nn.Module]:
+        """What features(), classify() and forward() run: the modules to compile."""
+        return [self.backbone, self.classifier]
+
     def forward(self, x: Tensor) -> Tensor:
         """N x 3 x H x W -> logits N x C x ceil(H/s) x ceil(W/s), s = ``output_stride(arch)``."""
         return self.classifier(self.backbone(x))

@@ -86,18 +86,19 @@ def run_bench(arch: str | None = None, device: str = "auto", repeats: int = 5, w
     on_gpu = torch_device.type == "cuda"
     arch = arch or ("deeplabv2-r101" if on_gpu else "small")
     shapes = SHAPES["paper" if arch != "small" else "small"]
-    paths = {"reference": ("fp32", torch.contiguous_format, dict.fromkeys(workloads, False)),
-             "default": ("bf16" if on_gpu else "fp32", torch.channels_last if on_gpu else torch.contiguous_format, compiled)}
+    # (precision, memory format, compiled per workload, FrozenBN folded for extraction as `labor extract` does)
+    paths = {"reference": ("fp32", torch.contiguous_format, dict.fromkeys(workloads, False), False),
+             "default": ("bf16" if on_gpu else "fp32", torch.channels_last if on_gpu else torch.contiguous_format, compiled, True)}
     results: list[Measurement] = []
-    for path_name, (precision, fmt, compile_by_workload) in paths.items():
-        results += _measure_path(path_name, precision, fmt, compile_by_workload, arch, selector_backbone, torch_device, repeats, warmup,
+    for path_name, (precision, fmt, compile_by_workload, fold) in paths.items():
+        results += _measure_path(path_name, precision, fmt, compile_by_workload, fold, arch, selector_backbone, torch_device, repeats, warmup,
                                  workloads, shapes, results, profile_dir)
         if on_gpu:
             torch.cuda.empty_cache()  # the path's networks are gone: the next path's peak is its own
     return results
 
 
-def _measure_path(path_name, precision, fmt, compiled: dict[str, bool], arch, selector_backbone, torch_device, repeats, warmup,
+def _measure_path(path_name, precision, fmt, compiled: dict[str, bool], fold: bool, arch, selector_backbone, torch_device, repeats, warmup,
                   workloads, shapes, earlier: list[Measurement], profile_dir: Path | None = None) -> list[Measurement]:
     """One path's workloads on freshly built networks (freed when this returns)."""
     source_hw, target_hw, native_hw, input_hw, batch = shapes
@@ -132,7 +133,7 @@ def _measure_path(path_name, precision, fmt, compiled: dict[str, bool], arch, se
 
     for workload in workloads:
         nets = networks
-        if workload == "extract" and path_name == "default":  # as `labor extract` runs them; the published codes do not fold
+        if workload == "extract" and fold:  # on a copy: the training workloads keep their FrozenBNs
             nets = copy.deepcopy(networks)
             fold_frozen_batchnorm(nets)
         chosen = {"adapt": adapt_step, "warmup": warmup_step, "extract": functools.partial(extract_step, nets)}

@@ -88,10 +88,11 @@ def run_evaluate(
     size = input_size or dataset.train_size
     model = checkpoint.networks.segmenter
     fold_frozen_batchnorm(model)  # inference only, and these weights are never saved
-    model = model.to(torch_device, memory_format=memory_format(torch_device)).eval()
-    normalize = ImageNormalizer(torch_device, memory_format(torch_device))
+    fmt = memory_format(torch_device)
+    model = model.to(torch_device, memory_format=fmt).eval()
+    normalize = ImageNormalizer(torch_device, fmt)
     configure_backends(torch_device)
-    compiled = CompileFallback([model.backbone, model.classifier], resolve_compile(compile, torch_device, training=False))
+    compiled = CompileFallback(model.called_modules(), resolve_compile(compile, torch_device, training=False))
     num_classes = len(checkpoint.class_names)
     view = FullLabelView(dataset, size)
     if rank.distributed:

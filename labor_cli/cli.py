@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from labor_cli import __version__
+from labor_cli.compile_policy import COMPILE_HELP
 from labor_cli.errors import LaborError, LaborUsageError
 
 app = typer.Typer(
@@ -31,7 +32,7 @@ FORCE = typer.Option(False, "--force", help="Replace an existing output.")
 DEVICE = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N.")
 PRECISION = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on the CPU), fp32 or bf16.")
 WORKERS = typer.Option(None, help="Data-loader worker processes (default: min(8, CPUs - 1)).")
-COMPILE = typer.Option("auto", "--compile", help="torch.compile the networks: auto (on CUDA for warmup and adapt, off for extract and evaluate), on or off. If compiling fails: one warning, and the stage goes on uncompiled.")
+COMPILE = typer.Option("auto", "--compile", help=COMPILE_HELP)
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
 SKIP_BAD = typer.Option(False, "--skip-bad", help="Leave out images whose files are unreadable (checked up front), count them, and list them in the artifact's config.")
 
@@ -418,26 +419,28 @@ def bench(
     device: str = DEVICE,
     repeats: int = typer.Option(5, min=1, help="Timed repetitions of each workload (the median is reported)."),
     warmup: int = typer.Option(2, min=0, help="Untimed repetitions first."),
-    compile_networks: str = typer.Option("auto", "--compile", help="torch.compile the default path's networks: auto (on CUDA, as the stages do), on or off."),
+    compile_networks: str = typer.Option("auto", "--compile", help="Also time the default path compiled: auto (warmup and adapt on CUDA, as a long run of the stages does), on (every workload) or off."),
     selector_backbone: str = typer.Option("separate", help="B's backbone: separate or shared."),
     e2e_images: int = typer.Option(0, help="Also time `labor extract` end to end on this many synthetic PNGs (decoding and writing included)."),
     workers: Optional[int] = WORKERS,
     batch_size: int = typer.Option(4, min=1, help="Extraction batch size for the end-to-end run."),
-    profile: Optional[Path] = typer.Option(None, help="Also write where each workload's time goes (torch.profiler tables) to this folder."),
+    profile: Optional[Path] = typer.Option(None, help="Also write where each workload's time goes (torch.profiler tables, after all timings) to this folder; with --e2e-images, a timeline and every thread's stacks of a profiled extraction too."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Time the reference path (fp32, eager, channels-first) against the default path, side by side."""
     from labor_cli.runtime import resolve_device
     from labor_cli.stages.bench import as_json as bench_json
-    from labor_cli.stages.bench import print_bench, run_bench, speedups
+    from labor_cli.stages.bench import print_bench, profile_bench, run_bench, speedups
 
     from labor_cli.stages.bench import bench_extract_end_to_end
 
-    results = run_bench(arch, device, repeats, warmup, compile_networks, selector_backbone, profile_dir=profile)
+    results = run_bench(arch, device, repeats, warmup, compile_networks, selector_backbone)
     end_to_end = None
     if e2e_images:
         end_to_end = bench_extract_end_to_end(arch, device, e2e_images, workers_or_default(workers), batch_size, selector_backbone,
-                                              compile=compile_networks)
+                                              compile=compile_networks, profile_dir=profile)
+    if profile:  # after every timing: a profile on CUDA can slow what runs after it
+        profile_bench(results, profile, arch, device, compile_networks, selector_backbone)
     name = str(resolve_device(device))
     if name.startswith("cuda"):
         import torch

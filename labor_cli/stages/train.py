@@ -124,7 +124,7 @@ def run_training_stage(
 
     torch_device = resolve_device(device, rank)
     precision = resolve_precision(precision, torch_device)
-    compiled = resolve_compile(compile, torch_device, training=True)
+    compiled = resolve_compile(compile, torch_device, training=True, iterations=config.iterations)
     configure_backends(torch_device)
     run_config = {
         "stage": stage,

@@ -13,9 +13,14 @@ from labor_cli.models import build_networks
 
 def _write_labels(path, **kwargs):
     pixels = artifacts.PixelSet(
-        image_ids=["a/a_1", "b/b_2"], sizes=np.array([[4, 6], [5, 7]]), offsets=np.array([0, 2, 3]),
-        y=np.array([0, 3, 4]), x=np.array([5, 1, 6]), label=np.array([7, 255, 1], dtype=np.uint8),
-        class_set="cityscapes19", class_names=["road"] * 19,
+        image_ids=["a/a_1", "b/b_2"],
+        sizes=np.array([[4, 6], [5, 7]]),
+        offsets=np.array([0, 2, 3]),
+        y=np.array([0, 3, 4]),
+        x=np.array([5, 1, 6]),
+        label=np.array([7, 255, 1], dtype=np.uint8),
+        class_set="cityscapes19",
+        class_names=["road"] * 19,
     )
     with artifacts.create_artifact(path, "labels", {"mode": "test"}, **kwargs) as f:
         artifacts.write_pixel_set(f, pixels)
@@ -129,8 +134,21 @@ def test_the_package_keeps_every_name_the_stages_use():
     from labor_cli.artifacts import checkpoint, masks, pixel_sets, provenance, tensor_tree
 
     for module, names in (
-        (provenance, ("create_artifact", "check_output_path", "Parent", "KeepPartial", "open_artifact", "read_any",
-                      "command_line", "write_image_ids", "read_image_ids", "SCHEMA_VERSIONS")),
+        (
+            provenance,
+            (
+                "create_artifact",
+                "check_output_path",
+                "Parent",
+                "KeepPartial",
+                "open_artifact",
+                "read_any",
+                "command_line",
+                "write_image_ids",
+                "read_image_ids",
+                "SCHEMA_VERSIONS",
+            ),
+        ),
         (tensor_tree, ("write_tree", "read_tree", "write_state_dict", "read_state_dict")),
         (checkpoint, ("TrainingState", "write_checkpoint", "Checkpoint", "load_checkpoint")),
         (pixel_sets, ("PixelSet", "write_pixel_set", "read_pixel_set")),
@@ -185,8 +203,11 @@ def test_disk_full_during_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_trees_store_no_pickle(tmp_path):
     path = tmp_path / "tree.h5"
-    tree = {"state": {0: {"momentum_buffer": torch.ones(3)}}, "param_groups": [{"lr": 0.1, "params": [0]}],
-            "bf16": torch.tensor([1.5], dtype=torch.bfloat16)}
+    tree = {
+        "state": {0: {"momentum_buffer": torch.ones(3)}},
+        "param_groups": [{"lr": 0.1, "params": [0]}],
+        "bf16": torch.tensor([1.5], dtype=torch.bfloat16),
+    }
     with h5py.File(path, "w") as f:
         artifacts.write_tree(f.create_group("t"), tree)
     with h5py.File(path) as f:
@@ -206,7 +227,9 @@ def test_gzip_chunk_stream_reads_back_exactly_what_was_appended_across_flushes_a
     total = sum(len(p) for p in pieces)
     path = tmp_path / "stream.h5"
     with h5py.File(path, "w") as f, ThreadPoolExecutor(2) as pool:
-        f.create_dataset("data", shape=(total,), dtype=np.uint8, chunks=(chunk,), compression="gzip", compression_opts=1)
+        f.create_dataset(
+            "data", shape=(total,), dtype=np.uint8, chunks=(chunk,), compression="gzip", compression_opts=1
+        )
         stream = artifacts.GzipChunkStream(f["data"], 0, pool, max_in_flight=2)
         for piece in pieces[:4]:
             stream.append(piece)

@@ -33,7 +33,9 @@ def _source_labels(root: Path, split: str) -> list[np.ndarray]:
 
 
 def _target_labels(root: Path, split: str) -> list[np.ndarray]:
-    return [np.asarray(Image.open(p)) for p in sorted((root / "target" / "gtFine" / split).rglob("*_gtFine_labelIds.png"))]
+    return [
+        np.asarray(Image.open(p)) for p in sorted((root / "target" / "gtFine" / split).rglob("*_gtFine_labelIds.png"))
+    ]
 
 
 def test_source_layout(pair):
@@ -114,9 +116,7 @@ def test_summary(pair):
 def test_same_seed_gives_identical_bytes_and_other_seeds_differ(pair, tmp_path):
     root, _ = pair
     again = toy.make_toy_pair(tmp_path / "again", seed=0, size="tiny")
-    assert again["domains"] == {
-        d: {**v, "path": str(tmp_path / "again" / d)} for d, v in pair[1]["domains"].items()
-    }
+    assert again["domains"] == {d: {**v, "path": str(tmp_path / "again" / d)} for d, v in pair[1]["domains"].items()}
     first, second = _files(root), _files(tmp_path / "again")
     assert first.keys() == second.keys()
     assert all(first[k] == second[k] for k in first)
@@ -222,7 +222,9 @@ def test_the_real_loaders_read_the_pair(pair):
         if domain == "source":
             raw = {p.stem: p for p in (root / domain / "labels").iterdir()}
         else:
-            raw = {p.name[: -len("_gtFine_labelIds.png")]: p for p in (root / domain / "gtFine" / "train").rglob("*.png")}
+            raw = {
+                p.name[: -len("_gtFine_labelIds.png")]: p for p in (root / domain / "gtFine" / "train").rglob("*.png")
+            }
         for i in (0, len(ds) - 1):
             key = Path(str(ds.image_ids[i])).name.split(".")[0].replace("_leftImg8bit", "")
             assert key in raw, (ds.image_ids[i], sorted(raw))

@@ -54,8 +54,12 @@ class MasksWriter:
         # gzip level 1: A's piecewise-constant maps shrink well and decode 3x faster than lzf's.
         for name, length, chunk in (("prediction", int(pixels.sum()), 1 << 18), ("mask", int(packed.sum()), 1 << 16)):
             f.create_dataset(
-                name, shape=(length,), dtype=np.uint8, chunks=(min(chunk, max(1, length)),),
-                compression="gzip", compression_opts=1,
+                name,
+                shape=(length,),
+                dtype=np.uint8,
+                chunks=(min(chunk, max(1, length)),),
+                compression="gzip",
+                compression_opts=1,
             )
         for group_name, fields in MASK_GROUPS.items():
             group = f.create_group(group_name)

@@ -35,8 +35,8 @@ from PIL import Image
 from labor_cli.data.labels import (
     CITYSCAPES_LABELS,
     IGNORE_INDEX,
-    class_names,
     cityscapes_id_table,
+    class_names,
     synthia_id_table,
     train_id_table,
 )
@@ -48,8 +48,16 @@ SETTINGS_FILE = "labor-dataset.json"
 ALL_SPLITS = ("train", "all")
 
 # What Pillow (or the 16-bit decoder) may raise on a damaged file.
-_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
-                IndexError, Image.DecompressionBombError)
+_READ_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    Image.DecompressionBombError,
+)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -71,9 +79,7 @@ def parse_dataset_spec(text: str) -> tuple[str, Path]:
             f"{', '.join(DATASET_KINDS)} (e.g. gta5:/data/GTA5)"
         )
     if kind not in DATASET_KINDS:
-        raise LaborUsageError(
-            f"unknown dataset kind {kind!r} in {text!r}: expected one of {', '.join(DATASET_KINDS)}"
-        )
+        raise LaborUsageError(f"unknown dataset kind {kind!r} in {text!r}: expected one of {', '.join(DATASET_KINDS)}")
     return kind, Path(path).expanduser()
 
 
@@ -217,9 +223,7 @@ class SegmentationDataset:
         with Image.open(path) as im:
             if im.mode in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
                 return np.array(im)
-            raise LaborError(
-                f"{path}: expected a single-channel image of label ids, got a {im.mode} image"
-            )
+            raise LaborError(f"{path}: expected a single-channel image of label ids, got a {im.mode} image")
 
     # -- shared machinery --------------------------------------------------------------------
 
@@ -239,7 +243,7 @@ class SegmentationDataset:
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise LaborError(f"{path}: cannot read dataset settings ({_one_line(exc)})") from exc
         if not isinstance(settings, dict):
-            raise LaborError(f"{path}: expected a JSON object like {{\"train_size\": [W, H]}}")
+            raise LaborError(f'{path}: expected a JSON object like {{"train_size": [W, H]}}')
         if "train_size" not in settings:
             return self.default_train_size
         size = settings["train_size"]
@@ -262,8 +266,7 @@ class SegmentationDataset:
             image_id = self._normalise_id(line)
             if image_id not in by_id:
                 raise LaborError(
-                    f"{split_file}: line {number}: image id {image_id!r} is not in split "
-                    f"{self.split!r} of {self.spec}"
+                    f"{split_file}: line {number}: image id {image_id!r} is not in split {self.split!r} of {self.spec}"
                 )
             kept[image_id] = by_id[image_id]
         if not kept:
@@ -282,9 +285,7 @@ class SegmentationDataset:
         try:
             return self._index[image_id]
         except KeyError:
-            raise LaborError(
-                f"{self.spec}: image id {image_id!r} is not in split {self.split!r}"
-            ) from None
+            raise LaborError(f"{self.spec}: image id {image_id!r} is not in split {self.split!r}") from None
 
     def image_path(self, i: int) -> Path:
         return self._entries[i].image
@@ -314,7 +315,9 @@ class SegmentationDataset:
                 bad.append(problem)
                 self.unreadable_ids.append(entry.image_id)
         if not kept:
-            raise LaborError(f"{self.spec}: no readable image in split {self.split!r} ({len(bad)} unreadable, e.g. {bad[0]})")
+            raise LaborError(
+                f"{self.spec}: no readable image in split {self.split!r} ({len(bad)} unreadable, e.g. {bad[0]})"
+            )
         self.unreadable.extend(bad)
         self._entries = kept
         self.image_ids = [e.image_id for e in kept]
@@ -388,9 +391,7 @@ class CityscapesDataset(SegmentationDataset):
     def _scan(self) -> list[_Entry]:
         image_dir = self.root / "leftImg8bit" / self.split
         if not image_dir.is_dir():
-            raise self._error(
-                f"no leftImg8bit/{self.split} folder under {self.root} (expected {self.layout})"
-            )
+            raise self._error(f"no leftImg8bit/{self.split} folder under {self.root} (expected {self.layout})")
         label_dir = self.root / "gtFine" / self.split
         entries = []
         for city in sorted(p for p in image_dir.iterdir() if p.is_dir()):
@@ -400,8 +401,7 @@ class CityscapesDataset(SegmentationDataset):
                 entries.append(_Entry(f"{city.name}/{base}", path, label, label.is_file()))
         if not entries:
             raise LaborError(
-                f"{self.spec}: no <city>/*{self.IMAGE_SUFFIX} images under {image_dir} "
-                f"(expected {self.layout})"
+                f"{self.spec}: no <city>/*{self.IMAGE_SUFFIX} images under {image_dir} (expected {self.layout})"
             )
         if self.require_labels and not label_dir.is_dir():
             raise LaborError(
@@ -450,8 +450,7 @@ class _FlatDataset(SegmentationDataset):
             images[path.stem] = path
         if not images:
             raise self._error(
-                f"no {'/'.join('*' + e for e in self.image_extensions)} images in {image_dir} "
-                f"(expected {self.layout})"
+                f"no {'/'.join('*' + e for e in self.image_extensions)} images in {image_dir} (expected {self.layout})"
             )
         label_dir = self.root / self.label_dir
         if label_dir.is_dir():
@@ -520,10 +519,7 @@ class GTA5Dataset(_FlatDataset):
 class SynthiaDataset(_FlatDataset):
     kind = "synthia"
     native_class_set = "synthia16"
-    layout = (
-        "the SYNTHIA RAND-CITYSCAPES layout RGB/*.png and GT/LABELS/*.png "
-        "(16-bit ids in the first channel)"
-    )
+    layout = "the SYNTHIA RAND-CITYSCAPES layout RGB/*.png and GT/LABELS/*.png (16-bit ids in the first channel)"
     default_train_size = (1280, 760)
     image_dir = "RGB"
     label_dir = "GT/LABELS"
@@ -582,10 +578,7 @@ def read_class_names(path: Path) -> tuple[str, ...]:
         if not name:
             raise LaborError(f"{path}: line {number}: empty class name (one name per label value)")
         if name not in known:
-            raise LaborError(
-                f"{path}: line {number}: unknown class name {line.strip()!r} "
-                f"(known: {', '.join(known)})"
-            )
+            raise LaborError(f"{path}: line {number}: unknown class name {line.strip()!r} (known: {', '.join(known)})")
         if name in names:
             raise LaborError(f"{path}: line {number}: class {name!r} listed twice")
         names.append(known[name])
@@ -631,8 +624,11 @@ def open_dataset(
         bad = dataset.drop_unreadable(images="images" in reads, labels="labels" in reads and require_labels)
         if bad:
             more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-            print(f"labor: warning: {dataset.spec} split {split!r}: skipped {len(bad)} unreadable "
-                  f"image(s) (--skip-bad): {bad[0]}{more}", file=sys.stderr)
+            print(
+                f"labor: warning: {dataset.spec} split {split!r}: skipped {len(bad)} unreadable "
+                f"image(s) (--skip-bad): {bad[0]}{more}",
+                file=sys.stderr,
+            )
     return dataset
 
 
@@ -676,9 +672,7 @@ def read_synthia_ids(path: Path) -> np.ndarray:
             return np.array(im)
         if im.mode in ("RGB", "RGBA", "LA"):
             return np.array(im)[:, :, 0]
-        raise LaborError(
-            f"{path}: expected a label image with the ids in its first channel, got a {im.mode} image"
-        )
+        raise LaborError(f"{path}: expected a label image with the ids in its first channel, got a {im.mode} image")
 
 
 def decode_png(data: bytes) -> np.ndarray:

@@ -21,11 +21,16 @@ def smooth_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.nd
 
 
 class Canvas:
-    """An RGB image, a label-id map and a depth buffer; the nearest paint wins."""
+    """An RGB image, a label-id map and a depth buffer; the nearest paint wins.
 
-    def __init__(self, width: int, height: int, rng: np.random.Generator):
+    ``rgb`` holds what each surface reflects. With ``glowing``, ``glow`` holds the light the
+    surface gives off itself (lamps, lit windows; zero elsewhere), for scenes lit afterwards.
+    """
+
+    def __init__(self, width: int, height: int, rng: np.random.Generator, glowing: bool = False):
         self.width, self.height = width, height
         self.rgb = np.zeros((height, width, 3), np.float32)
+        self.glow = np.zeros((height, width, 3), np.float32) if glowing else None
         self.label = np.zeros((height, width), np.uint8)
         self.depth = np.full((height, width), np.inf, np.float32)
         self.ys = (np.arange(height, dtype=np.float32) + 0.5)[:, None]
@@ -34,8 +39,9 @@ class Canvas:
         self.medium = smooth_noise(rng, height, width, 3.0)
         self.coarse = smooth_noise(rng, height, width, 12.0)
 
-    def paint(self, box, mask, depth, rgb, label) -> None:
-        """Paint ``rgb`` (3,) or (h, w, 3) and ``label`` (int or (h, w)) where ``mask`` and nearer."""
+    def paint(self, box, mask, depth, rgb, label, glow=None) -> None:
+        """Paint ``rgb`` (3,) or (h, w, 3) and ``label`` (int or (h, w)) where ``mask`` and nearer;
+        ``glow`` (like ``rgb``; None = none) is what the paint gives off, on a glowing canvas."""
         y0, y1, x0, x1 = box
         if y1 <= y0 or x1 <= x0:
             return
@@ -49,6 +55,9 @@ class Canvas:
         label = np.asarray(label)
         self.label[y0:y1, x0:x1][wins] = label if label.ndim == 0 else label[wins]
         nearest[wins] = depth[wins]
+        if self.glow is not None:  # a nearer surface hides a light behind it
+            glow = np.zeros(3, np.float32) if glow is None else np.asarray(glow, np.float32)
+            self.glow[y0:y1, x0:x1][wins] = glow if glow.ndim == 1 else glow[wins]
 
 
 class Sprite:
@@ -67,6 +76,7 @@ class Sprite:
         self.py = (np.arange(y0, y0 + h, dtype=np.float32) + 0.5 - top)[:, None]  # pixels from the top
         self.u, self.v = self.px / width, self.py / height
         self.rgb = np.zeros((h, w, 3), np.float32)
+        self.glow = np.zeros((h, w, 3), np.float32) if canvas.glow is not None else None
         self.label = np.zeros((h, w), np.uint8)
         self.mask = np.zeros((h, w), bool)
 
@@ -91,7 +101,9 @@ class Sprite:
         t = np.clip(((self.px - ax) * dx + (self.py - ay) * dy) / max(dx * dx + dy * dy, 1e-6), 0, 1)
         return (self.px - ax - t * dx) ** 2 + (self.py - ay - t * dy) ** 2 <= (thick_px / 2) ** 2
 
-    def paint(self, mask, rgb, label: int, shade=None) -> None:
+    def paint(self, mask, rgb, label: int, shade=None, glow=None) -> None:
+        """Paint a part: ``rgb`` as :meth:`Canvas.paint`, optionally shaded, and giving off ``glow``
+        (a colour, on a glowing canvas; None = none)."""
         mask = np.broadcast_to(mask, self.mask.shape)
         rgb = np.asarray(rgb, np.float32)
         if shade is not None:
@@ -102,7 +114,10 @@ class Sprite:
             self.rgb[mask] = np.broadcast_to(rgb, self.rgb.shape)[mask]
         self.label[mask] = label
         self.mask |= mask
+        if self.glow is not None:
+            glow = np.zeros(3, np.float32) if glow is None else np.asarray(glow, np.float32)
+            self.glow[mask] = glow if glow.ndim == 1 else np.broadcast_to(glow, self.glow.shape)[mask]
 
     def commit(self) -> None:
         if self.visible and self.mask.any():
-            self.canvas.paint(self.box, self.mask, self.depth, self.rgb, self.label)
+            self.canvas.paint(self.box, self.mask, self.depth, self.rgb, self.label, self.glow)

@@ -6,8 +6,17 @@ from __future__ import annotations
 import numpy as np
 
 from labor_cli.data.toy.canvas import Sprite
-from labor_cli.data.toy.scene import LABEL_ID, Scene, fractional
+from labor_cli.data.toy.scene import LABEL_ID, Light, Scene, fractional
 from labor_cli.data.toy.street import leaf_colours
+
+HEADLIGHT = (255, 246, 220)
+TAIL_LIGHT = (255, 40, 30)
+INTERIOR_LIGHT = (255, 232, 190)  # a bus's or tram's lit windows at night
+
+
+def night_glow(scene: Scene, colour, strength: float = 1.0):
+    """What a lit lamp gives off, at night; None by day (nothing is drawn glowing then)."""
+    return None if scene.style.night is None else np.asarray(colour, np.float32) * strength
 
 
 def ground_point(scene: Scene, x: float, z: float):
@@ -78,8 +87,13 @@ def draw_pole(scene: Scene, x: float, z: float, height: float, top_label: str | 
         lw = max(camera.pixels(0.5, z), scene.min_pixels(4.0))
         lh = max(camera.pixels(0.2, z), scene.min_pixels(2.0))
         lamp = Sprite(canvas, arm_end, top + lh + 1, lw, lh, z - 0.05)
-        lamp.paint(np.ones_like(lamp.mask), colour * 0.8, LABEL_ID["pole"])
+        lamp.paint(np.ones_like(lamp.mask), colour * 0.8, LABEL_ID["pole"], glow=night_glow(scene, scene.lamp_colour))
         lamp.commit()
+        if scene.style.night is not None:
+            night = scene.style.night
+            x_lamp = x - side * arm_len * z / camera.focal  # the arm's end, in metres
+            power = rng.uniform(*night.lamp_power)
+            scene.lights.append(Light(x_lamp, height, z, scene.lamp_colour / 255.0, power, night.lamp_reach, True))
 
 
 def draw_traffic_light(scene: Scene, centre_x: float, bottom: float, z: float) -> None:
@@ -96,7 +110,8 @@ def draw_traffic_light(scene: Scene, centre_x: float, bottom: float, z: float) -
     for k in range(3):
         on = k == lit
         colour = np.asarray(lamps[k], np.float32) * (1.0 if on else 0.3)
-        sprite.paint(sprite.disc(0.5, (k + 0.5) / 3, r), colour, LABEL_ID["traffic light"])
+        glow = night_glow(scene, lamps[k]) if on else None
+        sprite.paint(sprite.disc(0.5, (k + 0.5) / 3, r), colour, LABEL_ID["traffic light"], glow=glow)
     sprite.commit()
 
 
@@ -211,9 +226,17 @@ def draw_two_wheeler(scene: Scene, centre_x: float, bottom: float, z: float, kin
 
 
 def draw_vehicle(
-    scene: Scene, centre_x: float, bottom: float, z: float, kind: str, view: str, facing: bool = False
+    scene: Scene,
+    centre_x: float,
+    bottom: float,
+    z: float,
+    kind: str,
+    view: str,
+    facing: bool = False,
+    parked: bool = False,
 ) -> None:
-    """car / truck / bus / train seen from behind (or the front) or from the side."""
+    """car / truck / bus / train seen from behind (or the front) or from the side. At night the
+    lights of a vehicle on the move glow, and so do a bus's or tram's windows."""
     camera, rng = scene.camera, scene.rng
     dims = {"car": (1.8, 4.4, 1.5), "truck": (2.5, 8.0, 3.4), "bus": (2.55, 12.0, 3.2), "train": (2.65, 26.0, 3.7)}
     width_m, length_m, height_m = dims[kind]
@@ -240,7 +263,8 @@ def draw_vehicle(
                 cabin & (sprite.v > 0.1) & (np.abs(sprite.u - 0.5) < 0.3 + 0.1 * sprite.v / 0.42), glass, label
             )
             lights = (230, 230, 200) if facing else (210, 30, 30)
-            sprite.paint(sprite.rect(0.04, 0.2, 0.5, 0.6) | sprite.rect(0.8, 0.96, 0.5, 0.6), lights, label)
+            glow = None if parked else night_glow(scene, HEADLIGHT if facing else TAIL_LIGHT)
+            sprite.paint(sprite.rect(0.04, 0.2, 0.5, 0.6) | sprite.rect(0.8, 0.96, 0.5, 0.6), lights, label, glow=glow)
             sprite.paint(sprite.rect(0.38, 0.62, 0.64, 0.74), (235, 235, 235), label)
             sprite.paint(sprite.rect(0.0, 1.0, 0.82, 0.9), body * 0.55, label)
         else:
@@ -274,14 +298,17 @@ def draw_vehicle(
         body = scene.pick_colour("bus")
         if view == "rear":
             sprite.paint(sprite.rect(0.0, 1.0, 0.0, 0.92), body, label, shade)
-            sprite.paint(sprite.rect(0.06, 0.94, 0.1, 0.42), glass, label)
+            sprite.paint(sprite.rect(0.06, 0.94, 0.1, 0.42), glass, label, glow=night_glow(scene, INTERIOR_LIGHT, 0.5))
             lights = (230, 230, 200) if facing else (210, 30, 30)
-            sprite.paint(sprite.rect(0.04, 0.16, 0.72, 0.8) | sprite.rect(0.84, 0.96, 0.72, 0.8), lights, label)
+            glow = night_glow(scene, HEADLIGHT if facing else TAIL_LIGHT)
+            sprite.paint(
+                sprite.rect(0.04, 0.16, 0.72, 0.8) | sprite.rect(0.84, 0.96, 0.72, 0.8), lights, label, glow=glow
+            )
             sprite.paint(sprite.rect(0.0, 1.0, 0.88, 1.0), (30, 30, 30), label)
         else:
             sprite.paint(sprite.rect(0.0, 1.0, 0.0, 0.9), body, label, shade)
             band = sprite.rect(0.02, 0.98, 0.18, 0.5) & (fractional(sprite.u * 9) > 0.1)
-            sprite.paint(band, glass, label)
+            sprite.paint(band, glass, label, glow=night_glow(scene, INTERIOR_LIGHT, 0.5))
             sprite.paint(sprite.rect(0.0, 1.0, 0.62, 0.68), body * 0.6, label)
             sprite.paint(sprite.rect(0.2, 0.26, 0.18, 0.88), glass, label)  # door
             for wx in (0.16, 0.8):
@@ -290,18 +317,19 @@ def draw_vehicle(
         body, stripe = scene.pick_colour("train"), scene.pick_colour("train_stripe", 4)
         if view == "rear":
             sprite.paint(sprite.rect(0.0, 1.0, 0.12, 0.95), body, label, shade)
-            sprite.paint(sprite.rect(0.08, 0.92, 0.18, 0.5), glass, label)
+            sprite.paint(sprite.rect(0.08, 0.92, 0.18, 0.5), glass, label, glow=night_glow(scene, INTERIOR_LIGHT, 0.5))
             sprite.paint(sprite.rect(0.0, 1.0, 0.62, 0.7), stripe, label)
             sprite.paint(
                 sprite.line(0.5, 0.12, 0.3, 0.0, max(camera.pixels(0.08, z), scene.min_pixels(1.5))),
                 (60, 60, 60),
                 label,
             )
-            sprite.paint(sprite.rect(0.1, 0.2, 0.76, 0.82) | sprite.rect(0.8, 0.9, 0.76, 0.82), (240, 240, 210), label)
+            lights = sprite.rect(0.1, 0.2, 0.76, 0.82) | sprite.rect(0.8, 0.9, 0.76, 0.82)
+            sprite.paint(lights, (240, 240, 210), label, glow=night_glow(scene, HEADLIGHT))
         else:
             sprite.paint(sprite.rect(0.0, 1.0, 0.12, 0.95), body, label, shade)
             band = sprite.rect(0.01, 0.99, 0.2, 0.5) & (fractional(sprite.u * 14) > 0.12)
-            sprite.paint(band, glass, label)
+            sprite.paint(band, glass, label, glow=night_glow(scene, INTERIOR_LIGHT, 0.5))
             sprite.paint(sprite.rect(0.0, 1.0, 0.62, 0.7), stripe, label)
             sprite.paint(fractional(sprite.u * 3) < 0.006, body * 0.5, label)
             for pu in (0.3, 0.7):
@@ -444,11 +472,14 @@ def draw_objects(scene: Scene) -> None:
                 view, z = "side", (scene.crossing[0] + scene.crossing[1]) / 2
                 x = rng.uniform(-12, 12)
             if in_view(x, z):
-                draw_vehicle(scene, *ground_point(scene, x, z), z, kind, view, facing=x < scene.road_centre)
+                facing = x < scene.road_centre
+                draw_vehicle(scene, *ground_point(scene, x, z), z, kind, view, facing=facing)
+                if facing and view == "rear" and scene.style.night is not None:  # its headlights light the road
+                    scene.lights.append(Light(x, 0.7, z - 0.5, np.asarray(HEADLIGHT) / 255.0, 1.2, 3.0, False))
     for _ in range(scene.count("parked_car")):
         side = random_side()
         x = scene.road_centre + side * (scene.road_half - 1.1)
         z = rng.uniform(5.0, 50.0)
         view = "side" if rng.random() < 0.3 else "rear"
         if in_view(x, z):
-            draw_vehicle(scene, *ground_point(scene, x, z), z, "car", view, facing=side < 0)
+            draw_vehicle(scene, *ground_point(scene, x, z), z, "car", view, facing=side < 0, parked=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from labor_cli.data.toy.camera_effects import apply_camera_effects, draw_bonnet
+from labor_cli.data.toy.night import photograph_at_night
 from labor_cli.data.toy.objects import draw_objects
 from labor_cli.data.toy.scene import (
     ALWAYS_SHOWN,
@@ -15,16 +16,25 @@ from labor_cli.data.toy.scene import (
     lay_out_scene,
 )
 from labor_cli.data.toy.street import draw_ground, draw_sky, draw_street_sides
-from labor_cli.data.toy.styles import PHOTO_STYLE, SOURCE_STYLE
+from labor_cli.data.toy.styles import NIGHT_STYLE, PHOTO_STYLE, SOURCE_STYLE
 
 DOMAINS = ("source", "target")
-STYLES = {"source": SOURCE_STYLE, "target": PHOTO_STYLE}
+# The kinds of domain shift: the target's style for each (the source is the same for all).
+TARGET_STYLES = {"photo": PHOTO_STYLE, "night": NIGHT_STYLE}
+SHIFTS = tuple(TARGET_STYLES)
+STYLES = {"source": SOURCE_STYLE, "target": PHOTO_STYLE}  # the default pair's
+# Each style draws its images from its own random streams (the photo target's is 1, as it was
+# before there was more than one target), so no two styles share a street.
+_STREAMS = {"source": 0, "photo": 1, "night": 2}
 
 
-def render(seed: int, domain: str, index: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """One scene of ``domain`` ("source" or "target"): an RGB image and its label-id map."""
-    style = STYLES[domain]
-    rng = np.random.default_rng([seed, DOMAINS.index(domain), index])
+def render(
+    seed: int, domain: str, index: int, width: int, height: int, shift: str = "photo"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One scene of ``domain`` ("source", or "target" of the kind ``shift``): an RGB image and
+    its label-id map."""
+    style = SOURCE_STYLE if domain == "source" else TARGET_STYLES[shift]
+    rng = np.random.default_rng([seed, _STREAMS["source" if domain == "source" else shift], index])
     forced = FORCED_OBJECTS[index % len(FORCED_OBJECTS)]
     shown = {LABEL_ID[name] for key in forced for name in CLASSES_SHOWN[key]} | {
         LABEL_ID[name] for name in ALWAYS_SHOWN
@@ -41,4 +51,5 @@ def render(seed: int, domain: str, index: int, width: int, height: int) -> tuple
             break
     if style.ego_vehicle:
         draw_bonnet(scene)
-    return apply_camera_effects(scene), scene.canvas.label.copy()
+    image = photograph_at_night(scene) if style.night is not None else apply_camera_effects(scene)
+    return image, scene.canvas.label.copy()

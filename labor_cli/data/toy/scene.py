@@ -65,6 +65,19 @@ class Camera:
 
 
 @dataclass
+class Light:
+    """A light that lights the street at night (a lamp, a car's headlights), in world metres."""
+
+    x: float
+    y: float  # height above the ground
+    z: float
+    colour: np.ndarray  # (3,) in [0, 1]
+    power: float  # illumination right by it, relative to daylight (half of it at ``reach`` metres)
+    reach: float
+    downward: bool  # a street lamp's hood sends its light down
+
+
+@dataclass
 class Scene:
     """One street being drawn: its generator, style, canvas, camera and layout."""
 
@@ -82,6 +95,9 @@ class Scene:
     crossing: tuple[float, float] | None = None
     forced: tuple[str, ...] = ()
     lanes: list[float] = field(default_factory=list)
+    # at night: the colour of this street's lamps, and the lights that objects put up as drawn
+    lamp_colour: np.ndarray | None = None
+    lights: list[Light] = field(default_factory=list)
 
     def pick_colour(self, key: str, jitter: float | None = None) -> np.ndarray:
         """A colour of the style's palette ``key``, jittered by up to ``jitter`` per channel."""
@@ -119,7 +135,7 @@ def fractional(x):
 
 def lay_out_scene(rng: np.random.Generator, style: Style, width: int, height: int, forced: tuple[str, ...]) -> Scene:
     """A street of ``style``: the camera, the road, sidewalks, green sides, its end and a crossing."""
-    canvas = Canvas(width, height, rng)
+    canvas = Canvas(width, height, rng, glowing=style.night is not None)
     focal = rng.uniform(*style.focal) * width
     camera = Camera(
         focal=focal,
@@ -145,4 +161,6 @@ def lay_out_scene(rng: np.random.Generator, style: Style, width: int, height: in
     if rng.random() < 0.4:
         zc = rng.uniform(14.0, 40.0)
         scene.crossing = (zc, zc + rng.uniform(8.0, 14.0))
+    if style.night is not None:  # one kind of lamp per street
+        scene.lamp_colour = scene.pick_colour("lamp_sodium" if rng.random() < style.night.sodium else "lamp_led", 6)
     return scene

@@ -9,21 +9,44 @@ from labor_cli.data.toy.scene import LABEL_ID, Scene, fractional
 
 
 def draw_sky(scene: Scene) -> None:
-    """A vertical gradient to the horizon: clear with clouds, or overcast."""
+    """A vertical gradient to the horizon: clear with clouds, overcast, or a night sky."""
     canvas = scene.canvas
     top, low = scene.pick_colour("sky_top", 6), scene.pick_colour("sky_low", 6)
     horizon_row = max(scene.camera.horizon, 1.0)
     t = np.clip(canvas.ys / horizon_row, 0, 1)[..., None]  # (H, 1, 1)
     rgb = np.broadcast_to(top * (1 - t) + low * t, (canvas.height, canvas.width, 3)).copy()
+    glow = None
     if scene.style.sky_kind == "clear":
         cloud = scene.pick_colour("cloud", 4)
         clouds = canvas.coarse > scene.rng.uniform(0.62, 0.8)
         rgb[clouds] = cloud * (0.94 + 0.06 * canvas.medium[clouds, None])
-    else:  # overcast: soft grey blotches
+    elif scene.style.sky_kind == "overcast":  # soft grey blotches
         rgb *= (0.95 + 0.08 * canvas.coarse)[..., None]
+    else:  # night: the sky gives off its light and reflects none, so no lamp brightens it
+        rgb, glow = np.zeros_like(rgb), night_sky(scene, rgb)
     canvas.paint(
-        (0, canvas.height, 0, canvas.width), np.ones((canvas.height, canvas.width), bool), 1e9, rgb, LABEL_ID["sky"]
+        (0, canvas.height, 0, canvas.width),
+        np.ones((canvas.height, canvas.width), bool),
+        1e9,
+        rgb,
+        LABEL_ID["sky"],
+        glow,
     )
+
+
+def night_sky(scene: Scene, gradient: np.ndarray) -> np.ndarray:
+    """The light of a night sky: the city's glow on thin clouds, a few stars, maybe the moon."""
+    canvas, rng = scene.canvas, scene.rng
+    glow = gradient * (0.85 + 0.3 * canvas.coarse)[..., None]
+    stars = (canvas.fine > 0.998) & (canvas.ys < 0.7 * scene.camera.horizon)
+    glow[stars] = rng.uniform(50.0, 130.0)
+    if rng.random() < scene.style.night.moon:
+        centre_x = rng.uniform(0.1, 0.9) * canvas.width
+        centre_y = rng.uniform(0.15, 0.6) * max(scene.camera.horizon, 1.0)
+        radius = rng.uniform(2.0, 3.5) * scene.scale
+        moon = (canvas.xs - centre_x) ** 2 + (canvas.ys - centre_y) ** 2 <= radius**2
+        glow[moon] = scene.pick_colour("moon", 4)
+    return glow
 
 
 def draw_ground(scene: Scene) -> None:
@@ -104,8 +127,11 @@ def draw_ground(scene: Scene) -> None:
     )
 
 
-def facade_texture(scene: Scene, along: np.ndarray, up: np.ndarray, base: np.ndarray, light: float) -> np.ndarray:
-    """Facade colours from world coordinates: ``along`` the wall and ``up`` from the ground (metres)."""
+def facade_texture(
+    scene: Scene, along: np.ndarray, up: np.ndarray, base: np.ndarray, light: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Facade colours from world coordinates: ``along`` the wall and ``up`` from the ground
+    (metres), and at night the glow of its lit windows (None by day)."""
     style, rng = scene.style, scene.rng
     period, floor = rng.uniform(2.4, 4.0), rng.uniform(2.8, 3.4)
     window_width, window_height = rng.uniform(0.35, 0.6), rng.uniform(0.35, 0.6)
@@ -124,7 +150,25 @@ def facade_texture(scene: Scene, along: np.ndarray, up: np.ndarray, base: np.nda
         out[glazed] = (glass * reflection[..., None])[glazed]
     else:
         out[glazed] = glass
-    return out
+    glow = None
+    if style.night is not None:
+        glow = lit_windows(scene, np.floor(along / period), np.floor(up / floor), glazed)
+    return out, glow
+
+
+def lit_windows(scene: Scene, column: np.ndarray, storey: np.ndarray, glazed: np.ndarray) -> np.ndarray:
+    """The glow of the windows that are lit: a share of the facade's window cells, each cell
+    (column, storey) lit or not as a whole."""
+    rng = scene.rng
+    share = rng.uniform(*scene.style.night.lit_windows)
+    colour = scene.pick_colour("window_lit", 12)
+    salt = int(rng.integers(1 << 30))
+    # an integer hash of the cell: the same on every machine, unlike a float one
+    cell = (column.astype(np.int64) * 73856093) ^ (storey.astype(np.int64) * 19349663) ^ salt
+    lit = glazed & (cell % 1000 < share * 1000)
+    glow = np.zeros(glazed.shape + (3,), np.float32)
+    glow[lit] = colour * 0.8
+    return glow
 
 
 def draw_side_plane(scene: Scene, x: float, z0: float, z1: float, y0: float, y1: float, label: int, colour_fn) -> None:
@@ -151,8 +195,9 @@ def draw_side_plane(scene: Scene, x: float, z0: float, z1: float, y0: float, y1:
     ys = canvas.ys[r0:r1]
     mask = valid & (ys >= top) & (ys < bottom)
     up = camera.height - (ys - camera.horizon) * z / camera.focal
-    rgb = colour_fn(np.broadcast_to(z, mask.shape), up, (r0, r1, cx0, cx1))
-    canvas.paint((r0, r1, cx0, cx1), mask, np.broadcast_to(z, mask.shape), rgb, label)
+    surface = colour_fn(np.broadcast_to(z, mask.shape), up, (r0, r1, cx0, cx1))
+    rgb, glow = surface if isinstance(surface, tuple) else (surface, None)
+    canvas.paint((r0, r1, cx0, cx1), mask, np.broadcast_to(z, mask.shape), rgb, label, glow)
 
 
 def leaf_colours(scene: Scene, box, base: np.ndarray) -> np.ndarray:
@@ -265,9 +310,8 @@ def draw_skyline(scene: Scene) -> None:
                 along, up = np.broadcast_arrays(
                     sprite.px * z / camera.focal, (sprite.height - sprite.py) * z / camera.focal
                 )
-                sprite.paint(
-                    np.ones_like(sprite.mask), facade_texture(scene, along, up, base, 1.0), LABEL_ID["building"]
-                )
+                colours, glow = facade_texture(scene, along, up, base, 1.0)
+                sprite.paint(np.ones_like(sprite.mask), colours, LABEL_ID["building"], glow=glow)
                 sprite.commit()
         else:
             height = rng.uniform(6.0, 14.0)

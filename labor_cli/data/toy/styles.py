@@ -1,12 +1,43 @@
 """How each domain of the toy pair looks: palettes, camera, layout, object counts, sensor.
 
-The source is "rendered" (flat colours, crisp edges, a sunny sky). The photo target repaints
-some classes in consistent ways (see :data:`PHOTO_STYLE`) and adds camera and sensor effects.
+The source is "rendered" (flat colours, crisp edges, a sunny sky). Each target is one kind of
+domain shift from it:
+
+- ``photo`` (:data:`PHOTO_STYLE`): a daytime camera that repaints some classes in consistent
+  ways (asphalt sidewalks like the source's road, brick walls like its buildings, ...), with
+  haze, blur and noise;
+- ``night`` (:data:`NIGHT_STYLE`): the source's colours seen by a night-time camera: dark,
+  lit by street lamps and headlights, with glare, motion blur and strong sensor noise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NightLook:
+    """How a night-time camera sees a street: who lights it, and what the sensor adds.
+
+    Illumination is relative to daylight (1 = the surface looks as in the source); a lamp lights
+    a point ``power / (1 + (distance / reach)^2)``, more below it than beside it.
+    """
+
+    ambient: tuple[float, float]  # moon and sky glow: the light everywhere
+    ambient_tint: tuple[float, float, float]  # moonlight is bluish
+    sodium: float  # chance that a street's lamps are sodium (orange); else LED (cold white)
+    lamp_power: tuple[float, float]
+    lamp_reach: float  # metres
+    headlights: float  # the ego car's low beam, at its brightest
+    headlight_reach: float  # metres
+    retroreflection: float  # signs send the headlights back this many times brighter
+    lit_windows: tuple[float, float]  # share of a street's windows that are lit
+    moon: float  # chance of a moon in the sky
+    glare: tuple[float, float]  # strength of the halo around lights
+    exposure: tuple[float, float]  # the camera's gain
+    motion_blur: tuple[float, float]  # length in pixels at 256 px width
+    read_noise: tuple[float, float]  # grey levels
+    shot_noise: float  # sigma = shot_noise * sqrt(grey level)
 
 
 @dataclass(frozen=True)
@@ -46,6 +77,8 @@ class Style:
     vignetting: float
     # people walking in twos (chance per pedestrian; 0 = always alone)
     groups: float = 0.0
+    # a night-time camera instead of the daytime effects above (None = daytime)
+    night: NightLook | None = None
 
 
 SOURCE_STYLE = Style(
@@ -219,3 +252,83 @@ PHOTO_STYLE = Style(
 
 # The target of the default pair (``shift="photo"``), by its historical name.
 TARGET_STYLE = PHOTO_STYLE
+
+NIGHT_STYLE = Style(
+    name="night",
+    palettes={
+        # the source's colours (a night shift is light, not paint) ...
+        **SOURCE_STYLE.palettes,
+        # ... but dark coats and trousers, which the dark hides
+        "shirt": ((42, 42, 48), (30, 36, 56), (72, 32, 36), (150, 150, 152), (46, 60, 44), (96, 80, 62)),
+        "trousers": ((30, 32, 44), (24, 24, 26), (60, 54, 48)),
+        "window": ((30, 34, 44), (40, 42, 54)),  # unlit glass
+        "window_lit": ((255, 214, 140), (255, 190, 112), (220, 230, 255)),
+        "sky_top": ((2, 3, 10), (4, 6, 16)),
+        "sky_low": ((20, 18, 30), (28, 22, 24)),  # the city's glow at the horizon
+        "moon": ((236, 236, 222),),
+        "lamp_sodium": ((255, 164, 64), (255, 176, 80)),
+        "lamp_led": ((222, 232, 255), (236, 240, 255)),
+        "bonnet": ((24, 26, 30),),
+    },
+    jitter=10.0,
+    focal=(0.60, 0.70),
+    camera_height=(1.3, 1.6),
+    horizon=(0.40, 0.48),
+    road_half=(3.4, 6.0),
+    sidewalk=(1.8, 3.6),
+    urban=0.8,
+    counts={
+        # fewer people and bikes out at night, more parked cars, more lamps
+        "car": 2.5,
+        "parked_car": 4.0,
+        "truck": 0.4,
+        "bus": 0.3,
+        "train": 0.25,
+        "person": 3.0,
+        "bicycle_rider": 0.8,
+        "motorcycle_rider": 0.6,
+        "bicycle": 0.7,
+        "motorcycle": 0.4,
+        "streetlight": 3.5,
+        "traffic_light": 2.0,
+        "sign": 2.5,
+        "tree": 3.0,
+        "wall": 0.8,
+        "fence": 0.8,
+    },
+    person_scale=(0.9, 1.1),
+    sidewalk_tiles=True,
+    road_patches=True,
+    fence_kind="slats",
+    wall_kind="blocks",
+    window_kind="glass",
+    sky_kind="night",
+    vegetation_texture=0.45,
+    shading=0.1,
+    ego_vehicle=True,
+    haze=(0.0, 0.0),
+    shadows=0.0,  # no sun
+    gain=(1.0, 1.0),
+    white_balance=0.0,
+    blur=(0.0, 0.0),
+    noise=(0.0, 0.0),
+    vignetting=0.15,
+    groups=0.15,
+    night=NightLook(
+        ambient=(0.07, 0.13),
+        ambient_tint=(0.85, 0.92, 1.15),
+        sodium=0.6,
+        lamp_power=(1.0, 1.8),
+        lamp_reach=4.0,
+        headlights=0.5,
+        headlight_reach=14.0,
+        retroreflection=4.0,
+        lit_windows=(0.15, 0.45),
+        moon=0.5,
+        glare=(0.5, 0.9),
+        exposure=(1.0, 1.5),
+        motion_blur=(1.0, 3.5),
+        read_noise=(4.0, 8.0),
+        shot_noise=1.0,
+    ),
+)

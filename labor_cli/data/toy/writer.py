@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from labor_cli.data.labels import CITYSCAPES_LABELS, cityscapes_id_table
-from labor_cli.data.toy.render import DOMAINS, render
+from labor_cli.data.toy.render import DOMAINS, SHIFTS, render
 from labor_cli.errors import LaborError, LaborUsageError
 
 GENERATOR = "labor data toy"
@@ -50,13 +50,13 @@ def _png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _draw_job(job: tuple[int, str, int, int, int]) -> tuple[bytes, bytes, np.ndarray]:
+def _draw_job(job: tuple[int, str, int, int, int, str]) -> tuple[bytes, bytes, np.ndarray]:
     """Render one image and encode it: (image PNG, label PNG, label-id histogram)."""
     rgb, label = render(*job)
     return _png(rgb), _png(label), np.bincount(label.ravel(), minlength=256)
 
 
-def _plan(preset: dict, seed: int) -> list[tuple[tuple[int, str, int, int, int], str, str, str]]:
+def _plan(preset: dict, seed: int, shift: str) -> list[tuple[tuple[int, str, int, int, int, str], str, str, str]]:
     """Every image to draw, in order: (render job, image path, label path, split), paths relative."""
     plan = []
     for domain in DOMAINS:
@@ -76,7 +76,12 @@ def _plan(preset: dict, seed: int) -> list[tuple[tuple[int, str, int, int, int],
                 ]
             for image_path, label_path in files:
                 plan.append(
-                    ((seed, domain, index, width, height), f"{domain}/{image_path}", f"{domain}/{label_path}", split)
+                    (
+                        (seed, domain, index, width, height, shift),
+                        f"{domain}/{image_path}",
+                        f"{domain}/{label_path}",
+                        split,
+                    )
                 )
                 index += 1
     return plan
@@ -101,8 +106,13 @@ def _target_paths(split: str, n: int) -> list[tuple[str, str]]:
     return out
 
 
-def _dataset_json(name: str, size: tuple[int, int], seed: int) -> str:
-    return json.dumps({"name": name, "train_size": list(size), "seed": seed, "generator": GENERATOR}, indent=2) + "\n"
+def _dataset_json(name: str, size: tuple[int, int], seed: int, shift: str | None = None) -> str:
+    """A labor-dataset.json; ``shift`` is recorded for a target other than the photo one (whose
+    file stays as it was before there were other targets: no key means "photo")."""
+    settings = {"name": name, "train_size": list(size), "seed": seed, "generator": GENERATOR}
+    if shift is not None:
+        settings["shift"] = shift
+    return json.dumps(settings, indent=2) + "\n"
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:
@@ -134,9 +144,12 @@ def make_toy_pair(
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    shift: str = "photo",
 ) -> dict:
     """Draw the toy source/target pair into ``out_dir`` (atomically) and return a summary.
 
+    ``shift``: the kind of domain shift, that is which target: ``photo`` (a daytime camera that
+    repaints some classes) or ``night`` (a night-time camera); the source is the same for both.
     ``workers``: processes that draw (default: 2 where there are 2 CPUs and many images, else 1);
     the files do not depend on it.
     """
@@ -144,10 +157,12 @@ def make_toy_pair(
         raise LaborUsageError(f"unknown toy size {size!r}; known: {', '.join(PRESETS)}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise LaborUsageError(f"toy seed must be a non-negative integer, got {seed!r}")
+    if shift not in SHIFTS:
+        raise LaborUsageError(f"unknown toy shift {shift!r}; known: {', '.join(SHIFTS)}")
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, force)
     preset = PRESETS[size]
-    plan = _plan(preset, int(seed))
+    plan = _plan(preset, int(seed), shift)
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(plan) >= 100 else 1
     start = time.perf_counter()
@@ -158,40 +173,11 @@ def make_toy_pair(
     except OSError as exc:
         raise LaborError(f"{out_dir}: cannot create it ({exc.strerror or exc})") from exc
 
-    counts = {d: np.zeros(256, np.int64) for d in DOMAINS}
     drawn = _drawn(plan, workers)
     try:
-        lists: dict[tuple[str, str], list[str]] = {("source", sp): [] for sp in SPLITS}
-        for done, ((job, image_path, label_path, split), (image_png, label_png, hist)) in enumerate(
-            zip(plan, drawn), 1
-        ):
-            domain = job[1]
-            for rel, data in ((image_path, image_png), (label_path, label_png)):
-                path = tmp / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            counts[domain] += hist
-            if domain == "source":
-                lists[domain, split].append(Path(image_path).name)
-            if progress:
-                progress(done, len(plan))
-        for split in SPLITS:
-            (tmp / "source" / f"{split}.txt").write_text("".join(n + "\n" for n in lists["source", split]))
-        for domain in DOMAINS:
-            (tmp / domain / "labor-dataset.json").write_text(
-                _dataset_json(f"toy {domain}", preset[domain]["size"], int(seed))
-            )
-        # into place: an old output (with force) goes only once the new one is complete
-        old = None
-        if out_dir.exists():
-            if any(out_dir.iterdir()):
-                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-                os.replace(out_dir, old / "old")
-            else:
-                out_dir.rmdir()
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        counts = _write_images(tmp, plan, drawn, progress)
+        _write_lists_and_settings(tmp, plan, preset, int(seed), shift)
+        _move_into_place(tmp, out_dir, parent)
     except OSError as exc:  # a full disk, a folder that vanished: nothing half-drawn is left
         drawn.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -200,7 +186,54 @@ def make_toy_pair(
         drawn.close()  # stops the pool, if any, before the half-drawn folder goes
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    summary = {"out_dir": str(out_dir), "seed": int(seed), "size": size, "shift": shift}
+    summary["counts"] = {f"{d} {split}": preset[d][split] for d in DOMAINS for split in SPLITS}
+    summary["domains"] = _describe_domains(out_dir, preset, counts, shift)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    return summary
 
+
+def _write_images(tmp: Path, plan, drawn, progress) -> dict[str, np.ndarray]:
+    """Write every drawn image and label under ``tmp``; the label-id histogram of each domain."""
+    counts = {d: np.zeros(256, np.int64) for d in DOMAINS}
+    for done, ((job, image_path, label_path, _split), (image_png, label_png, hist)) in enumerate(zip(plan, drawn), 1):
+        for rel, data in ((image_path, image_png), (label_path, label_png)):
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        counts[job[1]] += hist
+        if progress:
+            progress(done, len(plan))
+    return counts
+
+
+def _write_lists_and_settings(tmp: Path, plan, preset: dict, seed: int, shift: str) -> None:
+    """The source's split lists, and each domain's labor-dataset.json."""
+    for split in SPLITS:
+        names = [Path(image_path).name for job, image_path, _, sp in plan if job[1] == "source" and sp == split]
+        (tmp / "source" / f"{split}.txt").write_text("".join(n + "\n" for n in names))
+    for domain in DOMAINS:
+        recorded_shift = shift if domain == "target" and shift != "photo" else None
+        settings = _dataset_json(f"toy {domain}", preset[domain]["size"], seed, recorded_shift)
+        (tmp / domain / "labor-dataset.json").write_text(settings)
+
+
+def _move_into_place(tmp: Path, out_dir: Path, parent: Path) -> None:
+    """Rename the finished folder to ``out_dir``; an old output (with force) goes only now."""
+    old = None
+    if out_dir.exists():
+        if any(out_dir.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
+            os.replace(out_dir, old / "old")
+        else:
+            out_dir.rmdir()
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _describe_domains(out_dir: Path, preset: dict, counts: dict[str, np.ndarray], shift: str) -> dict:
+    """Per domain: where it is, its layout, sizes, image counts and the share of each class."""
     train_ids = cityscapes_id_table()
     domains = {}
     for domain in DOMAINS:
@@ -214,11 +247,5 @@ def make_toy_pair(
             "class_share": {lab.name: float(hist[lab.label_id] / all_px) for lab in CITYSCAPES_LABELS},
             "void_share": float(hist[train_ids == 255].sum() / all_px),
         }
-    return {
-        "out_dir": str(out_dir),
-        "seed": int(seed),
-        "size": size,
-        "counts": {f"{d} {split}": preset[d][split] for d in DOMAINS for split in SPLITS},
-        "domains": domains,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    domains["target"]["shift"] = shift
+    return domains

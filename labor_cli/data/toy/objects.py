@@ -61,14 +61,16 @@ def draw_pole(scene: Scene, x: float, z: float, height: float, top_label: str | 
     sprite = Sprite(canvas, centre_x, bottom, width, h, z)
     if not sprite.visible:
         return
-    pu = 0.5
+    pole_u = 0.5
     half = w / 2 / width
-    cyl = 0.8 + 0.4 * np.clip((sprite.u - pu + half) / (2 * half), 0, 1) if scene.style.shading == 0 else 1.0
-    sprite.paint(sprite.rect(pu - half, pu + half, 0.0, 1.0), colour, LABEL_ID["pole"], shade=cyl)
+    cylinder = 0.8 + 0.4 * np.clip((sprite.u - pole_u + half) / (2 * half), 0, 1) if scene.style.shading == 0 else 1.0
+    sprite.paint(sprite.rect(pole_u - half, pole_u + half, 0.0, 1.0), colour, LABEL_ID["pole"], shade=cylinder)
     if arm:
         thick = max(camera.pixels(0.12, z), scene.min_pixels(2.0))
-        end = pu - side * arm_len / width
-        sprite.paint(sprite.line(pu, thick / 2 / h + 0.01, end, thick / 2 / h + 0.01, thick), colour, LABEL_ID["pole"])
+        end = pole_u - side * arm_len / width
+        sprite.paint(
+            sprite.line(pole_u, thick / 2 / h + 0.01, end, thick / 2 / h + 0.01, thick), colour, LABEL_ID["pole"]
+        )
     sprite.commit()
     top = bottom - h
     arm_end = centre_x - side * arm_len
@@ -84,9 +86,9 @@ def draw_pole(scene: Scene, x: float, z: float, height: float, top_label: str | 
     elif top_label == "traffic sign":
         draw_sign(scene, centre_x, top + max(camera.pixels(0.35, z), scene.min_pixels(3.0)), z - 0.05)
     elif top_label == "lamp":
-        lw = max(camera.pixels(0.5, z), scene.min_pixels(4.0))
-        lh = max(camera.pixels(0.2, z), scene.min_pixels(2.0))
-        lamp = Sprite(canvas, arm_end, top + lh + 1, lw, lh, z - 0.05)
+        lamp_width = max(camera.pixels(0.5, z), scene.min_pixels(4.0))
+        lamp_height = max(camera.pixels(0.2, z), scene.min_pixels(2.0))
+        lamp = Sprite(canvas, arm_end, top + lamp_height + 1, lamp_width, lamp_height, z - 0.05)
         lamp.paint(np.ones_like(lamp.mask), colour * 0.8, LABEL_ID["pole"], glow=night_glow(scene, scene.lamp_colour))
         lamp.commit()
         if scene.style.night is not None:

@@ -567,8 +567,31 @@ def stored_config(options: Any, **facts: Any) -> dict:
     return config
 
 
-def check_same_run(path: Path, saved: dict, now: dict, may_differ: tuple[str, ...] = ()) -> None:
-    """A resume file's stored config against this run's: every key but ``may_differ`` must agree."""
+def stored_defaults(options_class: type) -> dict:
+    """What the stored config holds for every stored option that has a default, as JSON values:
+    what an artifact made before an option existed is taken to have run with (a new option's
+    default keeps the earlier behaviour)."""
+    hints = typing.get_type_hints(options_class)
+    defaults = {}
+    for f in dataclasses.fields(options_class):
+        spec = f.metadata.get("option")
+        if f.metadata.get("group"):
+            defaults[f.name] = stored_config(hints[f.name]())
+        elif spec is not None and spec.stored and f.default is not REQUIRED:
+            defaults[spec.stored_as or f.name] = _plain(f.default)
+    return json.loads(json.dumps(defaults))
+
+
+def check_same_run(path: Path, saved: dict, now: dict, may_differ: tuple[str, ...] = (),
+                   defaults: Optional[dict] = None) -> None:
+    """A resume file's stored config against this run's: every key but ``may_differ`` must agree.
+    A key the saved config lacks (an option added since) counts as its value in ``defaults``."""
+    saved = dict(saved)
+    for key, default in (defaults or {}).items():
+        if key not in saved:
+            saved[key] = default
+        elif isinstance(default, dict) and isinstance(saved[key], dict):
+            saved[key] = {**default, **saved[key]}
     now = json.loads(json.dumps(now))  # tuples become lists, as in the saved JSON
     for key in sorted(set(saved) | set(now)):
         if key not in may_differ and saved.get(key) != now.get(key):

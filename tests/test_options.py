@@ -318,3 +318,20 @@ def test_the_warm_checkpoint_records_the_config_the_earlier_code_did(warm_checkp
     config = artifacts.load_checkpoint(warm_checkpoint).config
     assert config == before
     declarations.check_same_run(warm_checkpoint, before, config)
+
+
+def test_a_resume_file_from_before_an_option_existed_counts_as_its_default(tmp_path):
+    """A stored config that lacks options added since (here a training one and a stage one) equals
+    a run that uses their defaults, and differs from one that does not."""
+    defaults = declarations.stored_defaults(AdaptOptions)
+    now = {**defaults, "stage": "adapt", "start_from": "warmup.h5", "device": "cpu", "compile": False}
+    older = json.loads(json.dumps(now))
+    del older["train"]["pseudo_alpha"], older["target_split"]
+    declarations.check_same_run(tmp_path / "r.h5", older, now, defaults=defaults)
+    with pytest.raises(declarations.LaborError, match=r"r\.h5: was saved by a different run \(target_split"):
+        declarations.check_same_run(tmp_path / "r.h5", older, {**now, "target_split": "val"}, defaults=defaults)
+    changed = {**now, "train": {**now["train"], "pseudo_alpha": 0.5}}
+    with pytest.raises(declarations.LaborError, match="different run"):
+        declarations.check_same_run(tmp_path / "r.h5", older, changed, defaults=defaults)
+    with pytest.raises(declarations.LaborError, match="different run"):  # without defaults a missing key differs
+        declarations.check_same_run(tmp_path / "r.h5", older, now)

@@ -32,7 +32,7 @@ from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_i
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.models import fold_frozen_batchnorm
-from labor_cli.options import ExtractOptions, check_same_run, resolve_workers, stored_config
+from labor_cli.options import ExtractOptions, check_same_run, resolve_workers, stored_config, stored_defaults
 from labor_cli.runtime import (
     CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision,
 )
@@ -308,7 +308,8 @@ def saved_extraction(path: Path, config: dict, image_ids: list[str]) -> dict:
             raise LaborError(f"{path}: not a stopped extraction (no resume state); remove it to start afresh")
         state = json.loads(saved.file.attrs["resume_state"])
         ids = artifacts.read_image_ids(saved)
-    check_same_run(path, state["config"], config, may_differ=RESUME_MAY_DIFFER)
+    check_same_run(path, state["config"], config, may_differ=RESUME_MAY_DIFFER,
+                   defaults=stored_defaults(ExtractOptions))
     if ids != list(image_ids):
         raise LaborError(f"{path}: was saved for other images than the dataset's now; remove it to start afresh")
     return state

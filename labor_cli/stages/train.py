@@ -24,7 +24,9 @@ from labor_cli.data.transforms import SegmentationView
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError
 from labor_cli.models import build_networks
-from labor_cli.options import AdaptOptions, WarmupOptions, check_same_run, resolve_workers, stored_config
+from labor_cli.options import (
+    AdaptOptions, WarmupOptions, check_same_run, resolve_workers, stored_config, stored_defaults,
+)
 from labor_cli.runtime import configure_backends, resolve_compile, resolve_device, resolve_precision, seed_everything
 from labor_cli.training import TargetPoints, train
 
@@ -178,7 +180,8 @@ def starting_networks(options: WarmupOptions | AdaptOptions, inputs: TrainingInp
         if not resume_path.exists():
             raise LaborError(f"{resume_path}: no saved run to resume (it is written every --save-every iterations)")
         saved = artifacts.load_checkpoint(resume_path)
-        check_same_run(resume_path, saved.config, run_config, may_differ=RESUME_MAY_DIFFER)
+        check_same_run(resume_path, saved.config, run_config, may_differ=RESUME_MAY_DIFFER,
+                       defaults=stored_defaults(type(options)))
         return saved.networks, saved.state
     if inputs.checkpoint is not None:
         return inputs.checkpoint.networks, None

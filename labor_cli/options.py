@@ -594,6 +594,11 @@ def check_same_run(path: Path, saved: dict, now: dict, may_differ: tuple[str, ..
             saved[key] = {**default, **saved[key]}
     now = json.loads(json.dumps(now))  # tuples become lists, as in the saved JSON
     for key in sorted(set(saved) | set(now)):
-        if key not in may_differ and saved.get(key) != now.get(key):
-            raise LaborError(f"{path}: was saved by a different run ({key}: {saved.get(key)} there, "
-                             f"{now.get(key)} now); use the original options, or remove it to start afresh")
+        there, here = saved.get(key), now.get(key)
+        if key in may_differ or there == here:
+            continue
+        if isinstance(there, dict) and isinstance(here, dict):  # name the option inside the group: train.lr
+            key, there, here = next((f"{key}.{k}", there.get(k), here.get(k)) for k in sorted(set(there) | set(here))
+                                    if there.get(k) != here.get(k))
+        raise LaborError(f"{path}: was saved by a different run ({key}: {there} there, {here} now); "
+                         "use the original options, or remove it to start afresh")

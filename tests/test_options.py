@@ -331,7 +331,7 @@ def test_a_resume_file_from_before_an_option_existed_counts_as_its_default(tmp_p
     with pytest.raises(declarations.LaborError, match=r"r\.h5: was saved by a different run \(target_split"):
         declarations.check_same_run(tmp_path / "r.h5", older, {**now, "target_split": "val"}, defaults=defaults)
     changed = {**now, "train": {**now["train"], "pseudo_alpha": 0.5}}
-    with pytest.raises(declarations.LaborError, match="different run"):
+    with pytest.raises(declarations.LaborError, match=r"different run \(train.pseudo_alpha: 0.2 there, 0.5 now\)"):
         declarations.check_same_run(tmp_path / "r.h5", older, changed, defaults=defaults)
     with pytest.raises(declarations.LaborError, match="different run"):  # without defaults a missing key differs
         declarations.check_same_run(tmp_path / "r.h5", older, now)

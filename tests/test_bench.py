@@ -6,7 +6,8 @@ from labor_cli.stages.bench import as_json, run_bench, speedups
 def test_bench_runs_both_paths_on_the_cpu_and_reports_every_figure():
     results = run_bench(device="cpu", repeats=1, warmup=0)
     assert [(r.workload, r.path) for r in results] == [
-        (w, p) for p in ("reference", "default") for w in ("adapt", "warmup", "extract")]
+        (w, p) for p in ("reference", "default") for w in ("adapt", "warmup", "extract")
+    ]
     assert all(r.ms > 0 and r.images_per_s > 0 and r.tflops > 0 for r in results)
     assert set(speedups(results)) == {"adapt", "warmup", "extract"}
     json.dumps(as_json(results), allow_nan=False)  # scripts get strict JSON
@@ -34,8 +35,10 @@ def test_host_syncs_are_counted_from_cudas_sync_debug_warnings(monkeypatch):
 
     def step():
         for _ in range(3):
-            warnings.warn("called a synchronizing CUDA operation")  # what CUDA's sync debug mode emits per wait
-        warnings.warn("something else")
+            warnings.warn(
+                "called a synchronizing CUDA operation", stacklevel=2
+            )  # what CUDA's sync debug mode emits per wait
+        warnings.warn("something else", stacklevel=2)
 
     assert _count_host_syncs(step) == 3
     assert modes == ["warn", "default"]  # switched back off afterwards
@@ -51,9 +54,15 @@ def test_labor_bench_times_everything_before_it_profiles(tmp_path, monkeypatch):
 
     calls = []
     monkeypatch.setattr(bench, "run_bench", lambda *a, **k: calls.append("run_bench") or [])
-    monkeypatch.setattr(bench, "bench_extract_end_to_end", lambda *a, **k: calls.append(("e2e", k["profile_dir"])) or {})
-    monkeypatch.setattr(bench, "profile_bench", lambda results, profile_dir, *a, **k: calls.append(("profile_bench", profile_dir)))
-    result = CliRunner().invoke(app, ["bench", "--device", "cpu", "--e2e-images", "2", "--profile", str(tmp_path), "--json"])
+    monkeypatch.setattr(
+        bench, "bench_extract_end_to_end", lambda *a, **k: calls.append(("e2e", k["profile_dir"])) or {}
+    )
+    monkeypatch.setattr(
+        bench, "profile_bench", lambda results, profile_dir, *a, **k: calls.append(("profile_bench", profile_dir))
+    )
+    result = CliRunner().invoke(
+        app, ["bench", "--device", "cpu", "--e2e-images", "2", "--profile", str(tmp_path), "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert calls == ["run_bench", ("e2e", tmp_path), ("profile_bench", tmp_path)]
 

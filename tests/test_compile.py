@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_train_config
+from conftest import tiny_train_config, warmup_options
 from labor_cli import artifacts, runtime
 from labor_cli.errors import LaborUsageError
+from labor_cli.options import EvaluateOptions, ExtractOptions
 from labor_cli.runtime import CompileFallback, resolve_compile
 from labor_cli.stages.evaluate import run_evaluate
 from labor_cli.stages.extract import run_extract
@@ -25,8 +26,8 @@ def _weights(path):
 
 
 def _warmup(toy_source, toy_target, output, compile):
-    return run_training_stage("warmup", toy_source, toy_target, output, tiny_train_config(iterations=3, save_every=100),
-                              arch="small", device="cpu", workers=0, quiet=True, compile=compile)
+    config = tiny_train_config(iterations=3, save_every=100)
+    return run_training_stage(warmup_options(toy_source, toy_target, output, config, compile=compile))
 
 
 def failing_backend(graph_module, example_inputs):
@@ -73,18 +74,24 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tmp_path, toy_s
 
 def test_compiled_extract_and_evaluate_equal_eager(tmp_path, warm_checkpoint, toy_target, monkeypatch, capsys):
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", failing_backend)  # the fallback path, then real compiling
-    run_extract(warm_checkpoint, toy_target, tmp_path / "fallback.h5", device="cpu", quiet=True, compile="on", batch_size=2)
+    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "fallback.h5", device="cpu",
+                               quiet=True, compile="on", batch_size=2, workers=0))
     assert "torch.compile failed" in capsys.readouterr().err
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
-    run_extract(warm_checkpoint, toy_target, tmp_path / "compiled.h5", device="cpu", quiet=True, compile="on", batch_size=2)
-    run_extract(warm_checkpoint, toy_target, tmp_path / "eager.h5", device="cpu", quiet=True, compile="off", batch_size=2)
+    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "compiled.h5", device="cpu",
+                               quiet=True, compile="on", batch_size=2, workers=0))
+    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "eager.h5", device="cpu",
+                               quiet=True, compile="off", batch_size=2, workers=0))
     with h5py.File(tmp_path / "eager.h5") as eager:
         for name in ("fallback.h5", "compiled.h5"):
             with h5py.File(tmp_path / name) as other:
                 for key in ("prediction", "mask", "candidates/similarity", "candidates/x", "uncertain/entropy"):
                     np.testing.assert_array_equal(other[key][()], eager[key][()], err_msg=f"{name}: {key}")
-    compiled = run_evaluate(warm_checkpoint, toy_target, "val", tmp_path / "e1.h5", device="cpu", quiet=True, compile="on")
-    eager = run_evaluate(warm_checkpoint, toy_target, "val", tmp_path / "e2.h5", device="cpu", quiet=True, compile="off")
+    compiled = run_evaluate(EvaluateOptions(model=warm_checkpoint, target=toy_target, split="val",
+                                            output=tmp_path / "e1.h5", device="cpu", quiet=True, compile="on",
+                                            workers=0))
+    eager = run_evaluate(EvaluateOptions(model=warm_checkpoint, target=toy_target, split="val",
+                                         output=tmp_path / "e2.h5", device="cpu", quiet=True, compile="off", workers=0))
     np.testing.assert_array_equal(compiled.confusion, eager.confusion)
 
 
@@ -103,7 +110,9 @@ def test_a_real_error_still_raises_after_the_eager_retry(monkeypatch):
     assert len(calls) == 2 and not guard.active and module._compiled_call_impl is None
 
 
-def test_compiling_builds_one_static_graph_per_input_shape_all_in_the_first_iteration(tmp_path, toy_source, toy_target, monkeypatch):
+def test_compiling_builds_one_static_graph_per_input_shape_all_in_the_first_iteration(
+    tmp_path, toy_source, toy_target, monkeypatch
+):
     """Static shapes: the source (128x72) and target (128x64) crops each get graphs of their own,
     with fixed sizes (automatic dynamic shapes would rebuild the first graph with symbolic sizes
     when the second shape comes), all built in the first iteration: later iterations compile
@@ -113,8 +122,9 @@ def test_compiling_builds_one_static_graph_per_input_shape_all_in_the_first_iter
     graphs = []
 
     def recording_backend(graph_module, example_inputs):
-        graphs.append((torch.is_grad_enabled(), tuple((type(x).__name__, tuple(getattr(x, "shape", ())), getattr(x, "requires_grad", None))
-                                                      for x in example_inputs)))
+        signature = tuple((type(x).__name__, tuple(getattr(x, "shape", ())), getattr(x, "requires_grad", None))
+                          for x in example_inputs)
+        graphs.append((torch.is_grad_enabled(), signature))
         return graph_module.forward
 
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", recording_backend)
@@ -123,9 +133,9 @@ def test_compiling_builds_one_static_graph_per_input_shape_all_in_the_first_iter
         for iterations in (1, 3):
             torch._dynamo.reset()
             graphs.clear()
-            run_training_stage("warmup", toy_source, toy_target, tmp_path / f"w{iterations}.h5",
-                               tiny_train_config(iterations=iterations, save_every=100), arch="small", device="cpu", workers=0,
-                               quiet=True, compile="on")
+            config = tiny_train_config(iterations=iterations, save_every=100)
+            output = tmp_path / f"w{iterations}.h5"
+            run_training_stage(warmup_options(toy_source, toy_target, output, config, compile="on"))
             assert not any(kind == "SymInt" for _, signature in graphs for kind, _, _ in signature)
             assert len(set(graphs)) == len(graphs)
             counts.append(len(graphs))

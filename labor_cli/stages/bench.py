@@ -15,20 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import statistics
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from labor_cli.models import build_networks, fold_frozen_batchnorm
 from labor_cli.compile_policy import compile_break_even
+from labor_cli.models import build_networks, fold_frozen_batchnorm
 from labor_cli.runtime import CompileFallback, configure_backends, resolve_compile, resolve_device
 from labor_cli.stages.extract import extract_image
 from labor_cli.training import TrainConfig, build_optimizers, training_step
@@ -116,14 +117,25 @@ def _plan(arch: str | None, device: str, compile: str, workloads: tuple[str, ...
     torch_device = resolve_device(device)
     on_gpu = torch_device.type == "cuda"
     arch = arch or ("deeplabv2-r101" if on_gpu else "small")
-    paths = [BenchPath("reference", "fp32", torch.contiguous_format, False),
-             BenchPath("default", "bf16" if on_gpu else "fp32", torch.channels_last if on_gpu else torch.contiguous_format, True)]
+    paths = [
+        BenchPath("reference", "fp32", torch.contiguous_format, False),
+        BenchPath(
+            "default", "bf16" if on_gpu else "fp32", torch.channels_last if on_gpu else torch.contiguous_format, True
+        ),
+    ]
     to_compile = [w for w in workloads if resolve_compile(compile, torch_device, training=w != "extract")]
     return torch_device, arch, SHAPES["paper" if arch != "small" else "small"], paths, to_compile
 
 
-def run_bench(arch: str | None = None, device: str = "auto", repeats: int = 5, warmup: int = 2,
-              compile: str = "auto", selector_backbone: str = "separate", workloads: tuple[str, ...] = WORKLOADS) -> list[Measurement]:
+def run_bench(
+    arch: str | None = None,
+    device: str = "auto",
+    repeats: int = 5,
+    warmup: int = 2,
+    compile: str = "auto",
+    selector_backbone: str = "separate",
+    workloads: tuple[str, ...] = WORKLOADS,
+) -> list[Measurement]:
     """The reference path, the default path eager, and the default path compiled for the
     workloads ``compile`` compiles (as the stages' --compile: auto compiles warmup and adapt on
     CUDA, as a long run does; on, all; off, none). Both paths get cuDNN autotuning, which the
@@ -133,14 +145,23 @@ def run_bench(arch: str | None = None, device: str = "auto", repeats: int = 5, w
     results: list[Measurement] = []
     for path in paths:
         compiled = to_compile if path.name == "default" else []
-        results += _measure_path(path, compiled, arch, selector_backbone, torch_device, repeats, warmup, workloads, shapes)
+        results += _measure_path(
+            path, compiled, arch, selector_backbone, torch_device, repeats, warmup, workloads, shapes
+        )
         if torch_device.type == "cuda":
             torch.cuda.empty_cache()  # the path's networks are gone: the next path's peak is its own
     return results
 
 
-def profile_bench(results: list[Measurement], profile_dir: Path, arch: str | None = None, device: str = "auto",
-                  compile: str = "auto", selector_backbone: str = "separate", workloads: tuple[str, ...] = WORKLOADS) -> None:
+def profile_bench(
+    results: list[Measurement],
+    profile_dir: Path,
+    arch: str | None = None,
+    device: str = "auto",
+    compile: str = "auto",
+    selector_backbone: str = "separate",
+    workloads: tuple[str, ...] = WORKLOADS,
+) -> None:
     """Each row of ``run_bench`` (same arguments) again, under torch.profiler: where its time
     goes, in DIR/PATH[-compiled]-WORKLOAD.txt, and its GPU busy time per call, set in the row.
     Call it after every timing (see the module docstring)."""
@@ -148,11 +169,14 @@ def profile_bench(results: list[Measurement], profile_dir: Path, arch: str | Non
     configure_backends(torch_device)
     for path in paths:
         compiled = to_compile if path.name == "default" else []
-        _profile_path(path, compiled, arch, selector_backbone, torch_device, workloads, shapes, results, Path(profile_dir))
+        _profile_path(
+            path, compiled, arch, selector_backbone, torch_device, workloads, shapes, results, Path(profile_dir)
+        )
 
 
-def _prepare(path: BenchPath, arch: str, selector_backbone: str, torch_device: torch.device,
-             shapes) -> dict[str, Callable[[], tuple[Callable[[], None], list[torch.nn.Module]]]]:
+def _prepare(
+    path: BenchPath, arch: str, selector_backbone: str, torch_device: torch.device, shapes
+) -> dict[str, Callable[[], tuple[Callable[[], None], list[torch.nn.Module]]]]:
     """Freshly built networks (seed 0) and random data of the shapes; per workload, a function
     that gives one call of it and the modules its stage compiles."""
     source_hw, target_hw, native_hw, input_hw, batch = shapes
@@ -162,12 +186,26 @@ def _prepare(path: BenchPath, arch: str, selector_backbone: str, torch_device: t
     config = TrainConfig(lr=1e-5)
     optimizers = build_optimizers(networks, config)
     generator = torch.Generator(device="cpu").manual_seed(0)
-    source = {"image": torch.randn(batch, 3, *source_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt),
-              "label": torch.randint(0, 19, (batch, *source_hw), generator=generator).to(torch_device)}
-    target = {"image": torch.randn(batch, 3, *target_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)}
-    points = [{"yx": torch.stack([torch.randint(0, target_hw[0], (40,)), torch.randint(0, target_hw[1], (40,))], 1).to(torch_device),
-               "label": torch.randint(0, 19, (40,)).to(torch_device), "size": target_hw} for _ in range(batch)]
-    extraction_images = torch.randn(batch, 3, *input_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)
+    source = {
+        "image": torch.randn(batch, 3, *source_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt),
+        "label": torch.randint(0, 19, (batch, *source_hw), generator=generator).to(torch_device),
+    }
+    target = {
+        "image": torch.randn(batch, 3, *target_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)
+    }
+    points = [
+        {
+            "yx": torch.stack([torch.randint(0, target_hw[0], (40,)), torch.randint(0, target_hw[1], (40,))], 1).to(
+                torch_device
+            ),
+            "label": torch.randint(0, 19, (40,)).to(torch_device),
+            "size": target_hw,
+        }
+        for _ in range(batch)
+    ]
+    extraction_images = (
+        torch.randn(batch, 3, *input_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)
+    )
     inference = networks
 
     def adapt_step():
@@ -189,17 +227,23 @@ def _prepare(path: BenchPath, arch: str, selector_backbone: str, torch_device: t
 
     def extraction():
         nonlocal inference
-        if path.fold_for_extraction and inference is networks:  # a copy, made now: the training rows' peak memory is their own
+        if (
+            path.fold_for_extraction and inference is networks
+        ):  # a copy, made now: the training rows' peak memory is their own
             inference = copy.deepcopy(networks)
             fold_frozen_batchnorm(inference)
         return extract_step, inference.called_modules()
 
-    return {"adapt": lambda: (adapt_step, networks.called_modules()), "warmup": lambda: (warmup_step, networks.called_modules()),
-            "extract": extraction}
+    return {
+        "adapt": lambda: (adapt_step, networks.called_modules()),
+        "warmup": lambda: (warmup_step, networks.called_modules()),
+        "extract": extraction,
+    }
 
 
-def _measure_path(path: BenchPath, compiled: list[str], arch, selector_backbone, torch_device, repeats, warmup,
-                  workloads, shapes) -> list[Measurement]:
+def _measure_path(
+    path: BenchPath, compiled: list[str], arch, selector_backbone, torch_device, repeats, warmup, workloads, shapes
+) -> list[Measurement]:
     """One path's workloads on freshly built networks (freed when this returns): eager, then
     compiled for the workloads in ``compiled``."""
     from labor_cli.console import stderr
@@ -221,8 +265,20 @@ def _measure_path(path: BenchPath, compiled: list[str], arch, selector_backbone,
             eager = next((r for r in results if r.workload == workload and not r.compiled), None)
             flops = _flops(fn) if not guard.active else eager.tflops * eager.ms / 1000 * 1e12
             syncs = _count_host_syncs(fn) if torch_device.type == "cuda" else None
-            row = Measurement(workload, path.name, ms, images * 1000 / ms, peak, flops / (ms / 1000) / 1e12, guard.active, syncs, first)
-            if guard.active:  # what compiling adds: its first call beyond an ordinary compiled call (autotuning was done eagerly)
+            row = Measurement(
+                workload,
+                path.name,
+                ms,
+                images * 1000 / ms,
+                peak,
+                flops / (ms / 1000) / 1e12,
+                guard.active,
+                syncs,
+                first,
+            )
+            if (
+                guard.active
+            ):  # what compiling adds: its first call beyond an ordinary compiled call (autotuning was done eagerly)
                 row.compile_s = max(0.0, first - ms / 1000)
                 calls = compile_break_even(row.compile_s, eager.ms, ms)
                 row.break_even_iterations = None if math.isinf(calls) else calls
@@ -232,8 +288,17 @@ def _measure_path(path: BenchPath, compiled: list[str], arch, selector_backbone,
     return results
 
 
-def _profile_path(path: BenchPath, compiled: list[str], arch, selector_backbone, torch_device, workloads, shapes,
-                  results: list[Measurement], profile_dir: Path) -> None:
+def _profile_path(
+    path: BenchPath,
+    compiled: list[str],
+    arch,
+    selector_backbone,
+    torch_device,
+    workloads,
+    shapes,
+    results: list[Measurement],
+    profile_dir: Path,
+) -> None:
     """Each of the path's rows again, under torch.profiler: DIR/PATH[-compiled]-WORKLOAD.txt,
     and the row's GPU busy time per call."""
     prepared = _prepare(path, arch, selector_backbone, torch_device, shapes)
@@ -290,14 +355,20 @@ def _profile(fn, device: torch.device, path: Path) -> float | None:
         return None
     from torch.autograd import DeviceType
 
-    kernels = [event for event in averages if event.device_type != DeviceType.CPU]  # as the table's "Self CUDA time total"
+    kernels = [
+        event for event in averages if event.device_type != DeviceType.CPU
+    ]  # as the table's "Self CUDA time total"
     return sum(event.self_device_time_total for event in kernels) / 1000 / PROFILED_CALLS
 
 
 def speedups(results: list[Measurement]) -> dict[str, float]:
     """Reference time over each other row's, by workload (``WORKLOAD + compile`` for compiled rows)."""
     reference = {r.workload: r.ms for r in results if r.path == "reference"}
-    return {r.workload + (" + compile" if r.compiled else ""): reference[r.workload] / r.ms for r in results if r.path != "reference"}
+    return {
+        r.workload + (" + compile" if r.compiled else ""): reference[r.workload] / r.ms
+        for r in results
+        if r.path != "reference"
+    }
 
 
 def print_bench(results: list[Measurement], device: str) -> None:
@@ -305,8 +376,21 @@ def print_bench(results: list[Measurement], device: str) -> None:
 
     from labor_cli.console import stdout
 
-    table = Table("workload", "path", "ms", "images/s", "peak GiB", "TFLOP/s", "host syncs", "GPU busy ms", "1st call s",
-                  "compile s", "pays after", "speed-up", title=f"labor bench on {device}")
+    table = Table(
+        "workload",
+        "path",
+        "ms",
+        "images/s",
+        "peak GiB",
+        "TFLOP/s",
+        "host syncs",
+        "GPU busy ms",
+        "1st call s",
+        "compile s",
+        "pays after",
+        "speed-up",
+        title=f"labor bench on {device}",
+    )
     ups = speedups(results)
 
     def optional(value, fmt="{:.1f}"):
@@ -314,9 +398,20 @@ def print_bench(results: list[Measurement], device: str) -> None:
 
     for r in results:
         key = r.workload + (" + compile" if r.compiled else "")
-        table.add_row(r.workload, r.label, f"{r.ms:.1f}", f"{r.images_per_s:.1f}", optional(r.peak_memory_gib, "{:.2f}"), f"{r.tflops:.2f}",
-                      optional(r.host_syncs, "{}"), optional(r.gpu_busy_ms), f"{r.first_call_s:.1f}", optional(r.compile_s),
-                      optional(r.break_even_iterations, "{:.0f} its") if r.compiled else "", f"{ups[key]:.2f}x" if key in ups else "")
+        table.add_row(
+            r.workload,
+            r.label,
+            f"{r.ms:.1f}",
+            f"{r.images_per_s:.1f}",
+            optional(r.peak_memory_gib, "{:.2f}"),
+            f"{r.tflops:.2f}",
+            optional(r.host_syncs, "{}"),
+            optional(r.gpu_busy_ms),
+            f"{r.first_call_s:.1f}",
+            optional(r.compile_s),
+            optional(r.break_even_iterations, "{:.0f} its") if r.compiled else "",
+            f"{ups[key]:.2f}x" if key in ups else "",
+        )
     stdout.print(table)
 
 
@@ -341,17 +436,29 @@ def write_synthetic_cityscapes(root, images: int, size: tuple[int, int], seed: i
         image = (np.array([70, 130, 180]) * (1 - y) + np.array([128, 64, 128]) * y) * np.ones((1, width, 1))
         for _ in range(12):  # buildings, cars: flat blocks
             top, left = rng.integers(0, height // 2), rng.integers(0, width - 64)
-            image[top : top + rng.integers(32, height // 2), left : left + rng.integers(32, width // 4)] = rng.integers(0, 255, 3)
+            image[top : top + rng.integers(32, height // 2), left : left + rng.integers(32, width // 4)] = rng.integers(
+                0, 255, 3
+            )
         image += rng.normal(0, 4, image.shape)
-        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(folder / f"benchcity_{i:06d}_000019_leftImg8bit.png", compress_level=1)
+        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(
+            folder / f"benchcity_{i:06d}_000019_leftImg8bit.png", compress_level=1
+        )
 
     with ThreadPoolExecutor() as pool:
         list(pool.map(draw, range(images)))
 
 
-def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", images: int = 200, workers: int = 8,
-                             batch_size: int = 4, selector_backbone: str = "separate", precision: str = "auto",
-                             compile: str = "auto", profile_dir: Path | None = None) -> dict:
+def bench_extract_end_to_end(
+    arch: str | None = None,
+    device: str = "auto",
+    images: int = 200,
+    workers: int = 8,
+    batch_size: int = 4,
+    selector_backbone: str = "separate",
+    precision: str = "auto",
+    compile: str = "auto",
+    profile_dir: Path | None = None,
+) -> dict:
     """`labor extract` on real PNG files: decoding, the networks, the masks data and the artifact
     written. Timed on all ``images`` and on the first two batches' worth, so that the fixed costs
     (reading the checkpoint, starting the loader's workers, cuDNN's autotuning) and the rate of a
@@ -361,6 +468,7 @@ def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", imag
     DIR/e2e-ops.txt, DIR/e2e-stacks.txt and the timeline DIR/e2e-trace.json.gz."""
     import tempfile
 
+    from labor_cli.options import ExtractOptions
     from labor_cli.stages.extract import run_extract
 
     torch_device = resolve_device(device)
@@ -378,8 +486,19 @@ def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", imag
             spec = f"cityscapes:{folders[count]}"
             output = Path(tmp) / f"masks-{count}-{time.perf_counter_ns()}.h5"
             started = time.perf_counter()
-            result = run_extract(checkpoint, spec, output, device=device, precision=precision, workers=workers,
-                                 batch_size=batch_size, quiet=True, compile=compile)
+            result = run_extract(
+                ExtractOptions(
+                    model=checkpoint,
+                    target=spec,
+                    output=output,
+                    device=device,
+                    precision=precision,
+                    workers=workers,
+                    batch_size=batch_size,
+                    quiet=True,
+                    compile=compile,
+                )
+            )
             return result, time.perf_counter() - started
 
         result, seconds = extract(images)
@@ -389,11 +508,23 @@ def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", imag
                 extract(min(images, 64))
     steady = (images - short) / (seconds - short_seconds) if seconds > short_seconds else float("nan")
     startup = seconds - images / steady if math.isfinite(steady) else float("nan")
-    return {"arch": arch, "images": images, "native_size": list(native), "workers": workers, "batch_size": batch_size,
-            "selector_backbone": selector_backbone, "compile": compile, "seconds": seconds, "images_per_s": images / seconds,
-            "short_run_images": short, "short_run_seconds": short_seconds,
-            "steady_images_per_s": steady if math.isfinite(steady) else None, "startup_s": startup if math.isfinite(startup) else None,
-            "mask_percent": result.mask_share, "bytes_per_image": result.bytes_per_image}
+    return {
+        "arch": arch,
+        "images": images,
+        "native_size": list(native),
+        "workers": workers,
+        "batch_size": batch_size,
+        "selector_backbone": selector_backbone,
+        "compile": compile,
+        "seconds": seconds,
+        "images_per_s": images / seconds,
+        "short_run_images": short,
+        "short_run_seconds": short_seconds,
+        "steady_images_per_s": steady if math.isfinite(steady) else None,
+        "startup_s": startup if math.isfinite(startup) else None,
+        "mask_percent": result.mask_share,
+        "bytes_per_image": result.bytes_per_image,
+    }
 
 
 def _bench_checkpoint(folder: Path, arch: str, selector_backbone: str) -> Path:
@@ -406,7 +537,9 @@ def _bench_checkpoint(folder: Path, arch: str, selector_backbone: str) -> Path:
     networks = build_networks(arch, 19, selector_backbone=selector_backbone)
     checkpoint = folder / "model.h5"
     with artifacts.create_artifact(checkpoint, "checkpoint", {"bench": True}) as f:
-        artifacts.write_checkpoint(f, networks, "cityscapes19", list(class_names("cityscapes19")), TrainingState("warmup", 0, 1, {}, {}))
+        artifacts.write_checkpoint(
+            f, networks, "cityscapes19", list(class_names("cityscapes19")), TrainingState("warmup", 0, 1, {}, {})
+        )
     return checkpoint
 
 
@@ -420,7 +553,7 @@ def _link_first(source: Path, folder: Path, count: int, native: tuple[int, int])
     for png in pngs:
         if not (images / png.name).exists():
             os.link(png, images / png.name)
-    (folder / "labor-dataset.json").write_text('{"train_size": [%d, %d]}' % (native[1] // 2, native[0] // 2))
+    (folder / "labor-dataset.json").write_text(json.dumps({"train_size": [native[1] // 2, native[0] // 2]}))
 
 
 @contextlib.contextmanager
@@ -460,7 +593,7 @@ class StackSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stack-sampler", daemon=True)
 
-    def __enter__(self) -> "StackSampler":
+    def __enter__(self) -> StackSampler:
         self._thread.start()
         return self
 
@@ -490,6 +623,7 @@ class StackSampler:
 
 def _where(frame) -> str:
     """'function (file:line)' of a frame, and of the innermost frame in labor_cli below it."""
+
     def place(f) -> str:
         return f"{f.f_code.co_name} ({Path(f.f_code.co_filename).name}:{f.f_lineno})"
 

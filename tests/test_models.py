@@ -617,7 +617,8 @@ def test_training_forward_folds_frozen_batchnorm_with_the_same_outputs_and_gradi
     reference.load_state_dict(ours.state_dict())
     trainable = [name for name, p in ours.named_parameters() if p.requires_grad]
     assert trainable == [name for name, p in reference.named_parameters() if p.requires_grad]
-    assert len(trainable) == 53 and all(name.rsplit(".", 2)[-2] in ("conv1", "conv2", "conv3", "0") for name in trainable)
+    assert len(trainable) == 53
+    assert all(name.rsplit(".", 2)[-2] in ("conv1", "conv2", "conv3", "0") for name in trainable)
 
     def unfolded(x):  # torchvision's modules in torchvision's order: conv, then the FrozenBN on its output
         x = reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))
@@ -636,4 +637,34 @@ def test_training_forward_folds_frozen_batchnorm_with_the_same_outputs_and_gradi
     ours_params, reference_params = dict(ours.named_parameters()), dict(reference.named_parameters())
     for name in trainable:
         g, e = ours_params[name].grad, reference_params[name].grad
-        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-9 * e.abs().max().item(), msg=lambda m, name=name: f"{name}: {m}")
+        tolerance = 1e-9 * e.abs().max().item()
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=tolerance, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_conv_bn_follows_every_change_of_the_frozen_statistics():
+    """conv_bn reuses each FrozenBN's (scale, shift) between calls: a buffer changed in place,
+    loaded from a state dict or moved to another dtype gives the new numbers at the next call;
+    a call in inference mode leaves nothing behind that a later backward would refuse."""
+    torch.manual_seed(0)
+    conv, norm = nn.Conv2d(3, 4, 3, padding=1, bias=False), FrozenBN(4)
+    for name in ("weight", "bias", "running_mean"):
+        getattr(norm, name).normal_()
+    norm.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 6, 5)
+
+    def check(x=x):
+        torch.testing.assert_close(deeplab.conv_bn(conv, norm, x), norm(conv(x)), rtol=1e-5, atol=1e-5)
+
+    check()
+    norm.running_var.mul_(3)  # in place: a new version
+    check()
+    state = {k: v + 1 for k, v in norm.state_dict().items()}
+    norm.load_state_dict(state)
+    check()
+    conv.double(), norm.double()  # new tensors
+    check(x.double())
+    conv.float(), norm.float()
+    with torch.inference_mode():
+        deeplab.conv_bn(conv, norm, x)
+    deeplab.conv_bn(conv, norm, x).sum().backward()
+    assert conv.weight.grad is not None

@@ -23,8 +23,8 @@ def compile_break_even(compile_seconds: float, eager_ms: float, compiled_ms: flo
 COMPILE_BREAK_EVEN = round(compile_break_even(COMPILE_SECONDS, COMPILE_SAVES_MS, 0.0))  # iterations
 
 COMPILE_HELP = (
-    f"torch.compile the networks: auto compiles warmup and adapt on CUDA for runs of at least {COMPILE_BREAK_EVEN} "
-    f"iterations (where compiling, about {COMPILE_SECONDS:.0f} s, is won back at {COMPILE_SAVES_MS:.0f} ms an iteration, "
-    "as measured on an H100 at the paper's shapes), not extract and evaluate; on; off. If compiling fails: one warning, "
-    "and the stage goes on uncompiled."
+    "torch.compile the networks: auto compiles warmup and adapt on CUDA for runs of at least "
+    f"{COMPILE_BREAK_EVEN} iterations (where compiling, about {COMPILE_SECONDS:.0f} s, is won back at "
+    f"{COMPILE_SAVES_MS:.0f} ms an iteration at the paper's shapes: provisional figures, until measured on an H100), "
+    "not extract and evaluate; on; off. If compiling fails: one warning, and the stage goes on uncompiled."
 )

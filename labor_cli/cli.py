@@ -292,6 +292,23 @@ def import_(
 
 
 @app.command()
+def annotate(
+    selection: Path = typer.Option(..., help="Selection artifact (labor select): the pixels a person answers."),
+    target: str = typer.Option(..., help="Target dataset KIND:PATH (its images are shown)."),
+    output: Path = OUTPUT,
+    split: str = typer.Option("train", help="Target split the selection was made on."),
+    merge: Optional[Path] = typer.Option(None, help="Labels of earlier rounds to accumulate with."),
+    host: str = typer.Option("127.0.0.1", help="Address to serve the page on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8765, min=0, max=65535, help="Port to serve the page on (0: any free one)."),
+    force: bool = FORCE,
+) -> None:
+    """A person labels the selected pixels in a browser; answers are kept as given, and the same command continues."""
+    from labor_cli.stages.annotate import print_annotate, run_annotate
+
+    print_annotate(run_annotate(selection, target, output, split=split, merge=merge, host=host, port=port, force=force))
+
+
+@app.command()
 def show(
     artifact: Path = typer.Argument(..., help="A masks, selection or labels artifact."),
     output_dir: Path = typer.Option(..., "--output", "-o", help="Folder for the PNG overlays."),

@@ -37,7 +37,7 @@ PAGE_PATHS = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js
 IMAGE_PATH = re.compile(r"/image/(\d{1,9})")
 ITEMS_PATH = re.compile(r"/api/image/(\d{1,9})")
 MAX_BODY = 64 * 1024
-CONTENT_POLICY = "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'"
+CONTENT_POLICY = "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'"
 
 
 def read_static() -> dict[str, bytes]:

@@ -107,7 +107,7 @@ function render() {
   const [x, y] = page.entry.info.anchors[local];
   const title = document.getElementById("item-title");
   title.textContent = `${unit} ${local + 1} of ${image.items} in this image` +
-    (unit === "point" ? ` at x=${x}, y=${y}` : `, ${regionPixels(local).length / 2} pixels`) + " — ";
+    (unit === "point" ? ` at x=${x}, y=${y}` : `, ${plural(regionPixels(local).length / 2, "pixel")}`) + " — ";
   const strong = document.createElement("strong");
   strong.textContent = answer === null ? "not answered yet" : `answered: ${answerName(answer)}`;
   title.appendChild(strong);
@@ -120,6 +120,10 @@ function render() {
   renderProgress();
   drawFull();
   drawZoom();
+}
+
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
 }
 
 function answerName(answer) {
@@ -250,7 +254,7 @@ function regionOverlay() {
 
 function drawZoom() {
   const canvas = document.getElementById("zoom");
-  const size = 400;
+  const size = canvas.clientWidth;
   const context = fitCanvas(canvas, size, size);
   const { img } = page.entry;
   const local = page.current - page.entry.info.first_item;
@@ -451,7 +455,7 @@ function buildButtons() {
     button.append(swatch, name);
     if (c.key) {
       const key = document.createElement("kbd");
-      key.textContent = c.key.toUpperCase();
+      key.textContent = c.key; // lower case: the letter o is not the digit 0
       button.append(key);
     }
     button.addEventListener("click", () => clicked(button, () => give(c.index)));

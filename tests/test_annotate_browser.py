@@ -1,0 +1,108 @@
+"""labor annotate in a real browser: Debian's chromium and chromedriver, headless, driven by selenium.
+
+Not skipped when the browser is missing: it fails and says how to install it (.ci/install-browser).
+It saves a screenshot of the page to docs/annotate.png, which docs/annotate.md shows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labor_cli import artifacts
+from labor_cli.data.datasets import open_dataset
+from labor_cli.data.labels import class_names
+from labor_cli.stages.annotate import CLASS_KEYS, run_annotate
+
+NAMES = list(class_names("cityscapes19"))
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "annotate.png"
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1400,880", "--force-device-scale-factor=1", "--hide-scrollbars")
+
+
+def find_browser() -> tuple[str, str]:
+    """Chromium and its chromedriver: $LABOR_CHROMIUM / $LABOR_CHROMEDRIVER, else on the PATH."""
+    browser = os.environ.get("LABOR_CHROMIUM") or next(
+        (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None)
+    driver = os.environ.get("LABOR_CHROMEDRIVER") or shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.fail("the browser test needs Chromium and chromedriver: run .ci/install-browser (Debian: apt-get install "
+                    "chromium chromium-driver), or point LABOR_CHROMIUM and LABOR_CHROMEDRIVER at them", pytrace=False)
+    return browser, driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = find_browser()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in CHROMIUM_FLAGS + (f"--user-data-dir={tmp_path / 'chromium-profile'}",):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_three_points_with_the_keyboard(tmp_path, toy_target, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    started = time.perf_counter()
+    dataset = open_dataset(toy_target, "train", "cityscapes19")
+    truth = dataset.read_label(0)
+    rng = np.random.default_rng(3)
+    known = np.flatnonzero(truth.reshape(-1) != 255)
+    chosen = rng.choice(known, 5, replace=False)  # five points; the person answers three of them
+    y, x = np.divmod(chosen, truth.shape[1])
+    with artifacts.create_artifact(tmp_path / "sel.h5", "selection", {"mode": "ppl"}) as f:
+        artifacts.write_pixel_set(f, artifacts.PixelSet(
+            image_ids=[dataset.image_ids[0]], sizes=np.array([truth.shape], np.int32), offsets=np.array([0, 5]),
+            y=y.astype(np.int32), x=x.astype(np.int32), label=None, class_set="cityscapes19", class_names=NAMES))
+
+    servers, results = [], []
+    thread = threading.Thread(target=lambda: results.append(run_annotate(
+        tmp_path / "sel.h5", toy_target, tmp_path / "person.h5", port=0, quiet=True, ready=servers.append)))
+    thread.start()
+    try:
+        WebDriverWait(browser, 20).until(lambda _: servers)
+        browser.get(servers[0].url)
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+        body = browser.find_element(By.TAG_NAME, "body")
+        for k in range(3):
+            body.send_keys(CLASS_KEYS[int(truth[y[k], x[k]])])
+            wait.until(lambda d, k=k: d.execute_script("return document.body.dataset.answered") == str(k + 1))
+        progress = browser.find_element(By.ID, "progress").text
+        assert progress.startswith("3 of 5 points answered") and "2 left" in progress
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOT))
+        body.send_keys("\ue007")  # Enter: two points are left, so it asks to press Enter again
+        wait.until(lambda d: "press Enter" in d.find_element(By.ID, "message").text)
+        body.send_keys("\ue007")
+        wait.until(lambda d: d.execute_script("return document.body.dataset.finished") == "1")
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == []
+    finally:
+        if thread.is_alive() and servers:
+            servers[0].shutdown()
+        thread.join(20)
+    assert results and results[0].how == "finished"
+    labels = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
+    assert labels.y.tolist() == y[:3].tolist() and labels.x.tolist() == x[:3].tolist()
+    assert labels.label.tolist() == truth[y[:3], x[:3]].tolist()
+    assert results[0].seconds_answering > 0 and results[0].unanswered == 2
+    assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    print(f"browser test: {time.perf_counter() - started:.1f} s")

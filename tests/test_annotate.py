@@ -66,9 +66,11 @@ class Client:
     def __init__(self, server: AnnotateServer):
         self.host, self.port = server.server_address[:2]
 
-    def request(self, method, path, body=None, content_type="application/json"):
+    def request(self, method, path, body=None, content_type="application/json", host=None):
         connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
         headers = {} if body is None else {"Content-Type": content_type}
+        if host is not None:
+            headers["Host"] = host
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         connection.request(method, path, body=data, headers=headers)
         response = connection.getresponse()
@@ -272,6 +274,10 @@ def test_bad_requests_get_400_and_the_server_goes_on(tmp_path, toy_target, truth
             status, reply = client.get(path)
             assert status == 404, path
         assert client.post("/api/../api/answer", good)[0] == 404
+        # A page elsewhere whose host name was rebound to 127.0.0.1 is refused.
+        assert client.request("GET", "/api/state", host="evil.example:8765")[0] == 403
+        assert client.request("POST", "/api/answer", json.dumps(good).encode(), host="evil.example")[0] == 403
+        assert client.request("GET", "/api/state", host=f"localhost:{client.port}")[0] == 200
         assert client.post("/api/answer", good)[0] == 200  # still serving, and a good answer is taken
         assert client.get("/image/0")[0] == 200
 

@@ -14,7 +14,9 @@ the file system (static files are read from the package once, images by their in
     POST /api/finish  {}                      writes it and stops the server
 
 A bad request gets 400 with {"error": MESSAGE}; POST bodies must be JSON (Content-Type
-application/json: another web site cannot send that to this server without asking first).
+application/json: another web site cannot send that to this server without asking first). Served
+on a loopback address, a request must also name a loopback host (a web page that rebinds its own
+host name to 127.0.0.1 gets a 403).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ PAGE_PATHS = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js
 IMAGE_PATH = re.compile(r"/image/(\d{1,9})")
 ITEMS_PATH = re.compile(r"/api/image/(\d{1,9})")
 MAX_BODY = 64 * 1024
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 CONTENT_POLICY = "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'"
 
 
@@ -88,6 +91,8 @@ class AnnotateHandler(BaseHTTPRequestHandler):
     def _respond(self, route) -> None:
         """Run a route; any failure becomes a JSON error reply, never a dead server."""
         try:
+            if not self._host_allowed():
+                return self._json(403, {"error": "this server answers requests for 127.0.0.1 or localhost only"})
             route(urlsplit(self.path).path)
         except BadAnswer as exc:
             self._json(400, {"error": str(exc)})
@@ -98,6 +103,12 @@ class AnnotateHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 (a bug: say it on the page and in the terminal, keep serving)
             print(f"labor annotate: {self.command} {self.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+    def _host_allowed(self) -> bool:
+        if str(self.server.server_address[0]) not in LOOPBACK_NAMES:
+            return True  # --host: served to a network on purpose
+        host = urlsplit(f"//{self.headers.get('Host', '')}").hostname
+        return host in LOOPBACK_NAMES
 
     def _get(self, path: str) -> None:
         annotation = self.server.annotation

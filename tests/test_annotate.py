@@ -339,7 +339,7 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
     print_annotate(run_annotate(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5", port=0, quiet=True,
                                 ready=lambda server: threading.Thread(target=server.shutdown).start()))
     out = capsys.readouterr().out
-    assert "1 regions answered mixed (5 pixels): left out" in out and "unchanged" in out
+    assert "1 region answered mixed (5 pixels): left out" in out and "unchanged" in out
 
 
 # --- merging and refusals ----------------------------------------------------------------------

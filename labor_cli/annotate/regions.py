@@ -28,9 +28,9 @@ def connected_regions(y: np.ndarray, x: np.ndarray, width: int) -> np.ndarray:
         targets.append(where[found])
     root = _components(len(keys), np.concatenate(sources), np.concatenate(targets))
     # In sorted (raster) order every root is its component's first pixel, so ranking roots numbers regions.
-    _, region_sorted = np.unique(root, return_inverse=True)
+    rank = np.cumsum(root == np.arange(len(keys))) - 1
     region = np.empty(len(keys), np.int64)
-    region[order] = region_sorted.reshape(-1)
+    region[order] = rank[root]
     return region
 
 

@@ -27,6 +27,7 @@ import math
 import os
 import threading
 import uuid as _uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,9 @@ class Items:
         return self.rows[self.offsets[k] : self.offsets[k + 1]]
 
 
-def make_items(chosen: PixelSet, unit: str) -> Items:
-    """One item per selected pixel (``point``) or per 8-connected region of each image (``region``)."""
+def make_items(chosen: PixelSet, unit: str, advance: Callable[[], None] | None = None) -> Items:
+    """One item per selected pixel (``point``) or per 8-connected region of each image (``region``;
+    ``advance()`` is called after each image)."""
     item_of_row = np.arange(len(chosen.y), dtype=np.int64)
     if unit == "region":
         first = 0
@@ -81,6 +83,8 @@ def make_items(chosen: PixelSet, unit: str) -> Items:
             region = connected_regions(chosen.y[rows], chosen.x[rows], int(chosen.sizes[i][1]))
             item_of_row[rows] = first + region
             first += int(region.max()) + 1 if len(region) else 0
+            if advance is not None:
+                advance()
     rows = np.argsort(item_of_row, kind="stable")
     count = int(item_of_row.max()) + 1 if len(item_of_row) else 0
     sizes = np.bincount(item_of_row, minlength=count)

@@ -39,7 +39,7 @@ from labor_cli.annotate.store import (
     new_journal_header,
 )
 from labor_cli.artifacts import PixelSet
-from labor_cli.console import stdout
+from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours
 from labor_cli.errors import LaborError
@@ -239,7 +239,7 @@ def carried_seconds(union: PixelSet, sources: list[tuple[PixelSet, np.ndarray]])
 
 
 def open_annotation(selection: Path, target: str, output: Path, split: str = "train", merge: Path | None = None,
-                    force: bool = False) -> Annotation:
+                    force: bool = False, quiet: bool = True) -> Annotation:
     """Check everything up front (one-line errors, nothing written) and replay the journal, if any."""
     selection, output = Path(selection), Path(output)
     chosen = artifacts.read_pixel_set(selection, "selection")
@@ -261,7 +261,10 @@ def open_annotation(selection: Path, target: str, output: Path, split: str = "tr
         dataset_indices(earlier.image_ids, earlier.sizes, merge, dataset)
 
     journal = Journal(journal_path_for(output), new_journal_header(selection, chosen.parent.uuid, unit, chosen.class_set))
-    store = AnswerStore(chosen, make_items(chosen, unit), journal)
+    with progress_bar(disable=quiet or unit != "region") as bar:  # an SPL selection's regions take a while
+        task = bar.add_task("regions", total=len(chosen.image_ids), status="")
+        items = make_items(chosen, unit, advance=lambda: bar.advance(task))
+    store = AnswerStore(chosen, items, journal)
     saved_records = _own_output_records(output, journal.header["session"]) if journal.exists else None
     artifacts.check_output_path(output, force or saved_records is not None)
     return Annotation(selection, target, split, output, merge, chosen, earlier, dataset, indices, store,
@@ -291,7 +294,7 @@ def run_annotate(selection: Path, target: str, output: Path, split: str = "train
     ``ready(server)`` is called once the server listens (tests use it to find the port)."""
     from labor_cli.annotate.server import AnnotateServer
 
-    annotation = open_annotation(selection, target, output, split=split, merge=merge, force=force)
+    annotation = open_annotation(selection, target, output, split=split, merge=merge, force=force, quiet=quiet)
     server = AnnotateServer(annotation, host, port)
     if ready is not None:
         ready(server)
@@ -342,9 +345,10 @@ def print_annotate(result: AnnotateResult) -> None:
         stdout.print(f"  the person's time: {result.seconds_answering:.0f} s answering, {result.labels_per_minute:.1f} "
                      f"{unit} per minute ({result.seconds_answering / max(result.answered, 1):.1f} s each)")
     if result.unsure:
-        stdout.print(f"  {result.unsure} {unit} answered unsure: stored as 255, not used in training")
+        stdout.print(f"  {_count(result.unsure, result.unit)} answered unsure: stored as 255, not used in training")
     if result.mixed:
-        stdout.print(f"  {result.mixed} regions answered mixed ({result.mixed_pixels} pixels): left out of the labels")
+        stdout.print(f"  {_count(result.mixed, 'region')} answered mixed ({_count(result.mixed_pixels, 'pixel')}): "
+                     "left out of the labels")
     if result.already_labeled:
         stdout.print(f"  {result.already_labeled} answered pixels were already labeled in {result.merged_from}: the earlier answer is kept")
     if result.error_selected is not None:
@@ -354,3 +358,7 @@ def print_annotate(result: AnnotateResult) -> None:
     counts = {name: count for name, count in result.per_class.items() if count}
     if counts:
         stdout.print("  per class: " + ", ".join(f"{name} {count}" for name, count in counts.items()), soft_wrap=True)
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"

@@ -241,11 +241,12 @@ function regionOverlay() {
   info.pixels.forEach((flat, k) => {
     const item = info.first_item + k;
     const answer = page.answers[item];
-    let rgba = [255, 255, 255, 110];
-    if (item === page.current) rgba = [255, 213, 0, 170];
-    else if (answer === "unsure") rgba = [150, 150, 150, 170];
-    else if (answer === "mixed") rgba = [30, 30, 30, 150];
-    else if (answer !== null) rgba = [...page.session.classes[answer].colour, 170];
+    // Light fills: the image under a region must stay visible (the crop outlines the current one).
+    let rgba = [255, 255, 255, 80];
+    if (item === page.current) rgba = [255, 213, 0, 110];
+    else if (answer === "unsure") rgba = [150, 150, 150, 150];
+    else if (answer === "mixed") rgba = [30, 30, 30, 130];
+    else if (answer !== null) rgba = [...page.session.classes[answer].colour, 150];
     for (let i = 0; i < flat.length; i += 2) data.data.set(rgba, 4 * (flat[i + 1] * canvas.width + flat[i]));
   });
   context.putImageData(data, 0, 0);

@@ -119,7 +119,8 @@ def answer_all(client, truth, seconds=1.5, order=None, skip=()):
 
 def read_h5(path) -> dict:
     with h5py.File(path) as f:
-        data = {name: f[name][()] for name in ("image_ids", "sizes", "offsets", "y", "x", "label", "predicted", "seconds") if name in f}
+        names = ("image_ids", "sizes", "offsets", "y", "x", "label", "predicted", "seconds")
+        data = {name: f[name][()] for name in names if name in f}
         data.update(config=json.loads(f.attrs["config"]), lineage=json.loads(f.attrs["lineage"]),
                     summary=json.loads(f.attrs["summary"]), kind=f.attrs["labor_kind"])
     return data
@@ -173,7 +174,8 @@ def test_answering_every_point_gives_labor_labels_artifact(tmp_path, toy_target,
     assert summary["seconds_answering"] == pytest.approx(15.0 * len(ids))
     # labor adapt's reader takes it unchanged.
     labels = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
-    assert labels.labeled_share() == pytest.approx(artifacts.read_pixel_set(tmp_path / "simulated.h5", "labels").labeled_share())
+    simulated_share = artifacts.read_pixel_set(tmp_path / "simulated.h5", "labels").labeled_share()
+    assert labels.labeled_share() == pytest.approx(simulated_share)
     print_annotate(server.result)
     out = capsys.readouterr().out
     assert "40.0 points per minute" in out and f"{2 * len(ids)} points answered unsure" in out
@@ -184,7 +186,8 @@ def test_interrupted_then_the_same_command_continues(tmp_path, toy_target, truth
     ids = list(truth)[:2]
     point_selection(tmp_path / "sel.h5", truth, ids, count=6, ignored=1)
     run_label(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5", quiet=True)
-    command = {"selection": tmp_path / "sel.h5", "target": toy_target, "output": tmp_path / "person.h5", "port": 0, "quiet": True}
+    command = {"selection": tmp_path / "sel.h5", "target": toy_target, "output": tmp_path / "person.h5", "port": 0,
+               "quiet": True}
 
     def answer_then(stop, skip):
         def client_thread(server):
@@ -194,7 +197,10 @@ def test_interrupted_then_the_same_command_continues(tmp_path, toy_target, truth
             threading.Thread(target=work, daemon=True).start()
         return client_thread
 
-    first = run_annotate(**command, ready=answer_then(lambda server: os.kill(os.getpid(), signal.SIGTERM), skip=range(5, 12)))
+    def sigterm(server):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    first = run_annotate(**command, ready=answer_then(sigterm, skip=range(5, 12)))
     assert first.how == "stopped" and first.written and first.answered == 5 and first.unanswered == 7
     partial = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
     assert len(partial.y) == 5  # only what was answered; the rest is left out, not guessed
@@ -204,12 +210,14 @@ def test_interrupted_then_the_same_command_continues(tmp_path, toy_target, truth
     with open(journal, "a") as f:
         f.write('{"image_id": "pixelheim/pix')
     # Same command, no --force: the output is this session's own, and it continues from answer 6.
-    second = run_annotate(**command, ready=answer_then(lambda server: Client(server).post("/api/finish"), skip=range(5)))
+    second = run_annotate(**command, ready=answer_then(lambda server: Client(server).post("/api/finish"),
+                                                       skip=range(5)))
     assert second.how == "finished" and second.answered == 12 and second.unanswered == 0
     assert_same_labels(read_h5(tmp_path / "person.h5"), read_h5(tmp_path / "simulated.h5"))
     assert len(journal.read_text().splitlines()) == 1 + 12
     assert read_h5(tmp_path / "person.h5")["summary"]["seconds_answering"] == pytest.approx(24.0)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["person.annotate.jsonl", "person.h5", "sel.h5", "simulated.h5"]
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["person.annotate.jsonl", "person.h5", "sel.h5", "simulated.h5"]
 
 
 def test_undo_and_changed_answers_replay_from_the_journal(tmp_path, toy_target, truth):
@@ -220,7 +228,8 @@ def test_undo_and_changed_answers_replay_from_the_journal(tmp_path, toy_target, 
     with serving(annotation) as (client, _):
         assert client.post("/api/undo")[1]["item"] is None  # nothing to undo yet
         for x, y, name in ((x0, y0, "car"), (x1, y1, "road"), (x1, y1, "sky"), (x2, y2, "bus")):
-            assert client.post("/api/answer", {"image_id": image, "x": x, "y": y, "class": name, "seconds": 1})[0] == 200
+            answer = {"image_id": image, "x": x, "y": y, "class": name, "seconds": 1}
+            assert client.post("/api/answer", answer)[0] == 200
         _, reply = client.post("/api/undo")
         assert reply["item"] == 2 and reply["answer"] is None and reply["progress"]["answered"] == 2
         _, reply = client.post("/api/undo")  # the change road -> sky is taken back: road again
@@ -318,7 +327,8 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
                            [(60 + k, 30 + k) for k in range(5)], [(100, 50)]]
         answers = [("car", 12, 6.0), ("mixed", 5, 4.0), ("unsure", 1, 1.0)]
         for (x, y), (name, _, seconds) in zip(items["anchors"], answers):
-            assert client.post("/api/answer", {"image_id": ids[0], "x": x, "y": y, "class": name, "seconds": seconds})[0] == 200
+            answer = {"image_id": ids[0], "x": x, "y": y, "class": name, "seconds": seconds}
+            assert client.post("/api/answer", answer)[0] == 200
         # Any pixel of a region answers the whole region.
         reply = client.post("/api/answer", {"image_id": ids[1], "x": 1, "y": 1, "class": "road", "seconds": 3.0})[1]
         assert reply["item"] == 3 and reply["progress"]["left"] == 0
@@ -353,8 +363,10 @@ def test_merge_gives_labor_label_merge(tmp_path, toy_target, truth):
     # Round 2 asks about images 1..3, again about two pixels of round 1 on image 1.
     second = point_selection(tmp_path / "fresh.h5", truth, ids[1:], count=4, ignored=1, seed=7)
     rows = first.pixels_of(1)
-    ys = [np.concatenate([first.y[rows][:2], second.y[second.pixels_of(0)]])] + [second.y[second.pixels_of(i)] for i in (1, 2)]
-    xs = [np.concatenate([first.x[rows][:2], second.x[second.pixels_of(0)]])] + [second.x[second.pixels_of(i)] for i in (1, 2)]
+    ys = [np.concatenate([first.y[rows][:2], second.y[second.pixels_of(0)]])]
+    ys += [second.y[second.pixels_of(i)] for i in (1, 2)]
+    xs = [np.concatenate([first.x[rows][:2], second.x[second.pixels_of(0)]])]
+    xs += [second.x[second.pixels_of(i)] for i in (1, 2)]
     write_selection(tmp_path / "sel2.h5", ids[1:], [truth[i].shape for i in ids[1:]], ys, xs)
     run_label(tmp_path / "sel2.h5", toy_target, tmp_path / "simulated.h5", merge=tmp_path / "round1.h5", quiet=True)
     annotation = open_annotation(tmp_path / "sel2.h5", toy_target, tmp_path / "person.h5", merge=tmp_path / "round1.h5")
@@ -381,7 +393,8 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, toy_target, truth):
     write_selection(tmp_path / "size.h5", [ids[0]], [(32, 64)], [np.array([1])], [np.array([1])])
     with pytest.raises(LaborError, match=r"size\.h5.*64x32 there but 128x64"):
         open_annotation(tmp_path / "size.h5", toy_target, tmp_path / "out.h5")
-    write_selection(tmp_path / "labels.h5", [ids[0]], [shape], [np.array([1])], [np.array([1])], kind="labels", labels=[np.array([0])])
+    write_selection(tmp_path / "labels.h5", [ids[0]], [shape], [np.array([1])], [np.array([1])], kind="labels",
+                    labels=[np.array([0])])
     with pytest.raises(LaborError, match=r"labels\.h5: is a labels artifact, expected a selection"):
         open_annotation(tmp_path / "labels.h5", toy_target, tmp_path / "out.h5")
     assert not (tmp_path / "out.h5").exists() and not journal_path_for(tmp_path / "out.h5").exists()
@@ -406,7 +419,8 @@ def test_cli_annotate_refuses_a_bad_selection_in_one_line(tmp_path, toy_target, 
     from labor_cli.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["annotate", "--selection", str(tmp_path / "nothing.h5"), "--target", toy_target, "-o", str(tmp_path / "o.h5")])
+        main(["annotate", "--selection", str(tmp_path / "nothing.h5"), "--target", toy_target,
+              "-o", str(tmp_path / "o.h5")])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert err.strip() == f"labor: error: {tmp_path / 'nothing.h5'}: no such file"

@@ -33,8 +33,9 @@ def find_browser() -> tuple[str, str]:
         (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None)
     driver = os.environ.get("LABOR_CHROMEDRIVER") or shutil.which("chromedriver")
     if not browser or not driver:
-        pytest.fail("the browser test needs Chromium and chromedriver: run .ci/install-browser (Debian: apt-get install "
-                    "chromium chromium-driver), or point LABOR_CHROMIUM and LABOR_CHROMEDRIVER at them", pytrace=False)
+        pytest.fail("the browser test needs Chromium and chromedriver: run .ci/install-browser (Debian: "
+                    "apt-get install chromium chromium-driver), or point LABOR_CHROMIUM and LABOR_CHROMEDRIVER at them",
+                    pytrace=False)
     return browser, driver
 
 

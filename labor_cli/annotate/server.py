@@ -40,7 +40,8 @@ IMAGE_PATH = re.compile(r"/image/(\d{1,9})")
 ITEMS_PATH = re.compile(r"/api/image/(\d{1,9})")
 MAX_BODY = 64 * 1024
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
-CONTENT_POLICY = "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'"
+CONTENT_POLICY = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; "
+                  "base-uri 'none'")
 
 
 def read_static() -> dict[str, bytes]:
@@ -61,7 +62,8 @@ class AnnotateServer(ThreadingHTTPServer):
         try:
             super().__init__((host, port), AnnotateHandler)
         except OSError as exc:
-            raise LaborError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); choose another --host or --port") from None
+            raise LaborError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); "
+                             "choose another --host or --port") from None
 
     @property
     def url(self) -> str:
@@ -138,7 +140,8 @@ class AnnotateHandler(BaseHTTPRequestHandler):
         store = annotation.store
         if path == "/api/answer":
             item = store.answer(body)
-            return self._json(200, {"item": item, "answer": store.value_words(item, item + 1)[0], "progress": store.progress()})
+            answer = store.value_words(item, item + 1)[0]
+            return self._json(200, {"item": item, "answer": answer, "progress": store.progress()})
         if path == "/api/undo":
             item = store.undo()
             answer = None if item is None else store.value_words(item, item + 1)[0]

@@ -110,13 +110,13 @@ class PixelFinder:
 
     def rows_of(self, pixels: PixelSet) -> np.ndarray:
         """(P,) the row in this set of every pixel of ``pixels`` (another set of the same images), -1 if absent."""
+        if not len(self.sorted_keys):
+            return np.full(len(pixels.y), -1, np.int64)
         image = np.repeat(np.arange(len(pixels.image_ids)), pixels.counts())
         mine = np.array([self.position.get(image_id, -1) for image_id in pixels.image_ids] + [-1], np.int64)[image]
         known = mine >= 0
-        keys = self.base[np.where(known, mine, 0)] + pixels.y.astype(np.int64) * self.sizes[np.where(known, mine, 0), 1] \
-            + pixels.x.astype(np.int64)
-        if not len(self.sorted_keys):
-            return np.full(len(keys), -1, np.int64)
+        mine = np.where(known, mine, 0)
+        keys = self.base[mine] + pixels.y.astype(np.int64) * self.sizes[mine, 1] + pixels.x.astype(np.int64)
         where = np.clip(np.searchsorted(self.sorted_keys, keys), 0, len(self.sorted_keys) - 1)
         return np.where(known & (self.sorted_keys[where] == keys), self.order[where], -1).astype(np.int64)
 

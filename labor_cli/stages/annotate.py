@@ -91,7 +91,8 @@ class AnnotateResult:
         per_minute = self.labels_per_minute
         return {
             "unit": self.unit, "images": self.images, "items": self.items, "answered": self.answered,
-            "unanswered": self.unanswered, "unsure": self.unsure, "mixed": self.mixed, "mixed_pixels": self.mixed_pixels,
+            "unanswered": self.unanswered, "unsure": self.unsure, "mixed": self.mixed,
+            "mixed_pixels": self.mixed_pixels,
             "labeled_this_round": self.labeled_round, "already_labeled": self.already_labeled,
             "labeled_total": self.labeled_total, "labeled_share_percent": round(self.share, 6),
             "seconds_answering": round(self.seconds_answering, 3),
@@ -121,15 +122,16 @@ class Annotation:
 
     def page_info(self) -> dict:
         """What the page needs once: classes (with colours and keys), images and their items."""
-        colours = class_colours(self.chosen.class_set).tolist()
+        colours, keys = class_colours(self.chosen.class_set).tolist(), CLASS_KEYS
         first = self.store.items.first_item
         return {
             "selection": str(self.selection), "output": str(self.output), "journal": str(self.journal),
             "unit": self.store.items.unit, "class_set": self.chosen.class_set, "items": len(self.store.items),
-            "classes": [{"index": i, "name": name, "colour": colours[i], "key": CLASS_KEYS[i] if i < len(CLASS_KEYS) else None}
+            "classes": [{"index": i, "name": name, "colour": colours[i], "key": keys[i] if i < len(keys) else None}
                         for i, name in enumerate(self.chosen.class_names)],
-            "images": [{"image_id": image_id, "height": int(size[0]), "width": int(size[1]), "first_item": int(first[i]),
-                        "items": int(first[i + 1] - first[i])} for i, (image_id, size) in enumerate(zip(self.chosen.image_ids, self.chosen.sizes))],
+            "images": [{"image_id": image_id, "height": int(size[0]), "width": int(size[1]),
+                        "first_item": int(first[i]), "items": int(first[i + 1] - first[i])}
+                       for i, (image_id, size) in enumerate(zip(self.chosen.image_ids, self.chosen.sizes))],
         }
 
     def image_items(self, i: int) -> dict:
@@ -137,7 +139,8 @@ class Annotation:
         one the page sends back), a region's pixels as flat [x0, y0, x1, y1, ...], and their answers."""
         items, chosen = self.store.items, self.chosen
         first, stop = int(items.first_item[i]), int(items.first_item[i + 1])
-        info = {"index": i, "image_id": chosen.image_ids[i], "first_item": first, "anchors": [], "answers": self.store.value_words(first, stop)}
+        info = {"index": i, "image_id": chosen.image_ids[i], "first_item": first, "anchors": [],
+                "answers": self.store.value_words(first, stop)}
         if items.unit == "region":
             info["pixels"] = []
         for k in range(first, stop):
@@ -182,7 +185,8 @@ class Annotation:
             parents = [self.chosen.parent] + ([self.earlier.parent] if self.earlier is not None else [])
             with artifacts.create_artifact(self.output, "labels", config, parents, force=self.may_replace) as f:
                 artifacts.write_pixel_set(f, labels)
-                f.create_dataset("seconds", data=seconds, chunks=True if len(seconds) else None, compression="gzip" if len(seconds) else None)
+                compressed = {"chunks": True, "compression": "gzip"} if len(seconds) else {}  # HDF5 cannot chunk 0 rows
+                f.create_dataset("seconds", data=seconds, **compressed)
                 f.attrs["summary"] = json.dumps(result.summary())
             self.may_replace, self.saved_records = True, records
         result.written = True
@@ -252,7 +256,8 @@ def open_annotation(selection: Path, target: str, output: Path, split: str = "tr
         merge = Path(merge)
         earlier = artifacts.read_pixel_set(merge, "labels")
         if earlier.class_set != chosen.class_set:
-            raise LaborError(f"{merge}: labels use class set {earlier.class_set}, but the selection {selection} uses {chosen.class_set}")
+            raise LaborError(f"{merge}: labels use class set {earlier.class_set}, but the selection {selection} "
+                             f"uses {chosen.class_set}")
         check_class_names(earlier, merge)
         check_pixels(earlier, merge, "labels")
     dataset = open_dataset(target, split, class_set=chosen.class_set, require_labels=False, reads=("images",))
@@ -260,7 +265,8 @@ def open_annotation(selection: Path, target: str, output: Path, split: str = "tr
     if earlier is not None:
         dataset_indices(earlier.image_ids, earlier.sizes, merge, dataset)
 
-    journal = Journal(journal_path_for(output), new_journal_header(selection, chosen.parent.uuid, unit, chosen.class_set))
+    header = new_journal_header(selection, chosen.parent.uuid, unit, chosen.class_set)
+    journal = Journal(journal_path_for(output), header)
     with progress_bar(disable=quiet or unit != "region") as bar:  # an SPL selection's regions take a while
         task = bar.add_task("regions", total=len(chosen.image_ids), status="")
         items = make_items(chosen, unit, advance=lambda: bar.advance(task))
@@ -268,7 +274,8 @@ def open_annotation(selection: Path, target: str, output: Path, split: str = "tr
     saved_records = _own_output_records(output, journal.header["session"]) if journal.exists else None
     artifacts.check_output_path(output, force or saved_records is not None)
     return Annotation(selection, target, split, output, merge, chosen, earlier, dataset, indices, store,
-                      may_replace=force or saved_records is not None, saved_records=-1 if saved_records is None else saved_records)
+                      may_replace=force or saved_records is not None,
+                      saved_records=-1 if saved_records is None else saved_records)
 
 
 def _own_output_records(output: Path, session: str) -> int | None:
@@ -301,9 +308,11 @@ def run_annotate(selection: Path, target: str, output: Path, split: str = "train
     if not quiet:
         progress = annotation.store.progress()
         unit = f"{annotation.store.items.unit}s"
-        resumed = f", {progress['answered']} answered earlier (from {annotation.journal})" if progress["answered"] else ""
+        resumed = f", {progress['answered']} answered earlier (from {annotation.journal})" \
+            if progress["answered"] else ""
         stdout.print(f"annotate: {progress['items']} {unit} in {progress['images']} images{resumed}")
-        stdout.print(f"open {server.url} in a browser; Finish on the page or Ctrl-C here saves {output}", soft_wrap=True)
+        stdout.print(f"open {server.url} in a browser; Finish on the page or Ctrl-C here saves {output}",
+                     soft_wrap=True)
     with _sigterm_as_interrupt():
         try:
             server.serve_forever()
@@ -337,8 +346,10 @@ def _sigterm_as_interrupt():
 
 def print_annotate(result: AnnotateResult) -> None:
     unit = f"{result.unit}s"
-    where = f"-> {result.output}" if result.written else f"({result.output} unchanged)" if result.answered else "(nothing written)"
-    stdout.print(f"annotate {result.how}: {result.answered} of {result.items} {unit} answered, {result.unanswered} left; "
+    where = f"-> {result.output}" if result.written else \
+        f"({result.output} unchanged)" if result.answered else "(nothing written)"
+    stdout.print(f"annotate {result.how}: {result.answered} of {result.items} {unit} answered, "
+                 f"{result.unanswered} left; "
                  f"{result.labeled_round} pixels labeled this round, {result.labeled_total} in total = "
                  f"{result.share:.3f}% of all pixels {where}", soft_wrap=True)
     if result.labels_per_minute is not None:
@@ -350,11 +361,13 @@ def print_annotate(result: AnnotateResult) -> None:
         stdout.print(f"  {_count(result.mixed, 'region')} answered mixed ({_count(result.mixed_pixels, 'pixel')}): "
                      "left out of the labels")
     if result.already_labeled:
-        stdout.print(f"  {result.already_labeled} answered pixels were already labeled in {result.merged_from}: the earlier answer is kept")
+        stdout.print(f"  {result.already_labeled} answered pixels were already labeled in {result.merged_from}: "
+                     "the earlier answer is kept")
     if result.error_selected is not None:
         stdout.print(f"  A is wrong on {result.error_selected:.1f}% of the answered pixels")
     if result.unanswered:
-        stdout.print(f"  answers are kept in {result.journal}: the same command continues where this one stopped", soft_wrap=True)
+        stdout.print(f"  answers are kept in {result.journal}: the same command continues where this one stopped",
+                     soft_wrap=True)
     counts = {name: count for name, count in result.per_class.items() if count}
     if counts:
         stdout.print("  per class: " + ", ".join(f"{name} {count}" for name, count in counts.items()), soft_wrap=True)

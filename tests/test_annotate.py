@@ -19,10 +19,21 @@ from labor_cli.annotate.server import AnnotateServer
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours, class_names
 from labor_cli.errors import LaborError
+from labor_cli.options import AnnotateOptions, LabelOptions
 from labor_cli.stages.annotate import journal_path_for, open_annotation, print_annotate, run_annotate
 from labor_cli.stages.label import run_label
 
 NAMES = list(class_names("cityscapes19"))
+
+
+def annotate_options(selection, target, output, **overrides) -> AnnotateOptions:
+    """The options of `labor annotate` as the command line gives them (any free port, no progress display)."""
+    return AnnotateOptions(selection=selection, target=target, output=output, **{"port": 0, "quiet": True, **overrides})
+
+
+def simulate(selection, target, output, **overrides) -> None:
+    """`labor label` on the same selection: the answers of an annotator who never errs."""
+    run_label(LabelOptions(selection=selection, target=target, output=output, quiet=True, **overrides))
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +46,15 @@ def truth(toy_target):
 def write_selection(path, image_ids, sizes, ys, xs, mode="ppl", predicted=None, kind="selection", labels=None):
     counts = [len(y) for y in ys]
     pixels = artifacts.PixelSet(
-        image_ids=list(image_ids), sizes=np.asarray(sizes, np.int32).reshape(-1, 2),
+        image_ids=list(image_ids),
+        sizes=np.asarray(sizes, np.int32).reshape(-1, 2),
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        y=np.concatenate(ys).astype(np.int32), x=np.concatenate(xs).astype(np.int32),
-        label=None if labels is None else np.concatenate(labels).astype(np.uint8), class_set="cityscapes19",
-        class_names=NAMES, predicted=None if predicted is None else np.concatenate(predicted).astype(np.uint8),
+        y=np.concatenate(ys).astype(np.int32),
+        x=np.concatenate(xs).astype(np.int32),
+        label=None if labels is None else np.concatenate(labels).astype(np.uint8),
+        class_set="cityscapes19",
+        class_names=NAMES,
+        predicted=None if predicted is None else np.concatenate(predicted).astype(np.uint8),
     )
     with artifacts.create_artifact(path, kind, {"mode": mode}) as f:
         artifacts.write_pixel_set(f, pixels)
@@ -52,8 +67,12 @@ def point_selection(path, truth, image_ids, count=10, ignored=2, seed=0):
     for k, image_id in enumerate(image_ids):
         rng = np.random.default_rng(seed + k)
         flat = truth[image_id].reshape(-1)
-        chosen = np.concatenate([rng.choice(np.flatnonzero(flat != 255), count - ignored, replace=False),
-                                 rng.choice(np.flatnonzero(flat == 255), ignored, replace=False)])
+        chosen = np.concatenate(
+            [
+                rng.choice(np.flatnonzero(flat != 255), count - ignored, replace=False),
+                rng.choice(np.flatnonzero(flat == 255), ignored, replace=False),
+            ]
+        )
         rng.shuffle(chosen)
         y, x = np.divmod(chosen, truth[image_id].shape[1])
         ys.append(y), xs.append(x), predicted.append(np.where(flat[chosen] == 255, 0, flat[chosen]))
@@ -108,8 +127,15 @@ def answer_all(client, truth, seconds=1.5, order=None, skip=()):
         items = client.get(f"/api/image/{i}")[1]
         for x, y in items["anchors"]:
             value = int(truth[image["image_id"]][y, x])
-            requests.append({"image_id": image["image_id"], "x": x, "y": y, "seconds": seconds,
-                             "class": "unsure" if value == 255 else NAMES[value]})
+            requests.append(
+                {
+                    "image_id": image["image_id"],
+                    "x": x,
+                    "y": y,
+                    "seconds": seconds,
+                    "class": "unsure" if value == 255 else NAMES[value],
+                }
+            )
     for k in order if order is not None else range(len(requests)):
         if k not in skip:
             status, reply = client.post("/api/answer", requests[k])
@@ -121,8 +147,12 @@ def read_h5(path) -> dict:
     with h5py.File(path) as f:
         names = ("image_ids", "sizes", "offsets", "y", "x", "label", "predicted", "seconds")
         data = {name: f[name][()] for name in names if name in f}
-        data.update(config=json.loads(f.attrs["config"]), lineage=json.loads(f.attrs["lineage"]),
-                    summary=json.loads(f.attrs["summary"]), kind=f.attrs["labor_kind"])
+        data.update(
+            config=json.loads(f.attrs["config"]),
+            lineage=json.loads(f.attrs["lineage"]),
+            summary=json.loads(f.attrs["summary"]),
+            kind=f.attrs["labor_kind"],
+        )
     return data
 
 
@@ -139,11 +169,11 @@ def assert_same_labels(a, b):
 def test_answering_every_point_gives_labor_labels_artifact(tmp_path, toy_target, truth, capsys):
     ids = list(truth)
     point_selection(tmp_path / "sel.h5", truth, ids, count=10, ignored=2)
-    run_label(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5", quiet=True)
-    annotation = open_annotation(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5")
+    simulate(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5")
+    annotation = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
     with serving(annotation) as (client, server):
         status, page = client.get("/")
-        assert status == 200 and b"<canvas id=\"full\"" in page and b"app.js" in page
+        assert status == 200 and b'<canvas id="full"' in page and b"app.js" in page
         assert client.get("/app.js")[0] == client.get("/style.css")[0] == 200
         session = client.get("/api/session")[1]
         assert session["unit"] == "point" and session["items"] == 10 * len(ids)
@@ -185,22 +215,23 @@ def test_interrupted_then_the_same_command_continues(tmp_path, toy_target, truth
     """SIGTERM (as Ctrl-C) saves what was answered; the same command continues from the journal."""
     ids = list(truth)[:2]
     point_selection(tmp_path / "sel.h5", truth, ids, count=6, ignored=1)
-    run_label(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5", quiet=True)
-    command = {"selection": tmp_path / "sel.h5", "target": toy_target, "output": tmp_path / "person.h5", "port": 0,
-               "quiet": True}
+    simulate(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5")
+    command = annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5")
 
     def answer_then(stop, skip):
         def client_thread(server):
             def work():
                 answer_all(Client(server), truth, seconds=2.0, skip=skip)
                 stop(server)
+
             threading.Thread(target=work, daemon=True).start()
+
         return client_thread
 
     def sigterm(server):
         os.kill(os.getpid(), signal.SIGTERM)
 
-    first = run_annotate(**command, ready=answer_then(sigterm, skip=range(5, 12)))
+    first = run_annotate(command, ready=answer_then(sigterm, skip=range(5, 12)))
     assert first.how == "stopped" and first.written and first.answered == 5 and first.unanswered == 7
     partial = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
     assert len(partial.y) == 5  # only what was answered; the rest is left out, not guessed
@@ -210,8 +241,7 @@ def test_interrupted_then_the_same_command_continues(tmp_path, toy_target, truth
     with open(journal, "a") as f:
         f.write('{"image_id": "pixelheim/pix')
     # Same command, no --force: the output is this session's own, and it continues from answer 6.
-    second = run_annotate(**command, ready=answer_then(lambda server: Client(server).post("/api/finish"),
-                                                       skip=range(5)))
+    second = run_annotate(command, ready=answer_then(lambda server: Client(server).post("/api/finish"), skip=range(5)))
     assert second.how == "finished" and second.answered == 12 and second.unanswered == 0
     assert_same_labels(read_h5(tmp_path / "person.h5"), read_h5(tmp_path / "simulated.h5"))
     assert len(journal.read_text().splitlines()) == 1 + 12
@@ -224,7 +254,7 @@ def test_undo_and_changed_answers_replay_from_the_journal(tmp_path, toy_target, 
     ids = list(truth)[:1]
     selection = point_selection(tmp_path / "sel.h5", truth, ids, count=3, ignored=0)
     image, (x0, x1, x2), (y0, y1, y2) = ids[0], selection.x.tolist(), selection.y.tolist()
-    annotation = open_annotation(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5")
+    annotation = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
     with serving(annotation) as (client, _):
         assert client.post("/api/undo")[1]["item"] is None  # nothing to undo yet
         for x, y, name in ((x0, y0, "car"), (x1, y1, "road"), (x1, y1, "sky"), (x2, y2, "bus")):
@@ -235,7 +265,7 @@ def test_undo_and_changed_answers_replay_from_the_journal(tmp_path, toy_target, 
         _, reply = client.post("/api/undo")  # the change road -> sky is taken back: road again
         assert reply["item"] == 1 and reply["answer"] == NAMES.index("road")
         assert client.get("/api/state")[1]["answers"] == [NAMES.index("car"), NAMES.index("road"), None]
-    replayed = open_annotation(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5")
+    replayed = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
     assert replayed.store.value_words() == [NAMES.index("car"), NAMES.index("road"), None]
     result = replayed.save("saved")
     labels = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
@@ -249,9 +279,10 @@ def test_bad_requests_get_400_and_the_server_goes_on(tmp_path, toy_target, truth
     ids = list(truth)[:1]
     selection = point_selection(tmp_path / "sel.h5", truth, ids, count=4, ignored=0)
     image, x, y = ids[0], int(selection.x[0]), int(selection.y[0])
-    unselected = next((int(a), int(b)) for a in range(128) for b in range(64)
-                      if not ((selection.x == a) & (selection.y == b)).any())
-    annotation = open_annotation(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5")
+    unselected = next(
+        (int(a), int(b)) for a in range(128) for b in range(64) if not ((selection.x == a) & (selection.y == b)).any()
+    )
+    annotation = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
     good = {"image_id": image, "x": x, "y": y, "class": "car", "seconds": 1.0}
     bad = [
         ({**good, "class": "spaceship"}, "unknown class 'spaceship'"),
@@ -276,10 +307,24 @@ def test_bad_requests_get_400_and_the_server_goes_on(tmp_path, toy_target, truth
         assert status == 400 and "Content-Type: application/json" in reply["error"]
         assert not journal_path_for(tmp_path / "person.h5").exists()  # nothing refused reached the journal
         assert client.get("/api/state")[1]["progress"]["answered"] == 0
-        for path in ("/image/../../etc/passwd", "/image/..%2f..%2fetc%2fpasswd", "/%2e%2e/%2e%2e/etc/passwd",
-                     "/../pyproject.toml", "/static/../app.js", "/app.js/../../../etc/passwd", "/etc/passwd",
-                     "/image/1", "/image/-1", "/image/0.png", "/api/image/7", "/api/image/x", "//etc/passwd",
-                     "/image/0/../../../../etc/passwd", "/favicon.ico", "/index.html%00"):
+        for path in (
+            "/image/../../etc/passwd",
+            "/image/..%2f..%2fetc%2fpasswd",
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "/../pyproject.toml",
+            "/static/../app.js",
+            "/app.js/../../../etc/passwd",
+            "/etc/passwd",
+            "/image/1",
+            "/image/-1",
+            "/image/0.png",
+            "/api/image/7",
+            "/api/image/x",
+            "//etc/passwd",
+            "/image/0/../../../../etc/passwd",
+            "/favicon.ico",
+            "/index.html%00",
+        ):
             status, reply = client.get(path)
             assert status == 404, path
         assert client.post("/api/../api/answer", good)[0] == 404
@@ -317,14 +362,17 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
     order = np.random.default_rng(0).permutation(len(ys[0]))  # the selection's row order does not matter
     ys[0], xs[0] = ys[0][order], xs[0][order]
     write_selection(tmp_path / "spl.h5", ids, [shape, shape], ys, xs, mode="spl")
-    annotation = open_annotation(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5")
+    annotation = open_annotation(annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"))
     with serving(annotation) as (client, _):
         session = client.get("/api/session")[1]
         assert session["unit"] == "region" and session["items"] == 4
         items = client.get("/api/image/0")[1]
         regions = [sorted(zip(p[0::2], p[1::2])) for p in items["pixels"]]
-        assert regions == [sorted(zip(block_x.ravel().tolist(), block_y.ravel().tolist())),
-                           [(60 + k, 30 + k) for k in range(5)], [(100, 50)]]
+        assert regions == [
+            sorted(zip(block_x.ravel().tolist(), block_y.ravel().tolist())),
+            [(60 + k, 30 + k) for k in range(5)],
+            [(100, 50)],
+        ]
         answers = [("car", 12, 6.0), ("mixed", 5, 4.0), ("unsure", 1, 1.0)]
         for (x, y), (name, _, seconds) in zip(items["anchors"], answers):
             answer = {"image_id": ids[0], "x": x, "y": y, "class": name, "seconds": seconds}
@@ -337,8 +385,10 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
     data = read_h5(tmp_path / "person.h5")
     rows0 = labels.pixels_of(0)
     got = sorted(zip(labels.x[rows0].tolist(), labels.y[rows0].tolist(), labels.label[rows0].tolist()))
-    expected = sorted([(x, y, NAMES.index("car")) for x, y in zip(block_x.ravel().tolist(), block_y.ravel().tolist())]
-                      + [(100, 50, 255)])
+    expected = sorted(
+        [(x, y, NAMES.index("car")) for x, y in zip(block_x.ravel().tolist(), block_y.ravel().tolist())]
+        + [(100, 50, 255)]
+    )
     assert got == expected  # the mixed line is left out
     assert labels.label[labels.pixels_of(1)].tolist() == [0, 0, 0]
     seconds0 = dict(zip(zip(labels.x[rows0].tolist(), labels.y[rows0].tolist()), data["seconds"][rows0].tolist()))
@@ -346,8 +396,12 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
     assert data["summary"]["mixed"] == 1 and data["summary"]["mixed_pixels"] == 5
     assert data["summary"]["labels_per_minute"] == pytest.approx(60 * 4 / 14.0, abs=1e-3)
     assert data["config"]["unit"] == "region"
-    print_annotate(run_annotate(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5", port=0, quiet=True,
-                                ready=lambda server: threading.Thread(target=server.shutdown).start()))
+    print_annotate(
+        run_annotate(
+            annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"),
+            ready=lambda server: threading.Thread(target=server.shutdown).start(),
+        )
+    )
     out = capsys.readouterr().out
     assert "1 region answered mixed (5 pixels): left out" in out and "unchanged" in out
 
@@ -358,7 +412,7 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
 def test_merge_gives_labor_label_merge(tmp_path, toy_target, truth):
     ids = list(truth)
     point_selection(tmp_path / "sel1.h5", truth, ids[:2], count=5, ignored=0, seed=1)
-    run_label(tmp_path / "sel1.h5", toy_target, tmp_path / "round1.h5", quiet=True)
+    simulate(tmp_path / "sel1.h5", toy_target, tmp_path / "round1.h5")
     first = artifacts.read_pixel_set(tmp_path / "sel1.h5", "selection")
     # Round 2 asks about images 1..3, again about two pixels of round 1 on image 1.
     second = point_selection(tmp_path / "fresh.h5", truth, ids[1:], count=4, ignored=1, seed=7)
@@ -368,8 +422,10 @@ def test_merge_gives_labor_label_merge(tmp_path, toy_target, truth):
     xs = [np.concatenate([first.x[rows][:2], second.x[second.pixels_of(0)]])]
     xs += [second.x[second.pixels_of(i)] for i in (1, 2)]
     write_selection(tmp_path / "sel2.h5", ids[1:], [truth[i].shape for i in ids[1:]], ys, xs)
-    run_label(tmp_path / "sel2.h5", toy_target, tmp_path / "simulated.h5", merge=tmp_path / "round1.h5", quiet=True)
-    annotation = open_annotation(tmp_path / "sel2.h5", toy_target, tmp_path / "person.h5", merge=tmp_path / "round1.h5")
+    simulate(tmp_path / "sel2.h5", toy_target, tmp_path / "simulated.h5", merge=tmp_path / "round1.h5")
+    annotation = open_annotation(
+        annotate_options(tmp_path / "sel2.h5", toy_target, tmp_path / "person.h5", merge=tmp_path / "round1.h5")
+    )
     with serving(annotation) as (client, _):
         answer_all(client, truth, seconds=2.0)
         summary = client.post("/api/finish")[1]["summary"]
@@ -386,31 +442,43 @@ def test_merge_gives_labor_label_merge(tmp_path, toy_target, truth):
 def test_refusals_are_one_line_and_write_nothing(tmp_path, toy_target, truth):
     ids = list(truth)
     shape = truth[ids[0]].shape
-    write_selection(tmp_path / "missing.h5", [ids[0], "nowhere/nowhere_000000_000019"], [shape, shape],
-                    [np.array([1]), np.array([2])], [np.array([1]), np.array([2])])
+    write_selection(
+        tmp_path / "missing.h5",
+        [ids[0], "nowhere/nowhere_000000_000019"],
+        [shape, shape],
+        [np.array([1]), np.array([2])],
+        [np.array([1]), np.array([2])],
+    )
     with pytest.raises(LaborError, match=r"missing\.h5: image 'nowhere/nowhere_000000_000019' is not in cityscapes:"):
-        open_annotation(tmp_path / "missing.h5", toy_target, tmp_path / "out.h5")
+        open_annotation(annotate_options(tmp_path / "missing.h5", toy_target, tmp_path / "out.h5"))
     write_selection(tmp_path / "size.h5", [ids[0]], [(32, 64)], [np.array([1])], [np.array([1])])
     with pytest.raises(LaborError, match=r"size\.h5.*64x32 there but 128x64"):
-        open_annotation(tmp_path / "size.h5", toy_target, tmp_path / "out.h5")
-    write_selection(tmp_path / "labels.h5", [ids[0]], [shape], [np.array([1])], [np.array([1])], kind="labels",
-                    labels=[np.array([0])])
+        open_annotation(annotate_options(tmp_path / "size.h5", toy_target, tmp_path / "out.h5"))
+    write_selection(
+        tmp_path / "labels.h5",
+        [ids[0]],
+        [shape],
+        [np.array([1])],
+        [np.array([1])],
+        kind="labels",
+        labels=[np.array([0])],
+    )
     with pytest.raises(LaborError, match=r"labels\.h5: is a labels artifact, expected a selection"):
-        open_annotation(tmp_path / "labels.h5", toy_target, tmp_path / "out.h5")
+        open_annotation(annotate_options(tmp_path / "labels.h5", toy_target, tmp_path / "out.h5"))
     assert not (tmp_path / "out.h5").exists() and not journal_path_for(tmp_path / "out.h5").exists()
 
     point_selection(tmp_path / "sel.h5", truth, ids[:1], count=3, ignored=0)
     (tmp_path / "out.h5").write_bytes(b"someone else's")
     with pytest.raises(LaborError, match=r"out\.h5: already exists; pass --force"):
-        open_annotation(tmp_path / "sel.h5", toy_target, tmp_path / "out.h5")
+        open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "out.h5"))
     assert (tmp_path / "out.h5").read_bytes() == b"someone else's"
     # A journal of another selection is never taken over, not even with --force.
     point_selection(tmp_path / "other.h5", truth, ids[:1], count=3, ignored=0, seed=5)
-    annotation = open_annotation(tmp_path / "other.h5", toy_target, tmp_path / "b.h5")
+    annotation = open_annotation(annotate_options(tmp_path / "other.h5", toy_target, tmp_path / "b.h5"))
     with serving(annotation) as (client, _):
         answer_all(client, truth)
     with pytest.raises(LaborError, match=r"b\.annotate\.jsonl: holds answers to another selection .*other\.h5"):
-        open_annotation(tmp_path / "sel.h5", toy_target, tmp_path / "b.h5", force=True)
+        open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "b.h5", force=True))
     with pytest.raises(LaborError, match=r"cannot serve on 127\.0\.0\.1:"), serving(annotation) as (client, server):
         AnnotateServer(annotation, "127.0.0.1", server.server_address[1])
 
@@ -419,8 +487,17 @@ def test_cli_annotate_refuses_a_bad_selection_in_one_line(tmp_path, toy_target, 
     from labor_cli.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["annotate", "--selection", str(tmp_path / "nothing.h5"), "--target", toy_target,
-              "-o", str(tmp_path / "o.h5")])
+        main(
+            [
+                "annotate",
+                "--selection",
+                str(tmp_path / "nothing.h5"),
+                "--target",
+                toy_target,
+                "-o",
+                str(tmp_path / "o.h5"),
+            ]
+        )
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert err.strip() == f"labor: error: {tmp_path / 'nothing.h5'}: no such file"

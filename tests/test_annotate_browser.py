@@ -18,24 +18,38 @@ import pytest
 from labor_cli import artifacts
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_names
+from labor_cli.options import AnnotateOptions
 from labor_cli.stages.annotate import CLASS_KEYS, run_annotate
 
 NAMES = list(class_names("cityscapes19"))
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "annotate.png"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1400,880", "--force-device-scale-factor=1", "--hide-scrollbars")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,880",
+    "--force-device-scale-factor=1",
+    "--hide-scrollbars",
+)
 
 
 def find_browser() -> tuple[str, str]:
     """Chromium and its chromedriver: $LABOR_CHROMIUM / $LABOR_CHROMEDRIVER, else on the PATH."""
     browser = os.environ.get("LABOR_CHROMIUM") or next(
-        (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None)
+        (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None
+    )
     driver = os.environ.get("LABOR_CHROMEDRIVER") or shutil.which("chromedriver")
     if not browser or not driver:
-        pytest.fail("the browser test needs Chromium and chromedriver: run .ci/install-browser (Debian: "
-                    "apt-get install chromium chromium-driver), or point LABOR_CHROMIUM and LABOR_CHROMEDRIVER at them",
-                    pytrace=False)
+        pytest.fail(
+            "the browser test needs Chromium and chromedriver: run .ci/install-browser (Debian: "
+            "apt-get install chromium chromium-driver), or point LABOR_CHROMIUM and LABOR_CHROMEDRIVER at them",
+            pytrace=False,
+        )
     return browser, driver
 
 
@@ -69,13 +83,25 @@ def test_three_points_with_the_keyboard(tmp_path, toy_target, browser):
     chosen = rng.choice(known, 5, replace=False)  # five points; the person answers three of them
     y, x = np.divmod(chosen, truth.shape[1])
     with artifacts.create_artifact(tmp_path / "sel.h5", "selection", {"mode": "ppl"}) as f:
-        artifacts.write_pixel_set(f, artifacts.PixelSet(
-            image_ids=[dataset.image_ids[0]], sizes=np.array([truth.shape], np.int32), offsets=np.array([0, 5]),
-            y=y.astype(np.int32), x=x.astype(np.int32), label=None, class_set="cityscapes19", class_names=NAMES))
+        artifacts.write_pixel_set(
+            f,
+            artifacts.PixelSet(
+                image_ids=[dataset.image_ids[0]],
+                sizes=np.array([truth.shape], np.int32),
+                offsets=np.array([0, 5]),
+                y=y.astype(np.int32),
+                x=x.astype(np.int32),
+                label=None,
+                class_set="cityscapes19",
+                class_names=NAMES,
+            ),
+        )
 
     servers, results = [], []
-    thread = threading.Thread(target=lambda: results.append(run_annotate(
-        tmp_path / "sel.h5", toy_target, tmp_path / "person.h5", port=0, quiet=True, ready=servers.append)))
+    options = AnnotateOptions(
+        selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "person.h5", port=0, quiet=True
+    )
+    thread = threading.Thread(target=lambda: results.append(run_annotate(options, ready=servers.append)))
     thread.start()
     try:
         WebDriverWait(browser, 20).until(lambda _: servers)

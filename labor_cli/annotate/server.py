@@ -33,15 +33,19 @@ from urllib.parse import urlsplit
 from labor_cli.annotate.store import BadAnswer
 from labor_cli.errors import LaborError
 
-STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-                "style.css": "text/css; charset=utf-8"}
+STATIC_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
 PAGE_PATHS = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
 IMAGE_PATH = re.compile(r"/image/(\d{1,9})")
 ITEMS_PATH = re.compile(r"/api/image/(\d{1,9})")
 MAX_BODY = 64 * 1024
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
-CONTENT_POLICY = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; "
-                  "base-uri 'none'")
+CONTENT_POLICY = (
+    "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'"
+)
 
 
 def read_static() -> dict[str, bytes]:
@@ -62,8 +66,9 @@ class AnnotateServer(ThreadingHTTPServer):
         try:
             super().__init__((host, port), AnnotateHandler)
         except OSError as exc:
-            raise LaborError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); "
-                             "choose another --host or --port") from None
+            raise LaborError(
+                f"cannot serve on {host}:{port} ({exc.strerror or exc}); choose another --host or --port"
+            ) from None
 
     @property
     def url(self) -> str:

@@ -205,8 +205,15 @@ class Journal:
 
 
 def new_journal_header(selection: Path, selection_uuid: str, unit: str, class_set: str) -> dict:
-    return {"labor_annotate": JOURNAL_VERSION, "session": str(_uuid.uuid4()), "selection": str(selection),
-            "selection_uuid": selection_uuid, "unit": unit, "class_set": class_set, "created": now()}
+    return {
+        "labor_annotate": JOURNAL_VERSION,
+        "session": str(_uuid.uuid4()),
+        "selection": str(selection),
+        "selection_uuid": selection_uuid,
+        "unit": unit,
+        "class_set": class_set,
+        "created": now(),
+    }
 
 
 # --- the answers ------------------------------------------------------------------------------
@@ -261,11 +268,21 @@ class AnswerStore:
         if missing:
             raise BadAnswer(f"missing {', '.join(missing)} (expected {{image_id, x, y, class, seconds}})")
         seconds = request.get("seconds")
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-                                    or not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS):
+        if seconds is not None and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+            or not 0 <= seconds <= MAX_SECONDS
+        ):
             raise BadAnswer(f"seconds {seconds!r}: expected a number from 0 to {MAX_SECONDS:.0f}")
-        record = {"image_id": request["image_id"], "x": request["x"], "y": request["y"],
-                  "class": self._class_word(request["class"]), "seconds": seconds, "time": now()}
+        record = {
+            "image_id": request["image_id"],
+            "x": request["x"],
+            "y": request["y"],
+            "class": self._class_word(request["class"]),
+            "seconds": seconds,
+            "time": now(),
+        }
         self._item_of(record)  # refuse a pixel that is not selected before anything is written
         return record
 
@@ -283,8 +300,10 @@ class AnswerStore:
                 if self.items.unit != "region":
                     raise BadAnswer("class 'mixed' is for regions (SPL selections); this selection asks about points")
                 return MIXED_WORD
-        raise BadAnswer(f"unknown class {value!r} (class set {self.chosen.class_set}: {', '.join(self.names)}; "
-                        f"or unsure{', mixed' if self.items.unit == 'region' else ''})")
+        raise BadAnswer(
+            f"unknown class {value!r} (class set {self.chosen.class_set}: {', '.join(self.names)}; "
+            f"or unsure{', mixed' if self.items.unit == 'region' else ''})"
+        )
 
     def _item_of(self, record: dict) -> int:
         image_id, x, y = record.get("image_id"), record.get("x"), record.get("y")
@@ -322,8 +341,15 @@ class AnswerStore:
             per_image = segment_sums(answered, self.items.first_item)
             counts = np.diff(self.items.first_item)
             done = int((per_image == counts).sum())  # an image without items counts as done
-            return {"items": len(self.values), "answered": int(answered.sum()), "left": int((~answered).sum()),
-                    "images": len(counts), "images_done": done, "records": self.records, "can_undo": bool(self.history)}
+            return {
+                "items": len(self.values),
+                "answered": int(answered.sum()),
+                "left": int((~answered).sum()),
+                "images": len(counts),
+                "images_done": done,
+                "records": self.records,
+                "can_undo": bool(self.history),
+            }
 
     def value_words(self, first: int = 0, stop: int | None = None) -> list:
         """The answers of items first:stop for the page: class index, 'unsure', 'mixed' or None."""
@@ -343,10 +369,14 @@ class AnswerStore:
         per_pixel = np.where(timed, seconds / np.maximum(sizes, 1), np.nan)[item][keep].astype(np.float32)
         counts = segment_sums(keep, self.chosen.offsets)
         pixels = PixelSet(
-            image_ids=list(self.chosen.image_ids), sizes=self.chosen.sizes,
+            image_ids=list(self.chosen.image_ids),
+            sizes=self.chosen.sizes,
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            y=self.chosen.y[keep], x=self.chosen.x[keep], label=values[item][keep].astype(np.uint8),
-            class_set=self.chosen.class_set, class_names=list(self.chosen.class_names),
+            y=self.chosen.y[keep],
+            x=self.chosen.x[keep],
+            label=values[item][keep].astype(np.uint8),
+            class_set=self.chosen.class_set,
+            class_names=list(self.chosen.class_names),
             predicted=None if self.chosen.predicted is None else self.chosen.predicted[keep],
         )
         return pixels, per_pixel

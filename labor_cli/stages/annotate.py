@@ -42,11 +42,11 @@ from labor_cli.artifacts import PixelSet
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours
-from labor_cli.errors import LaborError
-from labor_cli.stages.label import check_class_names, check_pixels, error_rate, merge_pixel_sets, per_class_counts
-from labor_cli.stages.show import dataset_indices
+from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.options import AnnotateOptions, stored_config
+from labor_cli.stages.checks import dataset_indices, read_checked_pixel_set
+from labor_cli.stages.label import error_rate, merge_pixel_sets, per_class_counts, read_earlier_labels
 
-DEFAULT_PORT = 8765
 # Keys of the classes, in class order: 1..9, 0, then the letter row below them.
 CLASS_KEYS = "1234567890qwertyuiop"
 
@@ -90,11 +90,18 @@ class AnnotateResult:
     def summary(self) -> dict:
         per_minute = self.labels_per_minute
         return {
-            "unit": self.unit, "images": self.images, "items": self.items, "answered": self.answered,
-            "unanswered": self.unanswered, "unsure": self.unsure, "mixed": self.mixed,
+            "unit": self.unit,
+            "images": self.images,
+            "items": self.items,
+            "answered": self.answered,
+            "unanswered": self.unanswered,
+            "unsure": self.unsure,
+            "mixed": self.mixed,
             "mixed_pixels": self.mixed_pixels,
-            "labeled_this_round": self.labeled_round, "already_labeled": self.already_labeled,
-            "labeled_total": self.labeled_total, "labeled_share_percent": round(self.share, 6),
+            "labeled_this_round": self.labeled_round,
+            "already_labeled": self.already_labeled,
+            "labeled_total": self.labeled_total,
+            "labeled_share_percent": round(self.share, 6),
             "seconds_answering": round(self.seconds_answering, 3),
             "labels_per_minute": None if per_minute is None else round(per_minute, 3),
             "error_rate_selected_percent": None if self.error_selected is None else round(self.error_selected, 4),
@@ -107,14 +114,24 @@ class Annotation:
     """One labeling session: the selection, its images, the answers and where they are written.
     The server calls it from several threads; the store's lock orders answers and writes."""
 
-    def __init__(self, selection: Path, target: str, split: str, output: Path, merge: Path | None, chosen: PixelSet,
-                 earlier: PixelSet | None, dataset, indices: list[int], store: AnswerStore, may_replace: bool,
-                 saved_records: int):
-        self.selection, self.target, self.split, self.output, self.merge = selection, target, split, output, merge
+    def __init__(
+        self,
+        options: AnnotateOptions,
+        chosen: PixelSet,
+        earlier: PixelSet | None,
+        dataset,
+        indices: list[int],
+        store: AnswerStore,
+        may_replace: bool,
+        saved_records: int,
+    ):
+        self.options = options
+        self.selection, self.output = Path(options.selection), Path(options.output)
+        self.merge = None if options.merge is None else Path(options.merge)
         self.chosen, self.earlier, self.dataset, self.indices, self.store = chosen, earlier, dataset, indices, store
         self.may_replace = may_replace  # the output is this session's own (or --force was given)
         self.saved_records = saved_records  # journal records the output reflects (-1: none written)
-        self.earlier_seconds = None if merge is None else read_seconds(merge, len(earlier.y))
+        self.earlier_seconds = None if earlier is None else read_seconds(self.merge, len(earlier.y))
 
     @property
     def journal(self) -> Path:
@@ -125,13 +142,26 @@ class Annotation:
         colours, keys = class_colours(self.chosen.class_set).tolist(), CLASS_KEYS
         first = self.store.items.first_item
         return {
-            "selection": str(self.selection), "output": str(self.output), "journal": str(self.journal),
-            "unit": self.store.items.unit, "class_set": self.chosen.class_set, "items": len(self.store.items),
-            "classes": [{"index": i, "name": name, "colour": colours[i], "key": keys[i] if i < len(keys) else None}
-                        for i, name in enumerate(self.chosen.class_names)],
-            "images": [{"image_id": image_id, "height": int(size[0]), "width": int(size[1]),
-                        "first_item": int(first[i]), "items": int(first[i + 1] - first[i])}
-                       for i, (image_id, size) in enumerate(zip(self.chosen.image_ids, self.chosen.sizes))],
+            "selection": str(self.selection),
+            "output": str(self.output),
+            "journal": str(self.journal),
+            "unit": self.store.items.unit,
+            "class_set": self.chosen.class_set,
+            "items": len(self.store.items),
+            "classes": [
+                {"index": i, "name": name, "colour": colours[i], "key": keys[i] if i < len(keys) else None}
+                for i, name in enumerate(self.chosen.class_names)
+            ],
+            "images": [
+                {
+                    "image_id": image_id,
+                    "height": int(size[0]),
+                    "width": int(size[1]),
+                    "first_item": int(first[i]),
+                    "items": int(first[i + 1] - first[i]),
+                }
+                for i, (image_id, size) in enumerate(zip(self.chosen.image_ids, self.chosen.sizes))
+            ],
         }
 
     def image_items(self, i: int) -> dict:
@@ -139,8 +169,13 @@ class Annotation:
         one the page sends back), a region's pixels as flat [x0, y0, x1, y1, ...], and their answers."""
         items, chosen = self.store.items, self.chosen
         first, stop = int(items.first_item[i]), int(items.first_item[i + 1])
-        info = {"index": i, "image_id": chosen.image_ids[i], "first_item": first, "anchors": [],
-                "answers": self.store.value_words(first, stop)}
+        info = {
+            "index": i,
+            "image_id": chosen.image_ids[i],
+            "first_item": first,
+            "anchors": [],
+            "answers": self.store.value_words(first, stop),
+        }
         if items.unit == "region":
             info["pixels"] = []
         for k in range(first, stop):
@@ -176,12 +211,14 @@ class Annotation:
         with self.store.lock:
             result, labels, seconds = self.result(how)
             records = self.store.records
-            config = {
-                "selection": str(self.selection), "target": self.target, "split": self.split,
-                "merge": None if self.merge is None else str(self.merge), "annotator": "person",
-                "unit": self.store.items.unit, "journal": str(self.journal),
-                "session": self.store.journal.header["session"], "journal_records": records,
-            }
+            config = stored_config(
+                self.options,
+                annotator="person",
+                unit=self.store.items.unit,
+                journal=str(self.journal),
+                session=self.store.journal.header["session"],
+                journal_records=records,
+            )
             parents = [self.chosen.parent] + ([self.earlier.parent] if self.earlier is not None else [])
             with artifacts.create_artifact(self.output, "labels", config, parents, force=self.may_replace) as f:
                 artifacts.write_pixel_set(f, labels)
@@ -205,13 +242,25 @@ class Annotation:
             seconds = carried_seconds(labels, [(self.earlier, self.earlier_seconds), (fresh, seconds)])
         mixed = values == MIXED
         result = AnnotateResult(
-            output=self.output, journal=self.journal, unit=items.unit, written=False, how=how,
-            images=len(labels.image_ids), items=len(values), answered=int((values != UNANSWERED).sum()),
-            unsure=int((values == UNSURE).sum()), mixed=int(mixed.sum()),
-            mixed_pixels=int(np.diff(items.offsets)[mixed].sum()), labeled_round=len(fresh.y) - already,
-            already_labeled=already, labeled_total=len(labels.y), share=labels.labeled_share(),
-            per_class=per_class_counts(fresh.label, list(fresh.class_names)), seconds_answering=seconds_answering,
-            error_selected=error_rate(fresh.predicted, fresh.label), merged_from=self.merge,
+            output=self.output,
+            journal=self.journal,
+            unit=items.unit,
+            written=False,
+            how=how,
+            images=len(labels.image_ids),
+            items=len(values),
+            answered=int((values != UNANSWERED).sum()),
+            unsure=int((values == UNSURE).sum()),
+            mixed=int(mixed.sum()),
+            mixed_pixels=int(np.diff(items.offsets)[mixed].sum()),
+            labeled_round=len(fresh.y) - already,
+            already_labeled=already,
+            labeled_total=len(labels.y),
+            share=labels.labeled_share(),
+            per_class=per_class_counts(fresh.label, list(fresh.class_names)),
+            seconds_answering=seconds_answering,
+            error_selected=error_rate(fresh.predicted, fresh.label),
+            merged_from=self.merge,
         )
         return result, labels, seconds
 
@@ -242,40 +291,42 @@ def carried_seconds(union: PixelSet, sources: list[tuple[PixelSet, np.ndarray]])
 # --- opening a session ------------------------------------------------------------------------
 
 
-def open_annotation(selection: Path, target: str, output: Path, split: str = "train", merge: Path | None = None,
-                    force: bool = False, quiet: bool = True) -> Annotation:
+def open_annotation(options: AnnotateOptions) -> Annotation:
     """Check everything up front (one-line errors, nothing written) and replay the journal, if any."""
-    selection, output = Path(selection), Path(output)
-    chosen = artifacts.read_pixel_set(selection, "selection")
-    check_class_names(chosen, selection)
-    check_pixels(chosen, selection, "selection")
+    selection, output = Path(options.selection), Path(options.output)
+    if not 0 <= options.port <= 65535:
+        raise LaborUsageError(f"--port {options.port}: must be from 0 to 65535")
+    chosen = read_checked_pixel_set(selection, "selection")
     with artifacts.open_artifact(selection, "selection") as artifact:
         unit = "region" if artifact.config.get("mode") == "spl" else "point"
     earlier = None
-    if merge is not None:
-        merge = Path(merge)
-        earlier = artifacts.read_pixel_set(merge, "labels")
-        if earlier.class_set != chosen.class_set:
-            raise LaborError(f"{merge}: labels use class set {earlier.class_set}, but the selection {selection} "
-                             f"uses {chosen.class_set}")
-        check_class_names(earlier, merge)
-        check_pixels(earlier, merge, "labels")
-    dataset = open_dataset(target, split, class_set=chosen.class_set, require_labels=False, reads=("images",))
+    if options.merge is not None:
+        earlier = read_earlier_labels(Path(options.merge), chosen, selection)
+    dataset = open_dataset(
+        options.target, options.split, class_set=chosen.class_set, require_labels=False, reads=("images",)
+    )
     indices = dataset_indices(chosen.image_ids, chosen.sizes, selection, dataset)
     if earlier is not None:
-        dataset_indices(earlier.image_ids, earlier.sizes, merge, dataset)
+        dataset_indices(earlier.image_ids, earlier.sizes, Path(options.merge), dataset)
 
     header = new_journal_header(selection, chosen.parent.uuid, unit, chosen.class_set)
     journal = Journal(journal_path_for(output), header)
-    with progress_bar(disable=quiet or unit != "region") as bar:  # an SPL selection's regions take a while
+    with progress_bar(disable=options.quiet or unit != "region") as bar:  # an SPL selection's regions take a while
         task = bar.add_task("regions", total=len(chosen.image_ids), status="")
         items = make_items(chosen, unit, advance=lambda: bar.advance(task))
     store = AnswerStore(chosen, items, journal)
     saved_records = _own_output_records(output, journal.header["session"]) if journal.exists else None
-    artifacts.check_output_path(output, force or saved_records is not None)
-    return Annotation(selection, target, split, output, merge, chosen, earlier, dataset, indices, store,
-                      may_replace=force or saved_records is not None,
-                      saved_records=-1 if saved_records is None else saved_records)
+    artifacts.check_output_path(output, options.force or saved_records is not None)
+    return Annotation(
+        options,
+        chosen,
+        earlier,
+        dataset,
+        indices,
+        store,
+        may_replace=options.force or saved_records is not None,
+        saved_records=-1 if saved_records is None else saved_records,
+    )
 
 
 def _own_output_records(output: Path, session: str) -> int | None:
@@ -294,25 +345,26 @@ def _own_output_records(output: Path, session: str) -> int | None:
 # --- the command ------------------------------------------------------------------------------
 
 
-def run_annotate(selection: Path, target: str, output: Path, split: str = "train", merge: Path | None = None,
-                 host: str = "127.0.0.1", port: int = DEFAULT_PORT, force: bool = False, quiet: bool = False,
-                 ready: Callable | None = None) -> AnnotateResult:
+def run_annotate(options: AnnotateOptions, ready: Callable | None = None) -> AnnotateResult:
     """Serve the page until the person finishes (or Ctrl-C / SIGTERM), then write the labels.
     ``ready(server)`` is called once the server listens (tests use it to find the port)."""
     from labor_cli.annotate.server import AnnotateServer
 
-    annotation = open_annotation(selection, target, output, split=split, merge=merge, force=force, quiet=quiet)
-    server = AnnotateServer(annotation, host, port)
+    annotation = open_annotation(options)
+    output = annotation.output
+    server = AnnotateServer(annotation, options.host, options.port)
     if ready is not None:
         ready(server)
-    if not quiet:
+    if not options.quiet:
         progress = annotation.store.progress()
         unit = f"{annotation.store.items.unit}s"
-        resumed = f", {progress['answered']} answered earlier (from {annotation.journal})" \
-            if progress["answered"] else ""
+        resumed = (
+            f", {progress['answered']} answered earlier (from {annotation.journal})" if progress["answered"] else ""
+        )
         stdout.print(f"annotate: {progress['items']} {unit} in {progress['images']} images{resumed}")
-        stdout.print(f"open {server.url} in a browser; Finish on the page or Ctrl-C here saves {output}",
-                     soft_wrap=True)
+        stdout.print(
+            f"open {server.url} in a browser; Finish on the page or Ctrl-C here saves {output}", soft_wrap=True
+        )
     with _sigterm_as_interrupt():
         try:
             server.serve_forever()
@@ -346,28 +398,43 @@ def _sigterm_as_interrupt():
 
 def print_annotate(result: AnnotateResult) -> None:
     unit = f"{result.unit}s"
-    where = f"-> {result.output}" if result.written else \
-        f"({result.output} unchanged)" if result.answered else "(nothing written)"
-    stdout.print(f"annotate {result.how}: {result.answered} of {result.items} {unit} answered, "
-                 f"{result.unanswered} left; "
-                 f"{result.labeled_round} pixels labeled this round, {result.labeled_total} in total = "
-                 f"{result.share:.3f}% of all pixels {where}", soft_wrap=True)
+    where = (
+        f"-> {result.output}"
+        if result.written
+        else f"({result.output} unchanged)"
+        if result.answered
+        else "(nothing written)"
+    )
+    stdout.print(
+        f"annotate {result.how}: {result.answered} of {result.items} {unit} answered, "
+        f"{result.unanswered} left; "
+        f"{result.labeled_round} pixels labeled this round, {result.labeled_total} in total = "
+        f"{result.share:.3f}% of all pixels {where}",
+        soft_wrap=True,
+    )
     if result.labels_per_minute is not None:
-        stdout.print(f"  the person's time: {result.seconds_answering:.0f} s answering, {result.labels_per_minute:.1f} "
-                     f"{unit} per minute ({result.seconds_answering / max(result.answered, 1):.1f} s each)")
+        stdout.print(
+            f"  the person's time: {result.seconds_answering:.0f} s answering, {result.labels_per_minute:.1f} "
+            f"{unit} per minute ({result.seconds_answering / max(result.answered, 1):.1f} s each)"
+        )
     if result.unsure:
         stdout.print(f"  {_count(result.unsure, result.unit)} answered unsure: stored as 255, not used in training")
     if result.mixed:
-        stdout.print(f"  {_count(result.mixed, 'region')} answered mixed ({_count(result.mixed_pixels, 'pixel')}): "
-                     "left out of the labels")
+        stdout.print(
+            f"  {_count(result.mixed, 'region')} answered mixed ({_count(result.mixed_pixels, 'pixel')}): "
+            "left out of the labels"
+        )
     if result.already_labeled:
-        stdout.print(f"  {result.already_labeled} answered pixels were already labeled in {result.merged_from}: "
-                     "the earlier answer is kept")
+        stdout.print(
+            f"  {result.already_labeled} answered pixels were already labeled in {result.merged_from}: "
+            "the earlier answer is kept"
+        )
     if result.error_selected is not None:
         stdout.print(f"  A is wrong on {result.error_selected:.1f}% of the answered pixels")
     if result.unanswered:
-        stdout.print(f"  answers are kept in {result.journal}: the same command continues where this one stopped",
-                     soft_wrap=True)
+        stdout.print(
+            f"  answers are kept in {result.journal}: the same command continues where this one stopped", soft_wrap=True
+        )
     counts = {name: count for name, count in result.per_class.items() if count}
     if counts:
         stdout.print("  per class: " + ", ".join(f"{name} {count}" for name, count in counts.items()), soft_wrap=True)

@@ -179,7 +179,10 @@ def annotate(options: AnnotateOptions) -> None:
     """A person labels the selected pixels in a browser; answers are kept as given, and the same command continues."""
     from labor_cli.stages.annotate import print_annotate, run_annotate
 
-    print_annotate(run_annotate(options))
+    result = run_annotate(options)
+    print_annotate(result)
+    if result.how == "stopped":  # Ctrl-C or SIGTERM: the answers are saved, but the exit says it was cut short
+        raise typer.Exit(130)
 
 
 @command("show", ShowOptions)

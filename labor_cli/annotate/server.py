@@ -67,7 +67,8 @@ class AnnotateServer(ThreadingHTTPServer):
             super().__init__((host, port), AnnotateHandler)
         except OSError as exc:
             raise LaborError(
-                f"cannot serve on {host}:{port} ({exc.strerror or exc}); choose another --host or --port"
+                f"cannot serve on {host}:{port} ({exc.strerror or exc}); "
+                "choose another --port (0: any free one) or --host"
             ) from None
 
     @property

@@ -12,7 +12,8 @@ an image's selected pixels at once, or "mixed" to leave it out).
   It is written, atomically, when the person finishes or saves on the page, and on Ctrl-C or SIGTERM.
 - ``--merge`` accumulates with earlier labels as in `labor label` (the earlier answer wins).
 
-See docs/annotate.md for the page and its keys, docs/artifacts.md for the layout.
+See the README (Labeling by hand) for the page and its keys, docs/annotate.md for the journal and
+the API, docs/artifacts.md for the layout.
 """
 
 from __future__ import annotations
@@ -297,6 +298,8 @@ def open_annotation(options: AnnotateOptions) -> Annotation:
     if not 0 <= options.port <= 65535:
         raise LaborUsageError(f"--port {options.port}: must be from 0 to 65535")
     chosen = read_checked_pixel_set(selection, "selection")
+    if not len(chosen.y):
+        raise LaborError(f"{selection}: selects no pixels: nothing to annotate")
     with artifacts.open_artifact(selection, "selection") as artifact:
         unit = "region" if artifact.config.get("mode") == "spl" else "point"
     earlier = None
@@ -351,32 +354,30 @@ def run_annotate(options: AnnotateOptions, ready: Callable | None = None) -> Ann
     from labor_cli.annotate.server import AnnotateServer
 
     annotation = open_annotation(options)
-    output = annotation.output
     server = AnnotateServer(annotation, options.host, options.port)
     if ready is not None:
         ready(server)
-    if not options.quiet:
-        progress = annotation.store.progress()
-        unit = f"{annotation.store.items.unit}s"
-        resumed = (
-            f", {progress['answered']} answered earlier (from {annotation.journal})" if progress["answered"] else ""
-        )
-        stdout.print(f"annotate: {progress['items']} {unit} in {progress['images']} images{resumed}")
-        stdout.print(
-            f"open {server.url} in a browser; Finish on the page or Ctrl-C here saves {output}", soft_wrap=True
-        )
-    with _sigterm_as_interrupt():
+    # Printed even with --quiet (which hides progress bars only): without the URL there is nothing to open.
+    progress = annotation.store.progress()
+    unit = f"{annotation.store.items.unit}s"
+    resumed = f", {progress['answered']} answered earlier (from {annotation.journal})" if progress["answered"] else ""
+    stdout.print(f"annotate: {progress['items']} {unit} in {progress['images']} images{resumed}", soft_wrap=True)
+    stdout.print(
+        f"open {server.url} in a browser; Finish on the page, or Ctrl-C here, saves {annotation.output}",
+        soft_wrap=True,
+    )
+    with _sigterm_as_interrupt():  # also around the save: a SIGTERM then still leaves no half-written output
         try:
             server.serve_forever()
         except KeyboardInterrupt:
-            pass
+            pass  # Ctrl-C or SIGTERM: stop serving, and save what was answered
         finally:
             server.server_close()
-    if server.result is not None:  # finished on the page
-        return server.result
-    if annotation.unsaved():
-        return annotation.save("stopped")
-    return annotation.result("stopped")[0]
+        if server.result is not None:  # finished on the page
+            return server.result
+        if annotation.unsaved():
+            return annotation.save("stopped")
+        return annotation.result("stopped")[0]
 
 
 @contextlib.contextmanager
@@ -433,7 +434,8 @@ def print_annotate(result: AnnotateResult) -> None:
         stdout.print(f"  A is wrong on {result.error_selected:.1f}% of the answered pixels")
     if result.unanswered:
         stdout.print(
-            f"  answers are kept in {result.journal}: the same command continues where this one stopped", soft_wrap=True
+            f"  to continue, run the same command again: it resumes from the answers kept in {result.journal}",
+            soft_wrap=True,
         )
     counts = {name: count for name, count in result.per_class.items() if count}
     if counts:

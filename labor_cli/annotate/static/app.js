@@ -178,7 +178,8 @@ function drawFull() {
     context.imageSmoothingEnabled = false;
     context.drawImage(regionOverlay(), left, 0, img.naturalWidth * scale, img.naturalHeight * scale);
     const box = bounds(regionPixels(local));
-    ring(context, left + box.x0 * scale - 6, box.y0 * scale - 6, (box.x1 - box.x0) * scale + 12, (box.y1 - box.y0) * scale + 12);
+    ring(context, left + box.x0 * scale - 6, box.y0 * scale - 6,
+         (box.x1 - box.x0) * scale + 12, (box.y1 - box.y0) * scale + 12);
     return;
   }
   info.anchors.forEach(([x, y], k) => {
@@ -268,10 +269,12 @@ function drawZoom() {
   context.fillRect(0, 0, size, size);
   // The visible part of the crop (drawImage's source must stay inside the image).
   const sx = Math.max(0, Math.floor(originX)), sy = Math.max(0, Math.floor(originY));
-  const ex = Math.min(img.naturalWidth, Math.ceil(originX + across)), ey = Math.min(img.naturalHeight, Math.ceil(originY + across));
+  const ex = Math.min(img.naturalWidth, Math.ceil(originX + across));
+  const ey = Math.min(img.naturalHeight, Math.ceil(originY + across));
   context.imageSmoothingEnabled = false;
   if (ex > sx && ey > sy) {
-    context.drawImage(img, sx, sy, ex - sx, ey - sy, (sx - originX) * scale, (sy - originY) * scale, (ex - sx) * scale, (ey - sy) * scale);
+    context.drawImage(img, sx, sy, ex - sx, ey - sy,
+                      (sx - originX) * scale, (sy - originY) * scale, (ex - sx) * scale, (ey - sy) * scale);
   }
   const toScreen = (x, y) => [(x - originX) * scale, (y - originY) * scale];
   if (page.session.unit === "point") {
@@ -335,7 +338,8 @@ async function give(value) {
   const item = page.current;
   const [x, y] = page.entry.info.anchors[item - page.entry.info.first_item];
   const image = page.session.images[imageOf(item)];
-  const reply = await postJson("/api/answer", { image_id: image.image_id, x, y, class: value, seconds: timer.seconds() });
+  const reply = await postJson("/api/answer",
+                               { image_id: image.image_id, x, y, class: value, seconds: timer.seconds() });
   page.answers[reply.item] = reply.answer;
   page.progress = reply.progress;
   const next = nextUnanswered(item);
@@ -363,7 +367,8 @@ async function act(action) {
     page.progress = reply.progress;
     if (reply.item === null) return say("Nothing to undo.");
     page.answers[reply.item] = reply.answer;
-    say(`Undone: ${page.session.unit} ${reply.item + 1} is ${reply.answer === null ? "unanswered" : answerName(reply.answer)} again.`);
+    const now = reply.answer === null ? "unanswered" : answerName(reply.answer);
+    say(`Undone: ${page.session.unit} ${reply.item + 1} is ${now} again.`);
     return show(reply.item);
   }
   if (action === "zoom-in" || action === "zoom-out") {
@@ -389,7 +394,8 @@ async function finish() {
   const s = reply.summary;
   const rate = s.labels_per_minute === null ? "" : ` (${s.labels_per_minute.toFixed(1)} ${s.unit}s per minute)`;
   document.getElementById("done-text").textContent =
-    `${s.answered} of ${s.items} ${s.unit}s answered${rate}; ${s.labeled_total} labeled pixels written to ${reply.output}.`;
+    `${s.answered} of ${s.items} ${s.unit}s answered${rate}; ` +
+    `${s.labeled_total} labeled pixels written to ${reply.output}.`;
   document.getElementById("done").hidden = false;
   document.body.dataset.finished = "1";
 }

@@ -7,15 +7,22 @@ import http.client
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import h5py
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from labor_cli import artifacts
 from labor_cli.annotate.regions import connected_regions
 from labor_cli.annotate.server import AnnotateServer
+from labor_cli.cli import app, main
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours, class_names
 from labor_cli.errors import LaborError
@@ -243,7 +250,7 @@ def test_interrupted_then_the_same_command_continues(tmp_path, toy_target, truth
     # Same command, no --force: the output is this session's own, and it continues from answer 6.
     second = run_annotate(command, ready=answer_then(lambda server: Client(server).post("/api/finish"), skip=range(5)))
     assert second.how == "finished" and second.answered == 12 and second.unanswered == 0
-    assert_same_labels(read_h5(tmp_path / "person.h5"), read_h5(tmp_path / "simulated.h5"))
+    assert_same_labels(read_h5(tmp_path / "person.h5"), read_h5(tmp_path / "simulated.h5"))  # what adapt reads
     assert len(journal.read_text().splitlines()) == 1 + 12
     assert read_h5(tmp_path / "person.h5")["summary"]["seconds_answering"] == pytest.approx(24.0)
     written = sorted(p.name for p in tmp_path.iterdir())
@@ -483,21 +490,141 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, toy_target, truth):
         AnnotateServer(annotation, "127.0.0.1", server.server_address[1])
 
 
-def test_cli_annotate_refuses_a_bad_selection_in_one_line(tmp_path, toy_target, capsys):
-    from labor_cli.cli import main
+# --- through the command line ------------------------------------------------------------------
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_labor(*args) -> tuple[subprocess.Popen, str, str]:
+    """`labor ARGS` in a process of its own (so that a real SIGINT reaches it), the URL it prints, and
+    what it printed up to there."""
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labor_cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # A shell without job control starts background jobs with SIGINT ignored; Ctrl-C is what is tested.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("open http://"):
+            return process, line.split()[1], "".join(lines)
+    process.kill()
+    raise AssertionError(f"no URL printed: {''.join(lines)}{process.stderr.read()}")
+
+
+class UrlClient(Client):
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+
+
+def finish(process: subprocess.Popen, printed: str) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=60)
+    return process.returncode, printed + out, err
+
+
+def test_cli_ctrl_c_saves_and_the_same_command_continues(tmp_path, toy_target, truth):
+    ids = list(truth)[:2]
+    point_selection(tmp_path / "sel.h5", truth, ids, count=3, ignored=1)
+    simulate(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5")
+    command = ["annotate", "--selection", tmp_path / "sel.h5", "--target", toy_target, "-o", tmp_path / "person.h5"]
+    process, url, printed = start_labor(*command, "--port", "0")
+    try:
+        assert "annotate: 6 points in 2 images" in printed
+        answer_all(UrlClient(url), truth, seconds=2.0, skip=range(2, 6))
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        code, out, err = finish(process, printed)
+    finally:
+        process.kill()
+    journal = tmp_path / "person.annotate.jsonl"
+    assert code == 130 and err == "", (out, err)
+    assert "annotate stopped: 2 of 6 points answered, 4 left" in out and f"-> {tmp_path / 'person.h5'}" in out
+    assert f"to continue, run the same command again: it resumes from the answers kept in {journal}" in out
+    assert len(artifacts.read_pixel_set(tmp_path / "person.h5", "labels").y) == 2
+
+    process, url, printed = start_labor(*command, "--port", "0", "--quiet")  # --quiet still prints the URL
+    try:
+        assert f"2 answered earlier (from {journal})" in printed
+        client = UrlClient(url)
+        answer_all(client, truth, seconds=2.0, skip=range(2))
+        assert client.post("/api/finish")[0] == 200
+        code, out, err = finish(process, printed)
+    finally:
+        process.kill()
+    assert code == 0 and err == "" and "annotate finished: 6 of 6 points answered, 0 left" in out, (out, err)
+    assert "30.0 points per minute" in out and "to continue" not in out
+    assert_same_labels(read_h5(tmp_path / "person.h5"), read_h5(tmp_path / "simulated.h5"))  # what adapt reads
+
+
+def labor_error(capsys, *args) -> tuple[int, str]:
+    """`labor ARGS` in this process: its exit code and its stderr, which must be one line."""
     with pytest.raises(SystemExit) as exit_info:
-        main(
-            [
-                "annotate",
-                "--selection",
-                str(tmp_path / "nothing.h5"),
-                "--target",
-                toy_target,
-                "-o",
-                str(tmp_path / "o.h5"),
-            ]
-        )
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err
-    assert err.strip() == f"labor: error: {tmp_path / 'nothing.h5'}: no such file"
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err, captured.err
+    return exit_info.value.code, captured.err.strip()
+
+
+def test_cli_bad_input_is_one_error_line_and_writes_nothing(tmp_path, toy_target, truth, capsys):
+    ids = list(truth)
+    point_selection(tmp_path / "sel.h5", truth, ids[:1], count=3, ignored=0)
+    point_selection(tmp_path / "other.h5", truth, ids[:1], count=3, ignored=0, seed=5)
+    write_selection(tmp_path / "empty.h5", ids[:1], [truth[ids[0]].shape], [np.zeros(0)], [np.zeros(0)])
+    (tmp_path / "taken.h5").write_bytes(b"someone else's")
+    out = tmp_path / "out" / "person.h5"
+    base = ["annotate", "--target", toy_target, "-o", out, "--port", "0"]
+    cases = [  # (extra arguments, exit code, the error line after "labor: error: ")
+        (["--selection", tmp_path / "nothing.h5"], 1, f"{tmp_path / 'nothing.h5'}: no such file"),
+        (["--selection", tmp_path / "sel.h5", "--port", "70000"], 2, "--port 70000: must be from 0 to 65535"),
+        (["--selection", tmp_path / "empty.h5"], 1, f"{tmp_path / 'empty.h5'}: selects no pixels: nothing to annotate"),
+        (["--selection", tmp_path / "sel.h5", "--target", "cityscapes:" + str(tmp_path / "nowhere")], 1,
+         str(tmp_path / "nowhere")),
+        (["--selection", tmp_path / "sel.h5", "--merge", tmp_path / "other.h5"], 1,
+         f"{tmp_path / 'other.h5'}: is a selection artifact, expected a labels artifact"),
+        (["--selection", tmp_path / "sel.h5", "-o", tmp_path / "taken.h5"], 1,
+         f"{tmp_path / 'taken.h5'}: already exists; pass --force to replace it"),
+    ]  # fmt: skip
+    for extra, code, message in cases:
+        got_code, err = labor_error(capsys, *base, *extra)
+        assert got_code == code and err.startswith("labor: error: ") and message in err, (extra, err)
+    assert not out.parent.exists()  # nothing written, not even the folder
+
+    # The answers file (journal) of another selection is never taken over, not even with --force.
+    out.parent.mkdir()
+    header = {"labor_annotate": 1, "session": "s", "selection": str(tmp_path / "other.h5"), "selection_uuid": "u"}
+    journal = tmp_path / "out" / "person.annotate.jsonl"
+    journal.write_text(json.dumps(header) + "\n")
+    code, err = labor_error(capsys, *base, "--selection", tmp_path / "sel.h5", "--force")
+    assert code == 1 and err.startswith(f"labor: error: {journal}: holds answers to another selection")
+    assert "move it away to start afresh" in err
+    journal.write_text("not json\n")
+    assert labor_error(capsys, *base, "--selection", tmp_path / "sel.h5") == (
+        1, f"labor: error: {journal}: line 1: not a JSON record (damaged journal)")  # fmt: skip
+    journal.unlink()
+
+    # A port in use: one line that says what to do.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = labor_error(capsys, *base, "--selection", tmp_path / "sel.h5", "--port", port)
+    assert code == 1 and err.startswith(f"labor: error: cannot serve on 127.0.0.1:{port} (")
+    assert err.endswith("choose another --port (0: any free one) or --host")
+    assert sorted(p.name for p in out.parent.iterdir()) == []
+
+
+def test_cli_help_lists_annotate_with_its_options():
+    runner = CliRunner()
+    assert "annotate" in runner.invoke(app, ["--help"]).output
+    help_text = runner.invoke(app, ["annotate", "--help"]).output
+    for flag in ("--selection", "--target", "--output", "--split", "--merge", "--host", "--port", "--force"):
+        assert flag in help_text

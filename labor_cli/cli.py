@@ -247,15 +247,27 @@ def demo(options: DemoOptions) -> None:
 def bench(options: BenchOptions) -> None:
     """Time the reference path (fp32, eager, channels-first) against the default path, side by side."""
     from labor_cli.runtime import resolve_device
-    from labor_cli.stages.bench import as_json, bench_extract_end_to_end, print_bench, run_bench, speedups
+    from labor_cli.stages.bench import (
+        as_json,
+        bench_extract_end_to_end,
+        print_bench,
+        profile_bench,
+        run_bench,
+        speedups,
+    )
 
     results = run_bench(options.arch, options.device, options.repeats, options.warmup, options.compile,
-                        options.selector_backbone, profile_dir=options.profile)
+                        options.selector_backbone)
     end_to_end = None
     if options.e2e_images:
         end_to_end = bench_extract_end_to_end(options.arch, options.device, options.e2e_images,
                                               declarations.resolve_workers(options.workers), options.batch_size,
-                                              options.selector_backbone, compile=options.compile)
+                                              options.selector_backbone, compile=options.compile,
+                                              profile_dir=options.profile)
+    if options.profile:  # after every timing: a profiler session on CUDA can slow what runs after it
+        profile_bench(
+            results, options.profile, options.arch, options.device, options.compile, options.selector_backbone
+        )
     name = str(resolve_device(options.device))
     if name.startswith("cuda"):
         import torch
@@ -268,7 +280,8 @@ def bench(options: BenchOptions) -> None:
     print_bench(results, name)
     if end_to_end:
         print(f"labor extract end to end: {end_to_end['images']} PNGs of {end_to_end['native_size'][1]}x"
-              f"{end_to_end['native_size'][0]}: {end_to_end['images_per_s']:.1f} images/s, "
+              f"{end_to_end['native_size'][0]}: {end_to_end['images_per_s']:.1f} images/s "
+              f"({end_to_end['steady_images_per_s'] or 0:.1f} steady, start-up {end_to_end['startup_s'] or 0:.1f} s), "
               f"{end_to_end['bytes_per_image'] / 1024:.0f} KiB per image in the artifact")
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
+from labor_cli.compile_policy import COMPILE_HELP
 from labor_cli.errors import LaborError, LaborUsageError
 
 REQUIRED = dataclasses.MISSING  # an option without a default: the command line must give it
@@ -116,9 +117,7 @@ def precision_option() -> Any:
 
 
 def compile_option() -> Any:
-    return option("--compile", default="auto", choices=COMPILE_CHOICES,
-                  help="torch.compile the networks: auto (on CUDA for warmup and adapt, off for extract and evaluate), "
-                       "on or off. If compiling fails: one warning, and the stage goes on uncompiled.")
+    return option("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
 
 
 def workers_option() -> Any:
@@ -427,8 +426,8 @@ class BenchOptions:
     repeats: int = option(default=5, min=1, help="Timed repetitions of each workload (the median is reported).")
     warmup: int = option(default=2, min=0, help="Untimed repetitions first.")
     compile: str = option("--compile", default="auto", choices=COMPILE_CHOICES,
-                          help="torch.compile the default path's networks: auto (on CUDA, as the stages do), on or "
-                               "off.")
+                          help="Also time the default path compiled: auto (warmup and adapt on CUDA, as a long run of "
+                               "the stages does), on (every workload) or off.")
     selector_backbone: str = option(default="separate", choices=SELECTOR_BACKBONES,
                                     help="B's backbone: separate or shared.")
     e2e_images: int = option(default=0, help="Also time `labor extract` end to end on this many synthetic PNGs "
@@ -436,7 +435,9 @@ class BenchOptions:
     workers: Optional[int] = workers_option()
     batch_size: int = option(default=4, min=1, help="Extraction batch size for the end-to-end run.")
     profile: Optional[Path] = option(default=None, help="Also write where each workload's time goes (torch.profiler "
-                                                        "tables) to this folder.")
+                                                        "tables, after all timings) to this folder; with --e2e-images, "
+                                                        "a timeline and every thread's stacks of a profiled extraction "
+                                                        "too.")
     as_json: bool = option("--json", default=False, help="Print JSON for scripts.")
 
 

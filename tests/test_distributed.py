@@ -87,6 +87,19 @@ def test_one_process_joins_no_group(monkeypatch):
     assert distributed.from_environment() == Rank(1, 2, 1)
 
 
+def test_one_process_under_torchrun_joins_a_group_of_one(monkeypatch):
+    """torchrun --nproc_per_node 1: the multi-process path (group, collectives) with one process."""
+    for name, value in {"TORCHELASTIC_RUN_ID": "test", "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0",
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
+        monkeypatch.setenv(name, value)
+    with distributed.start("cpu") as rank:
+        assert rank.distributed and rank.world_size == 1 and rank.backend == "gloo"
+        assert torch.distributed.is_initialized() and torch.distributed.get_world_size() == 1
+        assert distributed.all_reduce_sum(torch.tensor([2.0]), rank).item() == 2.0
+        assert distributed.gather_to_main(3, rank) == [3] and distributed.any_rank(True, rank)
+    assert not torch.distributed.is_initialized()
+
+
 def test_extract_and_evaluate_with_two_processes_equal_one(tmp_path, warm_checkpoint, toy_target):
     common = ["--target", toy_target, "--device", "cpu", "--workers", "0", "-q"]
     for processes in (1, 2):

@@ -172,14 +172,16 @@ def test_data_toy_inspect_and_bench_hand_on_every_option(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bench, "run_bench", recorder("bench", []))
     monkeypatch.setattr(bench, "bench_extract_end_to_end", recorder("e2e", {"images": 7}))
+    monkeypatch.setattr(bench, "profile_bench", recorder("profile", None))
     monkeypatch.setattr(runtime, "resolve_device", lambda spec: "cpu")
     argv, o = command_line(declarations.BenchOptions, tmp_path)
     printed = json.loads(invoke(argv).output)  # --json
     assert printed["device"] == "cpu" and printed["results"] == [] and printed["extract_end_to_end"] == {"images": 7}
-    assert calls["bench"] == ((o["arch"], o["device"], o["repeats"], o["warmup"], o["compile"], o["selector_backbone"]),
-                              {"profile_dir": o["profile"]})
+    bench_args = (o["arch"], o["device"], o["repeats"], o["warmup"], o["compile"], o["selector_backbone"])
+    assert calls["bench"] == (bench_args, {})
     assert calls["e2e"] == ((o["arch"], o["device"], o["e2e_images"], o["workers"], o["batch_size"],
-                             o["selector_backbone"]), {"compile": o["compile"]})
+                             o["selector_backbone"]), {"compile": o["compile"], "profile_dir": o["profile"]})
+    assert calls["profile"] == (([], o["profile"], o["arch"], o["device"], o["compile"], o["selector_backbone"]), {})
 
 
 @pytest.mark.parametrize("options_class", [WarmupOptions, AdaptOptions])

@@ -55,13 +55,15 @@ def mean_sd(values: list[float]) -> str:
 def pair_tables(runs: Path, pair: str, seeds: list[str], spacing: str) -> dict:
     results = {}
     for title, name, labels in METHODS:
-        seed_dirs = [runs / pair / f"seed{s}" for s in seeds]
-        if not all((d / f"eval-{name}.h5").exists() for d in seed_dirs):
+        # The seeds this method has run for (rounds may run on fewer seeds than the rest).
+        seed_dirs = [runs / pair / f"seed{s}" for s in seeds if (runs / pair / f"seed{s}" / f"eval-{name}.h5").exists()]
+        if not seed_dirs:
             continue
         evaluations = [evaluation(d / f"eval-{name}.h5") for d in seed_dirs]
         summaries = [attrs_json(d / f"lab-{labels}.h5", "summary") for d in seed_dirs] if labels else []
         results[name] = {
             "title": title.format(spacing=spacing),
+            "seeds": [d.name.removeprefix("seed") for d in seed_dirs],
             "miou": [e[0] for e in evaluations],
             "class_names": evaluations[0][1],
             "iou": [statistics.mean(e[2][k] for e in evaluations) for k in range(len(evaluations[0][1]))],
@@ -73,11 +75,12 @@ def pair_tables(runs: Path, pair: str, seeds: list[str], spacing: str) -> dict:
 
 def print_pair(pair: str, results: dict, seeds: list[str]) -> None:
     print(f"### The {pair} pair\n")
-    print(f"| method | labeled target pixels (%) | mIoU (mean ± sd over seeds {', '.join(seeds)}) | per seed |")
+    print("| method | labeled target pixels (%) | mIoU, toy target val (mean ± sd over seeds) | per seed |")
     print("|---|---|---|---|")
     for row in results.values():
+        per_seed = ", ".join(f"{v:.1f}" for v in row["miou"])
         print(f"| {row['title']} | {statistics.mean(row['labeled_percent']):.3f} | {mean_sd(row['miou'])} | "
-              f"{', '.join(f'{v:.1f}' for v in row['miou'])} |")
+              f"{per_seed} (seeds {', '.join(row['seeds'])}) |")
     print()
     print("Where each one-round selection falls (mean over seeds; `labor label --masks` prints these):\n")
     print("| selection | A wrong on it (%) | share of A's wrong pixels (%) | random, same budget: wrong / share | "
@@ -92,10 +95,9 @@ def print_pair(pair: str, results: dict, seeds: list[str]) -> None:
         summaries = row["summaries"]
         if not summaries or name in ("all",) or name.endswith("5x8"):
             continue
-        print(f"| {row['title']} | {figure(summaries, 'compared', 'selection_error_percent')} | "
-              f"{figure(summaries, 'compared', 'selection_errors_covered_percent')} | "
-              f"{figure(summaries, 'compared', 'random_error_percent')} / {figure(summaries, 'compared', 'random_errors_covered_percent')} | "
-              f"{figure(summaries, 'compared', 'entropy_error_percent')} / {figure(summaries, 'compared', 'entropy_errors_covered_percent')} |")
+        cells = [figure(summaries, "compared", f"{who}_{what}_percent") for who in ("selection", "random", "entropy")
+                 for what in ("error", "errors_covered")]
+        print(f"| {row['title']} | {cells[0]} | {cells[1]} | {cells[2]} / {cells[3]} | {cells[4]} / {cells[5]} |")
     print()
     names = next(iter(results.values()))["class_names"]
     columns = list(results)

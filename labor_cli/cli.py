@@ -18,8 +18,8 @@ from labor_cli import __version__
 from labor_cli import options as declarations
 from labor_cli.errors import LaborError
 from labor_cli.options import (
-    AdaptOptions, BenchOptions, DemoOptions, EvaluateOptions, ExportOptions, ExtractOptions, ImportOptions,
-    InspectOptions, LabelOptions, SelectOptions, ShowOptions, ToyOptions, WarmupOptions,
+    AdaptOptions, AnnotateOptions, BenchOptions, DemoOptions, EvaluateOptions, ExportOptions, ExtractOptions,
+    ImportOptions, InspectOptions, LabelOptions, SelectOptions, ShowOptions, ToyOptions, WarmupOptions,
 )
 
 app = typer.Typer(
@@ -173,6 +173,17 @@ def import_(options: ImportOptions) -> None:
     from labor_cli.stages.exchange import print_import, run_import
 
     print_import(run_import(options))
+
+
+@command("annotate", AnnotateOptions)
+def annotate(options: AnnotateOptions) -> None:
+    """A person labels the selected pixels in a browser; answers are kept as given, and the same command continues."""
+    from labor_cli.stages.annotate import print_annotate, run_annotate
+
+    result = run_annotate(options)
+    print_annotate(result)
+    if result.how == "stopped":  # Ctrl-C or SIGTERM: the answers are saved, but the exit says it was cut short
+        raise typer.Exit(130)
 
 
 @command("show", ShowOptions)

@@ -351,6 +351,23 @@ class ImportOptions:
 
 
 @dataclass(kw_only=True)
+class AnnotateOptions:
+    COMMAND: ClassVar[str] = "annotate"
+
+    selection: Path = option(help="Selection artifact (labor select): the pixels a person answers.")
+    target: str = option(help="Target dataset KIND:PATH (its images are shown).")
+    output: Path = output_option()
+    split: str = option(default="train", help="Target split the selection was made on.")
+    merge: Optional[Path] = option(default=None, help="Labels of earlier rounds to accumulate with.")
+    host: str = option(default="127.0.0.1", stored=False,
+                       help="Address to serve the page on (127.0.0.1: this machine only).")
+    # 8765: a fixed port, so the URL stays the same when the command is run again to continue.
+    port: int = option(default=8765, min=0, stored=False, help="Port to serve the page on (0: any free one).")
+    force: bool = force_option()
+    quiet: bool = quiet_option()
+
+
+@dataclass(kw_only=True)
 class ShowOptions:
     COMMAND: ClassVar[str] = "show"
 
@@ -448,7 +465,7 @@ class BenchOptions:
 
 COMMAND_OPTIONS: tuple[type, ...] = (
     ToyOptions, WarmupOptions, ExtractOptions, SelectOptions, LabelOptions, ExportOptions, ImportOptions,
-    ShowOptions, AdaptOptions, EvaluateOptions, InspectOptions, DemoOptions, BenchOptions,
+    AnnotateOptions, ShowOptions, AdaptOptions, EvaluateOptions, InspectOptions, DemoOptions, BenchOptions,
 )
 
 

@@ -24,6 +24,7 @@ RECEIVERS = {
     "label": ("labor_cli.stages.label", "run_label"),
     "export": ("labor_cli.stages.exchange", "run_export"),
     "import": ("labor_cli.stages.exchange", "run_import"),
+    "annotate": ("labor_cli.stages.annotate", "run_annotate"),
     "show": ("labor_cli.stages.show", "run_show"),
     "evaluate": ("labor_cli.stages.evaluate", "run_evaluate"),
     "demo": ("labor_cli.stages.demo", "run_demo"),
@@ -39,6 +40,7 @@ STORED_KEYS = {
                "balance_power"},
     "label": {"selection", "target", "split", "merge", "masks", "annotator"},
     "import": {"answers", "selection", "format", "annotator"},
+    "annotate": {"selection", "target", "split", "merge", "annotator", "unit", "journal", "session", "journal_records"},
     "evaluate": {"model", "target", "split", "input_size", "device", "precision", "compile", "batch_size"},
 }
 STORED_KEYS["adapt"] = STORED_KEYS["warmup"]
@@ -48,6 +50,7 @@ FACTS = {  # keys the stage adds to the declared options' (facts, not options)
     "select": {"spacing_pool_factor"},
     "label": {"annotator"},
     "import": {"format", "annotator"},
+    "annotate": {"annotator", "unit", "journal", "session", "journal_records"},
 }
 TRAIN_KEYS = {"iterations", "optimizer", "lr", "momentum", "weight_decay", "power", "lr_discriminator", "betas",
               "lambda_adv", "lambda_target", "lambda_pseudo", "lambda_dis", "pseudo_alpha", "pseudo_from", "mask_share",

@@ -55,7 +55,10 @@ def error_rate(predicted: Optional[np.ndarray], label: np.ndarray) -> Optional[f
 
 
 def percent(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:.1f}%"
+    """A percentage to one decimal, or two below 1% (a 40-point selection holds a fraction of a percent)."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}%" if abs(value) < 1 else f"{value:.1f}%"
 
 
 # --- labor label ------------------------------------------------------------------------------

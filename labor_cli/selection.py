@@ -5,9 +5,11 @@ pixels in priority order (the first one is the one the mode wants most). The sta
 (labor_cli/stages/select.py) reads the masks artifact and writes the selection artifact.
 
 - :func:`spl_pixels`: segment-based pixel labeling, every pixel of the inconsistency mask.
-- :func:`ppl_pick`: PAPER.md's prototype rule: points dealt to classes round-robin, each class
+- :func:`ppl_pick`: the paper's prototype rule (docs/method.md): points dealt to classes round-robin, each class
   giving its next most representative candidate (cosine similarity to the class prototype).
 - :func:`random_pick`: uniform over the image's pixels, never an excluded one.
+- :func:`balanced_pick`: ours: uniform within each predicted class, class budgets proportional to
+  the class's area to a power (docs/method.md, "Selection modes beyond the paper").
 - :func:`entropy_pick`: A's most uncertain pixels, highest entropy first.
 
 Minimum spacing (:func:`pick_spaced`) is a preference, the budget is exact: among the first

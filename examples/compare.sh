@@ -9,6 +9,7 @@
 #   examples/compare.sh [RUNS_DIR] [SEEDS...]        e.g. examples/compare.sh runs/compare 0 1 2
 # Environment: PAIRS="photo night" (the toy's two kinds of shift), METHODS (one-round methods, default all),
 # ROUND_METHODS="random ppl balanced" and ROUND_SEEDS (default: SEEDS), BASELINES="source-only uda",
+# WARMUP_SEED (set: every seed adapts that seed's warmup, so the seeds vary the selection and the adapt round only),
 # LABOR (the command, default labor), PYTHON (with h5py, default python3).
 # Steps whose artifact exists are kept (rerun to resume, or to add methods and seeds). Prints, per pair: mIoU
 # (mean, sd, per seed), where each selection falls (A's error there and the share of A's wrong pixels it holds,
@@ -46,14 +47,14 @@ select_options() {  # the options of `labor select` for a one-round method
 }
 
 spl_ratio() {
-  keep "$d/sel-spl.h5" || $LABOR select --masks "$d/masks.h5" --mode spl -o "$d/sel-spl.h5" -q >/dev/null
-  keep "$d/lab-spl.h5" || $LABOR label --selection "$d/sel-spl.h5" --target "$T" --masks "$d/masks.h5" -o "$d/lab-spl.h5" -q >/dev/null
+  keep "$d/sel-spl.h5" || $LABOR select --masks "$masks" --mode spl -o "$d/sel-spl.h5" -q >/dev/null
+  keep "$d/lab-spl.h5" || $LABOR label --selection "$d/sel-spl.h5" --target "$T" --masks "$masks" -o "$d/lab-spl.h5" -q >/dev/null
   share_of "$d/lab-spl.h5"
 }
 
 rounds() {  # rounds NAME MODE [select options...]: ROUNDS rounds of ROUND_POINTS points from the UDA warmup
   local name=$1 mode=$2; shift 2
-  local model=$d/uda.h5 labels="" r
+  local model=$uda labels="" r
   keep "$d/eval-$name-5x8.h5" && return
   for r in $(seq 1 "$ROUNDS"); do
     local p=$d/$name-5x8-r$r exclude=() merge=()
@@ -75,17 +76,20 @@ for pair in $PAIRS; do
   S="gta5:$DATA/source"; T="cityscapes:$DATA/target"
   for seed in $SEEDS; do
     d="$RUNS/$pair/seed$seed"; mkdir -p "$d"
-    keep "$d/uda.h5" || $LABOR warmup --source "$S" --target "$T" --config toy-warmup --seed "$seed" -o "$d/uda.h5" -q
-    keep "$d/masks.h5" || $LABOR extract -m "$d/uda.h5" --target "$T" -o "$d/masks.h5" -q
-    for m in $BASELINES; do
+    w=$RUNS/$pair/seed${WARMUP_SEED:-$seed}; uda=$w/uda.h5; masks=$w/masks.h5
+    keep "$uda" || $LABOR warmup --source "$S" --target "$T" --config toy-warmup --seed "${WARMUP_SEED:-$seed}" -o "$uda" -q
+    keep "$masks" || $LABOR extract -m "$uda" --target "$T" -o "$masks" -q
+    baselines=$BASELINES
+    [ -n "${WARMUP_SEED:-}" ] && [ "$WARMUP_SEED" != "$seed" ] && baselines=""  # the warmup's seed has them
+    for m in $baselines; do
       [ "$m" = source-only ] && { keep "$d/source-only.h5" || $LABOR warmup --source "$S" --target "$T" --config toy-warmup \
         --lambda-adv 0 --seed "$seed" -o "$d/source-only.h5" -q; }
       keep "$d/eval-$m.h5" || $LABOR evaluate -m "$d/$m.h5" --target "$T" -o "$d/eval-$m.h5" -q >/dev/null
     done
     for m in $METHODS; do
-      keep "$d/sel-$m.h5" || $LABOR select --masks "$d/masks.h5" $(select_options "$m") -o "$d/sel-$m.h5" -q >/dev/null
-      keep "$d/lab-$m.h5" || $LABOR label --selection "$d/sel-$m.h5" --target "$T" --masks "$d/masks.h5" -o "$d/lab-$m.h5" -q >/dev/null
-      keep "$d/model-$m.h5" || $LABOR adapt -m "$d/uda.h5" --labels "$d/lab-$m.h5" --source "$S" --target "$T" \
+      keep "$d/sel-$m.h5" || $LABOR select --masks "$masks" $(select_options "$m") -o "$d/sel-$m.h5" -q >/dev/null
+      keep "$d/lab-$m.h5" || $LABOR label --selection "$d/sel-$m.h5" --target "$T" --masks "$masks" -o "$d/lab-$m.h5" -q >/dev/null
+      keep "$d/model-$m.h5" || $LABOR adapt -m "$uda" --labels "$d/lab-$m.h5" --source "$S" --target "$T" \
         --config toy-adapt --seed "$seed" -o "$d/model-$m.h5" -q
       keep "$d/eval-$m.h5" || $LABOR evaluate -m "$d/model-$m.h5" --target "$T" -o "$d/eval-$m.h5" -q >/dev/null
     done

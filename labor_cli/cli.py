@@ -115,11 +115,12 @@ def root(
 
 @command("toy", ToyOptions, parent=data_app)
 def data_toy(options: ToyOptions) -> None:
-    """Draw the embedded toy domain pair: a rendered-looking source and a photographed-looking target."""
+    """Draw the embedded toy domain pair: a rendered-looking source and a photographed (or night-time) target."""
     from labor_cli.data.toy import make_toy_pair
     from labor_cli.stages.report import print_toy_summary
 
-    summary = make_toy_pair(options.directory, seed=options.seed, size=options.size, force=options.force)
+    summary = make_toy_pair(options.directory, seed=options.seed, size=options.size, force=options.force,
+                            shift=options.shift)
     print_toy_summary(options.directory, summary)
 
 

@@ -38,9 +38,10 @@ CLASS_SETS = ("cityscapes19", "synthia16")
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_CHOICES = ("auto", "on", "off")
 OPTIMIZERS = ("sgd", "adamw")
-SELECT_MODES = ("ppl", "spl", "random", "entropy")
+SELECT_MODES = ("ppl", "spl", "balanced", "random", "entropy")
 EXPORT_FORMATS = ("csv", "json")
 TOY_SIZES = ("default", "tiny")
+TOY_SHIFTS = ("photo", "night")
 
 
 @dataclass(frozen=True)
@@ -155,11 +156,20 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)  # Adam's (D) and AdamW's; no option
     lambda_adv: float = option(default=0.001, help="Weight of the adversarial loss (0: source-only training).")
     lambda_target: float = option(default=1.0, commands=("adapt",), help="Weight of the annotated target pixels' loss.")
-    lambda_pseudo: float = option(default=1.0, commands=("adapt",), help="Weight of B's pseudo-label loss.")
-    # 0.01 keeps the toy mask at a few percent (0.1 gave 18%); the paper's value is unknown.
-    lambda_dis: float = option(default=0.01, help="Weight of B's classifier-discrepancy maximisation (sets the mask "
-                                                  "share: higher, larger mask).")
-    pseudo_alpha: float = option(default=0.2, commands=("adapt",),
+    lambda_pseudo: float = option(default=1.0, help="Weight of B's pseudo-label loss (A's pseudo labels on the "
+                                                    "target; in warmup from --pseudo-from on).")
+    pseudo_from: Optional[int] = option(default=None, commands=("warmup",),
+                                        help="Warmup iteration from which B's heads also learn A's pseudo labels on "
+                                             "the target (default: half the iterations: A's early predictions are "
+                                             "poor); --iters or more: never.")
+    # The paper's weight is unknown; the mask share it gives is known (about 2% of the pixels), so
+    # by default a controller steers the weight to that share (docs/method.md).
+    lambda_dis: float = option(default=0.01, help="Weight of B's classifier-discrepancy maximisation (higher: larger "
+                                                  "mask); the starting value when --mask-share steers it.")
+    mask_share: float = option(default=0.022, help="Steer --lambda-dis so that B's heads disagree on this share of "
+                                                   "the target pixels (the paper's SPL: about 2.2%); 0: keep "
+                                                   "--lambda-dis fixed.")
+    pseudo_alpha: float = option(default=0.2,
                                  help="Per class, the most confident fraction of A's pixels kept as pseudo labels.")
     source_batch: int = option(default=2, help="Source images per iteration.")
     target_batch: int = option(default=2, help="Target images per iteration.")
@@ -186,6 +196,14 @@ class TrainConfig:
             raise LaborUsageError(f"--optimizer {self.optimizer!r}: use sgd or adamw")
         if not 0 < self.pseudo_alpha <= 1:
             raise LaborUsageError(f"--pseudo-alpha {self.pseudo_alpha}: must be in (0, 1]")
+        if not 0 <= self.mask_share < 1:
+            raise LaborUsageError(f"--mask-share {self.mask_share}: must be in [0, 1) (0: a fixed --lambda-dis)")
+        if self.pseudo_from is not None and self.pseudo_from < 0:
+            raise LaborUsageError(f"--pseudo-from {self.pseudo_from}: must be >= 0")
+
+    def warmup_pseudo_from(self) -> int:
+        """The warmup iteration from which B learns A's pseudo labels (--pseudo-from, or half the run)."""
+        return self.iterations // 2 if self.pseudo_from is None else self.pseudo_from
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -275,12 +293,15 @@ class SelectOptions:
     COMMAND: ClassVar[str] = "select"
 
     masks: Path = option(help="Masks artifact (labor extract).")
-    mode: str = option(choices=SELECT_MODES, help="ppl (prototype points), spl (whole mask), random or entropy "
-                                                  "(baselines).")
+    mode: str = option(choices=SELECT_MODES, help="ppl (LabOR's prototype points), spl (LabOR's whole mask), balanced "
+                                                  "(ours: every predicted class's area, docs/method.md), random or "
+                                                  "entropy (baselines).")
     output: Path = output_option()
     points: Optional[int] = option(default=None, help="Points per image (ppl, random, entropy).")
     ratio: Optional[float] = option(default=None, help="Share of each image's pixels, 0 < R <= 1 (random, entropy).")
     min_spacing: float = option(default=0.0, help="Preferred minimum distance between chosen points, in pixels.")
+    balance_power: float = option(default=0.5, help="balanced: class budgets proportional to A's predicted area to "
+                                                    "this power (1: as random, 0: equal per class).")
     seed: int = option(default=0, help="Seed (random mode and ties); the same seed gives the same selection.")
     force: bool = force_option()
     quiet: bool = quiet_option()
@@ -391,6 +412,8 @@ class ToyOptions:
                                                  "(Cityscapes layout).")
     seed: int = option(default=0, help="Random seed; the same seed gives the same bytes.")
     size: str = option(default="default", choices=TOY_SIZES, help="Preset: default (the demo's) or tiny (tests).")
+    shift: str = option(default="photo", choices=TOY_SHIFTS,
+                        help="The target's look: photo (a photographed street) or night (the same streets by night).")
     force: bool = force_option()
 
 

@@ -89,7 +89,10 @@ def print_pair(pair: str, results: dict, seeds: list[str]) -> None:
 
     def figure(summaries: list[dict], key: str, field: str) -> str:
         values = [s[key][field] for s in summaries if s.get(key) and s[key].get(field) is not None]
-        return f"{statistics.mean(values):.1f}" if len(values) == len(summaries) and values else "-"
+        if len(values) != len(summaries) or not values:
+            return "-"
+        mean = statistics.mean(values)
+        return f"{mean:.2f}" if mean < 1 else f"{mean:.1f}"  # a 40-point selection holds a fraction of a percent
 
     for name, row in results.items():
         summaries = row["summaries"]

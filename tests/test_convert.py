@@ -128,7 +128,7 @@ def randomise(module: nn.Module, seed: int) -> nn.Module:
                 continue
             if name.endswith("running_var"):
                 tensor.uniform_(0.5, 1.5, generator=generator)
-            elif name.endswith("running_mean") or name.endswith("bias"):
+            elif name.endswith(("running_mean", "bias")):
                 tensor.normal_(0, 0.1, generator=generator)
             elif tensor.ndim == 1:  # batch-norm weight
                 tensor.uniform_(0.5, 1.0, generator=generator)

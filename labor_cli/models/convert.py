@@ -94,7 +94,7 @@ def load_weights_file(path: Path) -> Mapping[str, Any]:
         raise LaborError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file, a pickle with code in it, not a torch file...
+    except Exception as exc:  # a damaged file, a pickle with code in it, not a torch file...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise LaborError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {first})") from exc
     if not isinstance(loaded, Mapping) or not loaded:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from labor_cli import artifacts
 from labor_cli.artifacts import TrainingState
@@ -33,8 +32,8 @@ class ConvertResult:
     notes: list[str]
 
 
-def run_convert(weights: str, output: Path, *, class_set: Optional[str] = None, selector_backbone: str = "separate",
-                discriminator: Optional[str] = None, seed: int = 0, force: bool = False) -> ConvertResult:
+def run_convert(weights: str, output: Path, *, class_set: str | None = None, selector_backbone: str = "separate",
+                discriminator: str | None = None, seed: int = 0, force: bool = False) -> ConvertResult:
     output = Path(output)
     artifacts.check_output_path(output, force)
     model = read_field_model(weights)

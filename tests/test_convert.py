@@ -50,7 +50,8 @@ class CaffeBottleneck(nn.Module):
 class CaffeASPP(nn.Module):
     def __init__(self, inplanes, num_classes, branches_used):
         super().__init__()
-        self.conv2d_list = nn.ModuleList(nn.Conv2d(inplanes, num_classes, 3, padding=d, dilation=d) for d in (6, 12, 18, 24))
+        self.conv2d_list = nn.ModuleList(nn.Conv2d(inplanes, num_classes, 3, padding=d, dilation=d)
+                                         for d in (6, 12, 18, 24))
         self.branches_used = branches_used  # AdaptSegNet: 2 (returns inside its loop); ADVENT: 4
 
     def forward(self, x):
@@ -67,8 +68,10 @@ class DeepLabV2(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
         inplanes = 64
-        for index, (planes, count, stride, dilation) in enumerate(zip((64, 128, 256, 512), blocks, (1, 2, 1, 1), (1, 1, 2, 4))):
-            downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False), nn.BatchNorm2d(planes * 4))
+        stages = zip((64, 128, 256, 512), blocks, (1, 2, 1, 1), (1, 1, 2, 4))
+        for index, (planes, count, stride, dilation) in enumerate(stages):
+            downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False),
+                                       nn.BatchNorm2d(planes * 4))
             layers = [CaffeBottleneck(inplanes, planes, stride, dilation, downsample)]
             layers += [CaffeBottleneck(planes * 4, planes, 1, dilation) for _ in range(count - 1)]
             setattr(self, f"layer{index + 1}", nn.Sequential(*layers))
@@ -108,7 +111,8 @@ class RIPUDeepLab(nn.Module):
         super().__init__()
         from torchvision.models import resnet50, resnet101
 
-        net = {50: resnet50, 101: resnet101}[depth](replace_stride_with_dilation=[False, True, True], norm_layer=EpsFreeFrozenBN)
+        net = {50: resnet50, 101: resnet101}[depth](replace_stride_with_dilation=[False, True, True],
+                                                    norm_layer=EpsFreeFrozenBN)
         del net.fc, net.avgpool
         self.backbone = net
         self.classifier = CaffeASPP(2048, num_classes, 4)
@@ -291,7 +295,8 @@ def test_ripu_converts_to_the_same_outputs(tmp_path):
     with torch.no_grad():
         expected = theirs(labor_input(rgb))
         assert_same(net.eval()(labor_input(rgb)), expected)
-        net.backbone.load_state_dict({k[len("module.backbone."):]: v for k, v in checkpoint["feature_extractor"].items()})
+        unadjusted = {k[len("module.backbone."):]: v for k, v in checkpoint["feature_extractor"].items()}
+        net.backbone.load_state_dict(unadjusted)
         assert (net(labor_input(rgb)) - expected).abs().max() > 0.05 * expected.abs().max()  # unadjusted: wrong
 
 
@@ -344,7 +349,8 @@ def test_convert_refuses_to_overwrite_and_reads_a_discriminator(tmp_path, multi_
     path = multi_level[1]
     names = ("conv1", "conv2", "conv3", "conv4", "classifier")
     widths = (19, 64, 128, 256, 512, 1)
-    advent_d = nn.Sequential(*[layer for i in range(5) for layer in (nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1), nn.LeakyReLU(0.2))][:-1])
+    layers = [layer for i in range(5) for layer in (nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1), nn.LeakyReLU(0.2))]
+    advent_d = nn.Sequential(*layers[:-1])
     torch.save(advent_d.state_dict(), tmp_path / "model_D_main.pth")
     run_convert(f"advent:{path}", tmp_path / "model.h5", selector_backbone="shared",
                 discriminator=str(tmp_path / "model_D_main.pth"))

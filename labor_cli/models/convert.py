@@ -98,7 +98,8 @@ def load_weights_file(path: Path) -> Mapping[str, Any]:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise LaborError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {first})") from exc
     if not isinstance(loaded, Mapping) or not loaded:
-        raise LaborError(f"{path}: expected a state dict (a mapping of names to tensors), found {type(loaded).__name__}")
+        raise LaborError(f"{path}: expected a state dict (a mapping of names to tensors), "
+                         f"found {type(loaded).__name__}")
     return loaded
 
 
@@ -116,7 +117,8 @@ def _strip(state: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict[str, Any
     return out
 
 
-def _tensors(state: Mapping[str, Any], path: Path, what: str) -> dict[str, Tensor]:
+def tensor_state_dict(state: Mapping[str, Any], path: Path, what: str) -> dict[str, Tensor]:
+    """The tensors of a state dict, without batch-norm counters; one-line error for anything else."""
     if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise LaborError(f"{path}: {what} is not a state dict (expected a mapping of names to tensors)")
     return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -172,16 +174,18 @@ def read_field_model(spec: str | Path, format: str | None = None, *, need_classi
 def _read_caffe(loaded: Mapping[str, Any], path: Path, format: str, found: str | None) -> FieldModel:
     if found == "ripu":
         raise LaborError(f"{path}: not {FORMATS[format]}: it is a RIPU checkpoint; try ripu:{path}")
-    state = _tensors(_strip(loaded, ("module.", "Scale.")), path, "the file")
+    state = tensor_state_dict(_strip(loaded, ("module.", "Scale.")), path, "the file")
     notes = []
     if format == "deeplab" and found != "deeplab":
         notes.append("no Scale. prefix (read as a DeepLab-v2 state dict all the same)")
-    heads = {name: {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")} for name in ("layer5", "layer6")}
+    heads = {name: {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+             for name in ("layer5", "layer6")}
     backbone = {k: v for k, v in state.items() if not k.startswith(("layer5.", "layer6.", "fc."))}
     if heads["layer6"]:
         classifier, final = heads["layer6"], "layer6"
         if heads["layer5"]:
-            notes.append("dropped layer5, the auxiliary classifier on layer3 (the multi-level model predicts with layer6)")
+            notes.append("dropped layer5, the auxiliary classifier on layer3 "
+                         "(the multi-level model predicts with layer6)")
     else:
         classifier, final = heads["layer5"] or None, "layer5"
     if classifier is not None:
@@ -206,8 +210,9 @@ def _read_ripu(loaded: Mapping[str, Any], path: Path, found: str | None) -> Fiel
     if not isinstance(features, Mapping) or not isinstance(heads, Mapping):
         raise LaborError(f"{path}: damaged RIPU checkpoint: feature_extractor and classifier must be state dicts")
     has_tracking = any(str(k).endswith("num_batches_tracked") for k in features)
-    backbone = _tensors(_strip(features, ("module.", "backbone.")), path, "feature_extractor")
-    classifier = _check_classifier(_tensors(_strip(heads, ("module.",)), path, "classifier"), path, "classifier")
+    backbone = tensor_state_dict(_strip(features, ("module.", "backbone.")), path, "feature_extractor")
+    heads = tensor_state_dict(_strip(heads, ("module.",)), path, "classifier")
+    classifier = _check_classifier(heads, path, "classifier")
     blocks = _check_backbone(backbone, path, "ripu")
     notes = []
     if not has_tracking:  # RIPU's FrozenBatchNorm2d: weight / sqrt(var), no eps
@@ -246,7 +251,8 @@ def _check_backbone(state: dict[str, Tensor], path: Path, format: str) -> tuple[
     expected = resnet_keys(tuple(blocks))
     missing, unexpected = expected - set(state), set(state) - expected
     if missing or unexpected:
-        parts = [f"{len(keys)} {what}: {_describe_keys(keys)}" for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        parts = [f"{len(keys)} {what}: {_describe_keys(keys)}"
+                 for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
         raise LaborError(f"{path}: not {FORMATS[format]}: the ResNet keys do not fit ({'; '.join(parts)})")
     return tuple(blocks)
 
@@ -286,7 +292,8 @@ def load_backbone(backbone, model: FieldModel) -> None:
 def load_classifier(classifier, model: FieldModel) -> None:
     """Into an ASPPv2 with four branches (labor's default dilations 6, 12, 18, 24, as in all three codes)."""
     if classifier.dilations != (6, 12, 18, 24):
-        raise LaborError(f"{model.path}: DeepLab-v2's classifier has dilations 6, 12, 18, 24, labor's {classifier.dilations}")
+        raise LaborError(f"{model.path}: DeepLab-v2's classifier has dilations 6, 12, 18, 24, "
+                         f"labor's {classifier.dilations}")
     for key, value in model.classifier.items():
         if tuple(classifier.state_dict()[key].shape) != tuple(value.shape):
             raise LaborError(f"{model.path}: classifier {key} has shape {tuple(value.shape)}, "
@@ -318,7 +325,7 @@ def read_discriminator(spec: str | Path, num_classes: int) -> dict[str, Tensor]:
     """D's state dict from AdaptSegNet's FCDiscriminator (conv1-4, classifier: labor's names) or
     ADVENT's get_fc_discriminator (an nn.Sequential: 0, 2, 4, 6, 8), for ``num_classes`` inputs."""
     _, path = parse_weights_spec(str(spec))
-    state = _tensors(_strip(load_weights_file(path), ("module.",)), path, "the file")
+    state = tensor_state_dict(_strip(load_weights_file(path), ("module.",)), path, "the file")
     names = ("conv1", "conv2", "conv3", "conv4", "classifier")
     sequential = {f"{i * 2}.{p}": f"{name}.{p}" for i, name in enumerate(names) for p in ("weight", "bias")}
     if set(state) == set(sequential):
@@ -328,7 +335,8 @@ def read_discriminator(spec: str | Path, num_classes: int) -> dict[str, Tensor]:
         raise LaborError(f"{path}: not AdaptSegNet's or ADVENT's discriminator (expected conv1-4 and classifier, or "
                          f"0-8 of an nn.Sequential; found {_describe_keys(state)})")
     if state["conv1.weight"].shape[1] != num_classes:
-        raise LaborError(f"{path}: a discriminator for {state['conv1.weight'].shape[1]} classes, the model has {num_classes}")
+        raise LaborError(f"{path}: a discriminator for {state['conv1.weight'].shape[1]} classes, "
+                         f"the model has {num_classes}")
     return state
 
 

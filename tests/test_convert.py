@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_train_config
 from torch import nn
 
 from labor_cli.data.transforms import ImageNormalizer
@@ -419,3 +420,28 @@ def test_split_heads_average_to_the_classifier():
         zero_in_one = one.conv2d_list[0].weight.abs().sum((0, 2, 3)) == 0
         zero_in_two = two.conv2d_list[0].weight.abs().sum((0, 2, 3)) == 0
     assert int(zero_in_one.sum()) == 16 and torch.equal(zero_in_one, ~zero_in_two)
+
+
+def test_the_stages_start_from_a_converted_checkpoint(tmp_path, multi_level, small_caffe_arch, toy_source, toy_target):
+    """extract, select, label, adapt and evaluate all take a converted (caffe-layout) model."""
+    from labor_cli.artifacts import load_checkpoint
+    from labor_cli.stages.evaluate import run_evaluate
+    from labor_cli.stages.extract import run_extract
+    from labor_cli.stages.label import run_label
+    from labor_cli.stages.select import run_select
+    from labor_cli.stages.convert import run_convert
+    from labor_cli.stages.train import run_training_stage
+
+    run_convert(f"adaptsegnet:{multi_level[1]}", tmp_path / "model.h5", selector_backbone="shared")
+    small = (64, 32)  # the reduced ResNet still has DeepLab's 2048-channel dilated classifier: keep inputs small
+    run_extract(tmp_path / "model.h5", toy_target, tmp_path / "masks.h5", input_size=small, device="cpu", quiet=True)
+    run_select(tmp_path / "masks.h5", "ppl", tmp_path / "selection.h5", points=5, quiet=True)
+    run_label(tmp_path / "selection.h5", toy_target, tmp_path / "labels.h5", quiet=True)
+    config = tiny_train_config(iterations=1, source_batch=1, target_batch=1, source_size=small, target_size=small)
+    run_training_stage("adapt", toy_source, toy_target, tmp_path / "adapted.h5", config,
+                       start_from=tmp_path / "model.h5", labels=tmp_path / "labels.h5", device="cpu", quiet=True)
+    adapted = load_checkpoint(tmp_path / "adapted.h5")
+    assert adapted.networks.config()["backbone_layout"] == "caffe" and adapted.state.iteration == 1
+    result = run_evaluate(tmp_path / "adapted.h5", toy_target, "val", tmp_path / "eval.h5", input_size=small,
+                          device="cpu", quiet=True)
+    assert 0 <= result.scores["mIoU19"] <= 100

@@ -112,7 +112,7 @@ def check_pair(image: Path, label: Path | None, dataset: SegmentationDataset | N
     if label is None:
         return out
     try:
-        ids = dataset._decode_label(label)  # the stages' own decoder: what they will read
+        ids = dataset._decode_label(label)  # the raw ids, by the stages' own decoder (read_label maps them)
         if ids.ndim != 2:
             raise ValueError(f"expected a single-channel label, got shape {ids.shape}")
         out["label_size"] = (int(ids.shape[1]), int(ids.shape[0]))
@@ -145,7 +145,7 @@ def dataset_splits(kind: str, root: Path) -> list[str]:
 
 def orphan_labels(dataset: SegmentationDataset) -> list[str]:
     """Label files of the split that no image of it claims (the dataset API scans from images)."""
-    claimed = {str(dataset._entries[i].label) for i in range(len(dataset))}
+    claimed = {str(dataset.label_path(i)) for i in range(len(dataset)) if dataset.label_path(i) is not None}
     if isinstance(dataset, CityscapesDataset):
         candidates = (dataset.root / "gtFine" / dataset.split).glob(f"*/*{dataset.LABEL_SUFFIX}")
     elif dataset.split in ALL_SPLITS and (dataset.root / dataset.label_dir).is_dir():

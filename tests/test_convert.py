@@ -377,12 +377,15 @@ def test_wrong_format_and_unknown_layouts_are_one_line_errors(tmp_path, multi_le
     torch.save({"feature_extractor": {}, "classifier": {}}, tmp_path / "ripu.pth")
     torch.save({"encoder.weight": torch.zeros(3)}, tmp_path / "other.pth")
     (tmp_path / "text.pth").write_text("not weights")
+    torch.save({"conv1.weight": torch.zeros(1), "layer4.0.conv1.weight": torch.zeros(1), "fc.weight": torch.zeros(1)},
+               tmp_path / "resnet.pth")
     cases = [
         (f"ripu:{caffe}", "not a RIPU checkpoint.*try adaptsegnet:"),
         (f"adaptsegnet:{tmp_path / 'ripu.pth'}", "RIPU checkpoint; try ripu:"),
         (str(tmp_path / "other.pth"), "no known layout; expected a DeepLab-v2 state dict"),
         (str(tmp_path / "text.pth"), "not a readable PyTorch weights file"),
         (str(tmp_path / "missing.pth"), "no such file"),
+        (f"advent:{tmp_path / 'resnet.pth'}", "an ImageNet classifier ResNet .* without a format"),
     ]
     for spec, message in cases:
         with pytest.raises(LaborError, match=message) as info:

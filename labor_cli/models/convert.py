@@ -174,6 +174,9 @@ def read_field_model(spec: str | Path, format: str | None = None, *, need_classi
 def _read_caffe(loaded: Mapping[str, Any], path: Path, format: str, found: str | None) -> FieldModel:
     if found == "ripu":
         raise LaborError(f"{path}: not {FORMATS[format]}: it is a RIPU checkpoint; try ripu:{path}")
+    if found == "torchvision" and any(str(k).endswith("fc.weight") for k in loaded):
+        raise LaborError(f"{path}: not {FORMATS[format]}: an ImageNet classifier ResNet (it has fc), in torchvision's "
+                         f"layout; pass it as --init {path}, without a format")
     state = tensor_state_dict(_strip(loaded, ("module.", "Scale.")), path, "the file")
     notes = []
     if format == "deeplab" and found != "deeplab":

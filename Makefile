@@ -21,8 +21,10 @@ test: install
 demo: install
 	$(BIN)/labor demo
 
+# ruff's rules and line length are in pyproject.toml; `ruff format .` fixes what the check reports.
 lint: install
-	$(BIN)/python -m compileall -q labor_cli tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: install
 	$(BIN)/labor bench

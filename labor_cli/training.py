@@ -1,6 +1,6 @@
 """The training loop shared by warmup and adapt: A, B and D, one iteration at a time.
 
-One iteration (PAPER.md's losses, numbered as in the paper's figure):
+One iteration (docs/method.md's losses, numbered as in the paper's figure):
   A: 1 (source cross-entropy) + 2 (annotated target pixels, adapt only) + 3 (fool D on target)
   D: tell A's source outputs (0) from its target outputs (1)
   B: both heads on source labels + 5 (pseudo labels from A on the target, adapt only)
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -26,54 +26,11 @@ from labor_cli import distributed
 from labor_cli.console import progress_bar, stderr
 from labor_cli.data.transforms import ImageNormalizer
 from labor_cli.distributed import Rank
-from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.errors import LaborError
+from labor_cli.options import TrainConfig
 from labor_cli.runtime import CompileFallback, autocast, memory_format, seed_worker
 
 LOSS_NAMES = ("seg_src", "seg_tgt", "adv", "disc", "sel_src", "sel_pseudo", "dis")
-
-
-@dataclass
-class TrainConfig:
-    """Every value of the optimisation protocol (PAPER.md), with the paper-scale default."""
-
-    iterations: int = 40000
-    optimizer: str = "sgd"  # for A and B: sgd (the paper's protocol) or adamw (small networks from scratch)
-    lr: float = 2.5e-4  # for A and B; their heads at 10x
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    power: float = 0.9  # poly decay
-    lr_discriminator: float = 1e-4  # Adam for D
-    betas: tuple[float, float] = (0.9, 0.99)
-    lambda_adv: float = 0.001
-    lambda_target: float = 1.0
-    lambda_pseudo: float = 1.0
-    lambda_dis: float = 0.01  # keeps the toy mask at a few percent (0.1 gave 18%); unknown for the paper
-    pseudo_alpha: float = 0.2
-    source_batch: int = 2
-    target_batch: int = 2
-    hflip: bool = False  # flip half the source images left-right (not in the paper's protocol)
-    source_size: Optional[tuple[int, int]] = None  # (W, H); None: the dataset's training size
-    target_size: Optional[tuple[int, int]] = None
-    seed: int = 0
-    save_every: int = 1000
-    log_every: int = 10
-
-    def check(self) -> None:
-        positive = {"iterations": self.iterations, "source_batch": self.source_batch, "target_batch": self.target_batch,
-                    "save_every": self.save_every, "log_every": self.log_every, "lr": self.lr}
-        for name, value in positive.items():
-            if value <= 0:
-                raise LaborUsageError(f"--{name.replace('_', '-')} {value}: must be positive")
-        for name in ("lambda_adv", "lambda_target", "lambda_pseudo", "lambda_dis", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise LaborUsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 0")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise LaborUsageError(f"--optimizer {self.optimizer!r}: use sgd or adamw")
-        if not 0 < self.pseudo_alpha <= 1:
-            raise LaborUsageError(f"--pseudo-alpha {self.pseudo_alpha}: must be in (0, 1]")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class StreamSampler(torch.utils.data.Sampler):
@@ -191,7 +148,8 @@ def paint_points(pseudo: torch.Tensor, points: list[dict]) -> torch.Tensor:
     return pseudo
 
 
-def flip_source(source: dict[str, torch.Tensor], seed: int, iteration: int, rank: Rank = Rank()) -> dict[str, torch.Tensor]:
+def flip_source(source: dict[str, torch.Tensor], seed: int, iteration: int,
+                rank: Rank = Rank()) -> dict[str, torch.Tensor]:
     """Flip a random half of a source batch left-right, images and labels alike; which ones
     depends only on (seed, iteration), so a resumed run flips the same images. Target images
     are never flipped: their annotated pixels are positions in the unflipped image. With several
@@ -218,7 +176,8 @@ def build_optimizers(networks, config: TrainConfig) -> dict[str, torch.optim.Opt
     optimizers = {
         "segmenter": make(networks.segmenter.param_groups(config.lr)),
         "selector": make(networks.selector.param_groups(config.lr)),
-        "discriminator": torch.optim.Adam(networks.discriminator.parameters(), lr=config.lr_discriminator, betas=tuple(config.betas)),
+        "discriminator": torch.optim.Adam(networks.discriminator.parameters(), lr=config.lr_discriminator,
+                                          betas=tuple(config.betas)),
     }
     for optimizer in optimizers.values():
         for group in optimizer.param_groups:
@@ -235,23 +194,49 @@ def training_step(networks, optimizers, config: TrainConfig, source, target, poi
     what DistributedDataParallel would do, which cannot follow features()/classify() calls, D
     called three times and frozen in between, and three backward passes).
     """
-    segmenter, selector, discriminator = networks.segmenter, networks.selector, networks.discriminator
-    device = source["image"].device
-    xs, ys, xt = source["image"], source["label"], target["image"]
-    label_size = tuple(ys.shape[-2:])
-    target_size = tuple(xt.shape[-2:])
-    zero = torch.zeros((), device=device)
     for optimizer in optimizers.values():
         optimizer.zero_grad(set_to_none=True)
+    segmenter = _segmenter_step(networks, config, source, target, points, precision, adapt)
+    loss_disc = _discriminator_step(networks.discriminator, config, segmenter, precision)
+    loss_sel_src, loss_sel_pseudo, loss_dis = _selector_step(networks.selector, config, source, target, points,
+                                                             segmenter, precision, adapt)
+    if rank.distributed:
+        distributed.average_gradients([p for optimizer in optimizers.values() for group in optimizer.param_groups
+                                       for p in group["params"]], rank)
+    for optimizer in optimizers.values():
+        optimizer.step()
+    values = (segmenter.loss_seg_src, segmenter.loss_seg_tgt, segmenter.loss_adv, loss_disc, loss_sel_src,
+              loss_sel_pseudo, loss_dis)
+    return {name: value.detach() for name, value in zip(LOSS_NAMES, values)}
 
-    # --- A: losses 1, 2, 3 ---
+
+@dataclass
+class _SegmenterPass:
+    """What A's step leaves for D's and B's: A's features and outputs, and its losses."""
+
+    features_s: torch.Tensor
+    features_t: torch.Tensor
+    full_s: torch.Tensor  # A's source logits at the label's size
+    probabilities_t: torch.Tensor  # A's target class probabilities at the image's size
+    loss_seg_src: torch.Tensor
+    loss_seg_tgt: torch.Tensor
+    loss_adv: torch.Tensor
+
+
+def _segmenter_step(networks, config: TrainConfig, source, target, points, precision: str,
+                    adapt: bool) -> _SegmenterPass:
+    """A: losses 1 (source labels), 2 (annotated target pixels, adapt) and 3 (fool D), one backward pass."""
+    segmenter, discriminator = networks.segmenter, networks.discriminator
+    xs, ys, xt = source["image"], source["label"], target["image"]
+    device = xs.device
+    zero = torch.zeros((), device=device)
     with autocast(device, precision):
         features_s = segmenter.features(xs)
         logits_s = segmenter.classify(features_s)
         features_t = segmenter.features(xt)
         logits_t = segmenter.classify(features_t)
-    full_s = losses.upsample(logits_s, label_size)
-    full_t = losses.upsample(logits_t, target_size)
+    full_s = losses.upsample(logits_s, tuple(ys.shape[-2:]))
+    full_t = losses.upsample(logits_t, tuple(xt.shape[-2:]))
     loss_seg_src = losses.segmentation_loss(full_s, ys)
     loss_seg_tgt = losses.sparse_target_loss(logits_t, points) if adapt else zero
     probabilities_t = full_t.softmax(1)
@@ -262,22 +247,33 @@ def training_step(networks, optimizers, config: TrainConfig, source, target, poi
             loss_adv = losses.adversarial_loss(discriminator(probabilities_t), is_source=True)
         discriminator.requires_grad_(True)
     (loss_seg_src + config.lambda_target * loss_seg_tgt + config.lambda_adv * loss_adv).backward()
+    return _SegmenterPass(features_s, features_t, full_s, probabilities_t, loss_seg_src, loss_seg_tgt, loss_adv)
 
-    # --- D: source outputs are 0, target outputs 1 ---
-    loss_disc = zero
-    if config.lambda_adv > 0:
-        with autocast(device, precision):
-            loss_disc = 0.5 * (
-                losses.adversarial_loss(discriminator(full_s.detach().softmax(1)), is_source=True)
-                + losses.adversarial_loss(discriminator(probabilities_t.detach()), is_source=False)
-            )
-        loss_disc.backward()
 
-    # --- B: heads on source labels, 5 (pseudo labels, adapt), 6 (discrepancy, heads only) ---
-    use_pseudo = adapt and config.lambda_pseudo > 0
+def _discriminator_step(discriminator, config: TrainConfig, a: _SegmenterPass, precision: str) -> torch.Tensor:
+    """D: A's source outputs are 0, its target outputs 1."""
+    device = a.full_s.device
+    if config.lambda_adv <= 0:
+        return torch.zeros((), device=device)
     with autocast(device, precision):
+        loss_disc = 0.5 * (
+            losses.adversarial_loss(discriminator(a.full_s.detach().softmax(1)), is_source=True)
+            + losses.adversarial_loss(discriminator(a.probabilities_t.detach()), is_source=False)
+        )
+    loss_disc.backward()
+    return loss_disc
+
+
+def _selector_step(selector, config: TrainConfig, source, target, points, a: _SegmenterPass, precision: str,
+                   adapt: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """B: both heads on source labels, 5 (pseudo labels from A, adapt), minus 6 (the heads'
+    discrepancy on target pixels, heads only, on detached backbone features)."""
+    xs, ys, xt = source["image"], source["label"], target["image"]
+    label_size, target_size = tuple(ys.shape[-2:]), tuple(xt.shape[-2:])
+    use_pseudo = adapt and config.lambda_pseudo > 0
+    with autocast(xs.device, precision):
         if selector.shared:  # B's heads on A's features; B never trains A's backbone
-            selector_s, selector_t = features_s.detach(), features_t.detach()
+            selector_s, selector_t = a.features_s.detach(), a.features_t.detach()
         else:
             selector_s = selector.features(xs)
             with torch.set_grad_enabled(use_pseudo):
@@ -286,45 +282,77 @@ def training_step(networks, optimizers, config: TrainConfig, source, target, poi
         head1_d, head2_d = selector(features=selector_t.detach())
         if use_pseudo:
             head1_t, head2_t = (head1_d, head2_d) if selector.shared else selector(features=selector_t)
-    loss_sel_src = losses.segmentation_loss(losses.upsample(head1_s, label_size), ys) + losses.segmentation_loss(
-        losses.upsample(head2_s, label_size), ys
-    )
-    loss_sel_pseudo = zero
+    loss_sel_src = (losses.segmentation_loss(losses.upsample(head1_s, label_size), ys)
+                    + losses.segmentation_loss(losses.upsample(head2_s, label_size), ys))
+    loss_sel_pseudo = torch.zeros((), device=xs.device)
     if use_pseudo:
         with torch.no_grad():
-            pseudo = paint_points(losses.class_balanced_pseudo_labels(probabilities_t.detach(), config.pseudo_alpha), points)
-        loss_sel_pseudo = losses.segmentation_loss(losses.upsample(head1_t, target_size), pseudo) + losses.segmentation_loss(
-            losses.upsample(head2_t, target_size), pseudo
-        )
+            pseudo = paint_points(losses.class_balanced_pseudo_labels(a.probabilities_t.detach(), config.pseudo_alpha),
+                                  points)
+        loss_sel_pseudo = (losses.segmentation_loss(losses.upsample(head1_t, target_size), pseudo)
+                           + losses.segmentation_loss(losses.upsample(head2_t, target_size), pseudo))
     loss_dis = losses.discrepancy(head1_d, head2_d)
     (loss_sel_src + config.lambda_pseudo * loss_sel_pseudo - config.lambda_dis * loss_dis).backward()
+    return loss_sel_src, loss_sel_pseudo, loss_dis
 
-    if rank.distributed:
-        distributed.average_gradients([p for optimizer in optimizers.values() for group in optimizer.param_groups
-                                       for p in group["params"]], rank)
+
+class LossLog:
+    """The losses of the iterations since the last flush (still on the device) and the history
+    before them (on the host)."""
+
+    def __init__(self, history: dict[str, list[float]], rank: Rank, resume_path: Path):
+        self.history, self.rank, self.resume_path = history, rank, resume_path
+        self.pending: list[dict[str, torch.Tensor]] = []
+
+    def add(self, step_losses: dict[str, torch.Tensor]) -> None:
+        self.pending.append(step_losses)
+
+    def flush(self, iteration: int) -> dict[str, float]:
+        """Move the pending losses to the host (one synchronisation), check that they are finite,
+        and return their means."""
+        if not self.pending:
+            return {}
+        stacked = {name: torch.stack([p[name] for p in self.pending]).float().cpu().numpy() for name in LOSS_NAMES}
+        self.pending.clear()
+        if self.rank.distributed:  # the mean over the processes: the same history, and the same verdict, everywhere
+            summed = distributed.all_reduce_sum(torch.from_numpy(np.stack([stacked[n] for n in LOSS_NAMES])), self.rank)
+            stacked = {name: (summed[i] / self.rank.world_size).numpy() for i, name in enumerate(LOSS_NAMES)}
+        for name, values in stacked.items():
+            if not np.all(np.isfinite(values)):
+                last_good = self.resume_path if self.resume_path.exists() else "none (no save yet)"
+                raise LaborError(f"loss {name} became {values[~np.isfinite(values)][0]} by iteration {iteration}; "
+                                 f"stopped. The last good checkpoint is {last_good}; try a lower --lr")
+            self.history[name].extend(values.tolist())
+        return {name: float(values.mean()) for name, values in stacked.items()}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(values, dtype=np.float32) for name, values in self.history.items()}
+
+
+def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], iteration: int, config: TrainConfig) -> None:
     for optimizer in optimizers.values():
-        optimizer.step()
-    values = (loss_seg_src, loss_seg_tgt, loss_adv, loss_disc, loss_sel_src, loss_sel_pseudo, loss_dis)
-    return {name: value.detach() for name, value in zip(LOSS_NAMES, values)}
+        for group in optimizer.param_groups:
+            group["lr"] = poly_lr(group["base_lr"], iteration, config.iterations, config.power)
 
 
-def train(
-    networks,
-    config: TrainConfig,
-    stage: str,
-    source_view,
-    target_view,
-    target_points: Optional[TargetPoints],
-    device: torch.device,
-    precision: str,
-    workers: int,
-    save: Callable[[TrainingState, Path], None],
-    resume_path: Path,
-    resume_state: Optional[TrainingState] = None,
-    quiet: bool = False,
-    rank: Rank = Rank(),
-    compile_networks: bool = False,
-) -> TrainingState:
+def device_batch(source: dict, target: dict, device: torch.device, normalize: ImageNormalizer, config: TrainConfig,
+                 iteration: int, rank: Rank) -> tuple[dict, dict, list[int]]:
+    """The loaders' batches on the device (uint8 images and labels widened there), the source
+    flipped as --hflip asks; and the target images' dataset indices."""
+    source = {"image": normalize(source["image"].to(device, non_blocking=True)),
+              "label": source["label"].to(device, non_blocking=True).long()}
+    if config.hflip:
+        source = flip_source(source, config.seed, iteration, rank)
+        source["image"] = source["image"].contiguous(memory_format=normalize.memory_format)  # torch.stack drops it
+    indices = target["index"].tolist()
+    target = {"image": normalize(target["image"].to(device, non_blocking=True))}
+    return source, target, indices
+
+
+def train(networks, config: TrainConfig, stage: str, source_view, target_view, target_points: Optional[TargetPoints],
+          device: torch.device, precision: str, workers: int, save: Callable[[TrainingState, Path], None],
+          resume_path: Path, resume_state: Optional[TrainingState] = None, quiet: bool = False, rank: Rank = Rank(),
+          compile_networks: bool = False) -> TrainingState:
     """Train from iteration 0 (or ``resume_state``) to ``config.iterations``; return the final state.
 
     Every ``save_every`` iterations, and on SIGINT/SIGTERM, a complete checkpoint is written
@@ -340,92 +368,88 @@ def train(
     normalize = ImageNormalizer(device, fmt)
     networks.to(device, memory_format=fmt).train()
     distributed.broadcast_parameters(networks, rank)
-    compiled = CompileFallback(networks.called_modules(), compile_networks)  # after the move: compiled code is tied to the device
+    # After the move: compiled code is tied to the device.
+    compiled = CompileFallback(networks.called_modules(), compile_networks)
     optimizers = build_optimizers(networks, config)
-    start = 0
-    history = {name: [] for name in LOSS_NAMES}
-    if resume_state is not None:
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(_optimizer_state(resume_state.optimizers[name]))
-        start = resume_state.iteration
-        history = {name: list(resume_state.history.get(name, [])) for name in LOSS_NAMES}
+    start, history = restore_optimizers(optimizers, resume_state)
+    log = LossLog(history, rank, resume_path)
 
     def state_at(iteration: int) -> TrainingState:
         return TrainingState(stage, iteration, config.iterations,
-                             {name: opt.state_dict() for name, opt in optimizers.items()},
-                             {name: np.asarray(values, dtype=np.float32) for name, values in history.items()})
+                             {name: opt.state_dict() for name, opt in optimizers.items()}, log.arrays())
 
-    source_loader = make_loader(source_view, config.source_batch, config.seed, 0, start, config.iterations, workers, device, rank)
-    target_loader = make_loader(target_view, config.target_batch, config.seed, 1, start, config.iterations, workers, device, rank)
-    pending: list[dict[str, torch.Tensor]] = []
-    images_per_iteration = (config.source_batch + config.target_batch) * rank.world_size
-    started = time.perf_counter()
+    def loader(view, batch: int, stream: int):
+        return make_loader(view, batch, config.seed, stream, start, config.iterations, workers, device, rank)
 
-    def flush(iteration: int) -> dict[str, float]:
-        """Move the pending losses to the host (one synchronisation) and check they are finite."""
-        if not pending:
-            return {}
-        stacked = {name: torch.stack([p[name] for p in pending]).float().cpu().numpy() for name in LOSS_NAMES}
-        pending.clear()
-        if rank.distributed:  # the mean over the processes: the same history, and the same verdict, everywhere
-            summed = distributed.all_reduce_sum(torch.from_numpy(np.stack([stacked[n] for n in LOSS_NAMES])), rank)
-            stacked = {name: (summed[i] / rank.world_size).numpy() for i, name in enumerate(LOSS_NAMES)}
-        for name, values in stacked.items():
-            if not np.all(np.isfinite(values)):
-                raise LaborError(
-                    f"loss {name} became {values[~np.isfinite(values)][0]} by iteration {iteration}; stopped. "
-                    f"The last good checkpoint is {resume_path if resume_path.exists() else 'none (no save yet)'}; "
-                    "try a lower --lr"
-                )
-            history[name].extend(values.tolist())
-        return {name: float(values.mean()) for name, values in stacked.items()}
-
+    batches = zip(loader(source_view, config.source_batch, 0), loader(target_view, config.target_batch, 1))
+    speed = ImageRate(start, (config.source_batch + config.target_batch) * rank.world_size)
     with StopRequest(escalate=not rank.distributed) as stop, progress_bar(disable=quiet or not rank.is_main) as bar:
         task = bar.add_task(stage, total=config.iterations, completed=start, status="")
         iteration = start
-        for source, target in zip(source_loader, target_loader):
-            for optimizer in optimizers.values():
-                for group in optimizer.param_groups:
-                    group["lr"] = poly_lr(group["base_lr"], iteration, config.iterations, config.power)
-            # The loaders hand out uint8 images and labels; they are widened here, on the device.
-            source = {"image": normalize(source["image"].to(device, non_blocking=True)),
-                      "label": source["label"].to(device, non_blocking=True).long()}
-            if config.hflip:
-                source = flip_source(source, config.seed, iteration, rank)
-                source["image"] = source["image"].contiguous(memory_format=fmt)  # torch.stack does not keep it
-            indices = target["index"].tolist()
-            target = {"image": normalize(target["image"].to(device, non_blocking=True))}
+        for source, target in batches:
+            set_learning_rates(optimizers, iteration, config)
+            source, target, indices = device_batch(source, target, device, normalize, config, iteration, rank)
             points = target_points.batch(indices, device) if adapt else []
-            pending.append(compiled(training_step, networks, optimizers, config, source, target, points, precision, adapt, rank=rank))
+            log.add(compiled(training_step, networks, optimizers, config, source, target, points, precision, adapt,
+                             rank=rank))
             iteration += 1
             log_now = iteration % config.log_every == 0 or iteration == config.iterations
             save_now = iteration % config.save_every == 0 and iteration < config.iterations
             if log_now:
-                means = flush(iteration)
-                rate = (iteration - start) * images_per_iteration / (time.perf_counter() - started)
-                lr = optimizers["segmenter"].param_groups[0]["lr"]
-                bar.update(task, completed=iteration, status=_status(means, lr, rate))
+                status = _status(log.flush(iteration), optimizers["segmenter"].param_groups[0]["lr"], speed(iteration))
+                bar.update(task, completed=iteration, status=status)
             if save_now:
-                flush(iteration)
+                log.flush(iteration)
                 distributed.check_in_sync(networks, rank, f"iteration {iteration}")
                 if rank.is_main:
                     save(state_at(iteration), resume_path)
-            stopping = stop.signal_name is not None
-            if rank.distributed:  # a host synchronisation: only where the losses are read anyway
-                stopping = (log_now or save_now) and distributed.any_rank(stopping, rank)
-            if stopping:
-                flush(iteration)
-                if rank.is_main:
-                    save(state_at(iteration), resume_path)
-                distributed.barrier(rank)  # no process leaves (and has torchrun end the others) before the save
-                bar.stop()
-                if rank.is_main:
-                    stderr.print(f"{stop.signal_name or 'another process was signalled'}: stopped after iteration "
-                                 f"{iteration}; saved {resume_path}. Run the same command with --resume to continue.")
-                raise KeyboardInterrupt
-    flush(iteration)
+            if stop_requested(stop, log_now or save_now, rank):
+                log.flush(iteration)
+                save_and_stop(state_at(iteration), save, resume_path, stop, bar, rank)
+    log.flush(iteration)
     distributed.check_in_sync(networks, rank, "the end of training")
     return state_at(iteration)
+
+
+def restore_optimizers(optimizers: dict[str, torch.optim.Optimizer],
+                       resume_state: Optional[TrainingState]) -> tuple[int, dict[str, list[float]]]:
+    """The iteration to start from and the loss history so far: the resume state's, or none."""
+    if resume_state is None:
+        return 0, {name: [] for name in LOSS_NAMES}
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(_optimizer_state(resume_state.optimizers[name]))
+    return resume_state.iteration, {name: list(resume_state.history.get(name, [])) for name in LOSS_NAMES}
+
+
+class ImageRate:
+    """Training images per second since the run (or its resumption) started."""
+
+    def __init__(self, start: int, images_per_iteration: int):
+        self.start, self.images_per_iteration, self.started = start, images_per_iteration, time.perf_counter()
+
+    def __call__(self, iteration: int) -> float:
+        return (iteration - self.start) * self.images_per_iteration / (time.perf_counter() - self.started)
+
+
+def stop_requested(stop: StopRequest, at_sync_point: bool, rank: Rank) -> bool:
+    """Whether to stop after this iteration. With several processes they agree, at the log and
+    save points only: asking the others is a host synchronisation."""
+    stopping = stop.signal_name is not None
+    if rank.distributed:
+        stopping = at_sync_point and distributed.any_rank(stopping, rank)
+    return stopping
+
+
+def save_and_stop(state: TrainingState, save, resume_path: Path, stop: StopRequest, bar, rank: Rank) -> None:
+    """Write the resume file (rank 0), say how to continue, and stop (KeyboardInterrupt)."""
+    if rank.is_main:
+        save(state, resume_path)
+    distributed.barrier(rank)  # no process leaves (and has torchrun end the others) before the save
+    bar.stop()
+    if rank.is_main:
+        stderr.print(f"{stop.signal_name or 'another process was signalled'}: stopped after iteration "
+                     f"{state.iteration}; saved {resume_path}. Run the same command with --resume to continue.")
+    raise KeyboardInterrupt
 
 
 def _status(means: dict[str, float], lr: float, rate: float) -> str:

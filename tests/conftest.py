@@ -42,12 +42,20 @@ def tiny_train_config(**overrides):
     return TrainConfig(**values)
 
 
+def warmup_options(source, target, output, config=None, **overrides):
+    """The tests' warmup: the small arch on the CPU, data loaded in the test process, quiet."""
+    from labor_cli.options import WarmupOptions
+
+    values = dict(arch="small", device="cpu", workers=0, quiet=True)
+    values.update(overrides)
+    return WarmupOptions(source=source, target=target, output=output, train=config or tiny_train_config(), **values)
+
+
 @pytest.fixture(scope="session")
 def warm_checkpoint(tmp_path_factory, toy_source, toy_target) -> Path:
     """A small-arch checkpoint after a few warmup iterations on the tiny pair."""
     from labor_cli.stages.train import run_training_stage
 
     output = tmp_path_factory.mktemp("warm") / "warmup.h5"
-    run_training_stage("warmup", toy_source, toy_target, output, tiny_train_config(), arch="small",
-                       device="cpu", workers=0, quiet=True)
+    run_training_stage(warmup_options(toy_source, toy_target, output))
     return output

@@ -13,9 +13,14 @@ from labor_cli.models import build_networks
 
 def _write_labels(path, **kwargs):
     pixels = artifacts.PixelSet(
-        image_ids=["a/a_1", "b/b_2"], sizes=np.array([[4, 6], [5, 7]]), offsets=np.array([0, 2, 3]),
-        y=np.array([0, 3, 4]), x=np.array([5, 1, 6]), label=np.array([7, 255, 1], dtype=np.uint8),
-        class_set="cityscapes19", class_names=["road"] * 19,
+        image_ids=["a/a_1", "b/b_2"],
+        sizes=np.array([[4, 6], [5, 7]]),
+        offsets=np.array([0, 2, 3]),
+        y=np.array([0, 3, 4]),
+        x=np.array([5, 1, 6]),
+        label=np.array([7, 255, 1], dtype=np.uint8),
+        class_set="cityscapes19",
+        class_names=["road"] * 19,
     )
     with artifacts.create_artifact(path, "labels", {"mode": "test"}, **kwargs) as f:
         artifacts.write_pixel_set(f, pixels)
@@ -91,6 +96,68 @@ def test_plain_hdf5_and_newer_schema_are_refused(tmp_path):
         artifacts.open_artifact(newer, "labels")
 
 
+def test_open_artifact_and_read_any_run_the_same_checks(tmp_path):
+    """One check serves both: a typed open (a stage's input) and an untyped one (inspect)."""
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f["x"] = 1
+    alien = tmp_path / "alien.h5"
+    with h5py.File(alien, "w") as f:
+        f.attrs["labor_kind"] = "spreadsheet"
+    newer = tmp_path / "newer.h5"
+    _write_labels(newer)
+    with h5py.File(newer, "a") as f:
+        f.attrs["labor_schema"] = 99
+    cases = [
+        (tmp_path, "is a folder, expected a labor labels artifact", "is a folder, expected a labor artifact"),
+        (tmp_path / "missing.h5", "missing.h5: no such file", "missing.h5: no such file"),
+        (plain, "plain.h5: not a labor artifact", "plain.h5: not a labor artifact"),
+        (alien, "alien.h5: is a spreadsheet artifact, expected a labels", "alien.h5: not a labor artifact"),
+        (newer, "labels schema version 99 is newer than this labor", "labels schema version 99 is newer"),
+    ]
+    for path, typed, untyped in cases:
+        with pytest.raises(LaborError, match=typed) as error:
+            artifacts.open_artifact(path, "labels")
+        assert "\n" not in str(error.value)
+        with pytest.raises(LaborError, match=untyped):
+            artifacts.read_any(path)
+    good = tmp_path / "good.h5"
+    _write_labels(good)
+    with artifacts.read_any(good) as f:
+        assert f.attrs["labor_kind"] == "labels"
+    with artifacts.open_artifact(good, "labels") as artifact:
+        assert artifact.parent().kind == "labels" and artifact.config == {"mode": "test"}
+
+
+def test_the_package_keeps_every_name_the_stages_use():
+    """artifacts became a package: each name the code base imports is still ``artifacts.NAME``."""
+    from labor_cli.artifacts import checkpoint, masks, pixel_sets, provenance, tensor_tree
+
+    for module, names in (
+        (
+            provenance,
+            (
+                "create_artifact",
+                "check_output_path",
+                "Parent",
+                "KeepPartial",
+                "open_artifact",
+                "read_any",
+                "command_line",
+                "write_image_ids",
+                "read_image_ids",
+                "SCHEMA_VERSIONS",
+            ),
+        ),
+        (tensor_tree, ("write_tree", "read_tree", "write_state_dict", "read_state_dict")),
+        (checkpoint, ("TrainingState", "write_checkpoint", "Checkpoint", "load_checkpoint")),
+        (pixel_sets, ("PixelSet", "write_pixel_set", "read_pixel_set")),
+        (masks, ("MasksWriter", "Masks", "unpack_mask", "GzipChunkStream", "MASK_GROUPS")),
+    ):
+        for name in names:
+            assert getattr(artifacts, name) is getattr(module, name), name
+
+
 def test_interrupted_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
     path = tmp_path / "out.h5"
     with pytest.raises(KeyboardInterrupt):
@@ -136,8 +203,11 @@ def test_disk_full_during_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_trees_store_no_pickle(tmp_path):
     path = tmp_path / "tree.h5"
-    tree = {"state": {0: {"momentum_buffer": torch.ones(3)}}, "param_groups": [{"lr": 0.1, "params": [0]}],
-            "bf16": torch.tensor([1.5], dtype=torch.bfloat16)}
+    tree = {
+        "state": {0: {"momentum_buffer": torch.ones(3)}},
+        "param_groups": [{"lr": 0.1, "params": [0]}],
+        "bf16": torch.tensor([1.5], dtype=torch.bfloat16),
+    }
     with h5py.File(path, "w") as f:
         artifacts.write_tree(f.create_group("t"), tree)
     with h5py.File(path) as f:
@@ -157,7 +227,9 @@ def test_gzip_chunk_stream_reads_back_exactly_what_was_appended_across_flushes_a
     total = sum(len(p) for p in pieces)
     path = tmp_path / "stream.h5"
     with h5py.File(path, "w") as f, ThreadPoolExecutor(2) as pool:
-        f.create_dataset("data", shape=(total,), dtype=np.uint8, chunks=(chunk,), compression="gzip", compression_opts=1)
+        f.create_dataset(
+            "data", shape=(total,), dtype=np.uint8, chunks=(chunk,), compression="gzip", compression_opts=1
+        )
         stream = artifacts.GzipChunkStream(f["data"], 0, pool, max_in_flight=2)
         for piece in pieces[:4]:
             stream.append(piece)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_train_config
+from conftest import tiny_train_config, warmup_options
 from labor_cli import artifacts, runtime
 from labor_cli.errors import LaborUsageError
+from labor_cli.options import EvaluateOptions, ExtractOptions
 from labor_cli.runtime import CompileFallback, resolve_compile
 from labor_cli.stages.evaluate import run_evaluate
 from labor_cli.stages.extract import run_extract
@@ -25,8 +26,8 @@ def _weights(path):
 
 
 def _warmup(toy_source, toy_target, output, compile):
-    return run_training_stage("warmup", toy_source, toy_target, output, tiny_train_config(iterations=3, save_every=100),
-                              arch="small", device="cpu", workers=0, quiet=True, compile=compile)
+    config = tiny_train_config(iterations=3, save_every=100)
+    return run_training_stage(warmup_options(toy_source, toy_target, output, config, compile=compile))
 
 
 def failing_backend(graph_module, example_inputs):
@@ -66,18 +67,24 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tmp_path, toy_s
 
 def test_compiled_extract_and_evaluate_equal_eager(tmp_path, warm_checkpoint, toy_target, monkeypatch, capsys):
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", failing_backend)  # the fallback path, then real compiling
-    run_extract(warm_checkpoint, toy_target, tmp_path / "fallback.h5", device="cpu", quiet=True, compile="on", batch_size=2)
+    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "fallback.h5", device="cpu",
+                               quiet=True, compile="on", batch_size=2, workers=0))
     assert "torch.compile failed" in capsys.readouterr().err
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
-    run_extract(warm_checkpoint, toy_target, tmp_path / "compiled.h5", device="cpu", quiet=True, compile="on", batch_size=2)
-    run_extract(warm_checkpoint, toy_target, tmp_path / "eager.h5", device="cpu", quiet=True, compile="off", batch_size=2)
+    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "compiled.h5", device="cpu",
+                               quiet=True, compile="on", batch_size=2, workers=0))
+    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "eager.h5", device="cpu",
+                               quiet=True, compile="off", batch_size=2, workers=0))
     with h5py.File(tmp_path / "eager.h5") as eager:
         for name in ("fallback.h5", "compiled.h5"):
             with h5py.File(tmp_path / name) as other:
                 for key in ("prediction", "mask", "candidates/similarity", "candidates/x", "uncertain/entropy"):
                     np.testing.assert_array_equal(other[key][()], eager[key][()], err_msg=f"{name}: {key}")
-    compiled = run_evaluate(warm_checkpoint, toy_target, "val", tmp_path / "e1.h5", device="cpu", quiet=True, compile="on")
-    eager = run_evaluate(warm_checkpoint, toy_target, "val", tmp_path / "e2.h5", device="cpu", quiet=True, compile="off")
+    compiled = run_evaluate(EvaluateOptions(model=warm_checkpoint, target=toy_target, split="val",
+                                            output=tmp_path / "e1.h5", device="cpu", quiet=True, compile="on",
+                                            workers=0))
+    eager = run_evaluate(EvaluateOptions(model=warm_checkpoint, target=toy_target, split="val",
+                                         output=tmp_path / "e2.h5", device="cpu", quiet=True, compile="off", workers=0))
     np.testing.assert_array_equal(compiled.confusion, eager.confusion)
 
 

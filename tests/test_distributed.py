@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_train_config
+from conftest import tiny_train_config, warmup_options
 from labor_cli import artifacts, distributed
 from labor_cli.distributed import Rank
 from labor_cli.stages.extract import ShardBatches
@@ -127,8 +127,7 @@ def test_warmup_with_two_processes_stops_together_resumes_and_matches_the_global
     two = artifacts.load_checkpoint(tmp_path / "two.h5")
     assert two.state.iteration == 16 and two.config["world_size"] == 2
 
-    run_training_stage("warmup", toy_source, toy_target, tmp_path / "one.h5", config, arch="small", device="cpu",
-                       workers=0, quiet=True)
+    run_training_stage(warmup_options(toy_source, toy_target, tmp_path / "one.h5", config))
     one = artifacts.load_checkpoint(tmp_path / "one.h5")
     for name in ("segmenter", "selector", "discriminator"):
         ours, theirs = getattr(two.networks, name).state_dict(), getattr(one.networks, name).state_dict()

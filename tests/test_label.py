@@ -14,7 +14,9 @@ from labor_cli import artifacts
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_names
 from labor_cli.errors import LaborError, LaborUsageError
-from labor_cli.stages.label import print_export, print_import, print_label, run_export, run_import, run_label
+from labor_cli.options import ExportOptions, ImportOptions, LabelOptions
+from labor_cli.stages.exchange import print_export, print_import, run_export, run_import
+from labor_cli.stages.label import print_label, run_label
 
 NAMES = list(class_names("cityscapes19"))
 
@@ -92,7 +94,8 @@ def assert_same_labels(a, b):
 def test_simulated_labels_are_the_ground_truth_and_ignored_stays_ignored(tmp_path, toy_target, truth, capsys):
     ids = list(truth)
     selection = make_selection(tmp_path / "sel.h5", truth, ids, count=12, ignored=2)
-    result = run_label(tmp_path / "sel.h5", toy_target, tmp_path / "labels.h5", quiet=True)
+    result = run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5",
+                                    quiet=True))
     labels = artifacts.read_pixel_set(tmp_path / "labels.h5", "labels")
     assert labels.image_ids == ids
     for i, image_id in enumerate(ids):
@@ -143,7 +146,8 @@ def test_error_rates_on_a_hand_made_case(tmp_path, toy_target, truth, capsys):
         preds.append(pred)
     write_pixels(tmp_path / "sel.h5", "selection", ids, [truth[i].shape for i in ids], ys, xs, predicted=preds)
     write_masks(tmp_path / "masks.h5", truth, list(truth), wrong_rows=16)  # masks cover every image, in any order
-    result = run_label(tmp_path / "sel.h5", toy_target, tmp_path / "labels.h5", masks=tmp_path / "masks.h5", quiet=True)
+    result = run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5",
+                                    masks=tmp_path / "masks.h5", quiet=True))
     assert result.error_selected == pytest.approx(50.0)
     known = sum(int((truth[i] != 255).sum()) for i in ids)
     wrong = sum(int((truth[i][:16] != 255).sum()) for i in ids)
@@ -157,13 +161,15 @@ def test_error_rates_on_a_hand_made_case(tmp_path, toy_target, truth, capsys):
 
     # A selection without `predicted`: A's class at each pixel comes from the masks' prediction.
     write_pixels(tmp_path / "bare.h5", "selection", ids, [truth[i].shape for i in ids], ys, xs)
-    bare = run_label(tmp_path / "bare.h5", toy_target, tmp_path / "bare_labels.h5", masks=tmp_path / "masks.h5", quiet=True)
+    bare = run_label(LabelOptions(selection=tmp_path / "bare.h5", target=toy_target, output=tmp_path / "bare_labels.h5",
+                                  masks=tmp_path / "masks.h5", quiet=True))
     labels = artifacts.read_pixel_set(tmp_path / "bare_labels.h5", "labels")
     top = labels.y < 16
     known_sel = labels.label != 255
     assert bare.error_selected == pytest.approx(100 * (top & known_sel).sum() / known_sel.sum())
     assert bare.errors_covered == pytest.approx(100 * (top & known_sel).sum() / wrong)  # of A's wrong pixels, the share selected
-    no_masks = run_label(tmp_path / "bare.h5", toy_target, tmp_path / "bare2.h5", quiet=True)
+    no_masks = run_label(LabelOptions(selection=tmp_path / "bare.h5", target=toy_target, output=tmp_path / "bare2.h5",
+                                      quiet=True))
     assert no_masks.error_selected is None and no_masks.error_all is None
 
 
@@ -180,7 +186,8 @@ def test_merge_accumulates_rounds(tmp_path, toy_target, truth):
     write_pixels(tmp_path / "sel2.h5", "selection", [ids[2], ids[1]], [shape, shape],
                  [np.array([2, 30, 40]), np.array([0, 63])], [np.array([11, 60, 70]), np.array([0, 127])],
                  predicted=[np.array([1, 2, 3]), np.array([4, 5])])
-    result = run_label(tmp_path / "sel2.h5", toy_target, tmp_path / "round2.h5", merge=tmp_path / "round1.h5", quiet=True)
+    result = run_label(LabelOptions(selection=tmp_path / "sel2.h5", target=toy_target, output=tmp_path / "round2.h5",
+                                    merge=tmp_path / "round1.h5", quiet=True))
     merged = artifacts.read_pixel_set(tmp_path / "round2.h5", "labels")
     assert merged.image_ids == [ids[0], ids[1], ids[2]]  # the dataset's order, images of both rounds
     assert merged.counts().tolist() == [2, 2, 5]
@@ -207,7 +214,8 @@ def test_merge_accumulates_rounds(tmp_path, toy_target, truth):
     write_pixels(tmp_path / "synthia.h5", "labels", [ids[0]], [shape], [np.array([1])], [np.array([1])],
                  labels=[np.array([0])], class_set="synthia16")
     with pytest.raises(LaborError, match="synthia.h5.*class set"):
-        run_label(tmp_path / "sel2.h5", toy_target, tmp_path / "round3.h5", merge=tmp_path / "synthia.h5", quiet=True)
+        run_label(LabelOptions(selection=tmp_path / "sel2.h5", target=toy_target, output=tmp_path / "round3.h5",
+                               merge=tmp_path / "synthia.h5", quiet=True))
     assert not (tmp_path / "round3.h5").exists()
 
 
@@ -217,33 +225,41 @@ def test_label_refuses_bad_inputs(tmp_path, toy_target, truth):
     write_pixels(tmp_path / "missing.h5", "selection", [ids[0], "nowhere/nowhere_000000_000019"], [shape, shape],
                  [np.array([1]), np.array([2])], [np.array([1]), np.array([2])])
     with pytest.raises(LaborError, match=r"missing\.h5.*'nowhere/nowhere_000000_000019'"):
-        run_label(tmp_path / "missing.h5", toy_target, tmp_path / "out.h5", quiet=True)
+        run_label(LabelOptions(selection=tmp_path / "missing.h5", target=toy_target, output=tmp_path / "out.h5",
+                               quiet=True))
     write_pixels(tmp_path / "size.h5", "selection", [ids[0]], [(32, 64)], [np.array([1])], [np.array([1])])
     with pytest.raises(LaborError, match=r"size\.h5.*64x32 there but 128x64"):
-        run_label(tmp_path / "size.h5", toy_target, tmp_path / "out.h5", quiet=True)
+        run_label(LabelOptions(selection=tmp_path / "size.h5", target=toy_target, output=tmp_path / "out.h5",
+                               quiet=True))
     write_pixels(tmp_path / "outside.h5", "selection", [ids[0]], [shape], [np.array([64])], [np.array([1])])
     with pytest.raises(LaborError, match=r"outside\.h5.*outside image"):
-        run_label(tmp_path / "outside.h5", toy_target, tmp_path / "out.h5", quiet=True)
+        run_label(LabelOptions(selection=tmp_path / "outside.h5", target=toy_target, output=tmp_path / "out.h5",
+                               quiet=True))
     write_pixels(tmp_path / "twice.h5", "selection", [ids[0]], [shape], [np.array([3, 3])], [np.array([4, 4])])
     with pytest.raises(LaborError, match=r"twice\.h5.*listed twice"):
-        run_label(tmp_path / "twice.h5", toy_target, tmp_path / "out.h5", quiet=True)
+        run_label(LabelOptions(selection=tmp_path / "twice.h5", target=toy_target, output=tmp_path / "out.h5",
+                               quiet=True))
     # A labels artifact where a selection is expected.
     write_pixels(tmp_path / "labels.h5", "labels", [ids[0]], [shape], [np.array([1])], [np.array([1])], labels=[np.array([0])])
     with pytest.raises(LaborError, match=r"labels\.h5: is a labels artifact, expected a selection"):
-        run_label(tmp_path / "labels.h5", toy_target, tmp_path / "out.h5", quiet=True)
+        run_label(LabelOptions(selection=tmp_path / "labels.h5", target=toy_target, output=tmp_path / "out.h5",
+                               quiet=True))
     assert not (tmp_path / "out.h5").exists()
     # An existing output is not replaced without force (checked before any work).
     make_selection(tmp_path / "sel.h5", truth, ids[:1])
     (tmp_path / "out.h5").write_bytes(b"keep me")
     with pytest.raises(LaborError, match=r"out\.h5: already exists"):
-        run_label(tmp_path / "sel.h5", toy_target, tmp_path / "out.h5", quiet=True)
+        run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "out.h5",
+                               quiet=True))
     assert (tmp_path / "out.h5").read_bytes() == b"keep me"
-    run_label(tmp_path / "sel.h5", toy_target, tmp_path / "out.h5", force=True, quiet=True)
+    run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "out.h5", force=True,
+                           quiet=True))
     assert artifacts.read_pixel_set(tmp_path / "out.h5", "labels").image_ids == ids[:1]
     # Masks that lack an image of the selection.
     write_masks(tmp_path / "masks.h5", truth, ids[1:], wrong_rows=0)
     with pytest.raises(LaborError, match=rf"masks\.h5: has no image '{ids[0]}'"):
-        run_label(tmp_path / "sel.h5", toy_target, tmp_path / "out2.h5", masks=tmp_path / "masks.h5", quiet=True)
+        run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "out2.h5",
+                               masks=tmp_path / "masks.h5", quiet=True))
 
 
 # --- labor export / import ---------------------------------------------------------------------
@@ -252,8 +268,9 @@ def test_label_refuses_bad_inputs(tmp_path, toy_target, truth):
 def test_export_csv_then_import_gives_the_simulated_labels(tmp_path, toy_target, truth, capsys):
     ids = list(truth)
     make_selection(tmp_path / "sel.h5", truth, ids, count=15, ignored=3)
-    run_label(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5", quiet=True)
-    exported = run_export(tmp_path / "sel.h5", tmp_path / "export")
+    run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "simulated.h5",
+                           quiet=True))
+    exported = run_export(ExportOptions(artifact=tmp_path / "sel.h5", output_dir=tmp_path / "export"))
     assert exported.points_file == tmp_path / "export" / "points.csv" and exported.pixels == 15 * len(ids)
     with open(exported.points_file, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -270,7 +287,8 @@ def test_export_csv_then_import_gives_the_simulated_labels(tmp_path, toy_target,
                 skipped += 1
                 continue
             writer.writerow([row["image_id"], row["x"], row["y"], "ignore" if value == 255 else NAMES[value]])
-    result = run_import(tmp_path / "answers.csv", tmp_path / "sel.h5", tmp_path / "imported.h5")
+    result = run_import(ImportOptions(answers=tmp_path / "answers.csv", selection=tmp_path / "sel.h5",
+                                      output=tmp_path / "imported.h5"))
     assert_same_labels(read_h5(tmp_path / "imported.h5"), read_h5(tmp_path / "simulated.h5"))
     assert result.unanswered == skipped > 0
     assert result.answered == 15 * len(ids) - skipped
@@ -287,8 +305,9 @@ def test_export_csv_then_import_gives_the_simulated_labels(tmp_path, toy_target,
 def test_export_json_then_import_with_class_indices(tmp_path, toy_target, truth):
     ids = list(truth)[1:3]
     make_selection(tmp_path / "sel.h5", truth, ids, count=10, ignored=1)
-    run_label(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5", quiet=True)
-    exported = run_export(tmp_path / "sel.h5", tmp_path / "export", fmt="json")
+    run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "simulated.h5",
+                           quiet=True))
+    exported = run_export(ExportOptions(artifact=tmp_path / "sel.h5", output_dir=tmp_path / "export", fmt="json"))
     items = json.loads(exported.points_file.read_text())
     assert {"image_id", "x", "y"} <= set(items[0]) and len(items) == 20
     answers = []
@@ -297,7 +316,8 @@ def test_export_json_then_import_with_class_indices(tmp_path, toy_target, truth)
         if value != 255:  # unanswered -> ignored, like the ground truth's 255
             answers.append({"image_id": item["image_id"], "x": item["x"], "y": item["y"], "class": value})
     (tmp_path / "answers.json").write_text(json.dumps(answers, indent=2))
-    result = run_import(tmp_path / "answers.json", tmp_path / "sel.h5", tmp_path / "imported.h5")
+    result = run_import(ImportOptions(answers=tmp_path / "answers.json", selection=tmp_path / "sel.h5",
+                                      output=tmp_path / "imported.h5"))
     assert_same_labels(read_h5(tmp_path / "imported.h5"), read_h5(tmp_path / "simulated.h5"))
     assert result.unanswered == 2 and result.error_selected == 0.0
 
@@ -305,8 +325,9 @@ def test_export_json_then_import_with_class_indices(tmp_path, toy_target, truth)
 def test_export_of_labels_and_overlays(tmp_path, toy_target, truth):
     ids = list(truth)
     make_selection(tmp_path / "sel.h5", truth, ids, count=8, ignored=1)
-    run_label(tmp_path / "sel.h5", toy_target, tmp_path / "labels.h5", quiet=True)
-    result = run_export(tmp_path / "labels.h5", tmp_path / "export", target=toy_target, overlays=True, quiet=True)
+    run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5", quiet=True))
+    result = run_export(ExportOptions(artifact=tmp_path / "labels.h5", output_dir=tmp_path / "export",
+                                      target=toy_target, overlays=True, quiet=True))
     assert result.overlays == len(ids)
     with open(result.points_file, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -324,21 +345,22 @@ def test_export_of_labels_and_overlays(tmp_path, toy_target, truth):
         assert (png[labels.y[rows], labels.x[rows]] != plain[labels.y[rows], labels.x[rows]]).any(axis=1).all()
     # An existing non-empty folder is refused without force, replaced with it.
     with pytest.raises(LaborError, match=r"export: folder exists and is not empty"):
-        run_export(tmp_path / "sel.h5", tmp_path / "export")
-    run_export(tmp_path / "sel.h5", tmp_path / "export", fmt="json", force=True)
+        run_export(ExportOptions(artifact=tmp_path / "sel.h5", output_dir=tmp_path / "export"))
+    run_export(ExportOptions(artifact=tmp_path / "sel.h5", output_dir=tmp_path / "export", fmt="json", force=True))
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["points.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export")]  # no temporary left
     with pytest.raises(LaborUsageError, match="--format"):
-        run_export(tmp_path / "sel.h5", tmp_path / "x", fmt="xml")
+        run_export(ExportOptions(artifact=tmp_path / "sel.h5", output_dir=tmp_path / "x", fmt="xml"))
     with pytest.raises(LaborUsageError, match="--overlays needs"):
-        run_export(tmp_path / "sel.h5", tmp_path / "x", overlays=True)
+        run_export(ExportOptions(artifact=tmp_path / "sel.h5", output_dir=tmp_path / "x", overlays=True))
 
 
 def test_dense_selection_overlays_tint_every_selected_pixel(tmp_path, toy_target, truth):
     image_id = list(truth)[0]
     y, x = np.mgrid[20:40, 30:70]  # 800 pixels: too dense for rings
     write_pixels(tmp_path / "spl.h5", "selection", [image_id], [truth[image_id].shape], [y.ravel()], [x.ravel()])
-    run_export(tmp_path / "spl.h5", tmp_path / "export", target=toy_target, overlays=True, quiet=True)
+    run_export(ExportOptions(artifact=tmp_path / "spl.h5", output_dir=tmp_path / "export", target=toy_target,
+                             overlays=True, quiet=True))
     png = np.array(Image.open(tmp_path / "export" / (image_id.replace("/", "__") + ".png")))
     dataset = open_dataset(toy_target, "train", "cityscapes19")
     plain = dataset.read_image(dataset.index_of(image_id))
@@ -378,16 +400,17 @@ def test_import_refuses_bad_answers(tmp_path, truth):
     ]
     for text, message, name in cases:
         with pytest.raises(LaborError, match=message):
-            run_import(write_text(tmp_path / name, text), sel, tmp_path / "out.h5")
+            run_import(ImportOptions(answers=write_text(tmp_path / name,
+                                                        text), selection=sel, output=tmp_path / "out.h5"))
         assert not (tmp_path / "out.h5").exists()
     with pytest.raises(LaborError, match=r"nothing\.csv: no such file"):
-        run_import(tmp_path / "nothing.csv", sel, tmp_path / "out.h5")
+        run_import(ImportOptions(answers=tmp_path / "nothing.csv", selection=sel, output=tmp_path / "out.h5"))
     # Good answers: the same answer twice is fine; case and spaces in class names do not matter.
     answers = write_text(tmp_path / "ok.csv", f"{header}{good}{good}{ids[1]},6,3, Traffic Light \n")
-    result = run_import(answers, sel, tmp_path / "out.h5")
+    result = run_import(ImportOptions(answers=answers, selection=sel, output=tmp_path / "out.h5"))
     labels = artifacts.read_pixel_set(tmp_path / "out.h5", "labels")
     assert labels.label.tolist() == [0, 255, 6]
     assert result.answered == 2 and result.unanswered == 1 and result.answers == 3
     with pytest.raises(LaborError, match=r"out\.h5: already exists"):
-        run_import(answers, sel, tmp_path / "out.h5")
-    run_import(answers, sel, tmp_path / "out.h5", force=True)
+        run_import(ImportOptions(answers=answers, selection=sel, output=tmp_path / "out.h5"))
+    run_import(ImportOptions(answers=answers, selection=sel, output=tmp_path / "out.h5", force=True))

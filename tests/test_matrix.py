@@ -18,6 +18,7 @@ import pytest
 
 from labor_cli import artifacts
 from labor_cli.cli import main
+from labor_cli.options import ExtractOptions, LabelOptions, SelectOptions
 
 RUN = ["--device", "cpu", "--workers", "0", "-q"]
 TRAIN = ["--iters", "2", "--source-batch", "2", "--target-batch", "2", "--save-every", "1000", *RUN]
@@ -125,9 +126,10 @@ def chain(tmp_path_factory, toy_pair, toy_source, toy_target, warm_checkpoint):
 
     root = tmp_path_factory.mktemp("matrix")
     good = {"ckpt": warm_checkpoint, "masks": root / "masks.h5", "sel": root / "sel.h5", "labels": root / "labels.h5"}
-    run_extract(warm_checkpoint, toy_target, good["masks"], device="cpu", quiet=True)
-    run_select(good["masks"], "ppl", good["sel"], points=3, quiet=True)
-    run_label(good["sel"], toy_target, good["labels"], quiet=True)
+    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=good["masks"], device="cpu", quiet=True,
+                               workers=0))
+    run_select(SelectOptions(masks=good["masks"], mode="ppl", output=good["sel"], points=3, quiet=True))
+    run_label(LabelOptions(selection=good["sel"], target=toy_target, output=good["labels"], quiet=True))
     chosen = artifacts.read_pixel_set(good["sel"], "selection")
     good["answers"] = root / "answers.csv"
     good["answers"].write_text(f"image_id,x,y,class\n{chosen.image_ids[0]},{chosen.x[0]},{chosen.y[0]},road\n")
@@ -147,7 +149,8 @@ def chain(tmp_path_factory, toy_pair, toy_source, toy_target, warm_checkpoint):
         shutil.copyfile(path, bad / f"newer-{kind}.h5")
         with h5py.File(bad / f"newer-{kind}.h5", "a") as f:
             f.attrs["labor_schema"] = 99
-    run_extract(warm_checkpoint, toy_target, bad / "val-masks.h5", split="val", device="cpu", quiet=True)
+    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=bad / "val-masks.h5", split="val",
+                               device="cpu", quiet=True, workers=0))
     # a dataset copy with a truncated image (train and val) and a truncated label (train)
     target = bad / "corrupt-target"
     shutil.copytree(toy_pair / "target", target)

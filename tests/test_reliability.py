@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_train_config
+from conftest import warmup_options
 from labor_cli import artifacts
 from labor_cli.errors import LaborError
+from labor_cli.options import ExtractOptions
 from labor_cli.stages.train import resume_path_for, run_training_stage
 
 
 def _warmup(toy_source, toy_target, output, **kwargs):
-    return run_training_stage("warmup", toy_source, toy_target, output, tiny_train_config(), arch="small",
-                              device="cpu", workers=0, quiet=True, **kwargs)
+    return run_training_stage(warmup_options(toy_source, toy_target, output, **kwargs))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -110,7 +110,8 @@ def test_a_signal_stops_extract_cleanly_and_resume_equals_an_uninterrupted_run(t
     import labor_cli.stages.extract as extract
 
     def run(output, **kwargs):
-        return extract.run_extract(warm_checkpoint, toy_target, output, device="cpu", quiet=True, **kwargs)
+        return extract.run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=output, device="cpu",
+                                                  quiet=True, **kwargs, workers=0))
 
     run(tmp_path / "whole.h5")
     real, calls = extract.extract_image, []
@@ -146,7 +147,8 @@ def test_extract_resume_without_a_stopped_run_says_so(tmp_path, toy_target, warm
     from labor_cli.stages.extract import run_extract
 
     with pytest.raises(LaborError, match=r"masks.resume.h5: no stopped extraction to resume"):
-        run_extract(warm_checkpoint, toy_target, tmp_path / "masks.h5", device="cpu", quiet=True, resume=True)
+        run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "masks.h5", device="cpu",
+                                   quiet=True, resume=True, workers=0))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from labor_cli import artifacts, selection
 from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.options import SelectOptions
 from labor_cli.stages.select import run_select
 
 CLASSES = ["road", "sidewalk", "building", "wall"]
@@ -46,7 +47,7 @@ def pairs(pixels, i=0):
 
 def select(tmp_path, masks, mode, name="sel.h5", **kwargs):
     output = tmp_path / name
-    result = run_select(masks, mode, output, quiet=True, **kwargs)
+    result = run_select(SelectOptions(masks=masks, mode=mode, output=output, quiet=True, **kwargs))
     return result, artifacts.read_pixel_set(output, "selection")
 
 
@@ -122,7 +123,7 @@ def test_ppl_refuses_candidates_that_disagree_with_the_prediction_map(tmp_path):
     candidates = _rows(y=[1, 2], x=[1, 2], **{"class": [0, 3]}, similarity=[0.5, 0.5])
     masks = write_masks(tmp_path / "m.h5", [_image(4, 4, candidates=candidates)])  # A predicts 0 everywhere
     with pytest.raises(LaborError, match="damaged masks artifact.*disagree"):
-        run_select(masks, "ppl", tmp_path / "sel.h5", points=2, quiet=True)
+        run_select(SelectOptions(masks=masks, mode="ppl", output=tmp_path / "sel.h5", points=2, quiet=True))
 
 
 def _clustered_candidates(rng, count, h, w):
@@ -222,10 +223,10 @@ def test_entropy_picks_the_most_uncertain_pixels_in_order(tmp_path):
 def test_entropy_asking_for_more_than_stored_names_the_fix(tmp_path):
     masks = write_masks(tmp_path / "m.h5", [_uncertain_image()])
     with pytest.raises(LaborError, match=r"m\.h5.*--uncertain-per-image") as error:
-        run_select(masks, "entropy", tmp_path / "sel.h5", points=9, quiet=True)
+        run_select(SelectOptions(masks=masks, mode="entropy", output=tmp_path / "sel.h5", points=9, quiet=True))
     assert error.value.exit_code == 1
     with pytest.raises(LaborError, match="--uncertain-per-image"):
-        run_select(masks, "entropy", tmp_path / "sel.h5", ratio=0.5, quiet=True)
+        run_select(SelectOptions(masks=masks, mode="entropy", output=tmp_path / "sel.h5", ratio=0.5, quiet=True))
     assert not (tmp_path / "sel.h5").exists()
 
 
@@ -262,11 +263,12 @@ def test_existing_output_is_refused_without_force(tmp_path):
     select(tmp_path, masks, "ppl", points=2)
     before = (tmp_path / "sel.h5").read_bytes()
     with pytest.raises(LaborError, match="already exists"):
-        run_select(masks, "ppl", tmp_path / "sel.h5", points=5, quiet=True)
+        run_select(SelectOptions(masks=masks, mode="ppl", output=tmp_path / "sel.h5", points=5, quiet=True))
     with pytest.raises(LaborError, match="already exists"):  # checked before the input is even opened
-        run_select(tmp_path / "missing.h5", "ppl", tmp_path / "sel.h5", points=5, quiet=True)
+        run_select(SelectOptions(masks=tmp_path / "missing.h5", mode="ppl", output=tmp_path / "sel.h5", points=5,
+                                 quiet=True))
     assert (tmp_path / "sel.h5").read_bytes() == before
-    run_select(masks, "ppl", tmp_path / "sel.h5", points=5, force=True, quiet=True)
+    run_select(SelectOptions(masks=masks, mode="ppl", output=tmp_path / "sel.h5", points=5, force=True, quiet=True))
     assert artifacts.read_pixel_set(tmp_path / "sel.h5", "selection").counts().tolist() == [5]
 
 
@@ -288,25 +290,26 @@ def test_existing_output_is_refused_without_force(tmp_path):
 def test_bad_options_are_usage_errors(tmp_path, mode, kwargs, message):
     masks = write_masks(tmp_path / "m.h5", [_image(6, 8), _image(7, 9)])
     with pytest.raises(LaborUsageError, match=message) as error:
-        run_select(masks, mode, tmp_path / "sel.h5", quiet=True, **kwargs)
+        run_select(SelectOptions(masks=masks, mode=mode, output=tmp_path / "sel.h5", quiet=True, **kwargs))
     assert error.value.exit_code == 2 and "\n" not in str(error.value)
     assert not (tmp_path / "sel.h5").exists()
 
 
 def test_missing_or_wrong_kind_of_masks_file(tmp_path):
     with pytest.raises(LaborError, match="no such file") as error:
-        run_select(tmp_path / "nope.h5", "spl", tmp_path / "sel.h5", quiet=True)
+        run_select(SelectOptions(masks=tmp_path / "nope.h5", mode="spl", output=tmp_path / "sel.h5", quiet=True))
     assert error.value.exit_code == 1
     masks = write_masks(tmp_path / "m.h5", [_ppl_image()])
     select(tmp_path, masks, "ppl", points=2)
     with pytest.raises(LaborError, match="is a selection artifact, expected a masks artifact"):
-        run_select(tmp_path / "sel.h5", "ppl", tmp_path / "again.h5", points=2, quiet=True)
+        run_select(SelectOptions(masks=tmp_path / "sel.h5", mode="ppl", output=tmp_path / "again.h5", points=2,
+                                 quiet=True))
 
 
 def test_output_may_not_replace_its_input(tmp_path):
     masks = write_masks(tmp_path / "m.h5", [_ppl_image()])
     with pytest.raises(LaborUsageError, match="own input"):
-        run_select(masks, "ppl", masks, points=2, force=True, quiet=True)
+        run_select(SelectOptions(masks=masks, mode="ppl", output=masks, points=2, force=True, quiet=True))
 
 
 def test_ppl_pick_matches_a_plain_reference_on_random_candidates():

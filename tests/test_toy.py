@@ -33,7 +33,9 @@ def _source_labels(root: Path, split: str) -> list[np.ndarray]:
 
 
 def _target_labels(root: Path, split: str) -> list[np.ndarray]:
-    return [np.asarray(Image.open(p)) for p in sorted((root / "target" / "gtFine" / split).rglob("*_gtFine_labelIds.png"))]
+    return [
+        np.asarray(Image.open(p)) for p in sorted((root / "target" / "gtFine" / split).rglob("*_gtFine_labelIds.png"))
+    ]
 
 
 def test_source_layout(pair):
@@ -114,9 +116,7 @@ def test_summary(pair):
 def test_same_seed_gives_identical_bytes_and_other_seeds_differ(pair, tmp_path):
     root, _ = pair
     again = toy.make_toy_pair(tmp_path / "again", seed=0, size="tiny")
-    assert again["domains"] == {
-        d: {**v, "path": str(tmp_path / "again" / d)} for d, v in pair[1]["domains"].items()
-    }
+    assert again["domains"] == {d: {**v, "path": str(tmp_path / "again" / d)} for d, v in pair[1]["domains"].items()}
     first, second = _files(root), _files(tmp_path / "again")
     assert first.keys() == second.keys()
     assert all(first[k] == second[k] for k in first)
@@ -222,8 +222,95 @@ def test_the_real_loaders_read_the_pair(pair):
         if domain == "source":
             raw = {p.stem: p for p in (root / domain / "labels").iterdir()}
         else:
-            raw = {p.name[: -len("_gtFine_labelIds.png")]: p for p in (root / domain / "gtFine" / "train").rglob("*.png")}
+            raw = {
+                p.name[: -len("_gtFine_labelIds.png")]: p for p in (root / domain / "gtFine" / "train").rglob("*.png")
+            }
         for i in (0, len(ds) - 1):
             key = Path(str(ds.image_ids[i])).name.split(".")[0].replace("_leftImg8bit", "")
             assert key in raw, (ds.image_ids[i], sorted(raw))
             assert np.array_equal(ds.read_label(i), table[np.asarray(Image.open(raw[key]))])
+
+
+# ---------------------------------------------------------------------------------------------
+# A second kind of shift: the night target
+
+
+@pytest.fixture(scope="module")
+def night_pair(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("toy-night") / "pair"
+    return out, toy.make_toy_pair(out, seed=0, size="tiny", shift="night")
+
+
+def test_night_target_labels_every_class_in_every_split_with_the_same_source(pair, night_pair):
+    root, summary = night_pair
+    table = cityscapes_id_table()
+    allowed = {lab.label_id for lab in CITYSCAPES_LABELS} | {toy.VOID, toy.EGO_VEHICLE}
+    for split in ("train", "val"):
+        ids = np.unique(np.concatenate([lab.ravel() for lab in _target_labels(root, split)]))
+        assert set(ids.tolist()) <= allowed, (split, ids)
+        assert set(table[ids].tolist()) - {255} == set(range(19)), split
+    assert any((lab == toy.EGO_VEHICLE).any() for lab in _target_labels(root, "train"))
+    # the same source as the photo pair's, byte for byte; the target in the same layout and sizes
+    photo_files, night_files = _files(pair[0]), _files(root)
+    assert photo_files.keys() == night_files.keys()
+    assert all(photo_files[k] == night_files[k] for k in photo_files if k.startswith("source/"))
+    w, h = TINY["target"]["size"]
+    assert all(
+        Image.open(root / k).size == (w, h) for k in night_files if k.startswith("target/") and k.endswith(".png")
+    )
+    meta = json.loads((root / "target" / "labor-dataset.json").read_text())
+    assert meta == {
+        "name": "toy target",
+        "train_size": [w, h],
+        "seed": 0,
+        "generator": "labor data toy",
+        "shift": "night",
+    }
+    assert summary["shift"] == summary["domains"]["target"]["shift"] == "night"
+    assert pair[1]["shift"] == pair[1]["domains"]["target"]["shift"] == "photo"
+
+
+def test_night_is_drawn_the_same_for_the_same_seed_and_unlike_the_photo_target(pair, night_pair, tmp_path):
+    root, _ = night_pair
+    toy.make_toy_pair(tmp_path / "again", seed=0, size="tiny", shift="night", workers=2)
+    first, second = _files(root), _files(tmp_path / "again")
+    assert first.keys() == second.keys() and all(first[k] == second[k] for k in first)
+    photo = _files(pair[0])
+    target_pngs = [k for k in first if k.startswith("target/") and k.endswith(".png")]
+    assert target_pngs and all(first[k] != photo[k] for k in target_pngs)
+
+
+def test_night_looks_like_night(pair, night_pair):
+    """Dark frames with lights in them and a dark sky: what makes the night target a night."""
+
+    def target_images(root):
+        paths = sorted((root / "target" / "leftImg8bit").rglob("*_leftImg8bit.png"))
+        images = [np.asarray(Image.open(p)).astype(np.float64) for p in paths]
+        gt = [
+            Path(str(p).replace("leftImg8bit", "gtFine", 1).replace("_leftImg8bit.png", "_gtFine_labelIds.png"))
+            for p in paths
+        ]
+        return images, [np.asarray(Image.open(p)) for p in gt]
+
+    photo_images, _ = target_images(pair[0])
+    night_images, night_labels = target_images(night_pair[0])
+    photo_mean = np.mean([image.mean() for image in photo_images])
+    night_mean = np.mean([image.mean() for image in night_images])
+    assert night_mean < 0.6 * photo_mean, (night_mean, photo_mean)
+    lit = [(image.max(axis=2) >= 250).any() for image in night_images]  # lamps, lit windows, car lights
+    assert sum(lit) >= len(lit) / 2
+    sky = np.concatenate([image[label == 23].mean(axis=1) for image, label in zip(night_images, night_labels)])
+    assert sky.size and np.median(sky) < 50  # the sky is dark; Cityscapes' label id 23 is sky
+
+
+def test_photo_is_the_default_shift_and_an_unknown_shift_is_a_usage_error(pair, tmp_path):
+    toy.make_toy_pair(tmp_path / "photo", seed=0, size="tiny", shift="photo")
+    first, photo = _files(pair[0]), _files(tmp_path / "photo")
+    assert first.keys() == photo.keys() and all(first[k] == photo[k] for k in first)
+    a, b = toy.render(3, "target", 5, 128, 64), toy.render(3, "target", 5, 128, 64, shift="photo")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert toy.SHIFTS == ("photo", "night")
+    with pytest.raises(LaborUsageError, match=r"unknown toy shift 'dusk'; known: photo, night") as err:
+        toy.make_toy_pair(tmp_path / "x", size="tiny", shift="dusk")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "x").exists()

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_train_config, warmup_options
 
-from conftest import tiny_train_config
 from labor_cli import artifacts
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.runtime import resolve_device, resolve_precision
@@ -15,9 +15,7 @@ def _weights(path):
 
 
 def _warmup(toy_source, toy_target, output, **kwargs):
-    config = kwargs.pop("config", tiny_train_config())
-    return run_training_stage("warmup", toy_source, toy_target, output, config, arch="small", device="cpu",
-                              workers=0, quiet=True, **kwargs)
+    return run_training_stage(warmup_options(toy_source, toy_target, output, **kwargs))
 
 
 def test_warmup_changes_the_weights_and_lowers_the_source_loss(tmp_path, toy_source, toy_target):
@@ -101,8 +99,8 @@ def test_device_and_precision_selection():
 
 
 def test_bf16_autocast_runs_on_the_cpu(tmp_path, toy_source, toy_target):
-    run_training_stage("warmup", toy_source, toy_target, tmp_path / "w.h5", tiny_train_config(iterations=2),
-                       arch="small", device="cpu", precision="bf16", workers=0, quiet=True)
+    run_training_stage(warmup_options(toy_source, toy_target, tmp_path / "w.h5", tiny_train_config(iterations=2),
+                                      precision="bf16"))
     assert artifacts.load_checkpoint(tmp_path / "w.h5").state.iteration == 2
 
 

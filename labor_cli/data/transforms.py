@@ -27,7 +27,9 @@ class ImageNormalizer:
     with ImageNet's mean and std, in ``memory_format``. Made once per run: the constants are
     copied to the device once, not once per batch (a copy that would wait for the GPU)."""
 
-    def __init__(self, device: torch.device | str = "cpu", memory_format: torch.memory_format = torch.contiguous_format):
+    def __init__(
+        self, device: torch.device | str = "cpu", memory_format: torch.memory_format = torch.contiguous_format
+    ):
         self.mean, self.std = _MEAN.to(device), _STD.to(device)
         self.memory_format = memory_format
 
@@ -85,5 +87,7 @@ class SegmentationView(torch.utils.data.Dataset):
         target_size = self.size or _size_of(image)
         item = {"image": image_as_tensor(resize_image(image, target_size)), "index": i}
         if self.with_labels:
-            item["label"] = torch.from_numpy(np.ascontiguousarray(resize_label(self.dataset.read_label(i), target_size), dtype=np.uint8))
+            item["label"] = torch.from_numpy(
+                np.ascontiguousarray(resize_label(self.dataset.read_label(i), target_size), dtype=np.uint8)
+            )
         return item

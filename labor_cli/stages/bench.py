@@ -239,6 +239,7 @@ def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", imag
     from labor_cli import artifacts
     from labor_cli.artifacts import TrainingState
     from labor_cli.data.labels import class_names
+    from labor_cli.options import ExtractOptions
     from labor_cli.stages.extract import run_extract
 
     torch_device = resolve_device(device)
@@ -256,8 +257,9 @@ def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", imag
                                        TrainingState("warmup", 0, 1, {}, {}))
         output = Path(tmp) / "masks.h5"
         started = time.perf_counter()
-        result = run_extract(checkpoint, f"cityscapes:{Path(tmp) / 'cityscapes'}", output, device=device, precision=precision,
-                             workers=workers, batch_size=batch_size, quiet=True, compile=compile)
+        result = run_extract(ExtractOptions(model=checkpoint, target=f"cityscapes:{Path(tmp) / 'cityscapes'}", output=output,
+                                            device=device, precision=precision, workers=workers, batch_size=batch_size,
+                                            quiet=True, compile=compile))
         seconds = time.perf_counter() - started
     return {"arch": arch, "images": images, "native_size": list(native), "workers": workers, "batch_size": batch_size,
             "selector_backbone": selector_backbone, "compile": compile, "seconds": seconds, "images_per_s": images / seconds,

@@ -13,11 +13,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 from labor_cli import artifacts
 from labor_cli.console import stderr, stdout
-from labor_cli.presets import read_config_file
-from labor_cli.training import TrainConfig
+from labor_cli.options import (
+    AdaptOptions, DemoOptions, EvaluateOptions, ExtractOptions, LabelOptions, SelectOptions, WarmupOptions, build,
+    values_from_file,
+)
 
 
 @dataclass
@@ -28,17 +31,15 @@ class DemoRow:
     evaluation: Path
 
 
-def train_config_from_preset(name: str, seed: int, **overrides) -> tuple[TrainConfig, dict]:
-    """A preset's training values as a TrainConfig, and the rest (e.g. arch) as a dict."""
-    values = read_config_file(Path(name))
-    fields = {k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
-    rest = {k: v for k, v in values.items() if k not in fields}
-    fields.update(seed=seed, **overrides)
-    return TrainConfig(**fields), rest
+def training_options(options_class: type, preset: str, demo: DemoOptions, iterations: Optional[int], **values) -> Any:
+    """A training stage's options as `--config PRESET` gives them, with the demo's seed, iteration
+    override and inputs."""
+    from_preset = values_from_file(Path(preset), options_class)
+    overrides = {"seed": demo.seed, **({"iterations": iterations} if iterations else {})}
+    return build(options_class, {**from_preset, **overrides, **values})
 
 
-def run_demo(workdir: Path, seed: int = 0, points: int = 40, force: bool = False, quiet: bool = False,
-             warmup_iterations: int | None = None, adapt_iterations: int | None = None, workers: int = 0) -> list[DemoRow]:
+def run_demo(demo: DemoOptions) -> list[DemoRow]:
     from labor_cli.data.toy import make_toy_pair
     from labor_cli.stages.evaluate import run_evaluate
     from labor_cli.stages.extract import run_extract
@@ -46,13 +47,13 @@ def run_demo(workdir: Path, seed: int = 0, points: int = 40, force: bool = False
     from labor_cli.stages.select import run_select
     from labor_cli.stages.train import run_training_stage
 
-    workdir = Path(workdir)
-    if force and workdir.exists():
+    workdir = Path(demo.workdir)
+    if demo.force and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "toy"
     source, target = f"gta5:{data / 'source'}", f"cityscapes:{data / 'target'}"
-    common = dict(device="auto", quiet=quiet)
+    common = dict(device="auto", quiet=demo.quiet, workers=demo.workers)
     started = time.perf_counter()
 
     def step(title: str, output: Path, make) -> Path:
@@ -63,30 +64,30 @@ def run_demo(workdir: Path, seed: int = 0, points: int = 40, force: bool = False
             make()
         return output
 
-    step("drawing the toy domain pair", data, lambda: make_toy_pair(data, seed=seed))
-    warm_config, warm_rest = train_config_from_preset("toy-warmup", seed, **({"iterations": warmup_iterations} if warmup_iterations else {}))
-    adapt_config, _ = train_config_from_preset("toy-adapt", seed, **({"iterations": adapt_iterations} if adapt_iterations else {}))
-    warm = step("warmup (source labels + adversarial alignment)", workdir / "warmup.h5", lambda: run_training_stage(
-        "warmup", source, target, workdir / "warmup.h5", warm_config, arch=warm_rest.get("arch", "small"),
-        selector_backbone=warm_rest.get("selector_backbone", "separate"), workers=workers, **common))
-
     def evaluate(model: Path, name: str) -> Path:
         output = workdir / f"eval-{name}.h5"
-        return step(f"evaluate {name}", output, lambda: run_evaluate(model, target, "val", output, workers=workers, **common))
+        return step(f"evaluate {name}", output, lambda: run_evaluate(
+            EvaluateOptions(model=model, target=target, split="val", output=output, **common)))
 
-    rows = [DemoRow("adversarial warmup (no target labels)", 0.0, _miou(evaluate(warm, "warmup")), workdir / "eval-warmup.h5")]
-    masks = step("extract masks", workdir / "masks.h5", lambda: run_extract(warm, target, workdir / "masks.h5", workers=workers, **common))
+    step("drawing the toy domain pair", data, lambda: make_toy_pair(data, seed=demo.seed))
+    warm = step("warmup (source labels + adversarial alignment)", workdir / "warmup.h5", lambda: run_training_stage(
+        training_options(WarmupOptions, "toy-warmup", demo, demo.warmup_iters, source=source, target=target,
+                         output=workdir / "warmup.h5", **common)))
+    rows = [DemoRow("adversarial warmup (no target labels)", 0.0, _miou(evaluate(warm, "warmup")),
+                    workdir / "eval-warmup.h5")]
+    masks = step("extract masks", workdir / "masks.h5", lambda: run_extract(
+        ExtractOptions(model=warm, target=target, output=workdir / "masks.h5", **common)))
     for name, title, select_options in (
-        ("ppl", f"LabOR-PPL ({points} points / image)", {"mode": "ppl", "points": points}),
+        ("ppl", f"LabOR-PPL ({demo.points} points / image)", {"mode": "ppl", "points": demo.points}),
         ("spl", "LabOR-SPL (whole mask)", {"mode": "spl"}),
     ):
-        selection = step(f"select {name}", workdir / f"selection-{name}.h5",
-                         lambda: run_select(masks, output=workdir / f"selection-{name}.h5", seed=seed, quiet=quiet, **select_options))
-        labels = step(f"label {name}", workdir / f"labels-{name}.h5",
-                      lambda: run_label(selection, target, workdir / f"labels-{name}.h5", masks=masks, quiet=quiet))
+        selection = step(f"select {name}", workdir / f"selection-{name}.h5", lambda: run_select(SelectOptions(
+            masks=masks, output=workdir / f"selection-{name}.h5", seed=demo.seed, quiet=demo.quiet, **select_options)))
+        labels = step(f"label {name}", workdir / f"labels-{name}.h5", lambda: run_label(LabelOptions(
+            selection=selection, target=target, output=workdir / f"labels-{name}.h5", masks=masks, quiet=demo.quiet)))
         model = step(f"adapt {name}", workdir / f"adapt-{name}.h5", lambda: run_training_stage(
-            "adapt", source, target, workdir / f"adapt-{name}.h5", adapt_config, start_from=warm, labels=labels,
-            workers=workers, **common))
+            training_options(AdaptOptions, "toy-adapt", demo, demo.adapt_iters, model=warm, labels=labels,
+                             source=source, target=target, output=workdir / f"adapt-{name}.h5", **common)))
         share = artifacts.read_pixel_set(labels, "labels").labeled_share()
         rows.append(DemoRow(title, share, _miou(evaluate(model, name)), workdir / f"eval-{name}.h5"))
     stderr.print(f"demo finished in {time.perf_counter() - started:.0f} s")
@@ -104,7 +105,8 @@ def _miou(evaluation: Path) -> float:
 def print_demo(rows: list[DemoRow]) -> None:
     from rich.table import Table
 
-    table = Table("method", "labeled target pixels (%)", "mIoU (toy target val)", title="labor demo: toy GTA5-like -> Cityscapes-like")
+    table = Table("method", "labeled target pixels (%)", "mIoU (toy target val)",
+                  title="labor demo: toy GTA5-like -> Cityscapes-like")
     for row in rows:
         table.add_row(row.method, f"{row.labeled_percent:.3f}", f"{row.miou:.1f}")
     stdout.print(table)

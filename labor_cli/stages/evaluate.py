@@ -15,12 +15,16 @@ from PIL import Image
 from labor_cli import artifacts, distributed
 from labor_cli.console import progress_bar
 from labor_cli.data.datasets import open_dataset, skipped_files
-from labor_cli.data.labels import class_colours, evaluation_subsets, index_to_label_id
+from labor_cli.data.labels import evaluation_subsets, index_to_label_id
 from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
 from labor_cli.distributed import Rank
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from labor_cli.models import fold_frozen_batchnorm
-from labor_cli.runtime import CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision
+from labor_cli.drawing import palette_256
+from labor_cli.options import EvaluateOptions, resolve_workers, stored_config
+from labor_cli.runtime import (
+    CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision,
+)
 
 
 class FullLabelView(torch.utils.data.Dataset):
@@ -37,7 +41,8 @@ class FullLabelView(torch.utils.data.Dataset):
         if self.size is not None:
             image = resize_image(image, self.size)
         label = self.dataset.read_label(i)
-        return {"image": image_as_tensor(image), "label": torch.from_numpy(label), "index": i}  # uint8, widened on the device
+        # uint8, widened on the device
+        return {"image": image_as_tensor(image), "label": torch.from_numpy(label), "index": i}
 
 
 @dataclass
@@ -59,83 +64,31 @@ def predict_full_resolution(model, images: torch.Tensor, label_size: tuple[int, 
     return logits.argmax(1)
 
 
-def run_evaluate(
-    model_path: Path,
-    target: str,
-    split: str,
-    output: Path,
-    force: bool = False,
-    device: str = "auto",
-    precision: str = "auto",
-    input_size: tuple[int, int] | None = None,
-    batch_size: int = 1,
-    workers: int = 0,
-    predictions_dir: Path | None = None,
-    colour_dir: Path | None = None,
-    quiet: bool = False,
-    rank: Rank = Rank(),
-    skip_bad: bool = False,
-    compile: str = "auto",
-) -> EvaluationResult | None:
+def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationResult | None:
     """Under torchrun (``rank``) process r evaluates images r, r + W, ...; the confusion matrices
     are summed over the processes and rank 0 writes the artifact (the others return None)."""
-    artifacts.check_output_path(output, force)
-    checkpoint = artifacts.load_checkpoint(model_path)
-    dataset = open_dataset(target, split, class_set=checkpoint.class_set, skip_bad=skip_bad)
+    artifacts.check_output_path(options.output, options.force)
+    checkpoint = artifacts.load_checkpoint(options.model)
+    dataset = open_dataset(options.target, options.split, class_set=checkpoint.class_set, skip_bad=options.skip_bad)
     dataset.check_classes(checkpoint.class_set, "evaluation target")
-    torch_device = resolve_device(device, rank)
-    precision = resolve_precision(precision, torch_device)
-    size = input_size or dataset.train_size
-    model = checkpoint.networks.segmenter
-    fold_frozen_batchnorm(model)  # inference only, and these weights are never saved
-    fmt = memory_format(torch_device)
-    model = model.to(torch_device, memory_format=fmt).eval()
-    normalize = ImageNormalizer(torch_device, fmt)
-    configure_backends(torch_device)
-    compiled = CompileFallback(model.called_modules(), resolve_compile(compile, torch_device, training=False))
-    num_classes = len(checkpoint.class_names)
-    view = FullLabelView(dataset, size)
-    if rank.distributed:
-        view = torch.utils.data.Subset(view, range(rank.rank, len(dataset), rank.world_size))
-    loader = torch.utils.data.DataLoader(
-        view,
-        batch_size=batch_size,
-        num_workers=workers,
-        pin_memory=torch_device.type == "cuda",
-    )
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=torch_device)
+    device = resolve_device(options.device, rank)
+    precision = resolve_precision(options.precision, device)
+    size = options.input_size or dataset.train_size
+    model = inference_segmenter(checkpoint, device)
+    compiled = CompileFallback(model.called_modules(), resolve_compile(options.compile, device, training=False))
+
     started = time.perf_counter()
-    with progress_bar(disable=quiet or not rank.is_main) as bar:
-        task = bar.add_task("evaluate", total=len(view), status="")
-        for batch in loader:
-            images = normalize(batch["image"].to(torch_device, non_blocking=True))
-            labels = batch["label"].to(torch_device, non_blocking=True)
-            predictions = compiled(predict_full_resolution, model, images, tuple(labels.shape[-2:]), precision)
-            confusion += confusion_matrix(predictions, labels, num_classes)
-            if predictions_dir or colour_dir:
-                write_prediction_pngs(dataset, batch["index"].tolist(), predictions.cpu().numpy(), checkpoint.class_set, predictions_dir, colour_dir)
-            bar.update(task, advance=len(images))
-    distributed.all_reduce_sum(confusion, rank)
+    confusion = confusion_over(dataset, size, model, compiled, options, device, precision, checkpoint, rank)
     if not rank.is_main:
         return None
     seconds = time.perf_counter() - started
-    confusion = confusion.cpu().numpy()
     iou = iou_per_class(confusion)
     scores = {name: mean_iou(iou, classes) for name, classes in evaluation_subsets(checkpoint.class_set).items()}
     scores["pixel_accuracy"] = pixel_accuracy(confusion)
-    config = {
-        "model": str(model_path),
-        "target": target,
-        "split": split,
-        "input_size": list(size) if size else None,
-        "device": str(torch_device),
-        "precision": precision,
-        "compile": compiled.active,
-        "batch_size": batch_size,
-    }
-    if skip_bad:
-        config["skipped_unreadable"] = skipped_files(target=dataset)
-    with artifacts.create_artifact(output, "evaluation", config, [checkpoint.artifact], force) as f:
+    facts = {"skipped_unreadable": skipped_files(target=dataset)} if options.skip_bad else {}
+    config = stored_config(options, input_size=size, device=str(device), precision=precision, compile=compiled.active,
+                           **facts)
+    with artifacts.create_artifact(options.output, "evaluation", config, [checkpoint.artifact], options.force) as f:
         f.create_dataset("confusion", data=confusion)
         f.create_dataset("iou", data=iou)
         artifacts.write_image_ids(f, dataset.image_ids)
@@ -144,11 +97,46 @@ def run_evaluate(
     return EvaluationResult(list(checkpoint.class_names), confusion, iou, scores, len(dataset), seconds)
 
 
+def inference_segmenter(checkpoint: artifacts.Checkpoint, device: torch.device):
+    """A on the device, in eval mode, its FrozenBNs folded into the convolutions."""
+    model = checkpoint.networks.segmenter
+    fold_frozen_batchnorm(model)  # inference only, and these weights are never saved
+    model = model.to(device, memory_format=memory_format(device)).eval()
+    configure_backends(device)
+    return model
+
+
+def confusion_over(dataset, size, model, compiled: CompileFallback, options: EvaluateOptions, device: torch.device,
+                   precision: str, checkpoint: artifacts.Checkpoint, rank: Rank) -> np.ndarray:
+    """The confusion matrix of A over this process's share of the images, summed over the
+    processes (what rank 0 returns); prediction PNGs written on the way when asked for."""
+    normalize = ImageNormalizer(device, memory_format(device))
+    num_classes = len(checkpoint.class_names)
+    view = FullLabelView(dataset, size)
+    if rank.distributed:
+        view = torch.utils.data.Subset(view, range(rank.rank, len(dataset), rank.world_size))
+    loader = torch.utils.data.DataLoader(view, batch_size=options.batch_size,
+                                         num_workers=resolve_workers(options.workers), pin_memory=device.type == "cuda")
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    with progress_bar(disable=options.quiet or not rank.is_main) as bar:
+        task = bar.add_task("evaluate", total=len(view), status="")
+        for batch in loader:
+            images = normalize(batch["image"].to(device, non_blocking=True))
+            labels = batch["label"].to(device, non_blocking=True)
+            predictions = compiled(predict_full_resolution, model, images, tuple(labels.shape[-2:]), precision)
+            confusion += confusion_matrix(predictions, labels, num_classes)
+            if options.predictions or options.colour:
+                write_prediction_pngs(dataset, batch["index"].tolist(), predictions.cpu().numpy(), checkpoint.class_set,
+                                      options.predictions, options.colour)
+            bar.update(task, advance=len(images))
+    distributed.all_reduce_sum(confusion, rank)
+    return confusion.cpu().numpy()
+
+
 def write_prediction_pngs(dataset, indices, predictions, class_set, predictions_dir, colour_dir) -> None:
     """Prediction PNGs in Cityscapes label ids (what cityscapesScripts reads) and colourised ones."""
     to_label_id = index_to_label_id(class_set)
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    palette[: len(class_colours(class_set))] = class_colours(class_set)
+    palette = palette_256(class_set)
     for index, prediction in zip(indices, predictions.astype(np.uint8)):
         name = dataset.image_ids[index].replace("/", "__")
         if predictions_dir:

@@ -1,6 +1,6 @@
 """labor extract: run A and B over the target images and keep what selection needs.
 
-Per image, at its own resolution (logits upsampled bilinearly, PAPER.md 4):
+Per image, at its own resolution (logits upsampled bilinearly, docs/method.md):
   the inconsistency mask M = argmax C1 != argmax C2, minus the pixels already labeled;
   A's prediction;
   PPL's candidates: for each class k, the mask pixels A predicts as k (D(k)), ranked by the
@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -32,9 +32,15 @@ from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_i
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.models import fold_frozen_batchnorm
-from labor_cli.runtime import CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision
+from labor_cli.options import ExtractOptions, check_same_run, resolve_workers, stored_config, stored_defaults
+from labor_cli.runtime import (
+    CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision,
+)
 from labor_cli.stages.train import resume_path_for
 from labor_cli.training import StopRequest
+
+# What may differ between a stopped extraction and its --resume: where and how fast it runs.
+RESUME_MAY_DIFFER = ("device", "compile")
 
 
 class ExtractionView(torch.utils.data.Dataset):
@@ -85,25 +91,6 @@ def results_in_order(loader, rounds: int, compute, rank: Rank):
             gathered = distributed.gather_to_main(local, rank)
             local = [item for part in gathered for item in part] if rank.is_main else []
         yield local
-
-
-def _saved_extraction(path: Path, config: dict, image_ids: list[str]) -> dict:
-    """The state of a stopped extraction in its resume file, checked to be this same run."""
-    if not path.exists():
-        raise LaborError(f"{path}: no stopped extraction to resume (it is kept when extract is stopped by Ctrl-C or SIGTERM)")
-    with artifacts.open_artifact(path, "masks") as saved:
-        if "resume_state" not in saved.file.attrs:
-            raise LaborError(f"{path}: not a stopped extraction (no resume state); remove it to start afresh")
-        state = json.loads(saved.file.attrs["resume_state"])
-        ids = artifacts.read_image_ids(saved)
-    now = json.loads(json.dumps(config))
-    for key in sorted(set(now) | set(state["config"])):
-        if state["config"].get(key) != now.get(key):
-            raise LaborError(f"{path}: was saved by a different run ({key}: {state['config'].get(key)} there, {now.get(key)} now); "
-                             "use the original options, or remove it to start afresh")
-    if ids != list(image_ids):
-        raise LaborError(f"{path}: was saved for other images than the dataset's now; remove it to start afresh")
-    return state
 
 
 class InOrderThread:
@@ -158,7 +145,8 @@ def ranks_within_groups(group: torch.Tensor, score: torch.Tensor, num_groups: in
     return order, ranks
 
 
-def prototype_candidates(probabilities: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor, per_class: int) -> dict:
+def prototype_candidates(probabilities: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor,
+                         per_class: int) -> dict:
     """PPL candidates of one image: per class, the mask pixels closest (cosine) to the class prototype.
 
     probabilities (C, H, W), prediction (H, W), mask (H, W) bool -> rows y, x, class, similarity,
@@ -212,87 +200,141 @@ def excluded_pixels(labels_path: Path, dataset) -> tuple[dict[str, np.ndarray], 
         try:
             dataset.index_of(image_id)
         except LaborError:
-            raise LaborError(f"{labels_path}: image {image_id!r} is not in {dataset.spec} split {dataset.split}") from None
+            raise LaborError(f"{labels_path}: image {image_id!r} is not in {dataset.spec} split "
+                             f"{dataset.split}") from None
         rows = labels.pixels_of(i)
         out[image_id] = np.stack([labels.y[rows], labels.x[rows]], 1)
     return out, labels
 
 
-def run_extract(
-    model_path: Path,
-    target: str,
-    output: Path,
-    split: str = "train",
-    exclude: Optional[Path] = None,
-    candidates_per_class: int = 256,
-    uncertain_per_image: int = 4096,
-    input_size: Optional[tuple[int, int]] = None,
-    batch_size: int = 1,
-    device: str = "auto",
-    precision: str = "auto",
-    workers: int = 0,
-    force: bool = False,
-    quiet: bool = False,
-    rank: Rank = Rank(),
-    skip_bad: bool = False,
-    resume: bool = False,
-    compile: str = "auto",
-) -> Optional[ExtractResult]:
+@dataclass
+class ExtractionInputs:
+    """What extract reads: the checkpoint, the target images, and the pixels labeled before."""
+
+    checkpoint: artifacts.Checkpoint
+    dataset: Any  # labor_cli.data.datasets.SegmentationDataset
+    sizes: np.ndarray  # (N, 2) native (H, W) of every image
+    excluded_by_id: dict[str, np.ndarray]  # image id -> (P, 2) (y, x) labeled before
+    parents: list[artifacts.Parent]
+
+
+@dataclass
+class MaskTally:
+    """The mask's pixels so far, in all and by A's class (carried over a resumed extraction)."""
+
+    pixels: int
+    by_class: np.ndarray
+
+    @classmethod
+    def start(cls, saved: Optional[dict], num_classes: int) -> "MaskTally":
+        if saved:
+            return cls(saved["mask_pixels"], np.asarray(saved["mask_by_class"], dtype=np.int64))
+        return cls(0, np.zeros(num_classes, dtype=np.int64))
+
+    def add(self, counts: np.ndarray) -> None:
+        self.pixels += int(counts.sum())
+        self.by_class += counts
+
+
+def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> Optional[ExtractResult]:
     """Under torchrun (``rank``) each process extracts its share of the images and rank 0 writes
     them all, in order, to the one artifact (the others return None).
 
     SIGINT/SIGTERM (one process) stop after the current batch and keep the images done so far
     in OUTPUT's resume file (``runs/masks.resume.h5``); ``resume`` continues from it, and the
     artifact equals an uninterrupted run's."""
-    if candidates_per_class <= 0 or uncertain_per_image <= 0:
+    if options.candidates_per_class <= 0 or options.uncertain_per_image <= 0:
         raise LaborUsageError("--candidates-per-class and --uncertain-per-image must be positive")
-    artifacts.check_output_path(output, force)
-    checkpoint = artifacts.load_checkpoint(model_path)
-    dataset = open_dataset(target, split, class_set=checkpoint.class_set, require_labels=False, skip_bad=skip_bad, reads=("images",))
+    output = Path(options.output)
+    artifacts.check_output_path(output, options.force)
+    inputs = open_inputs(options)
+    device = resolve_device(options.device, rank)
+    precision = resolve_precision(options.precision, device)
+    configure_backends(device)
+    networks = inference_networks(inputs.checkpoint, device)
+    compiled = CompileFallback(networks.called_modules(), resolve_compile(options.compile, device, training=False))
+    size = options.input_size or inputs.dataset.train_size
+    facts = {"skipped_unreadable": skipped_files(target=inputs.dataset)} if options.skip_bad else {}
+    config = stored_config(options, input_size=size, device=str(device), precision=precision, compile=compiled.active,
+                           **facts)
+    resume_path = resume_path_for(output)
+    saved = saved_extraction(resume_path, config, inputs.dataset.image_ids) if options.resume else None
+
+    started = time.perf_counter()
+    compute = batch_extractor(networks, inputs, options, device, precision)
+    loader, rounds = target_batches(inputs.dataset, size, saved["written"] if saved else 0, options, device, rank)
+    results = results_in_order(loader, rounds, lambda batch: compiled(compute, batch), rank)
+    if not rank.is_main:
+        for _ in results:
+            pass
+        return None
+    summary = write_masks(results, options, inputs, config, saved, resume_path, stop_on_signal=not rank.distributed)
+    resume_path.unlink(missing_ok=True)
+    images = len(inputs.dataset)
+    return ExtractResult(output, images, summary["mask_share_percent"], summary["mask_class_share_percent"],
+                         output.stat().st_size / max(1, images), time.perf_counter() - started)
+
+
+def open_inputs(options: ExtractOptions) -> ExtractionInputs:
+    checkpoint = artifacts.load_checkpoint(options.model)
+    dataset = open_dataset(options.target, options.split, class_set=checkpoint.class_set, require_labels=False,
+                           skip_bad=options.skip_bad, reads=("images",))
     parents = [checkpoint.artifact]
     excluded_by_id = {}
-    if exclude is not None:
-        excluded_by_id, earlier = excluded_pixels(exclude, dataset)
+    if options.exclude is not None:
+        excluded_by_id, earlier = excluded_pixels(options.exclude, dataset)
         if earlier.class_set != checkpoint.class_set:
-            raise LaborError(f"{exclude}: labels use class set {earlier.class_set}, the model {checkpoint.class_set}")
+            raise LaborError(f"{options.exclude}: labels use class set {earlier.class_set}, "
+                             f"the model {checkpoint.class_set}")
         parents.append(earlier.parent)
-    torch_device = resolve_device(device, rank)
-    precision = resolve_precision(precision, torch_device)
-    configure_backends(torch_device)
-    fmt = memory_format(torch_device)
+    sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)  # (H, W)
+    return ExtractionInputs(checkpoint, dataset, sizes, excluded_by_id, parents)
+
+
+def inference_networks(checkpoint: artifacts.Checkpoint, device: torch.device):
+    """A and B on the device, in eval mode, their FrozenBNs folded into the convolutions."""
     networks = checkpoint.networks
     fold_frozen_batchnorm(networks)  # inference only, and these weights are never saved
-    networks = networks.to(torch_device, memory_format=fmt).eval()
-    compiled = CompileFallback(networks.called_modules(), resolve_compile(compile, torch_device, training=False))
-    segmenter, selector = networks.segmenter, networks.selector
-    size = input_size or dataset.train_size
-    sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)  # (H, W)
-    config = {
-        "model": str(model_path), "target": target, "split": split, "exclude": str(exclude) if exclude else None,
-        "candidates_per_class": candidates_per_class, "uncertain_per_image": uncertain_per_image,
-        "input_size": list(size) if size else None, "batch_size": batch_size, "device": str(torch_device), "precision": precision,
-        "compile": compiled.active,
-    }
-    if skip_bad:
-        config["skipped_unreadable"] = skipped_files(target=dataset)
-    # What must not change between a stopped extraction and its --resume: all but where and how fast.
-    config_for_resume = {key: value for key, value in config.items() if key not in ("device", "compile")}
-    resume_path = resume_path_for(Path(output))
-    saved = _saved_extraction(resume_path, config_for_resume, dataset.image_ids) if resume else None
-    start = saved["written"] if saved else 0
-    shard = ShardBatches(len(dataset) - start, batch_size, rank)
-    view = torch.utils.data.Subset(ExtractionView(dataset, size), range(start, len(dataset)))  # items keep their own index
-    loader = torch.utils.data.DataLoader(view, batch_sampler=shard, num_workers=workers, pin_memory=torch_device.type == "cuda")
-    num_classes = len(checkpoint.class_names)
-    mask_pixels = saved["mask_pixels"] if saved else 0
-    mask_by_class = np.asarray(saved["mask_by_class"], dtype=np.int64) if saved else np.zeros(num_classes, dtype=np.int64)
-    started = time.perf_counter()
+    return networks.to(device, memory_format=memory_format(device)).eval()
 
-    normalize = ImageNormalizer(torch_device, fmt)
+
+def saved_extraction(path: Path, config: dict, image_ids: list[str]) -> dict:
+    """The state of a stopped extraction in its resume file, checked to be this same run."""
+    if not path.exists():
+        raise LaborError(f"{path}: no stopped extraction to resume "
+                         "(it is kept when extract is stopped by Ctrl-C or SIGTERM)")
+    with artifacts.open_artifact(path, "masks") as saved:
+        if "resume_state" not in saved.file.attrs:
+            raise LaborError(f"{path}: not a stopped extraction (no resume state); remove it to start afresh")
+        state = json.loads(saved.file.attrs["resume_state"])
+        ids = artifacts.read_image_ids(saved)
+    check_same_run(path, state["config"], config, may_differ=RESUME_MAY_DIFFER,
+                   defaults=stored_defaults(ExtractOptions))
+    if ids != list(image_ids):
+        raise LaborError(f"{path}: was saved for other images than the dataset's now; remove it to start afresh")
+    return state
+
+
+def target_batches(dataset, size, start: int, options: ExtractOptions, device: torch.device,
+                   rank: Rank) -> tuple[torch.utils.data.DataLoader, int]:
+    """This process's batches of the images from ``start`` on, and the number of rounds."""
+    shard = ShardBatches(len(dataset) - start, options.batch_size, rank)
+    # The items keep their own index.
+    view = torch.utils.data.Subset(ExtractionView(dataset, size), range(start, len(dataset)))
+    loader = torch.utils.data.DataLoader(view, batch_sampler=shard, num_workers=resolve_workers(options.workers),
+                                         pin_memory=device.type == "cuda")
+    return loader, shard.rounds()
+
+
+def batch_extractor(networks, inputs: ExtractionInputs, options: ExtractOptions, device: torch.device, precision: str):
+    """compute(batch) -> [(index, rows)]: A and B on a batch, then each image's masks data."""
+    segmenter, selector = networks.segmenter, networks.selector
+    normalize = ImageNormalizer(device, memory_format(device))
+    image_ids = inputs.dataset.image_ids
 
     def compute(batch) -> list[tuple[int, dict]]:
-        images = normalize(batch["image"].to(torch_device, non_blocking=True))
-        with torch.no_grad(), autocast(torch_device, precision):
+        images = normalize(batch["image"].to(device, non_blocking=True))
+        with torch.no_grad(), autocast(device, precision):
             features = segmenter.features(images)
             logits = segmenter.classify(features)
             heads = selector(features=features) if selector.shared else selector(images)
@@ -300,54 +342,64 @@ def run_extract(
         for j, index in enumerate(batch["index"].tolist()):
             native = tuple(batch["native_size"][j].tolist())
             with torch.no_grad():
-                out.append((index, extract_image(logits[j], heads[0][j], heads[1][j], native,
-                                                 excluded_by_id.get(dataset.image_ids[index]), candidates_per_class, uncertain_per_image)))
+                excluded = inputs.excluded_by_id.get(image_ids[index])
+                out.append((index, extract_image(logits[j], heads[0][j], heads[1][j], native, excluded,
+                                                 options.candidates_per_class, options.uncertain_per_image)))
         return out
 
-    results = results_in_order(loader, shard.rounds(), lambda batch: compiled(compute, batch), rank)
-    if not rank.is_main:
-        for _ in results:
-            pass
-        return None
-    stop = StopRequest() if not rank.distributed else contextlib.nullcontext()
-    with stop, artifacts.create_artifact(output, "masks", config, parents, force, keep_as=resume_path,
-                                         start_from=resume_path if saved else None) as f, progress_bar(disable=quiet) as bar, \
-            InOrderThread() as background:
+    return compute
+
+
+def write_masks(results, options: ExtractOptions, inputs: ExtractionInputs, config: dict, saved: Optional[dict],
+                resume_path: Path, stop_on_signal: bool) -> dict:
+    """Rank 0: every image's rows, in order, into the masks artifact (written on a background
+    thread while the next batch runs); SIGINT/SIGTERM keep the images done so far in the resume
+    file. Returns the artifact's summary."""
+    dataset, checkpoint, sizes = inputs.dataset, inputs.checkpoint, inputs.sizes
+    tally = MaskTally.start(saved, len(checkpoint.class_names))
+    stop = StopRequest() if stop_on_signal else contextlib.nullcontext()
+    done = saved["written"] if saved else 0
+    with stop, artifacts.create_artifact(options.output, "masks", config, inputs.parents, options.force,
+                                         keep_as=resume_path, start_from=resume_path if saved else None) as f, \
+            progress_bar(disable=options.quiet) as bar, InOrderThread() as background:
         if saved:
             writer = artifacts.MasksWriter.reopen(f, saved)
         else:
             writer = artifacts.MasksWriter(f, dataset.image_ids, sizes, checkpoint.class_set, checkpoint.class_names)
-        task = bar.add_task("extract", total=len(dataset), completed=start, status="")
-        done = start
+        task = bar.add_task("extract", total=len(dataset), completed=done, status="")
         for batch_results in results:
             for index, rows in batch_results:
-                counts = rows.pop("mask_by_class")
-                mask_pixels += int(counts.sum())
-                mask_by_class += counts
+                tally.add(rows.pop("mask_by_class"))
                 # Written on a background thread, while this one starts the next batch on the device.
                 background.submit(writer.add, index, rows.pop("prediction"), rows.pop("mask_packed"), rows)
                 done += 1
-            bar.update(task, advance=len(batch_results), status=f"mask {100 * mask_pixels / max(1, sizes[:done].prod(1).sum()):.2f}%")
+            share = 100 * tally.pixels / max(1, sizes[:done].prod(1).sum())
+            bar.update(task, advance=len(batch_results), status=f"mask {share:.2f}%")
             if getattr(stop, "signal_name", None) is not None and done < len(dataset):
-                background.wait()
-                f.attrs["resume_state"] = json.dumps({**writer.state(), "mask_pixels": mask_pixels,
-                                                      "mask_by_class": mask_by_class.tolist(), "config": config_for_resume})
-                bar.stop()
-                stderr.print(f"{stop.signal_name}: stopped after {done} of {len(dataset)} images; saved {resume_path}. "
-                             "Run the same command with --resume to continue.", soft_wrap=True)
-                raise artifacts.KeepPartial
+                keep_for_resume(f, writer, background, tally, config, bar, stop.signal_name, done, len(dataset),
+                                resume_path)
         background.wait()
         if "resume_state" in f.attrs:
             del f.attrs["resume_state"]
         writer.close()
-        total_pixels = float(sizes.prod(1).sum())
-        class_share = {name: 100 * float(c) / max(1, mask_pixels) for name, c in zip(checkpoint.class_names, mask_by_class)}
-        summary = {"images": len(dataset), "mask_share_percent": 100 * mask_pixels / total_pixels, "mask_class_share_percent": class_share}
+        class_share = {name: 100 * float(count) / max(1, tally.pixels)
+                       for name, count in zip(checkpoint.class_names, tally.by_class)}
+        summary = {"images": len(dataset), "mask_share_percent": 100 * tally.pixels / float(sizes.prod(1).sum()),
+                   "mask_class_share_percent": class_share}
         f.attrs["summary"] = json.dumps(summary)
-    resume_path.unlink(missing_ok=True)
-    seconds = time.perf_counter() - started
-    return ExtractResult(Path(output), len(dataset), summary["mask_share_percent"], class_share,
-                         Path(output).stat().st_size / max(1, len(dataset)), seconds)
+    return summary
+
+
+def keep_for_resume(f, writer, background: InOrderThread, tally: MaskTally, config: dict, bar, signal_name: str,
+                    done: int, total: int, resume_path: Path) -> None:
+    """Stop: what is written stays, with the state --resume continues from (KeepPartial)."""
+    background.wait()
+    f.attrs["resume_state"] = json.dumps({**writer.state(), "mask_pixels": tally.pixels,
+                                          "mask_by_class": tally.by_class.tolist(), "config": config})
+    bar.stop()
+    stderr.print(f"{signal_name}: stopped after {done} of {total} images; saved {resume_path}. "
+                 "Run the same command with --resume to continue.", soft_wrap=True)
+    raise artifacts.KeepPartial
 
 
 def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int, uncertain: int) -> dict:

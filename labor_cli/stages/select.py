@@ -21,8 +21,8 @@ from rich.table import Table
 from labor_cli import artifacts, selection
 from labor_cli.console import progress_bar, stdout
 from labor_cli.errors import LaborError, LaborUsageError
-
-MODES = ("ppl", "spl", "random", "entropy")
+from labor_cli.options import SELECT_MODES as MODES
+from labor_cli.options import SelectOptions, stored_config
 
 
 @dataclass
@@ -66,7 +66,8 @@ def check_select_options(mode: str, points: int | None, ratio: float | None, min
         if points is not None and ratio is not None:
             raise LaborUsageError(f"--mode {mode}: give --points or --ratio, not both")
         if points is None and ratio is None:
-            raise LaborUsageError(f"--mode {mode} needs --points N (per image) or --ratio R (fraction of each image's pixels)")
+            raise LaborUsageError(f"--mode {mode} needs --points N (per image) or --ratio R "
+                                  "(fraction of each image's pixels)")
     if points is not None and points <= 0:
         raise LaborUsageError(f"--points must be a positive number of points per image, got {points}")
     if ratio is not None and not (0.0 < ratio <= 1.0):
@@ -75,13 +76,6 @@ def check_select_options(mode: str, points: int | None, ratio: float | None, min
         raise LaborUsageError(f"--min-spacing must be a finite distance in pixels >= 0, got {min_spacing}")
     if seed < 0:
         raise LaborUsageError(f"--seed must be >= 0, got {seed}")
-
-
-def requested_counts(sizes: np.ndarray, points: int | None, ratio: float | None) -> np.ndarray:
-    """Pixels asked for per image: --points, or --ratio of the image's pixels rounded."""
-    if points is not None:
-        return np.full(len(sizes), int(points), dtype=np.int64)
-    return np.array([selection.ratio_count(ratio, size) for size in sizes], dtype=np.int64)
 
 
 def _excluded_linear(masks: artifacts.Masks, i: int, shape) -> np.ndarray:
@@ -100,12 +94,14 @@ def _check_uncertain_stored(masks: artifacts.Masks, masks_path: Path, wanted: np
         first = int(np.flatnonzero(short)[0])
         raise LaborError(
             f"{masks_path}: --mode entropy needs up to {int(wanted.max())} uncertain pixels per image but the masks "
-            f"artifact stores only {int(stored[first])} for {masks.image_ids[first]!r} ({int(short.sum())} image(s) short); "
+            f"artifact stores only {int(stored[first])} for {masks.image_ids[first]!r} "
+            f"({int(short.sum())} image(s) short); "
             f"re-run `labor extract` with a larger --uncertain-per-image (at least {int(wanted[short].max())})"
         )
 
 
-def _predicted_at(masks: artifacts.Masks, masks_path: Path, i: int, chosen: selection.Chosen, check: bool) -> np.ndarray:
+def _predicted_at(masks: artifacts.Masks, masks_path: Path, i: int, chosen: selection.Chosen,
+                  check: bool) -> np.ndarray:
     """A's class at the chosen pixels.
 
     PPL candidates carry it (D(k) holds the mask pixels A predicts as k), which spares decoding
@@ -124,117 +120,137 @@ def _predicted_at(masks: artifacts.Masks, masks_path: Path, i: int, chosen: sele
     return chosen.predicted
 
 
-def run_select(
-    masks_path: Path,
-    mode: str,
-    output: Path,
-    points: int | None = None,
-    ratio: float | None = None,
-    min_spacing: float = 0.0,
-    seed: int = 0,
-    force: bool = False,
-    quiet: bool = False,
-) -> SelectResult:
-    masks_path, output = Path(masks_path), Path(output)
-    min_spacing = float(min_spacing)
-    check_select_options(mode, points, ratio, min_spacing, seed)
+@dataclass
+class Choices:
+    """The pixels chosen in every image, gathered image by image."""
+
+    ys: list[np.ndarray] = field(default_factory=list)
+    xs: list[np.ndarray] = field(default_factory=list)
+    predicted: list[np.ndarray] = field(default_factory=list)  # A's class at each chosen pixel
+    counts: list[int] = field(default_factory=list)
+    spacing_relaxed: int = 0  # images where min spacing gave way to the exact budget
+
+    def add(self, chosen: selection.Chosen, predicted: np.ndarray) -> None:
+        self.ys.append(chosen.y)
+        self.xs.append(chosen.x)
+        self.predicted.append(predicted)
+        self.counts.append(len(chosen))
+        self.spacing_relaxed += chosen.spacing_relaxed
+
+    def pixel_set(self, masks: artifacts.Masks) -> artifacts.PixelSet:
+        offsets = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)]).astype(np.int64)
+        return artifacts.PixelSet(
+            image_ids=list(masks.image_ids), sizes=masks.sizes.astype(np.int32), offsets=offsets,
+            y=np.concatenate(self.ys) if self.ys else np.zeros(0, np.int32),
+            x=np.concatenate(self.xs) if self.xs else np.zeros(0, np.int32), label=None, class_set=masks.class_set,
+            class_names=list(masks.class_names),
+            predicted=np.concatenate(self.predicted).astype(np.uint8) if self.predicted else np.zeros(0, np.uint8),
+        )
+
+
+def run_select(options: SelectOptions) -> SelectResult:
+    masks_path, output = Path(options.masks), Path(options.output)
+    min_spacing = float(options.min_spacing)
+    check_select_options(options.mode, options.points, options.ratio, min_spacing, options.seed)
     if output.resolve() == masks_path.resolve():
         raise LaborUsageError(f"-o {output}: the output would replace its own input masks artifact")
-    artifacts.check_output_path(output, force)
+    artifacts.check_output_path(output, options.force)
     started = time.perf_counter()
     with artifacts.Masks(masks_path) as masks:
-        count = len(masks)
-        sizes = masks.sizes
-        wanted = requested_counts(sizes, points, ratio) if mode != "spl" else np.zeros(count, dtype=np.int64)
-        if points is not None:
-            pixels = sizes[:, 0] * sizes[:, 1]
-            if count and points > pixels.min():
-                smallest = int(np.argmin(pixels))
-                raise LaborUsageError(
-                    f"--points {points} is more than the {int(pixels[smallest])} pixels of image "
-                    f"{masks.image_ids[smallest]!r} ({sizes[smallest, 0]}x{sizes[smallest, 1]})"
-                )
-        if mode == "entropy":
-            _check_uncertain_stored(masks, masks_path, wanted)
-
-        ys, xs, predicted = [], [], []
-        got = np.zeros(count, dtype=np.int64)
-        relaxed = 0
-        checked = False
-        with progress_bar(disable=quiet) as bar:
-            task = bar.add_task(f"select {mode}", total=count, status="")
-            for i in range(count):
-                shape = (int(sizes[i, 0]), int(sizes[i, 1]))
-                try:
-                    excluded = _excluded_linear(masks, i, shape)
-                    if mode == "spl":
-                        chosen = selection.spl_pixels(masks.mask(i), excluded)
-                    elif mode == "ppl":
-                        rows = masks.rows("candidates", i)
-                        chosen = selection.ppl_pick(rows["y"], rows["x"], rows["class"], rows["similarity"],
-                                                    int(wanted[i]), shape, min_spacing, excluded)
-                    elif mode == "entropy":
-                        rows = masks.rows("uncertain", i)
-                        chosen = selection.entropy_pick(rows["y"], rows["x"], rows["entropy"], int(wanted[i]),
-                                                        shape, min_spacing, excluded)
-                    else:
-                        chosen = selection.random_pick(shape, int(wanted[i]), selection.image_rng(seed, i),
-                                                       min_spacing, excluded)
-                except ValueError as exc:
-                    raise LaborError(f"{masks_path}: damaged masks artifact: image {masks.image_ids[i]!r}: {exc}") from exc
-                ys.append(chosen.y)
-                xs.append(chosen.x)
-                predicted.append(_predicted_at(masks, masks_path, i, chosen, check=not checked))
-                checked = checked or (chosen.predicted is not None and len(chosen) > 0)
-                got[i] = len(chosen)
-                relaxed += chosen.spacing_relaxed
-                bar.update(task, advance=1)
-
-        y = np.concatenate(ys) if ys else np.zeros(0, np.int32)
-        x = np.concatenate(xs) if xs else np.zeros(0, np.int32)
-        predicted = np.concatenate(predicted).astype(np.uint8) if predicted else np.zeros(0, np.uint8)
-        offsets = np.concatenate([[0], np.cumsum(got)]).astype(np.int64)
-        class_names = list(masks.class_names)
-        pixel_set = artifacts.PixelSet(
-            image_ids=list(masks.image_ids), sizes=sizes.astype(np.int32), offsets=offsets, y=y, x=x, label=None,
-            class_set=masks.class_set, class_names=class_names, predicted=predicted,
-        )
-        per_class = np.bincount(predicted, minlength=len(class_names))
-        class_counts = {name: int(per_class[k]) for k, name in enumerate(class_names)}
-        class_counts.update({str(k): int(per_class[k]) for k in range(len(class_names), len(per_class)) if per_class[k]})
-        lacking = np.maximum(wanted - got, 0) if mode != "spl" else np.zeros(count, dtype=np.int64)
-        seconds = time.perf_counter() - started
-        result = SelectResult(
-            mode=mode, images=count, pixels_per_image=got, labeled_share=pixel_set.labeled_share(),
-            class_counts=class_counts, shortfall_images=int((lacking > 0).sum()), shortfall_pixels=int(lacking.sum()),
-            seconds=seconds, output=output, points=points, ratio=ratio, min_spacing=min_spacing, seed=seed,
-            spacing_relaxed_images=int(relaxed),
-        )
-        result.summary = {
-            "mode": mode,
-            "images": count,
-            "pixels": result.total,
-            "pixels_per_image": {"mean": float(got.mean()) if count else 0.0, "min": int(got.min()) if count else 0,
-                                 "max": int(got.max()) if count else 0},
-            "labeled_share_percent": result.labeled_share,
-            "class_counts": class_counts,
-            "shortfall_images": result.shortfall_images,
-            "shortfall_pixels": result.shortfall_pixels,
-            "spacing_relaxed_images": result.spacing_relaxed_images,
-        }
-        config = {
-            "masks": str(masks_path),
-            "mode": mode,
-            "points": points,
-            "ratio": ratio,
-            "min_spacing": min_spacing,
-            "seed": seed,
-            "spacing_pool_factor": selection.SPACING_POOL_FACTOR,
-        }
-        with artifacts.create_artifact(output, "selection", config, [masks.parent()], force) as f:
+        wanted = requested_counts(masks, masks_path, options)
+        choices = choose_all(masks, masks_path, options, wanted, min_spacing)
+        pixel_set = choices.pixel_set(masks)
+        result = select_result(options, masks, pixel_set, wanted, choices)
+        config = stored_config(options, min_spacing=min_spacing, spacing_pool_factor=selection.SPACING_POOL_FACTOR)
+        with artifacts.create_artifact(output, "selection", config, [masks.parent()], options.force) as f:
             artifacts.write_pixel_set(f, pixel_set)
             f.attrs["summary"] = json.dumps(result.summary)
     result.seconds = time.perf_counter() - started
+    return result
+
+
+def requested_counts(masks: artifacts.Masks, masks_path: Path, options: SelectOptions) -> np.ndarray:
+    """Pixels asked for per image: --points, or --ratio of the image's pixels rounded (none for spl);
+    a budget no image can meet is refused."""
+    sizes, points = masks.sizes, options.points
+    if options.mode == "spl":
+        return np.zeros(len(masks), dtype=np.int64)
+    if points is not None:
+        pixels = sizes[:, 0] * sizes[:, 1]
+        if len(masks) and points > pixels.min():
+            smallest = int(np.argmin(pixels))
+            raise LaborUsageError(
+                f"--points {points} is more than the {int(pixels[smallest])} pixels of image "
+                f"{masks.image_ids[smallest]!r} ({sizes[smallest, 0]}x{sizes[smallest, 1]})"
+            )
+        wanted = np.full(len(sizes), int(points), dtype=np.int64)
+    else:
+        wanted = np.array([selection.ratio_count(options.ratio, size) for size in sizes], dtype=np.int64)
+    if options.mode == "entropy":
+        _check_uncertain_stored(masks, masks_path, wanted)
+    return wanted
+
+
+def choose_all(masks: artifacts.Masks, masks_path: Path, options: SelectOptions, wanted: np.ndarray,
+               min_spacing: float) -> Choices:
+    """The mode's choice in every image, never a pixel labeled before."""
+    choices = Choices()
+    checked = False
+    with progress_bar(disable=options.quiet) as bar:
+        task = bar.add_task(f"select {options.mode}", total=len(masks), status="")
+        for i in range(len(masks)):
+            try:
+                chosen = choose(masks, i, options, int(wanted[i]), min_spacing)
+            except ValueError as exc:
+                raise LaborError(f"{masks_path}: damaged masks artifact: image {masks.image_ids[i]!r}: {exc}") from exc
+            choices.add(chosen, _predicted_at(masks, masks_path, i, chosen, check=not checked))
+            checked = checked or (chosen.predicted is not None and len(chosen) > 0)
+            bar.update(task, advance=1)
+    return choices
+
+
+def choose(masks: artifacts.Masks, i: int, options: SelectOptions, wanted: int, min_spacing: float) -> selection.Chosen:
+    """Image ``i``'s pixels as the mode chooses them (ValueError for damaged rows)."""
+    shape = (int(masks.sizes[i, 0]), int(masks.sizes[i, 1]))
+    excluded = _excluded_linear(masks, i, shape)
+    if options.mode == "spl":
+        return selection.spl_pixels(masks.mask(i), excluded)
+    if options.mode == "ppl":
+        rows = masks.rows("candidates", i)
+        return selection.ppl_pick(rows["y"], rows["x"], rows["class"], rows["similarity"], wanted, shape, min_spacing,
+                                  excluded)
+    if options.mode == "entropy":
+        rows = masks.rows("uncertain", i)
+        return selection.entropy_pick(rows["y"], rows["x"], rows["entropy"], wanted, shape, min_spacing, excluded)
+    return selection.random_pick(shape, wanted, selection.image_rng(options.seed, i), min_spacing, excluded)
+
+
+def select_result(options: SelectOptions, masks: artifacts.Masks, pixel_set: artifacts.PixelSet, wanted: np.ndarray,
+                  choices: Choices) -> SelectResult:
+    got = np.asarray(choices.counts, dtype=np.int64).reshape(-1)
+    names = list(masks.class_names)
+    per_class = np.bincount(pixel_set.predicted, minlength=len(names))
+    class_counts = {name: int(per_class[k]) for k, name in enumerate(names)}
+    class_counts.update({str(k): int(per_class[k]) for k in range(len(names), len(per_class)) if per_class[k]})
+    lacking = np.maximum(wanted - got, 0) if options.mode != "spl" else np.zeros(len(got), dtype=np.int64)
+    result = SelectResult(
+        mode=options.mode, images=len(got), pixels_per_image=got, labeled_share=pixel_set.labeled_share(),
+        class_counts=class_counts, shortfall_images=int((lacking > 0).sum()), shortfall_pixels=int(lacking.sum()),
+        seconds=0.0, output=Path(options.output), points=options.points, ratio=options.ratio,
+        min_spacing=float(options.min_spacing), seed=options.seed, spacing_relaxed_images=int(choices.spacing_relaxed),
+    )
+    result.summary = {
+        "mode": options.mode,
+        "images": len(got),
+        "pixels": result.total,
+        "pixels_per_image": {"mean": float(got.mean()) if len(got) else 0.0, "min": int(got.min()) if len(got) else 0,
+                             "max": int(got.max()) if len(got) else 0},
+        "labeled_share_percent": result.labeled_share,
+        "class_counts": class_counts,
+        "shortfall_images": result.shortfall_images,
+        "shortfall_pixels": result.shortfall_pixels,
+        "spacing_relaxed_images": result.spacing_relaxed_images,
+    }
     return result
 
 
@@ -248,7 +264,9 @@ def print_select_summary(result: SelectResult) -> None:
     if total:
         stdout.print(table)
     per_image = result.pixels_per_image
-    spread = f"{per_image.mean():.1f} per image (min {per_image.min()}, max {per_image.max()})" if result.images else "no images"
+    spread = "no images"
+    if result.images:
+        spread = f"{per_image.mean():.1f} per image (min {per_image.min()}, max {per_image.max()})"
     line = f"{result.mode}: {total} pixels, {spread}, {result.labeled_share:.4f}% of all pixels"
     if result.shortfall_images:
         line += f"; {result.shortfall_images} image(s) short by {result.shortfall_pixels} pixel(s) in all"

@@ -7,238 +7,29 @@
 - labels: every labeled pixel in its class colour, dilated a little (with a black border) so
   that single points are visible; pixels whose ground truth is ignored are drawn white.
 
-Also home of the drawing and output-folder helpers that ``labor export`` shares.
+The drawing itself is labor_cli/drawing.py's, which ``labor export --overlays`` shares.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import time
-import uuid as _uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from labor_cli import artifacts
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset
-from labor_cli.data.labels import IGNORE_INDEX, class_colours
+from labor_cli.drawing import (
+    check_output_folder, draw_labels, draw_prediction, mark_points, output_folder, png_name, save_png,
+)
 from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.options import ShowOptions
+from labor_cli.stages.checks import artifact_kind, dataset_indices
 
 SHOWN_KINDS = ("masks", "selection", "labels")
-# Marker colours: each point gets the one farther from the image's colour at that pixel.
-MARKER_COLOURS = np.array([[255, 0, 255], [0, 255, 0]], dtype=np.uint8)  # magenta, green
-OUTLINE = np.array([0, 0, 0], dtype=np.uint8)
-WHITE = np.array([255, 255, 255], dtype=np.uint8)
-
-
-# --- output folders: written beside the final name, renamed when complete -------------------
-
-
-def png_name(image_id: str) -> str:
-    """'aachen/aachen_000000_000019' -> 'aachen__aachen_000000_000019.png'."""
-    return image_id.replace("/", "__").replace("\\", "__") + ".png"
-
-
-def check_output_folder(path: Path, force: bool) -> None:
-    """Refuse before any work: an existing non-empty folder without --force, a file, an unwritable parent."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise LaborError(f"{path}: is a file, expected a folder to write into")
-    if path.is_dir() and not force:
-        try:
-            non_empty = any(path.iterdir())
-        except OSError as exc:
-            raise LaborError(f"{path}: cannot read folder ({exc.strerror or exc})") from exc
-        if non_empty:
-            raise LaborError(f"{path}: folder exists and is not empty; pass --force to replace it")
-    existing = path.parent if str(path.parent) else Path(".")
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise LaborError(f"{path}: cannot write in {existing} (permission denied)")
-
-
-@contextlib.contextmanager
-def output_folder(path: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary sibling folder to fill; on success it replaces ``path``.
-
-    A crash or Ctrl-C leaves nothing under ``path`` (and an existing folder there untouched).
-    With ``force`` an existing folder is replaced as a whole.
-    """
-    path = Path(path)
-    check_output_folder(path, force)
-    tag = _uuid.uuid4().hex[:8]
-    temporary = path.with_name(f".{path.name}.{tag}.partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.mkdir()
-    except OSError as exc:
-        raise LaborError(f"{path}: cannot create folder ({exc.strerror or exc})") from exc
-    try:
-        yield temporary
-        if path.is_dir():
-            old = path.with_name(f".{path.name}.{tag}.old")
-            os.replace(path, old)
-            os.replace(temporary, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(temporary, path)
-    except OSError as exc:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise LaborError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-
-
-def save_png(rgb: np.ndarray, path: Path) -> None:
-    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(path, format="PNG", compress_level=3)
-
-
-# --- drawing (vectorised over points: no Python loop per point) -------------------------------
-
-
-def marker_radius(height: int, width: int) -> int:
-    """Ring radius in pixels: about 1% of the short side, between 2 and 10."""
-    return int(np.clip(round(min(height, width) / 100), 2, 10))
-
-
-def _disc_offsets(inner: float, outer: float) -> tuple[np.ndarray, np.ndarray]:
-    """(dy, dx) of the pixels whose distance from the centre is in (inner, outer]."""
-    reach = int(np.ceil(outer))
-    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
-    distance = np.hypot(dy, dx)
-    keep = (distance > inner) & (distance <= outer)
-    return dy[keep], dx[keep]
-
-
-def _square_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
-    dy, dx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    return dy.ravel(), dx.ravel()
-
-
-def _paint(image: np.ndarray, y: np.ndarray, x: np.ndarray, offsets, colours: np.ndarray) -> None:
-    """Set image[y + dy, x + dx] = colour of each point, for every offset, clipped to the image."""
-    height, width = image.shape[:2]
-    dy, dx = offsets
-    yy = (np.asarray(y, np.int64)[:, None] + dy[None, :]).ravel()
-    xx = (np.asarray(x, np.int64)[:, None] + dx[None, :]).ravel()
-    colours = np.asarray(colours, np.uint8)
-    if colours.ndim == 2:  # one colour per point
-        cc = np.repeat(colours, len(dy), axis=0)
-    else:  # one colour for all
-        cc = np.broadcast_to(colours, (len(yy), 3))
-    inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
-    image[yy[inside], xx[inside]] = cc[inside]
-
-
-def contrast_colours(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Per point, the marker colour farther from the image's colour at that pixel."""
-    under = image[y, x].astype(np.int32)  # (P, 3)
-    distance = ((under[:, None, :] - MARKER_COLOURS[None, :, :].astype(np.int32)) ** 2).sum(-1)  # (P, 2)
-    return MARKER_COLOURS[distance.argmax(1)]
-
-
-def is_dense(count: int, height: int, width: int) -> bool:
-    """Too many points for rings: the rings would cover a quarter of the image or more."""
-    radius = marker_radius(height, width)
-    return count * (2 * radius + 3) ** 2 > 0.25 * height * width
-
-
-def mark_points(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """A copy of ``image`` (H, W, 3) with every pixel (y, x) marked; the pixel itself always changes."""
-    out = np.array(image, dtype=np.uint8, copy=True)
-    y, x = np.asarray(y, np.int64), np.asarray(x, np.int64)
-    if len(y) == 0:
-        return out
-    height, width = out.shape[:2]
-    colours = contrast_colours(image, y, x)
-    if is_dense(len(y), height, width):
-        # Tint: 35% image, 65% marker colour (the farther of two colours, so the pixel changes).
-        blended = 0.35 * image[y, x].astype(np.float32) + 0.65 * colours.astype(np.float32)
-        out[y, x] = np.round(blended).astype(np.uint8)
-        return out
-    radius = marker_radius(height, width)
-    thickness = max(1, radius // 4)
-    _paint(out, y, x, _disc_offsets(radius, radius + 1.0), OUTLINE)  # dark edge around the ring
-    _paint(out, y, x, _disc_offsets(radius - thickness, radius), colours)
-    out[y, x] = colours  # the pixel itself, last, so no other point's ring hides it
-    return out
-
-
-def palette_256(class_set: str) -> np.ndarray:
-    """(256, 3) palette: the class colours, black for everything else (255 = ignore)."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    colours = class_colours(class_set)
-    palette[: len(colours)] = colours
-    return palette
-
-
-def draw_labels(image: np.ndarray, y: np.ndarray, x: np.ndarray, label: np.ndarray, class_set: str) -> np.ndarray:
-    """Labeled pixels in their class colour, dilated with a black border; ignored ones white."""
-    out = np.array(image, dtype=np.uint8, copy=True)
-    if len(y) == 0:
-        return out
-    height, width = out.shape[:2]
-    radius = max(1, marker_radius(height, width) // 2)
-    palette = palette_256(class_set)
-    palette[IGNORE_INDEX] = WHITE
-    colours = palette[np.asarray(label, np.uint8)]
-    _paint(out, y, x, _square_offsets(radius + 1), OUTLINE)
-    _paint(out, y, x, _square_offsets(radius), colours)
-    out[np.asarray(y, np.int64), np.asarray(x, np.int64)] = colours
-    return out
-
-
-def draw_prediction(image: Optional[np.ndarray], prediction: np.ndarray, mask: np.ndarray, class_set: str) -> np.ndarray:
-    """A's prediction blended over the image (half and half), full colour inside the mask, mask outlined white."""
-    colour = palette_256(class_set)[prediction].astype(np.float32)
-    if image is None:
-        out = colour * 0.6  # no image: the prediction alone, dimmed so the mask stands out
-    else:
-        out = 0.5 * image.astype(np.float32) + 0.5 * colour
-    out[mask] = colour[mask]
-    out = np.round(out).astype(np.uint8)
-    padded = np.pad(mask, 1, constant_values=False)
-    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    out[mask & ~interior] = WHITE
-    return out
-
-
-# --- matching artifacts with the dataset ------------------------------------------------------
-
-
-def dataset_indices(image_ids: list[str], sizes: np.ndarray, path: Path, dataset) -> list[int]:
-    """The dataset index of each image of an artifact; every id must exist and sizes must agree."""
-    indices = []
-    for i, image_id in enumerate(image_ids):
-        try:
-            index = dataset.index_of(image_id)
-        except LaborError:
-            raise LaborError(f"{path}: image {image_id!r} is not in {dataset.spec} split {dataset.split!r}") from None
-        width, height = dataset.image_size(index)
-        expected_height, expected_width = (int(v) for v in sizes[i])
-        if (height, width) != (expected_height, expected_width):
-            raise LaborError(
-                f"{path}: image {image_id!r} is {expected_width}x{expected_height} there but "
-                f"{width}x{height} in {dataset.spec}"
-            )
-        indices.append(index)
-    return indices
-
-
-def check_limit(limit: Optional[int]) -> None:
-    if limit is not None and limit < 1:
-        raise LaborUsageError(f"--limit {limit}: must be at least 1")
-
-
-# --- labor show -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -251,68 +42,67 @@ class ShowResult:
     seconds: float = 0.0
 
 
-def artifact_kind(path: Path) -> str:
-    with artifacts.read_any(path) as f:
-        return str(f.attrs["labor_kind"])
-
-
-def run_show(
-    artifact: Path,
-    target: Optional[str],
-    output_dir: Path,
-    split: str = "train",
-    limit: Optional[int] = None,
-    force: bool = False,
-    quiet: bool = False,
-) -> ShowResult:
+def run_show(options: ShowOptions) -> ShowResult:
     """One PNG per image of a masks, selection or labels artifact (the first ``limit`` images)."""
-    artifact, output_dir = Path(artifact), Path(output_dir)
-    check_limit(limit)
+    artifact, output_dir = Path(options.artifact), Path(options.output_dir)
+    if options.limit is not None and options.limit < 1:
+        raise LaborUsageError(f"--limit {options.limit}: must be at least 1")
     kind = artifact_kind(artifact)
     if kind not in SHOWN_KINDS:
         raise LaborError(f"{artifact}: is a {kind} artifact; show draws {', '.join(SHOWN_KINDS)} artifacts")
-    if target is None and kind != "masks":
+    if options.target is None and kind != "masks":
         raise LaborUsageError(f"{artifact}: drawing a {kind} artifact needs the target images: pass --target KIND:PATH")
-    check_output_folder(output_dir, force)
+    check_output_folder(output_dir, options.force)
     started = time.perf_counter()
-    if kind == "masks":
-        with artifacts.Masks(artifact) as masks:
-            image_ids, sizes, class_set = masks.image_ids, masks.sizes, masks.class_set
-            count = len(image_ids) if limit is None else min(limit, len(image_ids))
-            dataset = open_dataset(target, split, class_set=class_set, require_labels=False) if target else None
-            indices = dataset_indices(image_ids[:count], sizes[:count], artifact, dataset) if dataset else None
+    draw_masks_or_pixels = _show_masks if kind == "masks" else _show_pixels
+    files, of_images = draw_masks_or_pixels(options, kind)
+    return ShowResult(kind, output_dir, len(files), of_images, files, time.perf_counter() - started)
 
-            def draw(i: int) -> np.ndarray:
-                image = dataset.read_image(indices[i]) if dataset is not None else None
-                return draw_prediction(image, masks.prediction(i), masks.mask(i), class_set)
 
-            files = _write_pngs(output_dir, force, image_ids[:count], draw, "show masks", quiet)
-    else:
-        pixels = artifacts.read_pixel_set(artifact, kind)
-        count = len(pixels.image_ids) if limit is None else min(limit, len(pixels.image_ids))
-        dataset = open_dataset(target, split, class_set=pixels.class_set, require_labels=False)
-        indices = dataset_indices(pixels.image_ids[:count], pixels.sizes[:count], artifact, dataset)
+def _show_masks(options: ShowOptions, kind: str) -> tuple[list[Path], int]:
+    """A's prediction and the mask of each image, over the image when --target gives it."""
+    with artifacts.Masks(options.artifact) as masks:
+        image_ids, sizes, class_set = masks.image_ids, masks.sizes, masks.class_set
+        count = len(image_ids) if options.limit is None else min(options.limit, len(image_ids))
+        dataset, indices = None, None
+        if options.target:
+            dataset = open_dataset(options.target, options.split, class_set=class_set, require_labels=False)
+            indices = dataset_indices(image_ids[:count], sizes[:count], options.artifact, dataset)
 
         def draw(i: int) -> np.ndarray:
-            image = dataset.read_image(indices[i])
-            rows = pixels.pixels_of(i)
-            if kind == "selection":
-                return mark_points(image, pixels.y[rows], pixels.x[rows])
-            return draw_labels(image, pixels.y[rows], pixels.x[rows], pixels.label[rows], pixels.class_set)
+            image = dataset.read_image(indices[i]) if dataset is not None else None
+            return draw_prediction(image, masks.prediction(i), masks.mask(i), class_set)
 
-        image_ids = pixels.image_ids
-        files = _write_pngs(output_dir, force, image_ids[:count], draw, f"show {kind}", quiet)
-    return ShowResult(kind, output_dir, len(files), len(image_ids), files, time.perf_counter() - started)
+        files = _write_pngs(options, image_ids[:count], draw, "show masks")
+    return files, len(image_ids)
 
 
-def _write_pngs(output_dir: Path, force: bool, image_ids: list[str], draw, description: str, quiet: bool) -> list[Path]:
+def _show_pixels(options: ShowOptions, kind: str) -> tuple[list[Path], int]:
+    """The chosen pixels of a selection marked, or the labeled pixels of a labels artifact coloured."""
+    pixels = artifacts.read_pixel_set(options.artifact, kind)
+    count = len(pixels.image_ids) if options.limit is None else min(options.limit, len(pixels.image_ids))
+    dataset = open_dataset(options.target, options.split, class_set=pixels.class_set, require_labels=False)
+    indices = dataset_indices(pixels.image_ids[:count], pixels.sizes[:count], options.artifact, dataset)
+
+    def draw(i: int) -> np.ndarray:
+        image = dataset.read_image(indices[i])
+        rows = pixels.pixels_of(i)
+        if kind == "selection":
+            return mark_points(image, pixels.y[rows], pixels.x[rows])
+        return draw_labels(image, pixels.y[rows], pixels.x[rows], pixels.label[rows], pixels.class_set)
+
+    return _write_pngs(options, pixels.image_ids[:count], draw, f"show {kind}"), len(pixels.image_ids)
+
+
+def _write_pngs(options: ShowOptions, image_ids: list[str], draw: Callable[[int], np.ndarray],
+                description: str) -> list[Path]:
     names = [png_name(image_id) for image_id in image_ids]
-    with output_folder(output_dir, force) as folder, progress_bar(disable=quiet) as bar:
+    with output_folder(options.output_dir, options.force) as folder, progress_bar(disable=options.quiet) as bar:
         task = bar.add_task(description, total=len(image_ids), status="")
         for i, name in enumerate(names):
             save_png(draw(i), folder / name)
             bar.update(task, advance=1)
-    return [output_dir / name for name in names]
+    return [Path(options.output_dir) / name for name in names]
 
 
 def print_show(result: ShowResult) -> None:

@@ -1,0 +1,229 @@
+"""The masks artifact: what extraction leaves for selection (no model or GPU needed after it).
+
+Per image, in its own pixel grid (H, W):
+  prediction  A's class per pixel (uint8), flat over all images; image i at pixel_offsets[i]
+  mask        the inconsistency mask minus excluded pixels, np.packbits of H*W bits; image i
+              at mask_offsets[i]
+  candidates/ PPL's candidates: per class, the mask pixels closest (cosine) to the class
+              prototype, most similar first: y, x, class, similarity; image i at offsets[i]
+  uncertain/  A's most uncertain pixels outside the excluded ones: y, x, entropy (descending)
+  excluded/   the already-labeled pixels kept out of everything above: y, x
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from labor_cli.artifacts.provenance import Parent, open_artifact, read_image_ids, write_image_ids
+from labor_cli.errors import LaborError
+
+MASK_GROUPS = {
+    "candidates": ("y", "x", "class", "similarity"),
+    "uncertain": ("y", "x", "entropy"),
+    "excluded": ("y", "x"),
+}
+MASK_DTYPES = {"y": np.int32, "x": np.int32, "class": np.uint8, "similarity": np.float16, "entropy": np.float16}
+
+
+def unpack_mask(packed: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The (H, W) bool mask stored as ``np.packbits`` of its flattened pixels (the first pixel in
+    the high bit of the first byte)."""
+    return np.unpackbits(packed, count=size[0] * size[1]).reshape(size).astype(bool)
+
+
+class MasksWriter:
+    """Appends one image at a time to an open masks artifact (resizable, compressed datasets)."""
+
+    def __init__(self, f: h5py.File, image_ids: list[str], sizes: np.ndarray, class_set: str, class_names: list[str]):
+        self.f = f
+        write_image_ids(f, image_ids)
+        sizes = np.asarray(sizes, dtype=np.int64)
+        f.create_dataset("sizes", data=sizes.astype(np.int32))
+        pixels = sizes[:, 0] * sizes[:, 1]
+        packed = (pixels + 7) // 8
+        f.create_dataset("pixel_offsets", data=np.concatenate([[0], np.cumsum(pixels)]))
+        f.create_dataset("mask_offsets", data=np.concatenate([[0], np.cumsum(packed)]))
+        # gzip level 1: A's piecewise-constant maps shrink well and decode 3x faster than lzf's.
+        for name, length, chunk in (("prediction", int(pixels.sum()), 1 << 18), ("mask", int(packed.sum()), 1 << 16)):
+            f.create_dataset(
+                name,
+                shape=(length,),
+                dtype=np.uint8,
+                chunks=(min(chunk, max(1, length)),),
+                compression="gzip",
+                compression_opts=1,
+            )
+        for group_name, fields in MASK_GROUPS.items():
+            group = f.create_group(group_name)
+            group.create_dataset("offsets", data=np.zeros(len(image_ids) + 1, dtype=np.int64))
+            for name in fields:
+                group.create_dataset(
+                    name, shape=(0,), maxshape=(None,), dtype=MASK_DTYPES[name], chunks=(1 << 14,), compression="lzf"
+                )
+        f.attrs["class_set"] = class_set
+        f.attrs["class_names"] = json.dumps(list(class_names))
+        self.pixel_offsets = f["pixel_offsets"][()]
+        self.mask_offsets = f["mask_offsets"][()]
+        self.group_offsets = {name: np.zeros(len(image_ids) + 1, dtype=np.int64) for name in MASK_GROUPS}
+        self.written = 0
+        self._open_streams()
+
+    def _open_streams(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="labor-gzip")
+        self.prediction = GzipChunkStream(self.f["prediction"], int(self.pixel_offsets[self.written]), self.pool)
+        self.mask = GzipChunkStream(self.f["mask"], int(self.mask_offsets[self.written]), self.pool)
+
+    def state(self) -> dict:
+        """Where the writing stands (JSON): what :meth:`reopen` continues from. Everything added
+        so far is stored first, so the file can be kept as it is."""
+        self.prediction.flush()
+        self.mask.flush()
+        return {"written": self.written, "group_offsets": {k: v.tolist() for k, v in self.group_offsets.items()}}
+
+    @classmethod
+    def reopen(cls, f: h5py.File, state: dict) -> MasksWriter:
+        """Continue an unfinished masks file (a stopped extraction) after image ``state['written']``."""
+        self = cls.__new__(cls)
+        self.f = f
+        self.pixel_offsets = f["pixel_offsets"][()]
+        self.mask_offsets = f["mask_offsets"][()]
+        self.group_offsets = {k: np.asarray(v, dtype=np.int64) for k, v in state["group_offsets"].items()}
+        self.written = int(state["written"])
+        for group_name, fields in MASK_GROUPS.items():  # drop rows of an image that was cut short
+            for name in fields:
+                f[group_name][name].resize((int(self.group_offsets[group_name][self.written]),))
+        self._open_streams()
+        return self
+
+    def add(self, i: int, prediction: np.ndarray, mask: np.ndarray, groups: dict[str, dict[str, np.ndarray]]) -> None:
+        """Image i, in order: prediction (H, W) uint8, mask (H, W) bool or already packed (uint8,
+        as ``np.packbits`` of the flattened mask), and the rows of each group."""
+        if i != self.written:
+            raise ValueError(f"masks must be written in image order (got {i}, expected {self.written})")
+        packed = mask if mask.dtype == np.uint8 else np.packbits(mask.reshape(-1))
+        expected = self.mask_offsets[i + 1] - self.mask_offsets[i]
+        if packed.size != expected:
+            raise ValueError(f"image {i}: the mask has {packed.size} packed bytes, its size needs {expected}")
+        self.prediction.append(np.ascontiguousarray(prediction, dtype=np.uint8).reshape(-1))
+        self.mask.append(packed)
+        for group_name, fields in MASK_GROUPS.items():
+            rows = groups[group_name]
+            count = len(rows[fields[0]])
+            start = self.group_offsets[group_name][i]
+            for name in fields:
+                dataset = self.f[group_name][name]
+                dataset.resize((start + count,))
+                dataset[start:] = np.asarray(rows[name], dtype=MASK_DTYPES[name])
+            self.group_offsets[group_name][i + 1] = start + count
+        self.written += 1
+
+    def close(self) -> None:
+        self.prediction.flush()
+        self.mask.flush()
+        self.pool.shutdown()
+        for group_name in MASK_GROUPS:
+            self.f[group_name]["offsets"][...] = self.group_offsets[group_name]
+
+
+class GzipChunkStream:
+    """Appends bytes, in order, to a flat gzip-chunked uint8 dataset of fixed length.
+
+    Whole chunks are compressed in a thread pool (zlib releases the GIL) and stored as they are
+    with write_direct_chunk. h5py's own gzip runs in the calling thread and holds the GIL: at
+    1024x2048 that was ~10 ms per image in extract's main loop, with the GPU waiting. The bytes
+    read back are exactly those appended.
+    """
+
+    def __init__(self, dataset: h5py.Dataset, position: int, pool: ThreadPoolExecutor, max_in_flight: int = 32):
+        self.dataset, self.pool, self.max_in_flight = dataset, pool, max_in_flight
+        self.chunk = dataset.chunks[0]
+        self.level = dataset.compression_opts
+        self.chunk_start = position // self.chunk * self.chunk
+        # A resumed file: the partly filled last chunk is read back and completed.
+        self.pending = bytearray(dataset[self.chunk_start : position].tobytes())
+        self.in_flight: deque = deque()  # (chunk offset, future of its compressed bytes), in order
+
+    def append(self, data: np.ndarray) -> None:
+        self.pending += memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
+        full = len(self.pending) // self.chunk * self.chunk
+        for start in range(0, full, self.chunk):
+            self._compress(bytes(self.pending[start : start + self.chunk]))
+        del self.pending[:full]
+        self._store(wait=False)
+
+    def flush(self) -> None:
+        """Store everything appended so far; a partial last chunk is stored zero-padded (HDF5 keeps
+        chunks whole) and kept pending, to be stored again once more bytes complete it."""
+        if self.pending:
+            self._compress(bytes(self.pending) + bytes(self.chunk - len(self.pending)), advance=False)
+        self._store(wait=True)
+
+    def _compress(self, block: bytes, advance: bool = True) -> None:
+        self.in_flight.append((self.chunk_start, self.pool.submit(zlib.compress, block, self.level)))
+        if advance:
+            self.chunk_start += self.chunk
+
+    def _store(self, wait: bool) -> None:
+        while self.in_flight and (wait or self.in_flight[0][1].done() or len(self.in_flight) > self.max_in_flight):
+            offset, future = self.in_flight.popleft()
+            self.dataset.id.write_direct_chunk((offset,), future.result())
+
+
+class Masks:
+    """A masks artifact opened for selection: small arrays in memory, per-image maps on demand."""
+
+    def __init__(self, path: Path):
+        self.artifact = open_artifact(path, "masks")
+        self.path = Path(path)
+        f = self.artifact.file
+        self.image_ids = read_image_ids(self.artifact)
+        self.sizes = self.artifact.read("sizes").astype(np.int64)
+        self.pixel_offsets = self.artifact.read("pixel_offsets")
+        self.mask_offsets = self.artifact.read("mask_offsets")
+        self.class_set = str(f.attrs["class_set"])
+        self.class_names = json.loads(f.attrs["class_names"])
+        self.groups = {
+            name: {field: self.artifact.read(f"{name}/{field}") for field in ("offsets",) + fields}
+            for name, fields in MASK_GROUPS.items()
+        }
+        if any(len(g["offsets"]) != len(self.image_ids) + 1 for g in self.groups.values()):
+            raise LaborError(f"{path}: damaged masks artifact: offsets do not match the image count")
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def rows(self, group: str, i: int) -> dict[str, np.ndarray]:
+        """Image i's rows of a group (candidates, uncertain or excluded)."""
+        data = self.groups[group]
+        start, stop = data["offsets"][i], data["offsets"][i + 1]
+        return {name: values[start:stop] for name, values in data.items() if name != "offsets"}
+
+    def prediction(self, i: int) -> np.ndarray:
+        height, width = self.sizes[i]
+        flat = self.artifact.file["prediction"][self.pixel_offsets[i] : self.pixel_offsets[i + 1]]
+        return flat.reshape(height, width)
+
+    def mask(self, i: int) -> np.ndarray:
+        height, width = self.sizes[i]
+        packed = self.artifact.file["mask"][self.mask_offsets[i] : self.mask_offsets[i + 1]]
+        return unpack_mask(packed, (int(height), int(width)))
+
+    def parent(self) -> Parent:
+        return self.artifact.parent()
+
+    def close(self) -> None:
+        self.artifact.close()
+
+    def __enter__(self) -> Masks:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,200 @@
+"""What every artifact shares: its kind and schema, its provenance, atomic writes and checked reads.
+
+Every stage writes exactly one artifact through :func:`create_artifact` and reads its inputs
+through :func:`open_artifact`. The kinds and their schema versions are listed once, here; the
+layout of each kind is in docs/artifacts.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import json
+import os
+import shlex
+import shutil
+import sys
+import uuid as _uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from labor_cli import __version__
+from labor_cli.errors import LaborError
+
+# kind -> schema version this package writes and the newest it reads.
+SCHEMA_VERSIONS: dict[str, int] = {
+    "checkpoint": 1,
+    "masks": 1,
+    "selection": 1,
+    "labels": 1,
+    "evaluation": 1,
+}
+
+
+def command_line() -> str:
+    return shlex.join([Path(sys.argv[0]).name] + sys.argv[1:])
+
+
+def check_output_path(path: Path, force: bool) -> None:
+    """Refuse before any work is done: an existing output without --force, or an unwritable folder."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise LaborError(f"{path}: already exists; pass --force to replace it")
+    if path.is_dir():
+        raise LaborError(f"{path}: is a folder, expected a file name for the output artifact")
+    folder = path.parent if str(path.parent) else Path(".")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise LaborError(f"{path}: cannot write in {existing} (permission denied)")
+
+
+@dataclass
+class Parent:
+    """An input artifact, recorded in the output's lineage."""
+
+    kind: str
+    uuid: str
+    path: str
+
+
+class KeepPartial(KeyboardInterrupt):
+    """Raised inside :func:`create_artifact`'s block: stop, keeping what is written as ``keep_as``."""
+
+
+@contextlib.contextmanager
+def create_artifact(
+    path: Path,
+    kind: str,
+    config: dict[str, Any],
+    parents: list[Parent] = (),
+    force: bool = False,
+    keep_as: Path | None = None,
+    start_from: Path | None = None,
+) -> Iterator[h5py.File]:
+    """Write an artifact to a temporary name beside ``path`` and rename it when complete.
+
+    A crash, a Ctrl-C or a full disk inside the ``with`` block leaves nothing under ``path``
+    (and an existing file there untouched). A :class:`KeepPartial` raised in the block renames
+    the unfinished file to ``keep_as`` instead (a resume file); ``start_from`` starts from a
+    copy of such a file rather than from an empty one.
+    """
+    path = Path(path)
+    check_output_path(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    artifact_uuid = str(_uuid.uuid4())
+    temporary = path.with_name(f".{path.name}.{artifact_uuid[:8]}.partial")
+    try:
+        if start_from is not None:
+            shutil.copyfile(start_from, temporary)
+        with h5py.File(temporary, "a" if start_from is not None else "w") as f:
+            f.attrs["labor_kind"] = kind
+            f.attrs["labor_schema"] = SCHEMA_VERSIONS[kind]
+            f.attrs["labor_version"] = __version__
+            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            f.attrs["command"] = command_line()
+            f.attrs["config"] = json.dumps(config, sort_keys=True, default=str)
+            f.attrs["uuid"] = artifact_uuid
+            f.attrs["lineage"] = json.dumps([vars(p) for p in parents])
+            yield f
+        os.replace(temporary, path)
+    except KeepPartial:
+        if keep_as is not None and temporary.exists():
+            os.replace(temporary, keep_as)
+        temporary.unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise LaborError(f"{path}: disk full while writing; nothing was written") from exc
+        raise LaborError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _open_checked(path: Path, kind: str | None) -> h5py.File:
+    """Open a labor artifact for reading after checking its kind (any known kind when ``kind`` is
+    None) and that its schema is not newer than this labor reads; the caller closes it."""
+    wanted = f"labor {kind} artifact" if kind else "labor artifact"
+    if path.is_dir():
+        raise LaborError(f"{path}: is a folder, expected a {wanted} (.h5)")
+    if not path.exists():
+        raise LaborError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise LaborError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
+    try:
+        found = f.attrs.get("labor_kind")
+        if found is None or (kind is None and str(found) not in SCHEMA_VERSIONS):
+            known = "" if kind else "known "
+            raise LaborError(f"{path}: not a labor artifact (no {known}labor_kind attribute)")
+        found = str(found)
+        if kind is not None and found != kind:
+            raise LaborError(f"{path}: is a {found} artifact, expected a {kind} artifact")
+        schema = int(f.attrs.get("labor_schema", 0))
+        if schema > SCHEMA_VERSIONS[found]:
+            raise LaborError(
+                f"{path}: {found} schema version {schema} is newer than this labor "
+                f"({__version__}) reads (<= {SCHEMA_VERSIONS[found]}); upgrade labor"
+            )
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+class Artifact:
+    """An artifact opened for reading, with its provenance checked."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path = Path(path)
+        self.file = _open_checked(self.path, kind)
+        self.kind = kind
+        self.uuid = str(self.file.attrs["uuid"])
+        self.config = json.loads(self.file.attrs["config"])
+
+    def parent(self) -> Parent:
+        return Parent(self.kind, self.uuid, str(self.path))
+
+    def read(self, name: str) -> np.ndarray:
+        """A whole dataset; a missing one means a damaged file, said in one line."""
+        try:
+            return self.file[name][()]
+        except (KeyError, OSError) as exc:
+            raise LaborError(f"{self.path}: damaged {self.kind} artifact: cannot read {name!r} ({exc})") from exc
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> Artifact:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_artifact(path: Path, kind: str) -> Artifact:
+    return Artifact(Path(path), kind)
+
+
+def read_any(path: Path) -> h5py.File:
+    """Open any labor artifact (for inspect); the caller closes it."""
+    return _open_checked(Path(path), None)
+
+
+def write_image_ids(f: h5py.Group, image_ids: list[str]) -> None:
+    """Image ids join every artifact with the dataset and with the other artifacts."""
+    f.create_dataset("image_ids", data=np.array(image_ids, dtype=object), dtype=h5py.string_dtype())
+
+
+def read_image_ids(artifact: Artifact) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in artifact.read("image_ids")]

@@ -1,0 +1,604 @@
+"""Every option of every command, declared once.
+
+A command's options are a dataclass (``ExtractOptions``, ...) whose fields are declared with
+:func:`option`: the type (the annotation), the default, the help, the flags, the choices, and
+where the value may come from and go. Everything else derives from these declarations:
+
+- the command line: labor_cli/cli.py turns the fields into typer options (choices shown as
+  ``[sgd|adamw]``), and each command hands its stage one filled-in dataclass;
+- ``--config`` files (warmup, adapt): the keys are the field names; a key that is no option of
+  the command, or one that only the command line may set (output, force, quiet, resume...), is
+  an error (:func:`values_from_file`);
+- the artifact's record of how it was made: :func:`stored_config` keeps the fields marked stored.
+
+Training's optimisation protocol is the group ``TrainConfig``, nested in ``WarmupOptions`` and
+``AdaptOptions`` as ``train``; a field that belongs to some commands only names them (the
+pseudo-label weights: adapt). This module imports neither torch nor typer: ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional
+
+from labor_cli.errors import LaborError, LaborUsageError
+
+REQUIRED = dataclasses.MISSING  # an option without a default: the command line must give it
+
+# Finite choices. The modules that act on them (models, runtime, data.labels, data.toy) keep
+# their own tuples for their checks; tests/test_options.py keeps the two equal.
+ARCHS = ("deeplabv2-r101", "deeplabv2-r50", "small")
+SELECTOR_BACKBONES = ("separate", "shared")
+CLASS_SETS = ("cityscapes19", "synthia16")
+PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_CHOICES = ("auto", "on", "off")
+OPTIMIZERS = ("sgd", "adamw")
+SELECT_MODES = ("ppl", "spl", "random", "entropy")
+EXPORT_FORMATS = ("csv", "json")
+TOY_SIZES = ("default", "tiny")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """How one dataclass field is offered and recorded (the field's ``metadata["option"]``)."""
+
+    help: str
+    flags: tuple[str, ...] = ()  # () means --field-name
+    choices: tuple[str, ...] = ()
+    metavar: Optional[str] = None
+    parse: Optional[Callable[[str, str], Any]] = None  # (text, flag) -> value, for text from the command line or a file
+    min: Optional[int] = None  # checked by the command line (the stages check what they need themselves)
+    case_sensitive: bool = True
+    commands: tuple[str, ...] = ()  # () means every command whose options hold the field
+    in_file: bool = True  # may a --config file set it
+    stored: bool = True  # recorded in the artifact's config
+    stored_as: Optional[str] = None  # its key there, where that differs from the field's name
+    argument: bool = False  # positional, not an --option
+
+
+def option(*flags: str, default: Any = REQUIRED, help: str, **details: Any) -> Any:
+    """A dataclass field declared as a command option (see OptionSpec for ``details``).
+
+    A required option comes from the command line only, so never from a file."""
+    spec = OptionSpec(help=help, flags=flags, **details)
+    if default is REQUIRED:
+        return field(metadata={"option": dataclasses.replace(spec, in_file=False)})
+    return field(default=default, metadata={"option": spec})
+
+
+def group(options_class: type) -> Any:
+    """A dataclass field holding a nested group of options (``train``: a TrainConfig)."""
+    return field(default_factory=options_class, metadata={"group": True})
+
+
+def parse_size(text: str, flag: str) -> tuple[int, int]:
+    """'1024x512' -> (1024, 512) as (width, height)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise LaborUsageError(f"{flag} {text!r}: expected WIDTHxHEIGHT, e.g. 1024x512") from None
+    if width <= 0 or height <= 0:
+        raise LaborUsageError(f"{flag} {text!r}: width and height must be positive")
+    return width, height
+
+
+# --- declarations shared by several commands -----------------------------------------------
+
+
+def output_option() -> Any:
+    return option("--output", "-o", help="Artifact to write (.h5).", stored=False)
+
+
+def force_option(help: str = "Replace an existing output.") -> Any:
+    return option("--force", default=False, help=help, in_file=False, stored=False)
+
+
+def quiet_option() -> Any:
+    return option("--quiet", "-q", default=False, help="No progress display.", in_file=False, stored=False)
+
+
+def skip_bad_option() -> Any:
+    return option("--skip-bad", default=False, stored=False,
+                  help="Leave out images whose files are unreadable (checked up front), count them, and list them in "
+                       "the artifact's config.")
+
+
+def device_option() -> Any:
+    return option(default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N.")
+
+
+def precision_option() -> Any:
+    return option(default="auto", choices=PRECISIONS, help="auto (bf16 on CUDA, fp32 on the CPU), fp32 or bf16.")
+
+
+def compile_option() -> Any:
+    return option("--compile", default="auto", choices=COMPILE_CHOICES,
+                  help="torch.compile the networks: auto (on CUDA for warmup and adapt, off for extract and evaluate), "
+                       "on or off. If compiling fails: one warning, and the stage goes on uncompiled.")
+
+
+def workers_option() -> Any:
+    return option(default=None, stored=False, help="Data-loader worker processes (default: min(8, CPUs - 1)).")
+
+
+def input_size_option() -> Any:
+    return option(default=None, parse=parse_size, metavar="WIDTHxHEIGHT",
+                  help="Network input WIDTHxHEIGHT (default: the dataset's training size).")
+
+
+def resolve_workers(workers: Optional[int]) -> int:
+    """--workers as given, or the default for this machine."""
+    from labor_cli.runtime import default_workers
+
+    return default_workers() if workers is None else workers
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Every value of the optimisation protocol (docs/method.md), with the paper-scale default."""
+
+    iterations: int = option("--iters", "--iterations", default=40000, help="Training iterations.")
+    optimizer: str = option(default="sgd", choices=OPTIMIZERS,
+                            help="Optimiser of A and B: sgd (the paper's protocol, heads at 10x) or adamw (small "
+                                 "networks from scratch).")
+    lr: float = option(default=2.5e-4, help="Learning rate of A and B.")
+    momentum: float = option(default=0.9, help="SGD momentum.")
+    weight_decay: float = option(default=5e-4, help="SGD weight decay.")
+    power: float = option(default=0.9, help="Poly learning-rate decay power.")
+    lr_discriminator: float = option("--lr-d", default=1e-4, help="Adam learning rate of D.")
+    betas: tuple[float, float] = (0.9, 0.99)  # Adam's (D) and AdamW's; no option
+    lambda_adv: float = option(default=0.001, help="Weight of the adversarial loss (0: source-only training).")
+    lambda_target: float = option(default=1.0, commands=("adapt",), help="Weight of the annotated target pixels' loss.")
+    lambda_pseudo: float = option(default=1.0, commands=("adapt",), help="Weight of B's pseudo-label loss.")
+    # 0.01 keeps the toy mask at a few percent (0.1 gave 18%); the paper's value is unknown.
+    lambda_dis: float = option(default=0.01, help="Weight of B's classifier-discrepancy maximisation (sets the mask "
+                                                  "share: higher, larger mask).")
+    pseudo_alpha: float = option(default=0.2, commands=("adapt",),
+                                 help="Per class, the most confident fraction of A's pixels kept as pseudo labels.")
+    source_batch: int = option(default=2, help="Source images per iteration.")
+    target_batch: int = option(default=2, help="Target images per iteration.")
+    hflip: bool = option("--hflip/--no-hflip", default=False,
+                         help="Flip half of the source images left-right (seeded; not in the paper's protocol).")
+    source_size: Optional[tuple[int, int]] = option(default=None, parse=parse_size, metavar="WIDTHxHEIGHT",
+                                                    help="Source training size WIDTHxHEIGHT (default: the dataset's).")
+    target_size: Optional[tuple[int, int]] = option(default=None, parse=parse_size, metavar="WIDTHxHEIGHT",
+                                                    help="Target training size WIDTHxHEIGHT (default: the dataset's).")
+    seed: int = option(default=0, help="Random seed: the same command twice gives the same weights on the CPU.")
+    save_every: int = option(default=1000, help="Save a resumable checkpoint every N iterations.")
+    log_every: int = option(default=10, help="Update the progress display (and check losses) every N iterations.")
+
+    def check(self) -> None:
+        positive = {"iterations": self.iterations, "source_batch": self.source_batch, "target_batch": self.target_batch,
+                    "save_every": self.save_every, "log_every": self.log_every, "lr": self.lr}
+        for name, value in positive.items():
+            if value <= 0:
+                raise LaborUsageError(f"--{name.replace('_', '-')} {value}: must be positive")
+        for name in ("lambda_adv", "lambda_target", "lambda_pseudo", "lambda_dis", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise LaborUsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise LaborUsageError(f"--optimizer {self.optimizer!r}: use sgd or adamw")
+        if not 0 < self.pseudo_alpha <= 1:
+            raise LaborUsageError(f"--pseudo-alpha {self.pseudo_alpha}: must be in (0, 1]")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(kw_only=True)
+class TrainingStageOptions:
+    """What warmup and adapt share; ``train`` holds the optimisation protocol."""
+
+    COMMAND: ClassVar[str] = ""
+
+    source: str = option(help="Labeled source dataset KIND:PATH, e.g. gta5:/data/GTA5.")
+    target: str = option(help="Target dataset KIND:PATH (images only are used; for adapt the one the labels were "
+                              "made on), e.g. cityscapes:/data/cityscapes.")
+    output: Path = output_option()
+    source_split: str = option(default="train", help="Source split.")
+    target_split: str = option(default="train", help="Target split (for adapt: the labels' images).")
+    resume: bool = option("--resume", default=False, in_file=False, stored=False,
+                          help="Continue from OUTPUT's resume file (saved every --save-every).")
+    device: str = device_option()
+    precision: str = precision_option()
+    compile: str = compile_option()
+    workers: Optional[int] = workers_option()
+    force: bool = force_option()
+    quiet: bool = quiet_option()
+    skip_bad: bool = skip_bad_option()
+    train: TrainConfig = group(TrainConfig)
+    config_file: Optional[Path] = option("--config", default=None, in_file=False, stored=False,
+                                         help="TOML file of option values (option names as keys), or a preset name "
+                                              "(toy-warmup, toy-adapt); the command line wins.")
+
+
+@dataclass(kw_only=True)
+class WarmupOptions(TrainingStageOptions):
+    COMMAND: ClassVar[str] = "warmup"
+
+    arch: str = option(default="deeplabv2-r101", choices=ARCHS,
+                       help="deeplabv2-r101, deeplabv2-r50 or small (CPU-sized).")
+    init: str = option(default="none", help="Backbone initialisation: none, imagenet (torchvision download), or PATH "
+                                            "to a local torchvision state dict.")
+    selector_backbone: str = option(default="separate", choices=SELECTOR_BACKBONES,
+                                    help="B's backbone: separate (a second copy) or shared (A's; one backbone pass).")
+    classes: Optional[str] = option(default=None, choices=CLASS_SETS, stored_as="class_set",
+                                    help="Class set (default: from the source kind).")
+
+
+@dataclass(kw_only=True)
+class AdaptOptions(TrainingStageOptions):
+    COMMAND: ClassVar[str] = "adapt"
+
+    model: Path = option("--model", "-m", stored_as="start_from",
+                         help="Checkpoint to start from (warmup or an earlier round).")
+    labels: Path = option(help="Labels artifact: the annotated target pixels (labor label / labor import).")
+
+
+# --- the stages between training runs ---------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ExtractOptions:
+    COMMAND: ClassVar[str] = "extract"
+
+    model: Path = option("--model", "-m", help="Checkpoint (warmup or adapt) holding A and B.")
+    target: str = option(help="Target dataset KIND:PATH (images only are used).")
+    output: Path = output_option()
+    split: str = option(default="train", help="Target split to extract.")
+    exclude: Optional[Path] = option(default=None, help="Labels artifact of earlier rounds: those pixels are never "
+                                                        "selected again.")
+    candidates_per_class: int = option(default=256, help="PPL candidates kept per class and image (an upper bound on "
+                                                         "--points).")
+    uncertain_per_image: int = option(default=4096, help="Most uncertain pixels kept per image (for --mode entropy).")
+    input_size: Optional[tuple[int, int]] = input_size_option()
+    batch_size: int = option(default=1, min=1, help="Images per forward pass.")
+    device: str = device_option()
+    precision: str = precision_option()
+    compile: str = compile_option()
+    workers: Optional[int] = workers_option()
+    force: bool = force_option()
+    quiet: bool = quiet_option()
+    skip_bad: bool = skip_bad_option()
+    resume: bool = option("--resume", default=False, in_file=False, stored=False,
+                          help="Continue a stopped extraction from OUTPUT's resume file (kept on Ctrl-C or SIGTERM).")
+
+
+@dataclass(kw_only=True)
+class SelectOptions:
+    COMMAND: ClassVar[str] = "select"
+
+    masks: Path = option(help="Masks artifact (labor extract).")
+    mode: str = option(choices=SELECT_MODES, help="ppl (prototype points), spl (whole mask), random or entropy "
+                                                  "(baselines).")
+    output: Path = output_option()
+    points: Optional[int] = option(default=None, help="Points per image (ppl, random, entropy).")
+    ratio: Optional[float] = option(default=None, help="Share of each image's pixels, 0 < R <= 1 (random, entropy).")
+    min_spacing: float = option(default=0.0, help="Preferred minimum distance between chosen points, in pixels.")
+    seed: int = option(default=0, help="Seed (random mode and ties); the same seed gives the same selection.")
+    force: bool = force_option()
+    quiet: bool = quiet_option()
+
+
+@dataclass(kw_only=True)
+class LabelOptions:
+    COMMAND: ClassVar[str] = "label"
+
+    selection: Path = option(help="Selection artifact (labor select).")
+    target: str = option(help="Target dataset KIND:PATH with ground truth: the simulated annotator reads it.")
+    output: Path = output_option()
+    split: str = option(default="train", help="Target split the selection was made on.")
+    merge: Optional[Path] = option(default=None, help="Labels of earlier rounds to accumulate with.")
+    masks: Optional[Path] = option(default=None, help="The masks artifact of the selection: also report A's error over "
+                                                      "all pixels.")
+    force: bool = force_option()
+    quiet: bool = quiet_option()
+    skip_bad: bool = skip_bad_option()
+
+
+@dataclass(kw_only=True)
+class ExportOptions:
+    COMMAND: ClassVar[str] = "export"
+
+    artifact: Path = option(argument=True, help="Selection (or labels) artifact.")
+    output_dir: Path = option("--output", "-o", help="Folder to write points.csv / points.json (and overlays) into.")
+    fmt: str = option("--format", default="csv", choices=EXPORT_FORMATS, case_sensitive=False, help="csv or json.")
+    overlays: bool = option("--overlays", default=False,
+                            help="Also write a PNG per image with each point marked (needs --target).")
+    target: Optional[str] = option(default=None, help="Target dataset KIND:PATH, for the overlays.")
+    split: str = option(default="train", help="Target split.")
+    force: bool = force_option("Replace an existing output folder, whole.")
+    quiet: bool = quiet_option()
+
+
+@dataclass(kw_only=True)
+class ImportOptions:
+    COMMAND: ClassVar[str] = "import"
+
+    answers: Path = option(argument=True, help="Annotators' answers: CSV (image_id,x,y,class) or JSON "
+                                               "[{image_id, x, y, class}].")
+    selection: Path = option(help="The selection the answers are for.")
+    output: Path = output_option()
+    force: bool = force_option()
+
+
+@dataclass(kw_only=True)
+class ShowOptions:
+    COMMAND: ClassVar[str] = "show"
+
+    artifact: Path = option(argument=True, help="A masks, selection or labels artifact.")
+    output_dir: Path = option("--output", "-o", help="Folder for the PNG overlays.")
+    target: Optional[str] = option(default=None, help="Target dataset KIND:PATH (the images to draw on).")
+    split: str = option(default="train", help="Target split.")
+    limit: Optional[int] = option(default=None, min=1, help="At most this many images.")
+    force: bool = force_option("Replace an existing output folder, whole.")
+    quiet: bool = quiet_option()
+
+
+@dataclass(kw_only=True)
+class EvaluateOptions:
+    COMMAND: ClassVar[str] = "evaluate"
+
+    model: Path = option("--model", "-m", help="Checkpoint artifact (from warmup or adapt).")
+    target: str = option(help="Labeled dataset as KIND:PATH, e.g. cityscapes:/data/cityscapes.")
+    split: str = option(default="val", help="Split to evaluate.")
+    output: Path = output_option()
+    input_size: Optional[tuple[int, int]] = input_size_option()
+    batch_size: int = option(default=1, min=1, help="Images per forward pass (same-sized images only).")
+    predictions: Optional[Path] = option(default=None, stored=False,
+                                         help="Write prediction PNGs in Cityscapes label ids to this folder.")
+    colour: Optional[Path] = option(default=None, stored=False, help="Write colourised prediction PNGs to this folder.")
+    device: str = device_option()
+    precision: str = precision_option()
+    compile: str = compile_option()
+    workers: Optional[int] = workers_option()
+    force: bool = force_option()
+    quiet: bool = quiet_option()
+    skip_bad: bool = skip_bad_option()
+
+
+# --- commands that write no artifact ----------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ToyOptions:
+    COMMAND: ClassVar[str] = "data toy"
+
+    directory: Path = option(argument=True, help="Folder to create: DIR/source (GTA5 layout) and DIR/target "
+                                                 "(Cityscapes layout).")
+    seed: int = option(default=0, help="Random seed; the same seed gives the same bytes.")
+    size: str = option(default="default", choices=TOY_SIZES, help="Preset: default (the demo's) or tiny (tests).")
+    force: bool = force_option()
+
+
+@dataclass(kw_only=True)
+class InspectOptions:
+    COMMAND: ClassVar[str] = "inspect"
+
+    artifact: Path = option(argument=True, help="Any labor artifact (.h5).")
+    as_json: bool = option("--json", default=False, help="Print as JSON for scripts.")
+
+
+@dataclass(kw_only=True)
+class DemoOptions:
+    COMMAND: ClassVar[str] = "demo"
+
+    workdir: Path = option(default=Path("runs/demo"), help="Folder for the toy pair and every artifact of the demo.")
+    seed: int = option(default=0, help="Seed of the toy pair and of training.")
+    points: int = option(default=40, help="PPL budget: points per target image.")
+    warmup_iters: Optional[int] = option(default=None, help="Override the toy-warmup preset's iterations.")
+    adapt_iters: Optional[int] = option(default=None, help="Override the toy-adapt preset's iterations.")
+    workers: int = option(default=0, help="Data-loader workers (0: load in the training process; best on 2 cores).")
+    force: bool = force_option("Redo every step (deletes WORKDIR first).")
+    quiet: bool = quiet_option()
+
+
+@dataclass(kw_only=True)
+class BenchOptions:
+    COMMAND: ClassVar[str] = "bench"
+
+    arch: Optional[str] = option(default=None, choices=ARCHS, help="Architecture (default: deeplabv2-r101 on CUDA at "
+                                                                   "the paper's shapes, small on the CPU).")
+    device: str = device_option()
+    repeats: int = option(default=5, min=1, help="Timed repetitions of each workload (the median is reported).")
+    warmup: int = option(default=2, min=0, help="Untimed repetitions first.")
+    compile: str = option("--compile", default="auto", choices=COMPILE_CHOICES,
+                          help="torch.compile the default path's networks: auto (on CUDA, as the stages do), on or "
+                               "off.")
+    selector_backbone: str = option(default="separate", choices=SELECTOR_BACKBONES,
+                                    help="B's backbone: separate or shared.")
+    e2e_images: int = option(default=0, help="Also time `labor extract` end to end on this many synthetic PNGs "
+                                             "(decoding and writing included).")
+    workers: Optional[int] = workers_option()
+    batch_size: int = option(default=4, min=1, help="Extraction batch size for the end-to-end run.")
+    profile: Optional[Path] = option(default=None, help="Also write where each workload's time goes (torch.profiler "
+                                                        "tables) to this folder.")
+    as_json: bool = option("--json", default=False, help="Print JSON for scripts.")
+
+
+COMMAND_OPTIONS: tuple[type, ...] = (
+    ToyOptions, WarmupOptions, ExtractOptions, SelectOptions, LabelOptions, ExportOptions, ImportOptions,
+    ShowOptions, AdaptOptions, EvaluateOptions, InspectOptions, DemoOptions, BenchOptions,
+)
+
+
+# --- reading the declarations -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One option of one command, its group flattened: the unit the command line and files see."""
+
+    name: str  # the field's name: the command-line parameter and the --config key
+    spec: OptionSpec
+    type: Any  # the field's type
+    default: Any  # REQUIRED if none
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return self.spec.flags or (f"--{self.name.replace('_', '-')}",)
+
+    @property
+    def flag(self) -> str:
+        """The flag a message names: --iters, --no-hflip's --hflip."""
+        return self.flags[0].split("/")[0]
+
+    @property
+    def value_type(self) -> Any:
+        """The type without Optional: int for Optional[int]."""
+        arguments = [a for a in typing.get_args(self.type) if a is not type(None)]
+        return arguments[0] if typing.get_origin(self.type) is typing.Union and len(arguments) == 1 else self.type
+
+
+def declared(options_class: type, command: Optional[str] = None) -> list[Declared]:
+    """The options of ``command`` (default: the class's) held by ``options_class``, in
+    declaration order, a group's after the class's own. Fields without an option
+    (TrainConfig.betas) are left out."""
+    command = command or options_class.COMMAND
+    hints = typing.get_type_hints(options_class)
+    out: list[Declared] = []
+    groups: list[Declared] = []
+    for f in dataclasses.fields(options_class):
+        if f.metadata.get("group"):
+            groups += declared(hints[f.name], command)
+            continue
+        spec = f.metadata.get("option")
+        if spec is None or (spec.commands and command not in spec.commands):
+            continue
+        out.append(Declared(f.name, spec, hints[f.name], f.default))
+    out += groups
+    names = [d.name for d in out]
+    assert len(names) == len(set(names)), f"{command}: an option name is declared twice"
+    return out
+
+
+def build(options_class: type, values: dict[str, Any], command: Optional[str] = None) -> Any:
+    """An options dataclass from flat values (groups filled from their fields' names); an
+    option left out of ``values`` keeps its declared default."""
+    command = command or options_class.COMMAND
+    hints = typing.get_type_hints(options_class)
+    kwargs = {}
+    for f in dataclasses.fields(options_class):
+        if f.metadata.get("group"):
+            kwargs[f.name] = build(hints[f.name], values, command)
+        elif f.name in values:
+            kwargs[f.name] = values[f.name]
+    return options_class(**kwargs)
+
+
+def check_value(option: Declared, value: Any, where: str) -> Any:
+    """A value from a file, parsed and checked against the declaration; ``where`` (the file and
+    the key) begins every message."""
+    if option.spec.parse is not None and isinstance(value, str):
+        try:
+            return option.spec.parse(value, option.flag)
+        except LaborUsageError as exc:
+            raise LaborUsageError(f"{where}: {exc}") from None
+    if option.spec.choices and value not in option.spec.choices:
+        raise LaborUsageError(f"{where} = {value!r}: choose one of {', '.join(option.spec.choices)}")
+    kind = option.value_type
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    if not isinstance(kind, type) or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise LaborUsageError(f"{where} = {value!r}: expected {getattr(kind, '__name__', kind)}")
+    if option.spec.min is not None and value < option.spec.min:
+        raise LaborUsageError(f"{where} = {value!r}: must be at least {option.spec.min}")
+    return value
+
+
+def values_from_file(config_file: Path, options_class: type) -> dict[str, Any]:
+    """The option values of a --config TOML file (or preset) for ``options_class``'s command,
+    checked: every key must be an option of the command that a file may set."""
+    from labor_cli.presets import read_config_file
+
+    path, values = read_config_file(config_file)
+    command = options_class.COMMAND
+    options = {d.name: d for d in declared(options_class)}
+    unknown = sorted(key for key in values if key not in options)
+    if unknown:
+        raise LaborUsageError(f"{path}: {', '.join(unknown)}: not an option of labor {command}")
+    fixed = sorted(key for key in values if not options[key].spec.in_file)
+    if fixed:
+        flags = ", ".join(options[key].flag for key in fixed)
+        raise LaborUsageError(f"{path}: {', '.join(fixed)}: not settable from a file "
+                              f"(give {flags} on the command line)")
+    return {key: check_value(options[key], value, f"{path}: {key}") for key, value in values.items()}
+
+
+# --- what an artifact records -----------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: paths as text, tuples as lists, groups as dicts."""
+    if dataclasses.is_dataclass(value):
+        return stored_config(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def stored_config(options: Any, **facts: Any) -> dict:
+    """The config an artifact records: every field whose option is marked stored (and every
+    field that is no option, e.g. TrainConfig.betas), under its stored name, as JSON values.
+    ``facts`` replace what an option resolved to (device auto -> cuda) and add what is no option
+    (the stage, the class set a checkpoint gave)."""
+    config = {}
+    for f in dataclasses.fields(options):
+        spec = f.metadata.get("option")
+        if spec is None or spec.stored:
+            key = spec.stored_as if spec is not None and spec.stored_as else f.name
+            config[key] = _plain(getattr(options, f.name))
+    config.update({key: _plain(value) for key, value in facts.items()})
+    return config
+
+
+def stored_defaults(options_class: type) -> dict:
+    """What the stored config holds for every stored option that has a default, as JSON values:
+    what an artifact made before an option existed is taken to have run with (a new option's
+    default keeps the earlier behaviour)."""
+    hints = typing.get_type_hints(options_class)
+    defaults = {}
+    for f in dataclasses.fields(options_class):
+        spec = f.metadata.get("option")
+        if f.metadata.get("group"):
+            defaults[f.name] = stored_config(hints[f.name]())
+        elif spec is not None and spec.stored and f.default is not REQUIRED:
+            defaults[spec.stored_as or f.name] = _plain(f.default)
+    return json.loads(json.dumps(defaults))
+
+
+def check_same_run(path: Path, saved: dict, now: dict, may_differ: tuple[str, ...] = (),
+                   defaults: Optional[dict] = None) -> None:
+    """A resume file's stored config against this run's: every key but ``may_differ`` must agree.
+    A key the saved config lacks (an option added since) counts as its value in ``defaults``."""
+    saved = dict(saved)
+    for key, default in (defaults or {}).items():
+        if key not in saved:
+            saved[key] = default
+        elif isinstance(default, dict) and isinstance(saved[key], dict):
+            saved[key] = {**default, **saved[key]}
+    now = json.loads(json.dumps(now))  # tuples become lists, as in the saved JSON
+    for key in sorted(set(saved) | set(now)):
+        there, here = saved.get(key), now.get(key)
+        if key in may_differ or there == here:
+            continue
+        if isinstance(there, dict) and isinstance(here, dict):  # name the option inside the group: train.lr
+            key, there, here = next((f"{key}.{k}", there.get(k), here.get(k)) for k in sorted(set(there) | set(here))
+                                    if there.get(k) != here.get(k))
+        raise LaborError(f"{path}: was saved by a different run ({key}: {there} there, {here} now); "
+                         "use the original options, or remove it to start afresh")

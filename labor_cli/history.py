@@ -85,14 +85,17 @@ class LossHistoryCSV:
         return kept
 
     @staticmethod
-    def _rows_from_history(history: Mapping[str, Sequence[float]], iteration: int,
-                           previous: list[list[str]]) -> list[list[str]]:
+    def _rows_from_history(
+        history: Mapping[str, Sequence[float]], iteration: int, previous: list[list[str]]
+    ) -> list[list[str]]:
         """Rows 1..iteration from a checkpoint's history; the learning rates of ``previous`` rows are kept."""
         rates = {int(row[0]): row[-1] for row in previous}
         rows = []
         for i in range(iteration):
-            losses = [_float32(history[name][i]) if name in history and i < len(history[name]) else ""
-                      for name in LOSS_COLUMNS]
+            losses = [
+                _float32(history[name][i]) if name in history and i < len(history[name]) else ""
+                for name in LOSS_COLUMNS
+            ]
             rows.append([str(i + 1)] + losses + [rates.get(i + 1, "")])
         return rows
 
@@ -125,7 +128,9 @@ def read_loss_history_csv(path: Path) -> dict[str, np.ndarray]:
     if any(len(row) != len(header) for row in body):
         raise LaborError(f"{path}: rows of another length than the header")
     try:
-        return {name: np.array([float(row[j]) if row[j] != "" else np.nan for row in body], dtype=np.float64)
-                for j, name in enumerate(header)}
+        return {
+            name: np.array([float(row[j]) if row[j] != "" else np.nan for row in body], dtype=np.float64)
+            for j, name in enumerate(header)
+        }
     except ValueError as exc:
         raise LaborError(f"{path}: not a number in the loss history ({exc})") from exc

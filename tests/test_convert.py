@@ -9,12 +9,14 @@ one runs the full ResNet-101 at a tiny input.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_train_config
 from torch import nn
+from typer.testing import CliRunner
 
 from labor_cli.data.transforms import ImageNormalizer
 from labor_cli.errors import LaborError
@@ -23,6 +25,15 @@ from labor_cli.models.deeplab import ASPPv2, ResNetBackbone, SegmentationModel
 from labor_cli.models.deeplab_caffe import CAFFE_BGR_MEAN, CaffeResNetBackbone
 
 SMALL = (1, 2, 2, 1)
+
+
+def labor(*args):
+    """`labor ARGS` in this process (the monkeypatched reduced depth holds), which must succeed."""
+    from labor_cli.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    return result
 
 
 # --- the originals, written from their descriptions -------------------------------------------
@@ -51,8 +62,9 @@ class CaffeBottleneck(nn.Module):
 class CaffeASPP(nn.Module):
     def __init__(self, inplanes, num_classes, branches_used):
         super().__init__()
-        self.conv2d_list = nn.ModuleList(nn.Conv2d(inplanes, num_classes, 3, padding=d, dilation=d)
-                                         for d in (6, 12, 18, 24))
+        self.conv2d_list = nn.ModuleList(
+            nn.Conv2d(inplanes, num_classes, 3, padding=d, dilation=d) for d in (6, 12, 18, 24)
+        )
         self.branches_used = branches_used  # AdaptSegNet: 2 (returns inside its loop); ADVENT: 4
 
     def forward(self, x):
@@ -71,8 +83,9 @@ class DeepLabV2(nn.Module):
         inplanes = 64
         stages = zip((64, 128, 256, 512), blocks, (1, 2, 1, 1), (1, 1, 2, 4))
         for index, (planes, count, stride, dilation) in enumerate(stages):
-            downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False),
-                                       nn.BatchNorm2d(planes * 4))
+            downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False), nn.BatchNorm2d(planes * 4)
+            )
             layers = [CaffeBottleneck(inplanes, planes, stride, dilation, downsample)]
             layers += [CaffeBottleneck(planes * 4, planes, 1, dilation) for _ in range(count - 1)]
             setattr(self, f"layer{index + 1}", nn.Sequential(*layers))
@@ -96,8 +109,12 @@ class EpsFreeFrozenBN(nn.Module):
 
     def __init__(self, n):
         super().__init__()
-        for name, value in (("weight", torch.ones(n)), ("bias", torch.zeros(n)), ("running_mean", torch.zeros(n)),
-                            ("running_var", torch.ones(n))):
+        for name, value in (
+            ("weight", torch.ones(n)),
+            ("bias", torch.zeros(n)),
+            ("running_mean", torch.zeros(n)),
+            ("running_var", torch.ones(n)),
+        ):
             self.register_buffer(name, value)
 
     def forward(self, x):
@@ -112,8 +129,9 @@ class RIPUDeepLab(nn.Module):
         super().__init__()
         from torchvision.models import resnet50, resnet101
 
-        net = {50: resnet50, 101: resnet101}[depth](replace_stride_with_dilation=[False, True, True],
-                                                    norm_layer=EpsFreeFrozenBN)
+        net = {50: resnet50, 101: resnet101}[depth](
+            replace_stride_with_dilation=[False, True, True], norm_layer=EpsFreeFrozenBN
+        )
         del net.fc, net.avgpool
         self.backbone = net
         self.classifier = CaffeASPP(2048, num_classes, 4)
@@ -296,7 +314,7 @@ def test_ripu_converts_to_the_same_outputs(tmp_path):
     with torch.no_grad():
         expected = theirs(labor_input(rgb))
         assert_same(net.eval()(labor_input(rgb)), expected)
-        unadjusted = {k[len("module.backbone."):]: v for k, v in checkpoint["feature_extractor"].items()}
+        unadjusted = {k[len("module.backbone.") :]: v for k, v in checkpoint["feature_extractor"].items()}
         net.backbone.load_state_dict(unadjusted)
         assert (net(labor_input(rgb)) - expected).abs().max() > 0.05 * expected.abs().max()  # unadjusted: wrong
 
@@ -314,16 +332,30 @@ def small_caffe_arch(monkeypatch):
 
 
 @pytest.mark.parametrize("selector_backbone", ["separate", "shared"])
-def test_convert_writes_a_checkpoint_that_loads_and_predicts_the_same(tmp_path, multi_level, small_caffe_arch,
-                                                                      selector_backbone):
+def test_convert_writes_a_checkpoint_that_loads_and_predicts_the_same(
+    tmp_path, multi_level, small_caffe_arch, selector_backbone
+):
     from labor_cli.artifacts import load_checkpoint
-    from labor_cli.stages.convert import run_convert
 
     theirs, path = multi_level
     theirs.layer6.branches_used = 2
-    result = run_convert(f"adaptsegnet:{path}", tmp_path / "model.h5", selector_backbone=selector_backbone, seed=3)
-    assert (result.arch, result.backbone_layout, result.class_set) == ("deeplabv2-r50", "caffe", "cityscapes19")
+    result = labor(
+        "convert",
+        f"adaptsegnet:{path}",
+        "-o",
+        tmp_path / "model.h5",
+        "--selector-backbone",
+        selector_backbone,
+        "--seed",
+        3,
+    )
+    assert "deeplabv2-r50 (caffe layout) from adaptsegnet, classes cityscapes19" in result.output
     checkpoint = load_checkpoint(tmp_path / "model.h5")
+    assert (checkpoint.networks.arch, checkpoint.class_set, checkpoint.config["seed"]) == (
+        "deeplabv2-r50",
+        "cityscapes19",
+        3,
+    )
     assert checkpoint.config["format"] == "adaptsegnet"
     assert checkpoint.config["sha256"] == convert.file_digest(path)
     assert checkpoint.networks.config()["backbone_layout"] == "caffe"
@@ -343,9 +375,9 @@ def test_convert_writes_a_checkpoint_that_loads_and_predicts_the_same(tmp_path, 
             assert torch.equal(value, nets.selector.backbone.state_dict()[key])
 
 
-def test_convert_refuses_to_overwrite_and_reads_a_discriminator(tmp_path, multi_level, small_caffe_arch):
+def test_convert_refuses_to_overwrite_and_reads_a_discriminator(tmp_path, multi_level, small_caffe_arch, capsys):
     from labor_cli.artifacts import load_checkpoint
-    from labor_cli.stages.convert import run_convert
+    from labor_cli.cli import main
 
     path = multi_level[1]
     names = ("conv1", "conv2", "conv3", "conv4", "classifier")
@@ -353,13 +385,25 @@ def test_convert_refuses_to_overwrite_and_reads_a_discriminator(tmp_path, multi_
     layers = [layer for i in range(5) for layer in (nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1), nn.LeakyReLU(0.2))]
     advent_d = nn.Sequential(*layers[:-1])
     torch.save(advent_d.state_dict(), tmp_path / "model_D_main.pth")
-    run_convert(f"advent:{path}", tmp_path / "model.h5", selector_backbone="shared",
-                discriminator=str(tmp_path / "model_D_main.pth"))
+    labor(
+        "convert",
+        f"advent:{path}",
+        "-o",
+        tmp_path / "model.h5",
+        "--selector-backbone",
+        "shared",
+        "--discriminator",
+        tmp_path / "model_D_main.pth",
+    )
     loaded = load_checkpoint(tmp_path / "model.h5").networks.discriminator.state_dict()
     for i, name in enumerate(names):
         assert torch.equal(loaded[f"{name}.weight"], advent_d[2 * i].weight)
-    with pytest.raises(LaborError, match="already exists"):
-        run_convert(f"advent:{path}", tmp_path / "model.h5")
+    before = (tmp_path / "model.h5").read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        main(["convert", f"advent:{path}", "-o", str(tmp_path / "model.h5")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and err.startswith("labor: error: ") and "already exists" in err
+    assert len(err.strip().splitlines()) == 1 and (tmp_path / "model.h5").read_bytes() == before
 
 
 # --- errors: one line, naming the file and what was expected ---------------------------------
@@ -377,8 +421,10 @@ def test_wrong_format_and_unknown_layouts_are_one_line_errors(tmp_path, multi_le
     torch.save({"feature_extractor": {}, "classifier": {}}, tmp_path / "ripu.pth")
     torch.save({"encoder.weight": torch.zeros(3)}, tmp_path / "other.pth")
     (tmp_path / "text.pth").write_text("not weights")
-    torch.save({"conv1.weight": torch.zeros(1), "layer4.0.conv1.weight": torch.zeros(1), "fc.weight": torch.zeros(1)},
-               tmp_path / "resnet.pth")
+    torch.save(
+        {"conv1.weight": torch.zeros(1), "layer4.0.conv1.weight": torch.zeros(1), "fc.weight": torch.zeros(1)},
+        tmp_path / "resnet.pth",
+    )
     cases = [
         (f"ripu:{caffe}", "not a RIPU checkpoint.*try adaptsegnet:"),
         (f"adaptsegnet:{tmp_path / 'ripu.pth'}", "RIPU checkpoint; try ripu:"),
@@ -427,24 +473,73 @@ def test_split_heads_average_to_the_classifier():
 
 def test_the_stages_start_from_a_converted_checkpoint(tmp_path, multi_level, small_caffe_arch, toy_source, toy_target):
     """extract, select, label, adapt and evaluate all take a converted (caffe-layout) model."""
-    from labor_cli.artifacts import load_checkpoint
-    from labor_cli.stages.evaluate import run_evaluate
-    from labor_cli.stages.extract import run_extract
-    from labor_cli.stages.label import run_label
-    from labor_cli.stages.select import run_select
-    from labor_cli.stages.convert import run_convert
-    from labor_cli.stages.train import run_training_stage
+    from labor_cli.artifacts import load_checkpoint, read_any
 
-    run_convert(f"adaptsegnet:{multi_level[1]}", tmp_path / "model.h5", selector_backbone="shared")
-    small = (64, 32)  # the reduced ResNet still has DeepLab's 2048-channel dilated classifier: keep inputs small
-    run_extract(tmp_path / "model.h5", toy_target, tmp_path / "masks.h5", input_size=small, device="cpu", quiet=True)
-    run_select(tmp_path / "masks.h5", "ppl", tmp_path / "selection.h5", points=5, quiet=True)
-    run_label(tmp_path / "selection.h5", toy_target, tmp_path / "labels.h5", quiet=True)
-    config = tiny_train_config(iterations=1, source_batch=1, target_batch=1, source_size=small, target_size=small)
-    run_training_stage("adapt", toy_source, toy_target, tmp_path / "adapted.h5", config,
-                       start_from=tmp_path / "model.h5", labels=tmp_path / "labels.h5", device="cpu", quiet=True)
+    labor("convert", f"adaptsegnet:{multi_level[1]}", "-o", tmp_path / "model.h5", "--selector-backbone", "shared")
+    small = "64x32"  # the reduced ResNet still has DeepLab's 2048-channel dilated classifier: keep inputs small
+    labor(
+        "extract",
+        "-m",
+        tmp_path / "model.h5",
+        "--target",
+        toy_target,
+        "-o",
+        tmp_path / "masks.h5",
+        "--input-size",
+        small,
+        "--device",
+        "cpu",
+        "--workers",
+        0,
+        "-q",
+    )
+    labor("select", "--masks", tmp_path / "masks.h5", "--mode", "ppl", "--points", 5, "-o", tmp_path / "selection.h5")
+    labor("label", "--selection", tmp_path / "selection.h5", "--target", toy_target, "-o", tmp_path / "labels.h5", "-q")
+    labor(
+        "adapt",
+        "-m",
+        tmp_path / "model.h5",
+        "--labels",
+        tmp_path / "labels.h5",
+        "--source",
+        toy_source,
+        "--target",
+        toy_target,
+        "-o",
+        tmp_path / "adapted.h5",
+        "--iters",
+        1,
+        "--source-batch",
+        1,
+        "--target-batch",
+        1,
+        "--source-size",
+        small,
+        "--target-size",
+        small,
+        "--device",
+        "cpu",
+        "--workers",
+        0,
+        "-q",
+    )
     adapted = load_checkpoint(tmp_path / "adapted.h5")
     assert adapted.networks.config()["backbone_layout"] == "caffe" and adapted.state.iteration == 1
-    result = run_evaluate(tmp_path / "adapted.h5", toy_target, "val", tmp_path / "eval.h5", input_size=small,
-                          device="cpu", quiet=True)
-    assert 0 <= result.scores["mIoU19"] <= 100
+    labor(
+        "evaluate",
+        "-m",
+        tmp_path / "adapted.h5",
+        "--target",
+        toy_target,
+        "-o",
+        tmp_path / "eval.h5",
+        "--input-size",
+        small,
+        "--device",
+        "cpu",
+        "--workers",
+        0,
+        "-q",
+    )
+    with read_any(tmp_path / "eval.h5") as f:
+        assert 0 <= json.loads(f.attrs["scores"])["mIoU19"] <= 100

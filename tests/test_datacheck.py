@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labor_cli.data.check import exit_code, print_data_check, run_data_check
+from labor_cli.data.check import exit_code, print_data_check
+from labor_cli.data.check import run_data_check as run_check
 from labor_cli.errors import LaborError
+from labor_cli.options import DataCheckOptions
+
+
+def run_data_check(spec: str, workers: int | None = None):
+    return run_check(DataCheckOptions(dataset=spec, workers=workers))
 
 
 def copy_of(toy_pair, tmp_path, side):
@@ -88,6 +94,7 @@ def test_gta5_images_without_labels_are_a_warning(toy_pair, tmp_path):
     assert val.unlabeled == [listed[0]] and val.labeled == len(listed) - 1
     assert one.errors == [] and any("without a label" in w and "leave them out" in w for w in one.warnings)
     assert exit_code(one) == 0
+
     def without_times(check):
         return {k: v for k, v in check.as_dict().items() if k not in ("seconds", "images_per_s")}
 
@@ -127,3 +134,26 @@ def test_synthia_16_bit_ids_are_read_exactly(tmp_path):
 def test_a_missing_folder_is_one_line(tmp_path):
     with pytest.raises(LaborError, match="no such folder"):
         run_data_check(f"gta5:{tmp_path / 'nothing'}")
+
+
+def test_the_command_prints_the_report_and_exits_1_on_errors(toy_pair, tmp_path, capsys):
+    from typer.testing import CliRunner
+
+    from labor_cli.cli import app, main
+
+    clean = CliRunner().invoke(app, ["data", "check", f"cityscapes:{toy_pair / 'target'}", "--workers", "1"])
+    assert clean.exit_code == 0 and "no problems found" in clean.output
+    root = copy_of(toy_pair, tmp_path, "target")
+    label = sorted((root / "gtFine" / "val").glob("*/*_gtFine_labelIds.png"))[0]
+    Image.fromarray(np.full((64, 128), 99, np.uint8)).save(label)
+    broken = CliRunner().invoke(app, ["data", "check", f"cityscapes:{root}", "--workers", "1", "--json"])
+    report = json.loads(broken.output)
+    assert broken.exit_code == 1 and report["dataset"] == f"cityscapes:{root}"
+    assert report["errors"] == [f"val: label ids outside the cityscapes id table: 99 in 1 file(s), e.g. {label}"]
+    with pytest.raises(SystemExit) as stop:
+        main(["data", "check", f"gta5:{tmp_path / 'nothing'}"])
+    err = capsys.readouterr().err
+    assert (
+        stop.value.code == 1
+        and err == f"labor: error: gta5:{tmp_path / 'nothing'}: no such folder {tmp_path / 'nothing'}\n"
+    )

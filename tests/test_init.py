@@ -131,8 +131,12 @@ def test_a_file_of_another_depth_names_the_arch(tmp_path, small_caffe_arch):
 
 
 def test_a_torchvision_state_dict_is_a_backbone_in_labor_layout(tmp_path):
-    state = {"conv1.weight": torch.zeros(64, 3, 7, 7), "layer4.0.conv1.weight": torch.zeros(512, 1024, 1, 1),
-             "fc.weight": torch.zeros(1000, 2048), "bn1.num_batches_tracked": torch.tensor(0)}
+    state = {
+        "conv1.weight": torch.zeros(64, 3, 7, 7),
+        "layer4.0.conv1.weight": torch.zeros(512, 1024, 1, 1),
+        "fc.weight": torch.zeros(1000, 2048),
+        "bn1.num_batches_tracked": torch.tensor(0),
+    }
     torch.save(state, tmp_path / "resnet.pth")
     start = init_module.resolve_init("deeplabv2-r101", str(tmp_path / "resnet.pth"), 19)
     assert start.layout == "torchvision" and "bn1.num_batches_tracked" not in start.backbone

@@ -10,11 +10,20 @@ import h5py
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from labor_cli import artifacts
+from labor_cli.cli import app, main
 from labor_cli.errors import LaborError
 from labor_cli.history import LOSS_COLUMNS, LossHistoryCSV
+from labor_cli.options import PlotOptions
 from labor_cli.stages import plot
+
+
+def labor(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    return result
 
 
 def make(path, kind, config, parents=(), **attrs):
@@ -34,8 +43,15 @@ CLASSES = ["road", "sidewalk", "building"]
 
 def evaluation(path, model, iou):
     iou = np.asarray(iou, dtype=np.float64)
-    return make(path, "evaluation", {"model": model.path}, [model], scores={"mIoU3": float(np.nanmean(iou) * 100)},
-                class_names=CLASSES, iou=iou)
+    return make(
+        path,
+        "evaluation",
+        {"model": model.path},
+        [model],
+        scores={"mIoU3": float(np.nanmean(iou) * 100)},
+        class_names=CLASSES,
+        iou=iou,
+    )
 
 
 @pytest.fixture
@@ -48,8 +64,9 @@ def chain(tmp_path):
         labels = make(d / "lab1.h5", "labels", {}, [selection], summary={"labeled_share_percent": 0.1 + offset})
         model = make(d / "model1.h5", "checkpoint", {"stage": "adapt"}, [warm, labels])
         selection2 = make(d / "sel2.h5", "selection", {"mode": "ppl", "points": 40, "ratio": None, "min_spacing": 8.0})
-        labels2 = make(d / "lab2.h5", "labels", {}, [selection2, labels],
-                       summary={"labeled_share_percent": 0.2 + offset})
+        labels2 = make(
+            d / "lab2.h5", "labels", {}, [selection2, labels], summary={"labeled_share_percent": 0.2 + offset}
+        )
         model2 = make(d / "model2.h5", "checkpoint", {"stage": "adapt"}, [model, labels2])
         evaluation(d / "eval-warmup.h5", warm, [0.5, 0.2, np.nan])
         evaluation(d / "eval-round1.h5", model, [0.8, 0.4 + seed / 10, 0.6])
@@ -66,11 +83,11 @@ def test_without_matplotlib_one_line_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     message = r"^labor plot needs matplotlib, which is not installed: pip install 'labor\[plot\]'$"
     with pytest.raises(LaborError, match=message):
-        plot.run_plot("curves", ["x.h5"], tmp_path / "curves.png")
+        plot.run_plot(PlotOptions(kind="curves", inputs=["x.h5"], output=tmp_path / "curves.png"))
     assert not (tmp_path / "curves.png").exists()
 
 
-def test_curves_of_a_checkpoint_are_its_history(tmp_path, warm_checkpoint):
+def test_curves_of_a_checkpoint_are_its_history(tmp_path, warm_checkpoint, capsys):
     data = plot.curve_data(warm_checkpoint)
     with h5py.File(warm_checkpoint) as f:
         stored = {name: ds[()] for name, ds in f["training/history"].items()}
@@ -79,10 +96,15 @@ def test_curves_of_a_checkpoint_are_its_history(tmp_path, warm_checkpoint):
     for name, (iterations, values) in data.items():
         assert iterations.tolist() == list(range(1, len(stored[name]) + 1))
         assert np.array_equal(values, stored[name].astype(np.float64))
-    result = plot.run_plot("curves", [str(warm_checkpoint)], tmp_path / "curves.png", size=(900, 600), smooth=3)
-    assert png_size(result.output) == ("PNG", (900, 600))
-    with pytest.raises(LaborError, match="already exists"):
-        plot.run_plot("curves", [str(warm_checkpoint)], tmp_path / "curves.png")
+    result = labor("plot", "curves", warm_checkpoint, "-o", tmp_path / "curves.png", "--size", "900x600", "--smooth", 3)
+    assert f"{tmp_path / 'curves.png'}: curves, 900x600 px, 1 series (warmup.h5)" in " ".join(result.output.split())
+    assert png_size(tmp_path / "curves.png") == ("PNG", (900, 600))
+    before = (tmp_path / "curves.png").read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        main(["plot", "curves", str(warm_checkpoint), "-o", str(tmp_path / "curves.png")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "already exists" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "curves.png").read_bytes() == before
 
 
 def test_curves_of_a_csv_in_progress(tmp_path):
@@ -95,8 +117,8 @@ def test_curves_of_a_csv_in_progress(tmp_path):
     assert "seg_tgt" not in data and "lr" in data
     assert np.array_equal(data["dis"][1].astype(np.float32), values["dis"])
     assert data["lr"][0].tolist() == list(range(1, 21))
-    result = plot.run_plot("curves", [str(tmp_path / "warmup.losses.csv")], tmp_path / "c.png")
-    assert png_size(result.output) == ("PNG", plot.DEFAULT_SIZE)
+    labor("plot", "curves", tmp_path / "warmup.losses.csv", "-o", tmp_path / "c.png")
+    assert png_size(tmp_path / "c.png") == ("PNG", plot.DEFAULT_SIZE)
 
 
 def test_moving_average_known_answer():
@@ -126,9 +148,20 @@ def test_budget_points_come_from_the_lineage(chain):
 def test_labels_name_and_order_the_methods(chain, tmp_path):
     root = chain
     labels = [f"LabOR-PPL={root}/seed*/eval-round*.h5", f"warmup={root}/seed*/eval-warmup.h5"]
-    result = plot.run_plot("budget", [], tmp_path / "budget.png", labels=labels, size=(1000, 700))
-    assert result.series == ["LabOR-PPL", "warmup"]
-    assert png_size(result.output) == ("PNG", (1000, 700))
+    result = labor(
+        "plot",
+        "budget",
+        "--label",
+        labels[0],
+        "--label",
+        labels[1],
+        "-o",
+        tmp_path / "budget.png",
+        "--size",
+        "1000x700",
+    )
+    assert "2 series (LabOR-PPL, warmup)" in " ".join(result.output.split())
+    assert png_size(tmp_path / "budget.png") == ("PNG", (1000, 700))
     points = plot.gather_eval_points(sorted(root.glob("seed*/eval-*.h5")))
     groups = plot.group_points(points, plot.parse_labels(labels))
     assert [len(g) for g in groups.values()] == [4, 2]
@@ -137,14 +170,15 @@ def test_labels_name_and_order_the_methods(chain, tmp_path):
 def test_class_bars_are_means_over_the_artifacts(chain, tmp_path):
     root = chain
     labels = [f"round 1={root}/seed*/eval-round1.h5", f"round 2={root}/seed*/eval-round2.h5"]
-    groups = plot.group_points(plot.gather_eval_points(sorted(root.glob("seed*/eval-round*.h5")), lineage=False),
-                               plot.parse_labels(labels))
+    groups = plot.group_points(
+        plot.gather_eval_points(sorted(root.glob("seed*/eval-round*.h5")), lineage=False), plot.parse_labels(labels)
+    )
     names, table = plot.class_iou_table(groups)
     assert names == CLASSES
     mean, sd = table["round 1"]
     assert np.allclose(mean, [80, 45, 60]) and np.allclose(sd, [0, np.std([40, 50], ddof=1), 0])
-    result = plot.run_plot("classes", [], tmp_path / "classes.png", labels=labels)
-    assert png_size(result.output) == ("PNG", plot.DEFAULT_SIZE)
+    labor("plot", "classes", "--label", labels[0], "--label", labels[1], "-o", tmp_path / "classes.png")
+    assert png_size(tmp_path / "classes.png") == ("PNG", plot.DEFAULT_SIZE)
 
 
 def test_a_missing_link_of_the_chain_is_named(chain, tmp_path):

@@ -10,10 +10,33 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
+from labor_cli.cli import app, main
 from labor_cli.data.labels import CITYSCAPES_LABELS
-from labor_cli.errors import LaborError, LaborUsageError
-from labor_cli.stages.predict import cityscapes_prediction_name, run_predict
+from labor_cli.stages.predict import cityscapes_prediction_name
+
+
+def labor(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    return result
+
+
+def fails(capsys, *args) -> str:
+    """`labor ARGS` must fail with one line naming the problem; that line."""
+    with pytest.raises(SystemExit) as stop:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err
+    assert stop.value.code != 0 and err.startswith("labor: error: ") and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def scores(path) -> dict:
+    from labor_cli.artifacts import read_any
+
+    with read_any(path) as f:
+        return json.loads(f.attrs["scores"])
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +65,10 @@ def test_prediction_names_are_what_the_evaluator_matches():
 
     name = cityscapes_prediction_name("frankfurt/frankfurt_000000_000294")
     assert name == "frankfurt_000000_000294_pred_labelIds.png"
-    assert cityscapes_prediction_name("frankfurt/frankfurt_000000_000294", colour=True) == \
-        "frankfurt_000000_000294_pred_color.png"
+    assert (
+        cityscapes_prediction_name("frankfurt/frankfurt_000000_000294", colour=True)
+        == "frankfurt_000000_000294_pred_color.png"
+    )
     assert cityscapes_prediction_name("00042") == "00042_pred_labelIds.png"
     truth = getCsFileInfo("frankfurt_000000_000294_gtFine_labelIds.png")
     pattern = f"{truth.city}_{truth.sequenceNb}_{truth.frameNb}*.png"  # getPrediction's
@@ -51,27 +76,78 @@ def test_prediction_names_are_what_the_evaluator_matches():
     assert not fnmatch.fnmatch("frankfurt__frankfurt_000000_000294_pred_labelIds.png", pattern)
 
 
-def test_cityscapes_scripts_scores_the_predictions_as_labor_evaluate(tmp_path, warm_checkpoint, toy_pair, toy_target,
-                                                                      cityscapes_eval):
-    from labor_cli.stages.evaluate import run_evaluate
-
-    labor = run_evaluate(warm_checkpoint, toy_target, "val", tmp_path / "eval.h5", device="cpu", quiet=True)
-    result = run_predict(warm_checkpoint, toy_target, "val", tmp_path / "pred", device="cpu", quiet=True)
-    assert result.images == labor.images == 3
-    official = official_miou(cityscapes_eval, tmp_path / "pred", toy_pair / "target")
-    assert abs(official - labor.scores["mIoU19"]) < 0.01
-    assert 0 < official < 100
+def test_cityscapes_scripts_scores_the_predictions_as_labor_evaluate(
+    tmp_path, warm_checkpoint, toy_pair, toy_target, cityscapes_eval
+):
+    """predict's and evaluate --predictions' PNGs alike: the official evaluator finds one per image
+    and agrees with labor evaluate's mIoU to 0.01 points."""
+    labor(
+        "evaluate",
+        "-m",
+        warm_checkpoint,
+        "--target",
+        toy_target,
+        "-o",
+        tmp_path / "eval.h5",
+        "--device",
+        "cpu",
+        "--workers",
+        0,
+        "-q",
+        "--predictions",
+        tmp_path / "evaluated",
+    )
+    result = labor(
+        "predict",
+        "-m",
+        warm_checkpoint,
+        "--target",
+        toy_target,
+        "-o",
+        tmp_path / "pred",
+        "--device",
+        "cpu",
+        "--workers",
+        0,
+        "-q",
+    )
+    assert "3 predictions in" in result.output
+    miou = scores(tmp_path / "eval.h5")["mIoU19"]
+    for folder in ("pred", "evaluated"):
+        official = official_miou(cityscapes_eval, tmp_path / folder, toy_pair / "target")
+        assert abs(official - miou) < 0.01 and 0 < official < 100, folder
     record = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert record["split"] == "val" and record["images"] == 3
+    assert sorted(p.name for p in (tmp_path / "evaluated").iterdir()) == sorted(
+        p.name for p in (tmp_path / "pred").iterdir() if p.suffix == ".png"
+    )
 
 
 def test_a_split_without_labels_is_predicted_at_native_size_in_label_ids(tmp_path, warm_checkpoint, toy_pair):
     root = tmp_path / "cityscapes"
     shutil.copytree(toy_pair / "target" / "leftImg8bit" / "val", root / "leftImg8bit" / "test")
-    result = run_predict(warm_checkpoint, f"cityscapes:{root}", "test", tmp_path / "pred",
-                         colour_dir=tmp_path / "colour", device="cpu", quiet=True, batch_size=2)
-    assert result.images == 3
+    labor(
+        "predict",
+        "-m",
+        warm_checkpoint,
+        "--target",
+        f"cityscapes:{root}",
+        "--split",
+        "test",
+        "-o",
+        tmp_path / "pred",
+        "--colour",
+        tmp_path / "colour",
+        "--device",
+        "cpu",
+        "--workers",
+        0,
+        "-q",
+        "--batch-size",
+        2,
+    )
     images = sorted((root / "leftImg8bit" / "test").glob("*/*_leftImg8bit.png"))
+    assert len(images) == 3
     label_ids = {label.label_id for label in CITYSCAPES_LABELS}
     for path in images:
         base = path.name[: -len("_leftImg8bit.png")]
@@ -81,24 +157,16 @@ def test_a_split_without_labels_is_predicted_at_native_size_in_label_ids(tmp_pat
         assert colour.size == Image.open(path).size and colour.mode == "RGB"
         assert set(np.unique(prediction)) <= label_ids
     assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == sorted(
-        [f"{p.name[: -len('_leftImg8bit.png')]}_pred_labelIds.png" for p in images] + ["predictions.json"])
+        [f"{p.name[: -len('_leftImg8bit.png')]}_pred_labelIds.png" for p in images] + ["predictions.json"]
+    )
 
 
-def test_folders_are_checked_before_any_work(tmp_path, warm_checkpoint, toy_target):
-    with pytest.raises(LaborUsageError, match="must not be inside"):
-        run_predict(warm_checkpoint, toy_target, "val", tmp_path / "pred", colour_dir=tmp_path / "pred" / "colour")
+def test_folders_are_checked_before_any_work(tmp_path, warm_checkpoint, toy_target, capsys):
+    base = ["predict", "-m", warm_checkpoint, "--target", toy_target, "--device", "cpu", "--workers", 0, "-q"]
+    assert "must not be inside" in fails(capsys, *base, "-o", tmp_path / "pred", "--colour", tmp_path / "pred" / "c")
+    assert not (tmp_path / "pred").exists()
     (tmp_path / "pred").mkdir()
     (tmp_path / "pred" / "mine.png").write_bytes(b"")
-    with pytest.raises(LaborError, match="not empty; pass --force"):
-        run_predict(warm_checkpoint, toy_target, "val", tmp_path / "pred")
-
-
-@pytest.mark.xfail(strict=True, reason="evaluate.write_prediction_pngs names its files itself until it calls "
-                   "labor_cli.stages.predict.cityscapes_prediction_name (a one-line change left to the lead)")
-def test_evaluate_predictions_are_found_by_the_evaluator(tmp_path, warm_checkpoint, toy_pair, toy_target,
-                                                         cityscapes_eval):
-    from labor_cli.stages.evaluate import run_evaluate
-
-    labor = run_evaluate(warm_checkpoint, toy_target, "val", tmp_path / "eval.h5", device="cpu", quiet=True,
-                         predictions_dir=tmp_path / "pred")
-    assert abs(official_miou(cityscapes_eval, tmp_path / "pred", toy_pair / "target") - labor.scores["mIoU19"]) < 0.01
+    assert "not empty; pass --force" in fails(capsys, *base, "-o", tmp_path / "pred")
+    assert [p.name for p in (tmp_path / "pred").iterdir()] == ["mine.png"]
+    assert "no such file" in fails(capsys, *base[:2], tmp_path / "nothing.h5", *base[3:], "-o", tmp_path / "p2")

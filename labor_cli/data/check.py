@@ -26,9 +26,16 @@ import numpy as np
 from PIL import Image
 
 from labor_cli.data.datasets import (
-    ALL_SPLITS, CityscapesDataset, SegmentationDataset, default_class_set, open_dataset, parse_dataset_spec, png_header,
+    ALL_SPLITS,
+    CityscapesDataset,
+    SegmentationDataset,
+    default_class_set,
+    open_dataset,
+    parse_dataset_spec,
+    png_header,
 )
 from labor_cli.errors import LaborError
+from labor_cli.options import DataCheckOptions
 
 # The raw ids a label file may hold (ids the stages map to a class or deliberately ignore):
 # Cityscapes label ids 0-33 (cityscapesScripts' helpers/labels.py; GTA5 uses the same), SYNTHIA
@@ -74,9 +81,15 @@ class DataCheck:
         return sum(s.images for s in self.splits)
 
     def as_dict(self) -> dict:
-        return {"dataset": self.spec, "kind": self.kind, "seconds": round(self.seconds, 3),
-                "images_per_s": round(self.images / self.seconds, 1) if self.seconds else None,
-                "errors": self.errors, "warnings": self.warnings, "splits": [asdict(s) for s in self.splits]}
+        return {
+            "dataset": self.spec,
+            "kind": self.kind,
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(self.images / self.seconds, 1) if self.seconds else None,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "splits": [asdict(s) for s in self.splits],
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,8 +217,9 @@ def _summarise(report: SplitReport, dataset: SegmentationDataset, results: list[
         report.labeled += 1
         if result["label_size"] != result["size"]:
             label_size, size = result["label_size"], result["size"]
-            report.size_mismatches.append(f"{dataset.label_path(i)}: {label_size[0]}x{label_size[1]} "
-                                          f"for a {size[0]}x{size[1]} image")
+            report.size_mismatches.append(
+                f"{dataset.label_path(i)}: {label_size[0]}x{label_size[1]} for a {size[0]}x{size[1]} image"
+            )
         seen.update(result["ids"])
         for raw in set(result["ids"]) - allowed:
             unknown[raw] += 1
@@ -217,14 +231,17 @@ def _summarise(report: SplitReport, dataset: SegmentationDataset, results: list[
 
 def _judge(report: SplitReport, dataset: SegmentationDataset) -> None:
     """Which findings stop the stages (errors) and which they work around (warnings)."""
+
     def some(items: list[str]) -> str:
         return ", ".join(items[:EXAMPLES]) + (f" (+{len(items) - EXAMPLES} more)" if len(items) > EXAMPLES else "")
 
     if report.unreadable:
         report.errors.append(f"{len(report.unreadable)} unreadable file(s): {some(report.unreadable)}")
     if report.unknown_ids:
-        ids = ", ".join(f"{raw} in {count} file(s), e.g. {report.unknown_examples[raw]}"
-                        for raw, count in report.unknown_ids.items())
+        ids = ", ".join(
+            f"{raw} in {count} file(s), e.g. {report.unknown_examples[raw]}"
+            for raw, count in report.unknown_ids.items()
+        )
         report.errors.append(f"label ids outside the {dataset.kind} id table: {ids}")
     if report.unlabeled and report.labeled:
         message = f"{len(report.unlabeled)} image(s) without a label: {some(report.unlabeled)}"
@@ -235,12 +252,15 @@ def _judge(report: SplitReport, dataset: SegmentationDataset) -> None:
     if report.orphan_labels:
         report.warnings.append(f"{len(report.orphan_labels)} label(s) without an image: {some(report.orphan_labels)}")
     if report.size_mismatches:
-        report.warnings.append(f"{len(report.size_mismatches)} label(s) of another size than their image (resized by "
-                               f"nearest neighbour when training): {some(report.size_mismatches)}")
+        report.warnings.append(
+            f"{len(report.size_mismatches)} label(s) of another size than their image (resized by "
+            f"nearest neighbour when training): {some(report.size_mismatches)}"
+        )
 
 
-def run_data_check(spec: str, workers: int | None = None) -> DataCheck:
+def run_data_check(options: DataCheckOptions) -> DataCheck:
     """Check every split of ``KIND:PATH``; ``workers`` processes decode the labels (default: one per CPU)."""
+    spec, workers = options.dataset, options.workers
     kind, root = parse_dataset_spec(spec)
     if not root.is_dir():
         raise LaborError(f"{spec}: no such folder {root}")
@@ -262,16 +282,31 @@ def print_data_check(check: DataCheck) -> None:
 
     from labor_cli.console import stdout
 
-    table = Table("split", "images", "labeled", "no label", "label, no image", "sizes (W x H: images)",
-                  "label ids", title=f"{check.spec}: {check.images} images in {check.seconds:.1f} s")
+    table = Table(
+        "split",
+        "images",
+        "labeled",
+        "no label",
+        "label, no image",
+        "sizes (W x H: images)",
+        "label ids",
+        title=f"{check.spec}: {check.images} images in {check.seconds:.1f} s",
+    )
     for s in check.splits:
         sizes = ", ".join(f"{size}: {count}" for size, count in list(s.sizes.items())[:3])
         sizes += f" (+{len(s.sizes) - 3} sizes)" if len(s.sizes) > 3 else ""
         ids = _id_ranges(s.ids_seen)
         if s.unknown_ids:
             ids += f" [red](unknown: {', '.join(map(str, s.unknown_ids))})[/red]"
-        table.add_row(s.split, str(s.images), str(s.labeled), str(len(s.unlabeled)), str(len(s.orphan_labels)),
-                      sizes or "-", ids or "-")
+        table.add_row(
+            s.split,
+            str(s.images),
+            str(s.labeled),
+            str(len(s.unlabeled)),
+            str(len(s.orphan_labels)),
+            sizes or "-",
+            ids or "-",
+        )
     stdout.print(table)
     for line in check.errors:
         stdout.print(f"[red]error[/red] {line}", soft_wrap=True, highlight=False)

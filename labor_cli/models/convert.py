@@ -73,8 +73,10 @@ class FieldModel:
     @property
     def arch(self) -> str:
         if self.blocks not in ARCH_OF_BLOCKS:
-            raise LaborError(f"{self.path}: a ResNet with {self.blocks} blocks per stage; labor has ResNet-101 "
-                             f"(3, 4, 23, 3) and ResNet-50 (3, 4, 6, 3)")
+            raise LaborError(
+                f"{self.path}: a ResNet with {self.blocks} blocks per stage; labor has ResNet-101 "
+                f"(3, 4, 23, 3) and ResNet-50 (3, 4, 6, 3)"
+            )
         return ARCH_OF_BLOCKS[self.blocks]
 
 
@@ -98,8 +100,9 @@ def load_weights_file(path: Path) -> Mapping[str, Any]:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise LaborError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {first})") from exc
     if not isinstance(loaded, Mapping) or not loaded:
-        raise LaborError(f"{path}: expected a state dict (a mapping of names to tensors), "
-                         f"found {type(loaded).__name__}")
+        raise LaborError(
+            f"{path}: expected a state dict (a mapping of names to tensors), found {type(loaded).__name__}"
+        )
     return loaded
 
 
@@ -112,7 +115,7 @@ def _strip(state: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict[str, Any
             stripped = False
             for prefix in prefixes:
                 if key.startswith(prefix):
-                    key, stripped = key[len(prefix):], True
+                    key, stripped = key[len(prefix) :], True
         out[key] = value
     return out
 
@@ -155,9 +158,11 @@ def read_field_model(spec: str | Path, format: str | None = None, *, need_classi
     found = detect_format(loaded)
     if format is None:
         if found == "caffe":
-            raise LaborError(f"{path}: a DeepLab-v2 state dict (layer5/layer6 classifier) as AdaptSegNet and ADVENT "
-                             f"save them; their classifiers differ, so name the code that trained it: "
-                             f"adaptsegnet:{path} (sums two ASPP branches) or advent:{path} (sums four)")
+            raise LaborError(
+                f"{path}: a DeepLab-v2 state dict (layer5/layer6 classifier) as AdaptSegNet and ADVENT "
+                f"save them; their classifiers differ, so name the code that trained it: "
+                f"adaptsegnet:{path} (sums two ASPP branches) or advent:{path} (sums four)"
+            )
         if found not in FORMATS:
             what = "a plain torchvision ResNet (no DeepLab classifier)" if found == "torchvision" else "no known layout"
             raise LaborError(f"{path}: {what}; expected a DeepLab-v2 state dict: {'; '.join(FORMATS.values())}")
@@ -175,20 +180,25 @@ def _read_caffe(loaded: Mapping[str, Any], path: Path, format: str, found: str |
     if found == "ripu":
         raise LaborError(f"{path}: not {FORMATS[format]}: it is a RIPU checkpoint; try ripu:{path}")
     if found == "torchvision" and any(str(k).endswith("fc.weight") for k in loaded):
-        raise LaborError(f"{path}: not {FORMATS[format]}: an ImageNet classifier ResNet (it has fc), in torchvision's "
-                         f"layout; pass it as --init {path}, without a format")
+        raise LaborError(
+            f"{path}: not {FORMATS[format]}: an ImageNet classifier ResNet (it has fc), in torchvision's "
+            f"layout; pass it as --init {path}, without a format"
+        )
     state = tensor_state_dict(_strip(loaded, ("module.", "Scale.")), path, "the file")
     notes = []
     if format == "deeplab" and found != "deeplab":
         notes.append("no Scale. prefix (read as a DeepLab-v2 state dict all the same)")
-    heads = {name: {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
-             for name in ("layer5", "layer6")}
+    heads = {
+        name: {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
+        for name in ("layer5", "layer6")
+    }
     backbone = {k: v for k, v in state.items() if not k.startswith(("layer5.", "layer6.", "fc."))}
     if heads["layer6"]:
         classifier, final = heads["layer6"], "layer6"
         if heads["layer5"]:
-            notes.append("dropped layer5, the auxiliary classifier on layer3 "
-                         "(the multi-level model predicts with layer6)")
+            notes.append(
+                "dropped layer5, the auxiliary classifier on layer3 (the multi-level model predicts with layer6)"
+            )
     else:
         classifier, final = heads["layer5"] or None, "layer5"
     if classifier is not None:
@@ -204,10 +214,15 @@ def _read_caffe(loaded: Mapping[str, Any], path: Path, format: str, found: str |
 
 def _read_ripu(loaded: Mapping[str, Any], path: Path, found: str | None) -> FieldModel:
     if found != "ripu":
-        hint = f"; it looks like a DeepLab-v2 state dict: try adaptsegnet:{path} or advent:{path}" if found in (
-            "caffe", "deeplab") else ""
-        raise LaborError(f"{path}: not a RIPU checkpoint (expected a dict with 'feature_extractor' and "
-                         f"'classifier', found {_describe_keys(map(str, loaded))}){hint}")
+        hint = (
+            f"; it looks like a DeepLab-v2 state dict: try adaptsegnet:{path} or advent:{path}"
+            if found in ("caffe", "deeplab")
+            else ""
+        )
+        raise LaborError(
+            f"{path}: not a RIPU checkpoint (expected a dict with 'feature_extractor' and "
+            f"'classifier', found {_describe_keys(map(str, loaded))}){hint}"
+        )
     features = loaded["feature_extractor"]
     heads = loaded["classifier"]
     if not isinstance(features, Mapping) or not isinstance(heads, Mapping):
@@ -222,8 +237,9 @@ def _read_ripu(loaded: Mapping[str, Any], path: Path, found: str | None) -> Fiel
         for key in [k for k in backbone if k.endswith("running_var")]:
             stem = key[: -len("running_var")]
             variance = backbone[key].double()
-            backbone[stem + "weight"] = (backbone[stem + "weight"].double() * ((variance + BN_EPS) / variance).sqrt()
-                                         ).to(backbone[stem + "weight"].dtype)
+            backbone[stem + "weight"] = (
+                backbone[stem + "weight"].double() * ((variance + BN_EPS) / variance).sqrt()
+            ).to(backbone[stem + "weight"].dtype)
         notes.append("batch-norm scales adjusted for RIPU's FrozenBatchNorm2d (no eps)")
     return FieldModel(path, "ripu", "torchvision", blocks, backbone, classifier, notes)
 
@@ -231,12 +247,15 @@ def _read_ripu(loaded: Mapping[str, Any], path: Path, found: str | None) -> Fiel
 def _check_classifier(state: dict[str, Tensor], path: Path, name: str) -> dict[str, Tensor]:
     expected = {f"conv2d_list.{k}.{p}" for k in range(4) for p in ("weight", "bias")}
     if set(state) != expected:
-        raise LaborError(f"{path}: {name} is not DeepLab-v2's four-branch ASPP classifier (expected conv2d_list.0-3 "
-                         f"weight and bias, found {_describe_keys(state)})")
+        raise LaborError(
+            f"{path}: {name} is not DeepLab-v2's four-branch ASPP classifier (expected conv2d_list.0-3 "
+            f"weight and bias, found {_describe_keys(state)})"
+        )
     shapes = {tuple(state[f"conv2d_list.{k}.weight"].shape) for k in range(4)}
     if len(shapes) != 1 or len(next(iter(shapes))) != 4 or next(iter(shapes))[1:] != (2048, 3, 3):
-        raise LaborError(f"{path}: {name} does not read layer4's 2048 channels with 3x3 kernels "
-                         f"(weights of shape {sorted(shapes)})")
+        raise LaborError(
+            f"{path}: {name} does not read layer4's 2048 channels with 3x3 kernels (weights of shape {sorted(shapes)})"
+        )
     return dict(state)
 
 
@@ -249,13 +268,15 @@ def _check_backbone(state: dict[str, Tensor], path: Path, format: str) -> tuple[
             stage, index = int(match.group(1)), int(match.group(2))
             blocks[stage - 1] = max(blocks[stage - 1], index + 1)
     if not all(blocks):
-        raise LaborError(f"{path}: not {FORMATS[format]}: no ResNet layer1-layer4 keys "
-                         f"(found {_describe_keys(state)})")
+        raise LaborError(f"{path}: not {FORMATS[format]}: no ResNet layer1-layer4 keys (found {_describe_keys(state)})")
     expected = resnet_keys(tuple(blocks))
     missing, unexpected = expected - set(state), set(state) - expected
     if missing or unexpected:
-        parts = [f"{len(keys)} {what}: {_describe_keys(keys)}"
-                 for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        parts = [
+            f"{len(keys)} {what}: {_describe_keys(keys)}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
         raise LaborError(f"{path}: not {FORMATS[format]}: the ResNet keys do not fit ({'; '.join(parts)})")
     return tuple(blocks)
 
@@ -295,12 +316,15 @@ def load_backbone(backbone, model: FieldModel) -> None:
 def load_classifier(classifier, model: FieldModel) -> None:
     """Into an ASPPv2 with four branches (labor's default dilations 6, 12, 18, 24, as in all three codes)."""
     if classifier.dilations != (6, 12, 18, 24):
-        raise LaborError(f"{model.path}: DeepLab-v2's classifier has dilations 6, 12, 18, 24, "
-                         f"labor's {classifier.dilations}")
+        raise LaborError(
+            f"{model.path}: DeepLab-v2's classifier has dilations 6, 12, 18, 24, labor's {classifier.dilations}"
+        )
     for key, value in model.classifier.items():
         if tuple(classifier.state_dict()[key].shape) != tuple(value.shape):
-            raise LaborError(f"{model.path}: classifier {key} has shape {tuple(value.shape)}, "
-                             f"labor's {tuple(classifier.state_dict()[key].shape)}")
+            raise LaborError(
+                f"{model.path}: classifier {key} has shape {tuple(value.shape)}, "
+                f"labor's {tuple(classifier.state_dict()[key].shape)}"
+            )
     classifier.load_state_dict(model.classifier)
 
 
@@ -335,11 +359,14 @@ def read_discriminator(spec: str | Path, num_classes: int) -> dict[str, Tensor]:
         state = {sequential[k]: v for k, v in state.items()}
     expected = {f"{name}.{p}" for name in names for p in ("weight", "bias")}
     if set(state) != expected:
-        raise LaborError(f"{path}: not AdaptSegNet's or ADVENT's discriminator (expected conv1-4 and classifier, or "
-                         f"0-8 of an nn.Sequential; found {_describe_keys(state)})")
+        raise LaborError(
+            f"{path}: not AdaptSegNet's or ADVENT's discriminator (expected conv1-4 and classifier, or "
+            f"0-8 of an nn.Sequential; found {_describe_keys(state)})"
+        )
     if state["conv1.weight"].shape[1] != num_classes:
-        raise LaborError(f"{path}: a discriminator for {state['conv1.weight'].shape[1]} classes, "
-                         f"the model has {num_classes}")
+        raise LaborError(
+            f"{path}: a discriminator for {state['conv1.weight'].shape[1]} classes, the model has {num_classes}"
+        )
     return state
 
 
@@ -351,12 +378,15 @@ def class_set_for(model: FieldModel, class_set: str | None = None) -> str:
     count = model.num_classes
     if class_set is not None:
         if len(class_names(class_set)) != count:
-            raise LaborError(f"{model.path}: the classifier has {count} classes, class set {class_set} "
-                             f"{len(class_names(class_set))}")
+            raise LaborError(
+                f"{model.path}: the classifier has {count} classes, class set {class_set} {len(class_names(class_set))}"
+            )
         return class_set
     if count not in CLASS_SET_OF_COUNT:
-        raise LaborError(f"{model.path}: the classifier has {count} classes; labor's class sets have 19 (cityscapes19) "
-                         f"or 16 (synthia16) (use the file's backbone with --init instead)")
+        raise LaborError(
+            f"{model.path}: the classifier has {count} classes; labor's class sets have 19 (cityscapes19) "
+            f"or 16 (synthia16) (use the file's backbone with --init instead)"
+        )
     return CLASS_SET_OF_COUNT[count]
 
 
@@ -366,8 +396,9 @@ def networks_from_field(model: FieldModel, selector_backbone: str = "separate", 
     from labor_cli.models import build_networks
 
     torch.manual_seed(seed)
-    networks = build_networks(model.arch, model.num_classes, selector_backbone=selector_backbone,
-                              backbone_layout=model.layout)
+    networks = build_networks(
+        model.arch, model.num_classes, selector_backbone=selector_backbone, backbone_layout=model.layout
+    )
     load_backbone(networks.segmenter.backbone, model)
     load_classifier(networks.segmenter.classifier, model)
     if networks.selector.backbone is not None:

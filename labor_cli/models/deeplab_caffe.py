@@ -55,8 +55,9 @@ class CaffeResNetBackbone(nn.Module):
         rgb_scale = torch.tensor(IMAGENET_STD) * 255.0
         rgb_shift = torch.tensor(IMAGENET_MEAN) * 255.0
         self.register_buffer("input_scale", rgb_scale.flip(0).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("input_shift", (rgb_shift.flip(0) - torch.tensor(CAFFE_BGR_MEAN)).view(1, 3, 1, 1),
-                             persistent=False)
+        self.register_buffer(
+            "input_shift", (rgb_shift.flip(0) - torch.tensor(CAFFE_BGR_MEAN)).view(1, 3, 1, 1), persistent=False
+        )
         self.out_channels = 2048
         self.blocks = tuple(blocks)
 

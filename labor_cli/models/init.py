@@ -44,8 +44,9 @@ def imagenet_weights_url(arch: str) -> str:
 
     if arch not in IMAGENET_ARCHS:
         raise LaborUsageError(f"no ImageNet weights for arch {arch} (use --init none, or --init PATH)")
-    return {"deeplabv2-r101": ResNet101_Weights.IMAGENET1K_V1,
-            "deeplabv2-r50": ResNet50_Weights.IMAGENET1K_V1}[arch].url
+    return {"deeplabv2-r101": ResNet101_Weights.IMAGENET1K_V1, "deeplabv2-r50": ResNet50_Weights.IMAGENET1K_V1}[
+        arch
+    ].url
 
 
 def imagenet_cache_file(arch: str) -> Path:
@@ -61,8 +62,10 @@ def imagenet_state_dict(arch: str) -> Mapping[str, Tensor]:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, weights_only=True)
     except Exception as exc:  # offline, a proxy, a full disk, a damaged cached file...
         if was_cached:
-            raise LaborError(f"{cached}: cannot read torchvision's cached ImageNet weights ({_one_line(exc)}); "
-                             f"delete it to download it again, or pass --init PATH") from exc
+            raise LaborError(
+                f"{cached}: cannot read torchvision's cached ImageNet weights ({_one_line(exc)}); "
+                f"delete it to download it again, or pass --init PATH"
+            ) from exc
         raise LaborError(
             f"--init imagenet: torchvision wanted {cached.name} in {cached.parent} and could not download it from "
             f"{url} ({_one_line(exc)}); put that file there (TORCH_HOME moves the folder), or pass --init PATH "
@@ -94,7 +97,11 @@ def resolve_init(arch: str, init: str, num_classes: int) -> Initialisation:
     if arch not in IMAGENET_ARCHS:
         raise LaborUsageError(f"--init {init}: arch {arch} has no ResNet to load it into (use --arch deeplabv2-r101)")
     from labor_cli.models.convert import (
-        detect_format, load_weights_file, parse_weights_spec, read_field_model, tensor_state_dict,
+        detect_format,
+        load_weights_file,
+        parse_weights_spec,
+        read_field_model,
+        tensor_state_dict,
     )
 
     format, path = parse_weights_spec(init)

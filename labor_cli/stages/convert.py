@@ -18,8 +18,13 @@ from labor_cli.artifacts import TrainingState
 from labor_cli.console import stdout
 from labor_cli.data.labels import class_names
 from labor_cli.models.convert import (
-    class_set_for, file_digest, networks_from_field, read_discriminator, read_field_model,
+    class_set_for,
+    file_digest,
+    networks_from_field,
+    read_discriminator,
+    read_field_model,
 )
+from labor_cli.options import ConvertOptions
 
 
 @dataclass
@@ -32,13 +37,12 @@ class ConvertResult:
     notes: list[str]
 
 
-def run_convert(weights: str, output: Path, *, class_set: str | None = None, selector_backbone: str = "separate",
-                discriminator: str | None = None, seed: int = 0, force: bool = False) -> ConvertResult:
-    output = Path(output)
-    artifacts.check_output_path(output, force)
-    model = read_field_model(weights)
-    class_set = class_set_for(model, class_set)
-    networks = networks_from_field(model, selector_backbone=selector_backbone, seed=seed)
+def run_convert(options: ConvertOptions) -> ConvertResult:
+    output, discriminator = Path(options.output), options.discriminator
+    artifacts.check_output_path(output, options.force)
+    model = read_field_model(options.weights)
+    class_set = class_set_for(model, options.classes)
+    networks = networks_from_field(model, selector_backbone=options.selector_backbone, seed=options.seed)
     notes = list(model.notes)
     if discriminator is not None:
         networks.discriminator.load_state_dict(read_discriminator(discriminator, model.num_classes))
@@ -46,26 +50,30 @@ def run_convert(weights: str, output: Path, *, class_set: str | None = None, sel
         notes.append("D is fresh (pass --discriminator to start from the field's)")
     config = {
         "stage": "convert",
-        "weights": str(weights),
+        "weights": str(options.weights),
         "format": model.format,
         "sha256": file_digest(model.path),
         "discriminator": str(discriminator) if discriminator else None,
         "arch": model.arch,
         "backbone_layout": model.layout,
-        "selector_backbone": selector_backbone,
+        "selector_backbone": options.selector_backbone,
         "selector_heads": "split from A's classifier",
         "class_set": class_set,
-        "seed": seed,
+        "seed": options.seed,
         "notes": notes,
     }
-    with artifacts.create_artifact(output, "checkpoint", config, [], force) as f:
-        artifacts.write_checkpoint(f, networks, class_set, list(class_names(class_set)),
-                                   TrainingState("convert", 0, 0, {}, {}))
+    with artifacts.create_artifact(output, "checkpoint", config, [], options.force) as f:
+        artifacts.write_checkpoint(
+            f, networks, class_set, list(class_names(class_set)), TrainingState("convert", 0, 0, {}, {})
+        )
     return ConvertResult(output, model.format, model.arch, model.layout, class_set, notes)
 
 
 def print_convert(result: ConvertResult) -> None:
-    stdout.print(f"{result.output}: {result.arch} ({result.backbone_layout} layout) from {result.format}, "
-                 f"classes {result.class_set}", soft_wrap=True)
+    stdout.print(
+        f"{result.output}: {result.arch} ({result.backbone_layout} layout) from {result.format}, "
+        f"classes {result.class_set}",
+        soft_wrap=True,
+    )
     for note in result.notes:
         stdout.print(f"  {note}", soft_wrap=True)

@@ -29,8 +29,8 @@ import numpy as np
 from labor_cli import artifacts
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.history import LOSS_COLUMNS, read_loss_history_csv
+from labor_cli.options import PLOTS, PlotOptions
 
-PLOTS = ("curves", "budget", "classes")
 DEFAULT_SIZE = (1200, 800)  # pixels, at DPI
 DPI = 100
 
@@ -101,7 +101,7 @@ def plot_curves(plt, paths: list[Path], size: tuple[int, int], smooth: int):
                 continue
             iterations, values = series[name]
             label = path.name if len(data) > 1 else None
-            line, = axis.plot(iterations, values, alpha=0.25, linewidth=0.8)
+            (line,) = axis.plot(iterations, values, alpha=0.25, linewidth=0.8)
             axis.plot(iterations, moving_average(values, smooth), color=line.get_color(), linewidth=1.5, label=label)
         axis.set_title(name)
         axis.set_xlabel("iteration")
@@ -109,7 +109,7 @@ def plot_curves(plt, paths: list[Path], size: tuple[int, int], smooth: int):
             axis.set_yscale("log")
         if len(data) > 1:
             axis.legend(fontsize="small")
-    for axis in list(axes.flat)[len(names):]:
+    for axis in list(axes.flat)[len(names) :]:
         axis.set_visible(False)
     figure.suptitle(f"losses ({smooth}-iteration moving average over the raw values)")
     return figure
@@ -132,9 +132,13 @@ class EvalPoint:
 
 def _attrs(path: Path) -> dict:
     with artifacts.read_any(path) as f:
-        return {"kind": str(f.attrs["labor_kind"]), "uuid": str(f.attrs["uuid"]),
-                "config": json.loads(f.attrs["config"]), "lineage": json.loads(f.attrs["lineage"]),
-                "summary": json.loads(f.attrs["summary"]) if "summary" in f.attrs else {}}
+        return {
+            "kind": str(f.attrs["labor_kind"]),
+            "uuid": str(f.attrs["uuid"]),
+            "config": json.loads(f.attrs["config"]),
+            "lineage": json.loads(f.attrs["lineage"]),
+            "summary": json.loads(f.attrs["summary"]) if "summary" in f.attrs else {},
+        }
 
 
 def _parent(child: Path, lineage: list[dict], kind: str) -> tuple[Path, dict] | None:
@@ -149,8 +153,10 @@ def _parent(child: Path, lineage: list[dict], kind: str) -> tuple[Path, dict] | 
             attrs = _attrs(candidate)
             if attrs["uuid"] == record["uuid"]:
                 return candidate, attrs
-    raise LaborError(f"{child}: its {kind} {recorded} (uuid {record['uuid'][:8]}) is not there, nor beside it; "
-                     f"run labor plot where the paths of the chain resolve, or name the methods with --label")
+    raise LaborError(
+        f"{child}: its {kind} {recorded} (uuid {record['uuid'][:8]}) is not there, nor beside it; "
+        f"run labor plot where the paths of the chain resolve, or name the methods with --label"
+    )
 
 
 def _selection_name(config: dict) -> str:
@@ -222,8 +228,15 @@ def group_points(points: list[EvalPoint], labels: list[tuple[str, str]] | None =
     groups: dict[str, list[EvalPoint]] = {}
     for point in points:
         if labels:
-            name = next((n for n, pattern in labels if fnmatch.fnmatch(str(point.path), pattern)
-                         or fnmatch.fnmatch(os.path.normpath(point.path), os.path.normpath(pattern))), None)
+            name = next(
+                (
+                    n
+                    for n, pattern in labels
+                    if fnmatch.fnmatch(str(point.path), pattern)
+                    or fnmatch.fnmatch(os.path.normpath(point.path), os.path.normpath(pattern))
+                ),
+                None,
+            )
             if name is None:
                 continue
         else:
@@ -272,8 +285,10 @@ def class_iou_table(groups: dict[str, list[EvalPoint]]) -> tuple[list[str], dict
             if names is None:
                 names = point.class_names
             elif point.class_names != names:
-                raise LaborError(f"{point.path}: classes {', '.join(point.class_names[:3])}... differ from the other "
-                                 f"artifacts' {', '.join(names[:3])}...")
+                raise LaborError(
+                    f"{point.path}: classes {', '.join(point.class_names[:3])}... differ from the other "
+                    f"artifacts' {', '.join(names[:3])}..."
+                )
         values = np.stack([p.iou * 100 for p in points])
         spread = np.nanstd(values, 0, ddof=1) if len(points) > 1 else np.zeros(len(names))
         table[method] = (np.nanmean(values, 0), spread)
@@ -287,12 +302,23 @@ def plot_budget(plt, groups: dict[str, list[EvalPoint]], size: tuple[int, int]):
         if all(p.share == 0 for p in points):  # no target labels: a reference level
             line = axis.axhline(points[0].miou, linestyle="--", linewidth=1, label=f"{name} ({points[0].miou:.1f})")
             if points[0].miou_sd:
-                axis.axhspan(points[0].miou - points[0].miou_sd, points[0].miou + points[0].miou_sd,
-                             color=line.get_color(), alpha=0.1)
+                axis.axhspan(
+                    points[0].miou - points[0].miou_sd,
+                    points[0].miou + points[0].miou_sd,
+                    color=line.get_color(),
+                    alpha=0.1,
+                )
             continue
         labeled = True
-        axis.errorbar([p.share for p in points], [p.miou for p in points], xerr=[p.share_sd for p in points],
-                      yerr=[p.miou_sd for p in points], marker="o", capsize=3, label=name)
+        axis.errorbar(
+            [p.share for p in points],
+            [p.miou for p in points],
+            xerr=[p.share_sd for p in points],
+            yerr=[p.miou_sd for p in points],
+            marker="o",
+            capsize=3,
+            label=name,
+        )
     if labeled:
         axis.set_xscale("log")
     axis.set_xlabel("labeled target pixels (%)")
@@ -309,8 +335,14 @@ def plot_classes(plt, groups: dict[str, list[EvalPoint]], size: tuple[int, int])
     width = 0.8 / max(1, len(table))
     positions = np.arange(len(names))
     for k, (method, (mean, sd)) in enumerate(table.items()):
-        axis.bar(positions + (k - (len(table) - 1) / 2) * width, np.nan_to_num(mean), width, yerr=sd, capsize=2,
-                 label=f"{method} ({np.nanmean(mean):.1f})")
+        axis.bar(
+            positions + (k - (len(table) - 1) / 2) * width,
+            np.nan_to_num(mean),
+            width,
+            yerr=sd,
+            capsize=2,
+            label=f"{method} ({np.nanmean(mean):.1f})",
+        )
     axis.set_xticks(positions, names, rotation=45, ha="right")
     axis.set_ylabel("IoU (%)")
     axis.set_ylim(0, 100)
@@ -345,12 +377,15 @@ def _expand(inputs: list[str], labels: list[tuple[str, str]]) -> list[Path]:
     return unique
 
 
-def run_plot(kind: str, inputs: list[str], output: Path, *, labels: list[str] = (),
-             size: tuple[int, int] = DEFAULT_SIZE, smooth: int = 50, force: bool = False) -> PlotResult:
+def run_plot(options: PlotOptions) -> PlotResult:
+    kind, inputs, labels, smooth = options.kind, options.inputs or [], options.label or [], options.smooth
+    size = options.size or DEFAULT_SIZE
+    if smooth < 1:
+        raise LaborUsageError(f"--smooth {smooth}: must be at least 1")
     if kind not in PLOTS:
         raise LaborUsageError(f"unknown plot {kind!r}: choose one of {', '.join(PLOTS)}")
-    output = Path(output)
-    artifacts.check_output_path(output, force)
+    output = Path(options.output)
+    artifacts.check_output_path(output, options.force)
     plt = require_matplotlib()
     parsed = parse_labels(list(labels))
     paths = _expand(list(inputs), parsed)
@@ -380,5 +415,8 @@ def run_plot(kind: str, inputs: list[str], output: Path, *, labels: list[str] = 
 def print_plot(result: PlotResult) -> None:
     from labor_cli.console import stdout
 
-    stdout.print(f"{result.output}: {result.kind}, {result.size[0]}x{result.size[1]} px, {len(result.series)} series "
-                 f"({', '.join(result.series)})", soft_wrap=True)
+    stdout.print(
+        f"{result.output}: {result.kind}, {result.size[0]}x{result.size[1]} px, {len(result.series)} series "
+        f"({', '.join(result.series)})",
+        soft_wrap=True,
+    )

@@ -28,12 +28,19 @@ from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import class_colours, index_to_label_id
 from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
+from labor_cli.drawing import check_output_folder, output_folder
 from labor_cli.errors import LaborUsageError
 from labor_cli.models import fold_frozen_batchnorm
+from labor_cli.options import PredictOptions, resolve_workers
 from labor_cli.runtime import (
-    CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision,
+    CompileFallback,
+    autocast,
+    configure_backends,
+    memory_format,
+    resolve_compile,
+    resolve_device,
+    resolve_precision,
 )
-from labor_cli.stages.show import check_output_folder, output_folder
 
 RECORD_FILE = "predictions.json"
 
@@ -93,8 +100,10 @@ def predict_native(model, images: torch.Tensor, sizes: list[tuple[int, int]], pr
     the label's size)."""
     with autocast(images.device, precision):
         logits = model(images)
-    return [F.interpolate(one[None].float(), size=size, mode="bilinear", align_corners=False).argmax(1)[0]
-            for one, size in zip(logits, sizes)]
+    return [
+        F.interpolate(one[None].float(), size=size, mode="bilinear", align_corners=False).argmax(1)[0]
+        for one, size in zip(logits, sizes)
+    ]
 
 
 @dataclass
@@ -110,35 +119,53 @@ def _check_folders(output_dir: Path, colour_dir: Path | None, force: bool) -> No
     if colour_dir is not None:
         inside = Path(colour_dir).resolve().is_relative_to(Path(output_dir).resolve())
         if inside:
-            raise LaborUsageError(f"--colour {colour_dir}: must not be inside {output_dir} (the Cityscapes evaluator "
-                                  "searches it recursively and would find two predictions per image)")
+            raise LaborUsageError(
+                f"--colour {colour_dir}: must not be inside {output_dir} (the Cityscapes evaluator "
+                "searches it recursively and would find two predictions per image)"
+            )
         check_output_folder(colour_dir, force)
 
 
-def run_predict(model_path: Path, target: str, split: str, output_dir: Path, *, colour_dir: Path | None = None,
-                input_size: tuple[int, int] | None = None, batch_size: int = 1, device: str = "auto",
-                precision: str = "auto", workers: int = 0, force: bool = False, quiet: bool = False,
-                skip_bad: bool = False, compile: str = "auto") -> PredictResult:
-    output_dir = Path(output_dir)
+def run_predict(options: PredictOptions) -> PredictResult:
+    output_dir, colour_dir, force = Path(options.output_dir), options.colour, options.force
+    model_path, target, split, skip_bad = options.model, options.target, options.split, options.skip_bad
     _check_folders(output_dir, colour_dir, force)
     checkpoint = artifacts.load_checkpoint(model_path)
-    dataset = open_dataset(target, split, class_set=checkpoint.class_set, require_labels=False, skip_bad=skip_bad,
-                           reads=("images",))
-    size = input_size or dataset.train_size
-    inference = prepare_inference(checkpoint, device, precision, compile)
-    loader = torch.utils.data.DataLoader(ImageView(dataset, size), batch_size=batch_size, num_workers=workers,
-                                         pin_memory=inference.device.type == "cuda")
+    dataset = open_dataset(
+        target, split, class_set=checkpoint.class_set, require_labels=False, skip_bad=skip_bad, reads=("images",)
+    )
+    size = options.input_size or dataset.train_size
+    inference = prepare_inference(checkpoint, options.device, options.precision, options.compile)
+    loader = torch.utils.data.DataLoader(
+        ImageView(dataset, size),
+        batch_size=options.batch_size,
+        num_workers=resolve_workers(options.workers),
+        pin_memory=inference.device.type == "cuda",
+    )
     to_label_id = index_to_label_id(checkpoint.class_set)
     palette = class_colours(checkpoint.class_set)
-    record = {"model": str(model_path), "model_uuid": checkpoint.artifact.uuid, "target": target, "split": split,
-              "input_size": list(size) if size else None, "device": str(inference.device),
-              "precision": inference.precision, "command": artifacts.command_line(), "labor_version": __version__,
-              "images": len(dataset), "format": "Cityscapes label ids, {image}_pred_labelIds.png"}
+    record = {
+        "model": str(model_path),
+        "model_uuid": checkpoint.artifact.uuid,
+        "target": target,
+        "split": split,
+        "input_size": list(size) if size else None,
+        "device": str(inference.device),
+        "precision": inference.precision,
+        "command": artifacts.command_line(),
+        "labor_version": __version__,
+        "images": len(dataset),
+        "format": "Cityscapes label ids, {image}_pred_labelIds.png",
+    }
     if skip_bad:
         record["skipped_unreadable"] = skipped_files(target=dataset)
     started = time.perf_counter()
     colour_folder = output_folder(Path(colour_dir), force) if colour_dir else contextlib.nullcontext()
-    with output_folder(output_dir, force) as folder, colour_folder as colours, progress_bar(disable=quiet) as bar:
+    with (
+        output_folder(output_dir, force) as folder,
+        colour_folder as colours,
+        progress_bar(disable=options.quiet) as bar,
+    ):
         task = bar.add_task("predict", total=len(dataset), status="")
         for batch in loader:
             images = inference.normalize(batch["image"].to(inference.device, non_blocking=True))

@@ -226,8 +226,11 @@ class WarmupOptions(TrainingStageOptions):
 
     arch: str = option(default="deeplabv2-r101", choices=ARCHS,
                        help="deeplabv2-r101, deeplabv2-r50 or small (CPU-sized).")
-    init: str = option(default="none", help="Backbone initialisation: none, imagenet (torchvision download), or PATH "
-                                            "to a local torchvision state dict.")
+    # auto: what the field does (ImageNet ResNets; the small arch from scratch); tests pass none.
+    init: str = option(default="auto",
+                       help="Backbone initialisation: auto (imagenet for the ResNet archs, none for small), none, "
+                            "imagenet (torchvision's cache, downloaded once), or [FORMAT:]PATH: a torchvision ResNet "
+                            "or a field DeepLab-v2 (adaptsegnet:, advent:, deeplab:, ripu:).")
     selector_backbone: str = option(default="separate", choices=SELECTOR_BACKBONES,
                                     help="B's backbone: separate (a second copy) or shared (A's; one backbone pass).")
     classes: Optional[str] = option(default=None, choices=CLASS_SETS, stored_as="class_set",

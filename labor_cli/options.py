@@ -338,10 +338,15 @@ class ShowOptions:
     COMMAND: ClassVar[str] = "show"
 
     artifact: Path = option(argument=True, help="A masks, selection or labels artifact.")
-    output_dir: Path = option("--output", "-o", help="Folder for the PNG overlays.")
+    output_dir: Path = option("--output", "-o", help="Folder for the PNGs.")
     target: Optional[str] = option(default=None, help="Target dataset KIND:PATH (the images to draw on).")
     split: str = option(default="train", help="Target split.")
     limit: Optional[int] = option(default=None, min=1, help="At most this many images.")
+    panels: bool = option("--panels/--overlay", default=True,
+                          help="Side by side, scaled up: image | prediction | mask (masks), image | points "
+                               "(selection), image | labels (labels); --overlay: one drawing at the image's size.")
+    scale: Optional[int] = option(default=None, min=1, help="Enlarge the panels this many times (default: enough "
+                                                            "for 512 pixels of width per panel).")
     force: bool = force_option("Replace an existing output folder, whole.")
     quiet: bool = quiet_option()
 

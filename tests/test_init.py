@@ -141,3 +141,20 @@ def test_a_torchvision_state_dict_is_a_backbone_in_labor_layout(tmp_path):
     start = init_module.resolve_init("deeplabv2-r101", str(tmp_path / "resnet.pth"), 19)
     assert start.layout == "torchvision" and "bn1.num_batches_tracked" not in start.backbone
     assert start.classifier is None and start.source == str(tmp_path / "resnet.pth")
+
+
+def test_warmup_defaults_to_imagenet_for_a_resnet_and_says_offline_in_one_line(offline, tmp_path, toy_source,
+                                                                               toy_target, capsys):
+    """`labor warmup --arch deeplabv2-r50` without --init: --init auto is imagenet; offline and not
+    cached, one line naming the file, the folder and --init PATH; nothing written."""
+    from labor_cli.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["warmup", "--source", toy_source, "--target", toy_target, "-o", str(tmp_path / "w.h5"), "--arch",
+              "deeplabv2-r50", "--device", "cpu", "--workers", "0", "-q"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("labor: error: --init imagenet: torchvision wanted resnet50-0676ba61.pth in ")
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in err and "--init PATH" in err
+    assert offline == ["https://download.pytorch.org/models/resnet50-0676ba61.pth"]
+    assert not (tmp_path / "w.h5").exists() and not (tmp_path / "w.losses.csv").exists()

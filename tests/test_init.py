@@ -143,15 +143,32 @@ def test_a_torchvision_state_dict_is_a_backbone_in_labor_layout(tmp_path):
     assert start.classifier is None and start.source == str(tmp_path / "resnet.pth")
 
 
-def test_warmup_defaults_to_imagenet_for_a_resnet_and_says_offline_in_one_line(offline, tmp_path, toy_source,
-                                                                               toy_target, capsys):
+def test_warmup_defaults_to_imagenet_for_a_resnet_and_says_offline_in_one_line(
+    offline, tmp_path, toy_source, toy_target, capsys
+):
     """`labor warmup --arch deeplabv2-r50` without --init: --init auto is imagenet; offline and not
     cached, one line naming the file, the folder and --init PATH; nothing written."""
     from labor_cli.cli import main
 
     with pytest.raises(SystemExit) as stop:
-        main(["warmup", "--source", toy_source, "--target", toy_target, "-o", str(tmp_path / "w.h5"), "--arch",
-              "deeplabv2-r50", "--device", "cpu", "--workers", "0", "-q"])
+        main(
+            [
+                "warmup",
+                "--source",
+                toy_source,
+                "--target",
+                toy_target,
+                "-o",
+                str(tmp_path / "w.h5"),
+                "--arch",
+                "deeplabv2-r50",
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+                "-q",
+            ]
+        )
     err = capsys.readouterr().err
     assert stop.value.code == 1 and len(err.strip().splitlines()) == 1, err
     assert err.startswith("labor: error: --init imagenet: torchvision wanted resnet50-0676ba61.pth in ")

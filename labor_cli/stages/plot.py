@@ -94,7 +94,10 @@ def plot_curves(plt, paths: list[Path], size: tuple[int, int], smooth: int):
     names = list(dict.fromkeys(name for _, series in data for name in series))
     columns = min(3, len(names))
     rows = math.ceil(len(names) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, squeeze=False)
+    # constrained layout: the panels' titles and axis labels do not overlap
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, squeeze=False, layout="constrained"
+    )
     for axis, name in zip(axes.flat, names):
         for path, series in data:
             if name not in series:

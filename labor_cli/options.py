@@ -342,9 +342,9 @@ class ShowOptions:
     target: Optional[str] = option(default=None, help="Target dataset KIND:PATH (the images to draw on).")
     split: str = option(default="train", help="Target split.")
     limit: Optional[int] = option(default=None, min=1, help="At most this many images.")
-    panels: bool = option("--panels/--overlay", default=True,
-                          help="Side by side, scaled up: image | prediction | mask (masks), image | points "
-                               "(selection), image | labels (labels); --overlay: one drawing at the image's size.")
+    overlay: bool = option("--overlay", default=False,
+                           help="One drawing at the image's own size instead of side-by-side panels (image | "
+                                "prediction | mask, image | points, image | labels, scaled up).")
     scale: Optional[int] = option(default=None, min=1, help="Enlarge the panels this many times (default: enough "
                                                             "for 512 pixels of width per panel).")
     force: bool = force_option("Replace an existing output folder, whole.")

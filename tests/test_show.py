@@ -48,7 +48,7 @@ POINTS_X = [np.array([5, 64, 120]), np.array([0, 127]), np.array([10]), np.array
 def test_show_selection_marks_every_point_with_limit(tmp_path, toy_target, dataset, capsys):
     ids = dataset.image_ids
     write_pixels(tmp_path / "sel.h5", "selection", ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
-    result = run_show(ShowOptions(panels=False, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show",
+    result = run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show",
                                   limit=2, quiet=True))
     assert result.kind == "selection" and result.images == 2 and result.of_images == 4
     assert sorted(p.name for p in (tmp_path / "show").iterdir()) == sorted(i.replace("/", "__") + ".png" for i in ids[:2])
@@ -67,7 +67,7 @@ def test_show_labels_draws_class_colours(tmp_path, toy_target, dataset):
     ids = dataset.image_ids[:2]
     labels = [np.array([13, 0, 255]), np.array([10, 2])]
     write_pixels(tmp_path / "labels.h5", "labels", ids, [(64, 128)] * 2, POINTS_Y[:2], POINTS_X[:2], labels)
-    run_show(ShowOptions(panels=False, artifact=tmp_path / "labels.h5", target=toy_target, output_dir=tmp_path / "show", quiet=True))
+    run_show(ShowOptions(overlay=True, artifact=tmp_path / "labels.h5", target=toy_target, output_dir=tmp_path / "show", quiet=True))
     colours = class_colours("cityscapes19")
     for i, image_id in enumerate(ids):
         png = png_of(tmp_path / "show", image_id)
@@ -95,7 +95,7 @@ def write_masks(path, dataset):
 
 def test_show_masks_blends_prediction_and_outlines_the_mask(tmp_path, toy_target, dataset):
     write_masks(tmp_path / "masks.h5", dataset)
-    result = run_show(ShowOptions(panels=False, artifact=tmp_path / "masks.h5", target=toy_target, output_dir=tmp_path / "show",
+    result = run_show(ShowOptions(overlay=True, artifact=tmp_path / "masks.h5", target=toy_target, output_dir=tmp_path / "show",
                                   limit=3, quiet=True))
     assert result.images == 3
     png = png_of(tmp_path / "show", dataset.image_ids[0])
@@ -106,7 +106,7 @@ def test_show_masks_blends_prediction_and_outlines_the_mask(tmp_path, toy_target
     assert tuple(png[15, 40]) == tuple(road)  # inside the mask: the prediction at full strength
     np.testing.assert_allclose(png[40, 100], 0.5 * plain[40, 100] + 0.5 * class_colours("cityscapes19")[13], atol=1)
     # Without a target: the prediction alone.
-    result = run_show(ShowOptions(panels=False, artifact=tmp_path / "masks.h5", target=None, output_dir=tmp_path / "alone",
+    result = run_show(ShowOptions(overlay=True, artifact=tmp_path / "masks.h5", target=None, output_dir=tmp_path / "alone",
                                   quiet=True))
     assert result.images == 4 and png_of(tmp_path / "alone", dataset.image_ids[3]).shape == (64, 128, 3)
 
@@ -115,34 +115,34 @@ def test_show_refuses_bad_inputs_and_leaves_nothing_half_written(tmp_path, toy_t
     ids = dataset.image_ids
     write_pixels(tmp_path / "sel.h5", "selection", ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
     with pytest.raises(LaborUsageError, match=r"sel\.h5: .*needs the target"):
-        run_show(ShowOptions(panels=False, artifact=tmp_path / "sel.h5", target=None, output_dir=tmp_path / "show"))
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=None, output_dir=tmp_path / "show"))
     with pytest.raises(LaborUsageError, match="--limit"):
-        run_show(ShowOptions(panels=False, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", limit=0))
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", limit=0))
     with artifacts.create_artifact(tmp_path / "eval.h5", "evaluation", {}) as f:
         f.create_dataset("iou", data=np.zeros(19))
     with pytest.raises(LaborError, match=r"eval\.h5: is a evaluation artifact"):
-        run_show(ShowOptions(panels=False, artifact=tmp_path / "eval.h5", target=toy_target, output_dir=tmp_path / "show"))
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "eval.h5", target=toy_target, output_dir=tmp_path / "show"))
     (tmp_path / "plain.txt").write_text("x")
     with pytest.raises(LaborError, match=r"plain\.txt: not a readable HDF5"):
-        run_show(ShowOptions(panels=False, artifact=tmp_path / "plain.txt", target=toy_target, output_dir=tmp_path / "show"))
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "plain.txt", target=toy_target, output_dir=tmp_path / "show"))
     # An image the dataset lacks, after the first ones: refused before anything is written.
     write_pixels(tmp_path / "bad.h5", "selection", [ids[0], "nowhere/nowhere_000000_000019"], [(64, 128)] * 2,
                  POINTS_Y[:2], POINTS_X[:2])
     with pytest.raises(LaborError, match=r"bad\.h5: image 'nowhere/nowhere_000000_000019' is not in"):
-        run_show(ShowOptions(panels=False, artifact=tmp_path / "bad.h5", target=toy_target, output_dir=tmp_path / "show"))
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "bad.h5", target=toy_target, output_dir=tmp_path / "show"))
     assert not (tmp_path / "show").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     # Existing non-empty output: refused without force, replaced with it.
     (tmp_path / "show").mkdir()
     (tmp_path / "show" / "old.png").write_bytes(b"old")
     with pytest.raises(LaborError, match=r"show: folder exists and is not empty; pass --force"):
-        run_show(ShowOptions(panels=False, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show"))
-    run_show(ShowOptions(panels=False, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", force=True,
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show"))
+    run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", force=True,
                          quiet=True))
     assert len(list((tmp_path / "show").iterdir())) == 4 and not (tmp_path / "show" / "old.png").exists()
     # An empty existing folder is fine without force.
     (tmp_path / "empty").mkdir()
-    run_show(ShowOptions(panels=False, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "empty", limit=1,
+    run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "empty", limit=1,
                          quiet=True))
     assert len(list((tmp_path / "empty").iterdir())) == 1
 

@@ -77,7 +77,7 @@ def _show_masks(options: ShowOptions, kind: str) -> tuple[list[Path], int]:
         def draw(i: int) -> np.ndarray:
             image = dataset.read_image(indices[i]) if dataset is not None else None
             prediction, mask = masks.prediction(i), masks.mask(i)
-            if not options.panels:
+            if options.overlay:
                 return draw_prediction(image, prediction, mask, class_set)
             panels = [draw_classes(prediction, class_set), draw_mask(image, mask)]
             return _panels(options, ([] if image is None else [image]) + panels)
@@ -100,7 +100,7 @@ def _show_pixels(options: ShowOptions, kind: str) -> tuple[list[Path], int]:
             drawn = mark_points(image, pixels.y[rows], pixels.x[rows])
         else:
             drawn = draw_labels(image, pixels.y[rows], pixels.x[rows], pixels.label[rows], pixels.class_set)
-        return _panels(options, [image, drawn]) if options.panels else drawn
+        return drawn if options.overlay else _panels(options, [image, drawn])
 
     return _write_pngs(options, pixels.image_ids[:count], draw, f"show {kind}"), len(pixels.image_ids)
 

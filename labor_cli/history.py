@@ -11,7 +11,8 @@ the shortest decimal form that reads back to the same float32 (as the checkpoint
 
 Resuming rewinds the file to the resumed iteration (rows after it, from the interrupted part
 of the run, are dropped) and appends from there; a missing or foreign file is rebuilt from the
-checkpoint's history.
+checkpoint's history. It stays with the resume file it complements: a run that stops with a
+resume file keeps it, one that fails with none removes it (labor_cli.stages.train).
 """
 
 from __future__ import annotations

@@ -91,12 +91,21 @@ def run_training_stage(options: WarmupOptions | AdaptOptions, rank: Rank = Rank(
     started = time.perf_counter()
     source_view = SegmentationView(inputs.source, config.source_size or inputs.source.train_size, with_labels=True)
     target_view = SegmentationView(inputs.target, config.target_size or inputs.target.train_size, with_labels=False)
-    state = train(networks, config, options.COMMAND, source_view, target_view, inputs.target_points, placement.device,
-                  placement.precision, placement.workers, save, resume_path, resume_state, options.quiet, rank=rank,
-                  compile_networks=placement.compiled, history_csv=loss_history_path(output))
-    networks.to("cpu")
+    history_csv = loss_history_path(output)
+    try:
+        state = train(networks, config, options.COMMAND, source_view, target_view, inputs.target_points,
+                      placement.device, placement.precision, placement.workers, save, resume_path, resume_state,
+                      options.quiet, rank=rank, compile_networks=placement.compiled, history_csv=history_csv)
+        networks.to("cpu")
+        if rank.is_main:
+            save(state, output, replace=options.force)
+    except BaseException:
+        # The CSV goes with the resume file it complements (--resume rewinds it); a run that
+        # failed (a bad image, a full disk...) with nothing to resume leaves nothing behind.
+        if rank.is_main and not resume_path.exists():
+            history_csv.unlink(missing_ok=True)
+        raise
     if rank.is_main:
-        save(state, output, replace=options.force)
         resume_path.unlink(missing_ok=True)
     return StageResult(output, state.iteration, time.perf_counter() - started, last_losses(state), inputs.class_set)
 

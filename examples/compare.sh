@@ -1,99 +1,107 @@
 #!/usr/bin/env bash
-# The comparison on the toy pair, at equal label budgets, for each seed:
-#   source only; adversarial UDA (no labels); random 40 points; entropy 40 points;
-#   LabOR-PPL 40 points (as they come, and at least PPL_SPACING pixels apart, default 8);
-#   random at LabOR-SPL's pixel ratio; LabOR-SPL; all target pixels labeled.
-# Every labeled method adapts the same adversarial warmup with the toy-adapt preset.
+# The comparison on the toy pairs at equal label budgets, for each pair and seed:
+#   source only; adversarial UDA (no labels);
+#   one round of 40 points per image: random, entropy, LabOR-PPL (PPL_SPACING px apart), ours (balanced);
+#   one round at LabOR-SPL's pixel ratio: LabOR-SPL, random, ours (balanced); all target pixels labeled;
+#   five rounds of 8 points per image (ROUND_ITERS adapt iterations each, labels accumulate): random, LabOR-PPL, ours.
+# Every one-round method adapts the same UDA warmup with the toy-adapt preset (300 iterations).
 #
 #   examples/compare.sh [RUNS_DIR] [SEEDS...]        e.g. examples/compare.sh runs/compare 0 1 2
-# Steps whose artifact exists are kept (rerun to resume). Prints three tables: mIoU (mean and spread),
-# where each selection falls (A's error there, share of A's wrong pixels it holds), IoU per class.
+# Environment: PAIRS="photo night" (the toy's two kinds of shift), METHODS (one-round methods, default all),
+# ROUND_METHODS="random ppl balanced" and ROUND_SEEDS (default: SEEDS), BASELINES="source-only uda",
+# WARMUP_SEED (set: every seed adapts that seed's warmup, so the seeds vary the selection and the adapt round only),
+# LABOR (the command, default labor), PYTHON (with h5py, default python3).
+# Steps whose artifact exists are kept (rerun to resume, or to add methods and seeds). Prints, per pair: mIoU
+# (mean, sd, per seed), where each selection falls (A's error there and the share of A's wrong pixels it holds,
+# next to random's and entropy's at the same budget), and IoU per class. Raw numbers: RUNS_DIR/results.json.
 set -euo pipefail
 RUNS=${1:-runs/compare}; shift || true
 SEEDS=${*:-0 1 2}
+PAIRS=${PAIRS:-photo night}
+METHODS=${METHODS:-random40 entropy40 ppl40 balanced40 spl random-spl-ratio balanced-spl-ratio all}
+ROUND_METHODS=${ROUND_METHODS-random ppl balanced}
+ROUND_SEEDS=${ROUND_SEEDS:-$SEEDS}
+BASELINES=${BASELINES-source-only uda}
 LABOR=${LABOR:-labor}
-PPL_SPACING=${PPL_SPACING:-8}  # pixels between LabOR-PPL points in the spaced variant (PAPER.md's choice)
-DATA=$RUNS/toy
-[ -e "$DATA" ] || $LABOR data toy "$DATA"
-S="gta5:$DATA/source"; T="cityscapes:$DATA/target"
+PYTHON=${PYTHON:-python3}
+PPL_SPACING=${PPL_SPACING:-8}  # pixels between LabOR-PPL points (docs/method.md's choice)
+ROUNDS=${ROUNDS:-5}; ROUND_POINTS=${ROUND_POINTS:-8}; ROUND_ITERS=${ROUND_ITERS:-60}
 keep() { [ -e "$1" ]; }
 
-for seed in $SEEDS; do
-  d="$RUNS/seed$seed"; mkdir -p "$d"
-  keep "$d/source-only.h5" || $LABOR warmup --source "$S" --target "$T" --config toy-warmup --lambda-adv 0 --seed "$seed" -o "$d/source-only.h5" -q
-  keep "$d/uda.h5" || $LABOR warmup --source "$S" --target "$T" --config toy-warmup --seed "$seed" -o "$d/uda.h5" -q
-  keep "$d/masks.h5" || $LABOR extract -m "$d/uda.h5" --target "$T" -o "$d/masks.h5" -q
-  keep "$d/sel-random40.h5" || $LABOR select --masks "$d/masks.h5" --mode random --points 40 --seed "$seed" -o "$d/sel-random40.h5" -q
-  keep "$d/sel-entropy40.h5" || $LABOR select --masks "$d/masks.h5" --mode entropy --points 40 --seed "$seed" -o "$d/sel-entropy40.h5" -q
-  keep "$d/sel-ppl40.h5" || $LABOR select --masks "$d/masks.h5" --mode ppl --points 40 --seed "$seed" -o "$d/sel-ppl40.h5" -q
-  keep "$d/sel-ppl40-spaced.h5" || $LABOR select --masks "$d/masks.h5" --mode ppl --points 40 --min-spacing "$PPL_SPACING" --seed "$seed" -o "$d/sel-ppl40-spaced.h5" -q
-  keep "$d/sel-spl.h5" || $LABOR select --masks "$d/masks.h5" --mode spl -o "$d/sel-spl.h5" -q
-  keep "$d/lab-spl.h5" || $LABOR label --selection "$d/sel-spl.h5" --target "$T" --masks "$d/masks.h5" -o "$d/lab-spl.h5" -q
-  ratio=$(python3 -c "import h5py,json,sys; f=h5py.File(sys.argv[1]); print(json.loads(f.attrs['summary'])['labeled_share_percent']/100)" "$d/lab-spl.h5")
-  keep "$d/sel-random-spl-ratio.h5" || $LABOR select --masks "$d/masks.h5" --mode random --ratio "$ratio" --seed "$seed" -o "$d/sel-random-spl-ratio.h5" -q
-  keep "$d/sel-all.h5" || $LABOR select --masks "$d/masks.h5" --mode random --ratio 1.0 --seed "$seed" -o "$d/sel-all.h5" -q
-  for m in random40 entropy40 ppl40 ppl40-spaced random-spl-ratio all; do
-    keep "$d/lab-$m.h5" || $LABOR label --selection "$d/sel-$m.h5" --target "$T" --masks "$d/masks.h5" -o "$d/lab-$m.h5" -q
+share_of() {  # the labeled share of a labels artifact, as a fraction of the pixels
+  $PYTHON -c "import h5py,json,sys; print(json.loads(h5py.File(sys.argv[1]).attrs['summary'])['labeled_share_percent']/100)" "$1"
+}
+
+select_options() {  # the options of `labor select` for a one-round method
+  case $1 in
+    random40) echo --mode random --points 40 --seed "$seed" ;;
+    entropy40) echo --mode entropy --points 40 ;;
+    ppl40) echo --mode ppl --points 40 --min-spacing "$PPL_SPACING" ;;
+    balanced40) echo --mode balanced --points 40 --seed "$seed" ;;
+    spl) echo --mode spl ;;
+    random-spl-ratio) echo --mode random --ratio "$(spl_ratio)" --seed "$seed" ;;
+    balanced-spl-ratio) echo --mode balanced --ratio "$(spl_ratio)" --seed "$seed" ;;
+    all) echo --mode random --ratio 1.0 ;;
+    *) echo "unknown method $1" >&2; exit 2 ;;
+  esac
+}
+
+spl_ratio() {
+  keep "$d/sel-spl.h5" || $LABOR select --masks "$masks" --mode spl -o "$d/sel-spl.h5" -q >/dev/null
+  keep "$d/lab-spl.h5" || $LABOR label --selection "$d/sel-spl.h5" --target "$T" --masks "$masks" -o "$d/lab-spl.h5" -q >/dev/null
+  share_of "$d/lab-spl.h5"
+}
+
+rounds() {  # rounds NAME MODE [select options...]: ROUNDS rounds of ROUND_POINTS points from the UDA warmup
+  local name=$1 mode=$2; shift 2
+  local model=$uda labels="" r
+  keep "$d/eval-$name-5x8.h5" && return
+  for r in $(seq 1 "$ROUNDS"); do
+    local p=$d/$name-5x8-r$r exclude=() merge=()
+    [ -n "$labels" ] && exclude=(--exclude "$labels") && merge=(--merge "$labels")
+    keep "$p-masks.h5" || $LABOR extract -m "$model" --target "$T" "${exclude[@]}" -o "$p-masks.h5" -q
+    keep "$p-sel.h5" || $LABOR select --masks "$p-masks.h5" --mode "$mode" --points "$ROUND_POINTS" "$@" -o "$p-sel.h5" -q
+    keep "$p-lab.h5" || $LABOR label --selection "$p-sel.h5" --target "$T" --masks "$p-masks.h5" "${merge[@]}" -o "$p-lab.h5" -q
+    keep "$p-model.h5" || $LABOR adapt -m "$model" --labels "$p-lab.h5" --source "$S" --target "$T" --config toy-adapt \
+      --iters "$ROUND_ITERS" --save-every "$ROUND_ITERS" --seed "$seed" -o "$p-model.h5" -q
+    model=$p-model.h5; labels=$p-lab.h5
   done
-  for m in random40 entropy40 ppl40 ppl40-spaced random-spl-ratio spl all; do
-    keep "$d/model-$m.h5" || $LABOR adapt -m "$d/uda.h5" --labels "$d/lab-$m.h5" --source "$S" --target "$T" --config toy-adapt --seed "$seed" -o "$d/model-$m.h5" -q
-  done
-  for m in source-only uda; do keep "$d/eval-$m.h5" || $LABOR evaluate -m "$d/$m.h5" --target "$T" -o "$d/eval-$m.h5" -q >/dev/null; done
-  for m in random40 entropy40 ppl40 ppl40-spaced random-spl-ratio spl all; do
-    keep "$d/eval-$m.h5" || $LABOR evaluate -m "$d/model-$m.h5" --target "$T" -o "$d/eval-$m.h5" -q >/dev/null
+  keep "$d/lab-$name-5x8.h5" || cp "$labels" "$d/lab-$name-5x8.h5"
+  $LABOR evaluate -m "$model" --target "$T" -o "$d/eval-$name-5x8.h5" -q >/dev/null
+}
+
+for pair in $PAIRS; do
+  DATA=$RUNS/$pair/data
+  keep "$DATA" || $LABOR data toy "$DATA" --shift "$pair" >/dev/null
+  S="gta5:$DATA/source"; T="cityscapes:$DATA/target"
+  for seed in $SEEDS; do
+    d="$RUNS/$pair/seed$seed"; mkdir -p "$d"
+    w=$RUNS/$pair/seed${WARMUP_SEED:-$seed}; uda=$w/uda.h5; masks=$w/masks.h5
+    keep "$uda" || $LABOR warmup --source "$S" --target "$T" --config toy-warmup --seed "${WARMUP_SEED:-$seed}" -o "$uda" -q
+    keep "$masks" || $LABOR extract -m "$uda" --target "$T" -o "$masks" -q
+    baselines=$BASELINES
+    [ -n "${WARMUP_SEED:-}" ] && [ "$WARMUP_SEED" != "$seed" ] && baselines=""  # the warmup's seed has them
+    for m in $baselines; do
+      [ "$m" = source-only ] && { keep "$d/source-only.h5" || $LABOR warmup --source "$S" --target "$T" --config toy-warmup \
+        --lambda-adv 0 --seed "$seed" -o "$d/source-only.h5" -q; }
+      keep "$d/eval-$m.h5" || $LABOR evaluate -m "$d/$m.h5" --target "$T" -o "$d/eval-$m.h5" -q >/dev/null
+    done
+    for m in $METHODS; do
+      keep "$d/sel-$m.h5" || $LABOR select --masks "$masks" $(select_options "$m") -o "$d/sel-$m.h5" -q >/dev/null
+      keep "$d/lab-$m.h5" || $LABOR label --selection "$d/sel-$m.h5" --target "$T" --masks "$masks" -o "$d/lab-$m.h5" -q >/dev/null
+      keep "$d/model-$m.h5" || $LABOR adapt -m "$uda" --labels "$d/lab-$m.h5" --source "$S" --target "$T" \
+        --config toy-adapt --seed "$seed" -o "$d/model-$m.h5" -q
+      keep "$d/eval-$m.h5" || $LABOR evaluate -m "$d/model-$m.h5" --target "$T" -o "$d/eval-$m.h5" -q >/dev/null
+    done
+    case " $ROUND_SEEDS " in *" $seed "*)
+      for m in $ROUND_METHODS; do
+        case $m in
+          ppl) rounds ppl ppl --min-spacing "$PPL_SPACING" ;;
+          *) rounds "$m" "$m" --seed "$seed" ;;
+        esac
+      done ;;
+    esac
   done
 done
 
-python3 - "$RUNS" "$PPL_SPACING" $SEEDS <<'PY'
-import json, statistics, sys
-from pathlib import Path
-import h5py
-runs, spacing, seeds = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
-rows = [("source only", "source-only", None), ("adversarial UDA, no labels", "uda", None),
-        ("random, 40 points / image", "random40", "random40"), ("entropy, 40 points / image", "entropy40", "entropy40"),
-        ("LabOR-PPL, 40 points / image", "ppl40", "ppl40"),
-        (f"LabOR-PPL, 40 points / image, min spacing {spacing} px", "ppl40-spaced", "ppl40-spaced"), ("random, at SPL's pixel ratio", "random-spl-ratio", "random-spl-ratio"),
-        ("LabOR-SPL, whole mask", "spl", "spl"), ("all target pixels labeled", "all", "all")]
-def score(path):
-    with h5py.File(path) as f:
-        return next(v for k, v in json.loads(f.attrs["scores"]).items() if k.startswith("mIoU"))
-def share(path):
-    with h5py.File(path) as f:
-        return json.loads(f.attrs["summary"])["labeled_share_percent"]
-print(f"| method | labeled target pixels (%) | mIoU, toy target val (mean ± sd over seeds {', '.join(seeds)}) | per seed |")
-print("|---|---|---|---|")
-for title, name, labels in rows:
-    values = [score(runs / f"seed{s}" / f"eval-{name}.h5") for s in seeds]
-    shares = [share(runs / f"seed{s}" / f"lab-{labels}.h5") for s in seeds] if labels else [0.0]
-    spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
-    print(f"| {title} | {statistics.mean(shares):.3f} | {statistics.mean(values):.1f}{spread} | {', '.join(f'{v:.1f}' for v in values)} |")
-print()
-print("| selection | A's error on the selected pixels (%) | A's error on all pixels (%) | A's wrong pixels selected (%) |")
-print("|---|---|---|---|")
-for title, name, labels in rows:
-    if not labels or labels == "all":
-        continue
-    summaries = []
-    for s in seeds:
-        with h5py.File(runs / f"seed{s}" / f"lab-{labels}.h5") as f:
-            summaries.append(json.loads(f.attrs["summary"]))
-    selected = statistics.mean(x["error_rate_selected_percent"] for x in summaries)
-    overall = statistics.mean(x["error_rate_all_percent"] for x in summaries)
-    covered = statistics.mean(x["errors_covered_percent"] for x in summaries)
-    print(f"| {title} | {selected:.1f} | {overall:.1f} | {covered:.2f} |")
-
-print()
-columns = [(title, name) for title, name, _ in rows]
-print("| class | " + " | ".join(name for _, name in columns) + " |")
-print("|---|" + "---|" * len(columns))
-per_class = {}
-for _, name in columns:
-    runs_iou = []
-    for s in seeds:
-        with h5py.File(runs / f"seed{s}" / f"eval-{name}.h5") as f:
-            class_names = json.loads(f.attrs["class_names"])
-            runs_iou.append(f["iou"][()])
-    per_class[name] = [100 * statistics.mean(float(r[k]) for r in runs_iou) for k in range(len(class_names))]
-for k, class_name in enumerate(class_names):
-    print(f"| {class_name} | " + " | ".join(f"{per_class[name][k]:.1f}" for _, name in columns) + " |")
-PY
+$PYTHON "$(dirname "$0")/compare_tables.py" "$RUNS" --seeds $SEEDS --pairs $PAIRS --spacing "$PPL_SPACING"

@@ -18,9 +18,9 @@ from labor_cli import __version__
 from labor_cli import options as declarations
 from labor_cli.errors import LaborError
 from labor_cli.options import (
-    AdaptOptions, BenchOptions, ConvertOptions, DataCheckOptions, DemoOptions, EvaluateOptions, ExportOptions,
-    ExtractOptions, ImportOptions, InspectOptions, LabelOptions, PlotOptions, PredictOptions, SelectOptions,
-    ShowOptions, ToyOptions, WarmupOptions,
+    AdaptOptions, AnnotateOptions, BenchOptions, ConvertOptions, DataCheckOptions, DemoOptions, EvaluateOptions,
+    ExportOptions, ExtractOptions, ImportOptions, InspectOptions, LabelOptions, PlotOptions, PredictOptions,
+    SelectOptions, ShowOptions, ToyOptions, WarmupOptions,
 )
 
 app = typer.Typer(
@@ -116,11 +116,12 @@ def root(
 
 @command("toy", ToyOptions, parent=data_app)
 def data_toy(options: ToyOptions) -> None:
-    """Draw the embedded toy domain pair: a rendered-looking source and a photographed-looking target."""
+    """Draw the embedded toy domain pair: a rendered-looking source and a photographed (or night-time) target."""
     from labor_cli.data.toy import make_toy_pair
     from labor_cli.stages.report import print_toy_summary
 
-    summary = make_toy_pair(options.directory, seed=options.seed, size=options.size, force=options.force)
+    summary = make_toy_pair(options.directory, seed=options.seed, size=options.size, force=options.force,
+                            shift=options.shift)
     print_toy_summary(options.directory, summary)
 
 
@@ -197,6 +198,17 @@ def import_(options: ImportOptions) -> None:
     from labor_cli.stages.exchange import print_import, run_import
 
     print_import(run_import(options))
+
+
+@command("annotate", AnnotateOptions)
+def annotate(options: AnnotateOptions) -> None:
+    """A person labels the selected pixels in a browser; answers are kept as given, and the same command continues."""
+    from labor_cli.stages.annotate import print_annotate, run_annotate
+
+    result = run_annotate(options)
+    print_annotate(result)
+    if result.how == "stopped":  # Ctrl-C or SIGTERM: the answers are saved, but the exit says it was cut short
+        raise typer.Exit(130)
 
 
 @command("show", ShowOptions)
@@ -277,15 +289,27 @@ def demo(options: DemoOptions) -> None:
 def bench(options: BenchOptions) -> None:
     """Time the reference path (fp32, eager, channels-first) against the default path, side by side."""
     from labor_cli.runtime import resolve_device
-    from labor_cli.stages.bench import as_json, bench_extract_end_to_end, print_bench, run_bench, speedups
+    from labor_cli.stages.bench import (
+        as_json,
+        bench_extract_end_to_end,
+        print_bench,
+        profile_bench,
+        run_bench,
+        speedups,
+    )
 
     results = run_bench(options.arch, options.device, options.repeats, options.warmup, options.compile,
-                        options.selector_backbone, profile_dir=options.profile)
+                        options.selector_backbone)
     end_to_end = None
     if options.e2e_images:
         end_to_end = bench_extract_end_to_end(options.arch, options.device, options.e2e_images,
                                               declarations.resolve_workers(options.workers), options.batch_size,
-                                              options.selector_backbone, compile=options.compile)
+                                              options.selector_backbone, compile=options.compile,
+                                              profile_dir=options.profile)
+    if options.profile:  # after every timing: a profiler session on CUDA can slow what runs after it
+        profile_bench(
+            results, options.profile, options.arch, options.device, options.compile, options.selector_backbone
+        )
     name = str(resolve_device(options.device))
     if name.startswith("cuda"):
         import torch
@@ -298,7 +322,8 @@ def bench(options: BenchOptions) -> None:
     print_bench(results, name)
     if end_to_end:
         print(f"labor extract end to end: {end_to_end['images']} PNGs of {end_to_end['native_size'][1]}x"
-              f"{end_to_end['native_size'][0]}: {end_to_end['images_per_s']:.1f} images/s, "
+              f"{end_to_end['native_size'][0]}: {end_to_end['images_per_s']:.1f} images/s "
+              f"({end_to_end['steady_images_per_s'] or 0:.1f} steady, start-up {end_to_end['startup_s'] or 0:.1f} s), "
               f"{end_to_end['bytes_per_image'] / 1024:.0f} KiB per image in the artifact")
 
 

@@ -2,8 +2,10 @@
 
 torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; :func:`start` reads them, joins the process group
 (NCCL on CUDA, gloo on the CPU) and yields a :class:`Rank` that the stages receive explicitly.
-Without torchrun (or with one process) it yields ``Rank()`` and creates no process group, and
-every helper below does nothing: one process behaves exactly as before.
+Without torchrun it yields ``Rank()`` and creates no process group, and every helper below does
+nothing: one process behaves exactly as before. Under torchrun even one process joins a group
+(of one), so that ``torchrun --nproc_per_node 1`` checks the multi-process path on a machine
+with one GPU.
 
 Small host-side traffic (flags, loss values, extraction results) goes through a gloo group
 even when the gradients go through NCCL, so it never touches GPU memory.
@@ -12,6 +14,7 @@ even when the gradients go through NCCL, so it never touches GPU memory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ class Rank:
     local_rank: int = 0
     backend: Optional[str] = None
     host_group: Any = field(default=None, compare=False, repr=False)  # gloo group for host-side objects
+    torchrun: bool = False  # started by torchrun: in a process group even when alone in it
 
     @property
     def is_main(self) -> bool:
@@ -44,7 +48,7 @@ class Rank:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.torchrun
 
 
 def from_environment() -> Rank:
@@ -55,11 +59,12 @@ def from_environment() -> Rank:
         local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as exc:
         raise LaborError(f"WORLD_SIZE/RANK/LOCAL_RANK: not integers ({exc})") from None
-    if world_size <= 1:
+    torchrun = "TORCHELASTIC_RUN_ID" in os.environ  # set by torchrun, whatever the number of processes
+    if world_size <= 1 and not torchrun:
         return Rank()
     if not 0 <= rank < world_size:
         raise LaborError(f"RANK {rank} is outside WORLD_SIZE {world_size}")
-    return Rank(rank, world_size, local_rank)
+    return Rank(rank, world_size, local_rank, torchrun=torchrun)
 
 
 def backend_for(device_spec: str) -> str:
@@ -85,7 +90,7 @@ def start(device_spec: str) -> Iterator[Rank]:
     torch_dist.init_process_group(backend, rank=rank.rank, world_size=rank.world_size, timeout=TIMEOUT)
     try:
         host_group = torch_dist.new_group(backend="gloo", timeout=TIMEOUT) if backend == "nccl" else None
-        yield Rank(rank.rank, rank.world_size, rank.local_rank, backend, host_group)
+        yield dataclasses.replace(rank, backend=backend, host_group=host_group)
         # Leave together: a process that tore down gloo while rank 0 was still writing the artifact
         # was seen to abort ("terminate called without an active exception"). Not on an error,
         # where the others may never get here.

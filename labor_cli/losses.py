@@ -1,4 +1,4 @@
-"""The losses of PAPER.md, numbered as in the paper's figure, and the pseudo labels they use."""
+"""The losses of LabOR (docs/method.md), numbered as in the paper's figure, and the pseudo labels they use."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""mIoU as PAPER.md defines it: one confusion matrix over all evaluated pixels.
+"""mIoU as the field computes it (docs/method.md, "Protocol of the field"): one confusion matrix over all evaluated pixels.
 
 IoU(k) = TP / (TP + FP + FN); false positives are counted only where the ground truth is not
 ignored. A class that is neither in the ground truth nor predicted has no IoU (NaN) and is

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
+from labor_cli.compile_policy import COMPILE_HELP
 from labor_cli.errors import LaborError, LaborUsageError
 
 REQUIRED = dataclasses.MISSING  # an option without a default: the command line must give it
@@ -37,10 +38,11 @@ CLASS_SETS = ("cityscapes19", "synthia16")
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_CHOICES = ("auto", "on", "off")
 OPTIMIZERS = ("sgd", "adamw")
-SELECT_MODES = ("ppl", "spl", "random", "entropy")
+SELECT_MODES = ("ppl", "spl", "balanced", "random", "entropy")
 EXPORT_FORMATS = ("csv", "json")
 TOY_SIZES = ("default", "tiny")
 PLOTS = ("curves", "budget", "classes")
+TOY_SHIFTS = ("photo", "night")
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,7 @@ def precision_option() -> Any:
 
 
 def compile_option() -> Any:
-    return option("--compile", default="auto", choices=COMPILE_CHOICES,
-                  help="torch.compile the networks: auto (on CUDA for warmup and adapt, off for extract and evaluate), "
-                       "on or off. If compiling fails: one warning, and the stage goes on uncompiled.")
+    return option("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
 
 
 def workers_option() -> Any:
@@ -157,11 +157,20 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)  # Adam's (D) and AdamW's; no option
     lambda_adv: float = option(default=0.001, help="Weight of the adversarial loss (0: source-only training).")
     lambda_target: float = option(default=1.0, commands=("adapt",), help="Weight of the annotated target pixels' loss.")
-    lambda_pseudo: float = option(default=1.0, commands=("adapt",), help="Weight of B's pseudo-label loss.")
-    # 0.01 keeps the toy mask at a few percent (0.1 gave 18%); the paper's value is unknown.
-    lambda_dis: float = option(default=0.01, help="Weight of B's classifier-discrepancy maximisation (sets the mask "
-                                                  "share: higher, larger mask).")
-    pseudo_alpha: float = option(default=0.2, commands=("adapt",),
+    lambda_pseudo: float = option(default=1.0, help="Weight of B's pseudo-label loss (A's pseudo labels on the "
+                                                    "target; in warmup from --pseudo-from on).")
+    pseudo_from: Optional[int] = option(default=None, commands=("warmup",),
+                                        help="Warmup iteration from which B's heads also learn A's pseudo labels on "
+                                             "the target (default: half the iterations: A's early predictions are "
+                                             "poor); --iters or more: never.")
+    # The paper's weight is unknown; the mask share it gives is known (about 2% of the pixels), so
+    # by default a controller steers the weight to that share (docs/method.md).
+    lambda_dis: float = option(default=0.01, help="Weight of B's classifier-discrepancy maximisation (higher: larger "
+                                                  "mask); the starting value when --mask-share steers it.")
+    mask_share: float = option(default=0.022, help="Steer --lambda-dis so that B's heads disagree on this share of "
+                                                   "the target pixels (the paper's SPL: about 2.2%); 0: keep "
+                                                   "--lambda-dis fixed.")
+    pseudo_alpha: float = option(default=0.2,
                                  help="Per class, the most confident fraction of A's pixels kept as pseudo labels.")
     source_batch: int = option(default=2, help="Source images per iteration.")
     target_batch: int = option(default=2, help="Target images per iteration.")
@@ -188,6 +197,14 @@ class TrainConfig:
             raise LaborUsageError(f"--optimizer {self.optimizer!r}: use sgd or adamw")
         if not 0 < self.pseudo_alpha <= 1:
             raise LaborUsageError(f"--pseudo-alpha {self.pseudo_alpha}: must be in (0, 1]")
+        if not 0 <= self.mask_share < 1:
+            raise LaborUsageError(f"--mask-share {self.mask_share}: must be in [0, 1) (0: a fixed --lambda-dis)")
+        if self.pseudo_from is not None and self.pseudo_from < 0:
+            raise LaborUsageError(f"--pseudo-from {self.pseudo_from}: must be >= 0")
+
+    def warmup_pseudo_from(self) -> int:
+        """The warmup iteration from which B learns A's pseudo labels (--pseudo-from, or half the run)."""
+        return self.iterations // 2 if self.pseudo_from is None else self.pseudo_from
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -280,12 +297,15 @@ class SelectOptions:
     COMMAND: ClassVar[str] = "select"
 
     masks: Path = option(help="Masks artifact (labor extract).")
-    mode: str = option(choices=SELECT_MODES, help="ppl (prototype points), spl (whole mask), random or entropy "
-                                                  "(baselines).")
+    mode: str = option(choices=SELECT_MODES, help="ppl (LabOR's prototype points), spl (LabOR's whole mask), balanced "
+                                                  "(ours: every predicted class's area, docs/method.md), random or "
+                                                  "entropy (baselines).")
     output: Path = output_option()
     points: Optional[int] = option(default=None, help="Points per image (ppl, random, entropy).")
     ratio: Optional[float] = option(default=None, help="Share of each image's pixels, 0 < R <= 1 (random, entropy).")
     min_spacing: float = option(default=0.0, help="Preferred minimum distance between chosen points, in pixels.")
+    balance_power: float = option(default=0.5, help="balanced: class budgets proportional to A's predicted area to "
+                                                    "this power (1: as random, 0: equal per class).")
     seed: int = option(default=0, help="Seed (random mode and ties); the same seed gives the same selection.")
     force: bool = force_option()
     quiet: bool = quiet_option()
@@ -331,6 +351,23 @@ class ImportOptions:
     selection: Path = option(help="The selection the answers are for.")
     output: Path = output_option()
     force: bool = force_option()
+
+
+@dataclass(kw_only=True)
+class AnnotateOptions:
+    COMMAND: ClassVar[str] = "annotate"
+
+    selection: Path = option(help="Selection artifact (labor select): the pixels a person answers.")
+    target: str = option(help="Target dataset KIND:PATH (its images are shown).")
+    output: Path = output_option()
+    split: str = option(default="train", help="Target split the selection was made on.")
+    merge: Optional[Path] = option(default=None, help="Labels of earlier rounds to accumulate with.")
+    host: str = option(default="127.0.0.1", stored=False,
+                       help="Address to serve the page on (127.0.0.1: this machine only).")
+    # 8765: a fixed port, so the URL stays the same when the command is run again to continue.
+    port: int = option(default=8765, min=0, stored=False, help="Port to serve the page on (0: any free one).")
+    force: bool = force_option()
+    quiet: bool = quiet_option()
 
 
 @dataclass(kw_only=True)
@@ -447,6 +484,8 @@ class ToyOptions:
                                                  "(Cityscapes layout).")
     seed: int = option(default=0, help="Random seed; the same seed gives the same bytes.")
     size: str = option(default="default", choices=TOY_SIZES, help="Preset: default (the demo's) or tiny (tests).")
+    shift: str = option(default="photo", choices=TOY_SHIFTS,
+                        help="The target's look: photo (a photographed street) or night (the same streets by night).")
     force: bool = force_option()
 
 
@@ -492,8 +531,8 @@ class BenchOptions:
     repeats: int = option(default=5, min=1, help="Timed repetitions of each workload (the median is reported).")
     warmup: int = option(default=2, min=0, help="Untimed repetitions first.")
     compile: str = option("--compile", default="auto", choices=COMPILE_CHOICES,
-                          help="torch.compile the default path's networks: auto (on CUDA, as the stages do), on or "
-                               "off.")
+                          help="Also time the default path compiled: auto (warmup and adapt on CUDA, as a long run of "
+                               "the stages does), on (every workload) or off.")
     selector_backbone: str = option(default="separate", choices=SELECTOR_BACKBONES,
                                     help="B's backbone: separate or shared.")
     e2e_images: int = option(default=0, help="Also time `labor extract` end to end on this many synthetic PNGs "
@@ -501,14 +540,16 @@ class BenchOptions:
     workers: Optional[int] = workers_option()
     batch_size: int = option(default=4, min=1, help="Extraction batch size for the end-to-end run.")
     profile: Optional[Path] = option(default=None, help="Also write where each workload's time goes (torch.profiler "
-                                                        "tables) to this folder.")
+                                                        "tables, after all timings) to this folder; with --e2e-images, "
+                                                        "a timeline and every thread's stacks of a profiled extraction "
+                                                        "too.")
     as_json: bool = option("--json", default=False, help="Print JSON for scripts.")
 
 
 COMMAND_OPTIONS: tuple[type, ...] = (
     ToyOptions, WarmupOptions, ExtractOptions, SelectOptions, LabelOptions, ExportOptions, ImportOptions,
-    ShowOptions, AdaptOptions, EvaluateOptions, InspectOptions, DemoOptions, BenchOptions, ConvertOptions,
-    PredictOptions, PlotOptions, DataCheckOptions,
+    AnnotateOptions, ShowOptions, AdaptOptions, EvaluateOptions, InspectOptions, DemoOptions, BenchOptions,
+    ConvertOptions, PredictOptions, PlotOptions, DataCheckOptions,
 )
 
 

@@ -9,6 +9,7 @@ import random
 import numpy as np
 import torch
 
+from labor_cli.compile_policy import COMPILE_BREAK_EVEN
 from labor_cli.errors import LaborError, LaborUsageError
 
 DEVICES_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
@@ -50,13 +51,15 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     return spec
 
 
-def resolve_compile(spec: str, device: torch.device, training: bool) -> bool:
-    """auto = on CUDA for training (warmup, adapt: thousands of iterations win back the compile
-    time), off for extract and evaluate (runs of minutes, which compiling could eat up) and on
-    the CPU (the toy networks' steps are too short to pay for it)."""
+def resolve_compile(spec: str, device: torch.device, training: bool, iterations: int | None = None) -> bool:
+    """auto = on CUDA for a training run (warmup, adapt) of at least COMPILE_BREAK_EVEN
+    ``iterations`` (no count given: a long run), where compiling pays for itself; off for extract
+    and evaluate (runs of minutes, which compiling could eat up) and on the CPU (the toy
+    networks' steps are too short to pay for it)."""
     if spec not in COMPILE_CHOICES:
         raise LaborUsageError(f"--compile {spec!r}: use one of {', '.join(COMPILE_CHOICES)}")
-    return spec == "on" or (spec == "auto" and device.type == "cuda" and training)
+    long_enough = iterations is None or iterations >= COMPILE_BREAK_EVEN
+    return spec == "on" or (spec == "auto" and device.type == "cuda" and training and long_enough)
 
 
 def configure_backends(device: torch.device) -> None:
@@ -79,7 +82,10 @@ class CompileFallback:
     def __init__(self, modules, enabled: bool):
         self.modules = [module for module in modules if module is not None] if enabled else []
         for module in self.modules:
-            module.compile(backend=COMPILE_BACKEND)
+            # Static shapes: one graph per input shape (the source and the target crops, the
+            # extraction input), each built once. By default a second shape makes dynamo rebuild
+            # the graph with symbolic sizes, which compiles for minutes and runs slower.
+            module.compile(backend=COMPILE_BACKEND, dynamic=False)
 
     @property
     def active(self) -> bool:

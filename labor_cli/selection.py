@@ -5,9 +5,11 @@ pixels in priority order (the first one is the one the mode wants most). The sta
 (labor_cli/stages/select.py) reads the masks artifact and writes the selection artifact.
 
 - :func:`spl_pixels`: segment-based pixel labeling, every pixel of the inconsistency mask.
-- :func:`ppl_pick`: PAPER.md's prototype rule: points dealt to classes round-robin, each class
+- :func:`ppl_pick`: the paper's prototype rule (docs/method.md): points dealt to classes round-robin, each class
   giving its next most representative candidate (cosine similarity to the class prototype).
 - :func:`random_pick`: uniform over the image's pixels, never an excluded one.
+- :func:`balanced_pick`: ours: uniform within each predicted class, class budgets proportional to
+  the class's area to a power (docs/method.md, "Selection modes beyond the paper").
 - :func:`entropy_pick`: A's most uncertain pixels, highest entropy first.
 
 Minimum spacing (:func:`pick_spaced`) is a preference, the budget is exact: among the first
@@ -271,3 +273,73 @@ def random_pick(
 def image_rng(seed: int, image_index: int) -> np.random.Generator:
     """One independent, reproducible stream per image: image i's draw does not depend on the others."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(image_index)]))
+
+
+# --- balanced: this project's own mode (docs/method.md, "Selection modes beyond the paper") ----
+
+
+def class_budgets(areas: np.ndarray, n: int, power: float) -> np.ndarray:
+    """Split ``n`` pixels over classes in proportion to ``areas ** power``, exactly.
+
+    Largest remainders round the shares; a class never gets more than its area, and what a full
+    class cannot take goes to the others, again by their weights. power 1 is area-proportional
+    (what a uniform draw does on average), power 0 the same number for every present class.
+    """
+    areas = np.asarray(areas, dtype=np.int64)
+    budgets = np.zeros(len(areas), dtype=np.int64)
+    left = min(int(n), int(areas.sum()))
+    while left > 0:
+        open_ = areas > budgets
+        weights = np.where(open_, np.asarray(areas, dtype=np.float64) ** power, 0.0)
+        quota = weights / weights.sum() * left
+        share = np.floor(quota).astype(np.int64)
+        extra = left - int(share.sum())
+        share[np.argsort(-(quota - share), kind="stable")[:extra]] += 1
+        share = np.minimum(share, areas - budgets)  # a full class passes its surplus on next round
+        budgets += share
+        left -= int(share.sum())
+    return budgets
+
+
+def balanced_pick(
+    prediction: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    power: float = 0.5,
+    min_spacing: float = 0.0,
+    excluded: np.ndarray | None = None,
+    pool_factor: int = SPACING_POOL_FACTOR,
+) -> Chosen:
+    """n pixels drawn uniformly within each of A's predicted classes, with class budgets
+    proportional to the class's area to the power ``power`` (:func:`class_budgets`).
+
+    A uniform draw gives a class points in proportion to its area, so a class A predicts on a
+    few hundred pixels gets almost none; power 0.5 gives it more at the expense of the large
+    classes (road, building, sky) while every class keeps points all over its area, confident
+    errors included. Excluded pixels are never chosen; the result is grouped by class.
+    """
+    height, width = prediction.shape
+    flat = prediction.reshape(-1)
+    available = np.ones(flat.size, dtype=bool)
+    if excluded is not None and len(excluded):
+        available[np.asarray(excluded, dtype=np.int64)] = False
+    classes = flat[available].astype(np.int64)
+    pixels = np.flatnonzero(available)
+    order = np.argsort(classes, kind="stable")
+    present, starts, areas = np.unique(classes[order], return_index=True, return_counts=True)
+    budgets = class_budgets(areas, n, power)
+    ys, xs, relaxed = [], [], False
+    for start, area, budget in zip(starts, areas, budgets):
+        if budget == 0:
+            continue
+        members = pixels[order[start:start + area]]
+        draws = int(budget) if min_spacing <= 1.0 else min(int(area), pool_factor * int(budget))
+        linear = members[rng.choice(int(area), size=draws, replace=False)]
+        y, x = np.divmod(linear, width)
+        kept, was_relaxed = pick_spaced(y, x, int(budget), min_spacing, (height, width), pool_factor)
+        ys.append(y[kept])
+        xs.append(x[kept])
+        relaxed |= was_relaxed
+    y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    x = np.concatenate(xs) if xs else np.zeros(0, np.int64)
+    return Chosen(y.astype(np.int32), x.astype(np.int32), relaxed, prediction[y, x].astype(np.uint8))

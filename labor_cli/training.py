@@ -3,8 +3,9 @@
 One iteration (docs/method.md's losses, numbered as in the paper's figure):
   A: 1 (source cross-entropy) + 2 (annotated target pixels, adapt only) + 3 (fool D on target)
   D: tell A's source outputs (0) from its target outputs (1)
-  B: both heads on source labels + 5 (pseudo labels from A on the target, adapt only)
-     - 6 (push the heads apart on target pixels; heads only, on detached backbone features)
+  B: both heads on source labels + 5 (pseudo labels from A on the target: adapt, and warmup
+     from --pseudo-from) - 6 (push the heads apart on target pixels; heads only, on detached
+     backbone features), weighted by lambda_dis, which --mask-share steers (MaskShareSteering)
 Data order is a function of (seed, iteration) alone and every other state is saved, so a
 resumed run equals an uninterrupted one (bit for bit on the CPU).
 """
@@ -32,6 +33,9 @@ from labor_cli.options import TrainConfig
 from labor_cli.runtime import CompileFallback, autocast, memory_format, seed_worker
 
 LOSS_NAMES = ("seg_src", "seg_tgt", "adv", "disc", "sel_src", "sel_pseudo", "dis")
+# Recorded per iteration beside the losses: the share of target pixels where B's heads disagree
+# (on the feature grid) and the discrepancy weight used.
+HISTORY_NAMES = LOSS_NAMES + ("mask_share", "lambda_dis")
 
 
 class StreamSampler(torch.utils.data.Sampler):
@@ -187,8 +191,13 @@ def build_optimizers(networks, config: TrainConfig) -> dict[str, torch.optim.Opt
 
 
 def training_step(networks, optimizers, config: TrainConfig, source, target, points, precision: str, adapt: bool,
-                  rank: Rank = Rank()) -> dict[str, torch.Tensor]:
+                  rank: Rank = Rank(), pseudo: Optional[bool] = None,
+                  lambda_dis: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     """One LabOR iteration; returns the detached losses (no host synchronisation).
+
+    ``pseudo``: whether B learns A's pseudo labels (default: in adapt); ``lambda_dis``: the
+    discrepancy weight as a tensor (default: config.lambda_dis), so that steering it does not
+    make torch.compile build a new graph.
 
     With several processes, the gradients that the three backward passes accumulate are
     averaged over the processes just before the optimisers step (one all-reduce per iteration:
@@ -197,18 +206,21 @@ def training_step(networks, optimizers, config: TrainConfig, source, target, poi
     """
     for optimizer in optimizers.values():
         optimizer.zero_grad(set_to_none=True)
+    pseudo = adapt if pseudo is None else pseudo
+    if lambda_dis is None:
+        lambda_dis = torch.tensor(config.lambda_dis, device=source["image"].device)
     segmenter = _segmenter_step(networks, config, source, target, points, precision, adapt)
     loss_disc = _discriminator_step(networks.discriminator, config, segmenter, precision)
-    loss_sel_src, loss_sel_pseudo, loss_dis = _selector_step(networks.selector, config, source, target, points,
-                                                             segmenter, precision, adapt)
+    loss_sel_src, loss_sel_pseudo, loss_dis, mask_share = _selector_step(
+        networks.selector, config, source, target, points, segmenter, precision, pseudo, lambda_dis)
     if rank.distributed:
         distributed.average_gradients([p for optimizer in optimizers.values() for group in optimizer.param_groups
                                        for p in group["params"]], rank)
     for optimizer in optimizers.values():
         optimizer.step()
     values = (segmenter.loss_seg_src, segmenter.loss_seg_tgt, segmenter.loss_adv, loss_disc, loss_sel_src,
-              loss_sel_pseudo, loss_dis)
-    return {name: value.detach() for name, value in zip(LOSS_NAMES, values)}
+              loss_sel_pseudo, loss_dis, mask_share, lambda_dis)
+    return {name: value.detach().float() for name, value in zip(HISTORY_NAMES, values)}
 
 
 @dataclass
@@ -266,12 +278,13 @@ def _discriminator_step(discriminator, config: TrainConfig, a: _SegmenterPass, p
 
 
 def _selector_step(selector, config: TrainConfig, source, target, points, a: _SegmenterPass, precision: str,
-                   adapt: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """B: both heads on source labels, 5 (pseudo labels from A, adapt), minus 6 (the heads'
-    discrepancy on target pixels, heads only, on detached backbone features)."""
+                   pseudo: bool, lambda_dis: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """B: both heads on source labels, 5 (pseudo labels from A, when ``pseudo``), minus 6 (the
+    heads' discrepancy on target pixels, heads only, on detached backbone features). Also returns
+    the share of target pixels where the heads' classes differ (the mask, on the feature grid)."""
     xs, ys, xt = source["image"], source["label"], target["image"]
     label_size, target_size = tuple(ys.shape[-2:]), tuple(xt.shape[-2:])
-    use_pseudo = adapt and config.lambda_pseudo > 0
+    use_pseudo = pseudo and config.lambda_pseudo > 0
     with autocast(xs.device, precision):
         if selector.shared:  # B's heads on A's features; B never trains A's backbone
             selector_s, selector_t = a.features_s.detach(), a.features_t.detach()
@@ -293,8 +306,40 @@ def _selector_step(selector, config: TrainConfig, source, target, points, a: _Se
         loss_sel_pseudo = (losses.segmentation_loss(losses.upsample(head1_t, target_size), pseudo)
                            + losses.segmentation_loss(losses.upsample(head2_t, target_size), pseudo))
     loss_dis = losses.discrepancy(head1_d, head2_d)
-    (loss_sel_src + config.lambda_pseudo * loss_sel_pseudo - config.lambda_dis * loss_dis).backward()
-    return loss_sel_src, loss_sel_pseudo, loss_dis
+    (loss_sel_src + config.lambda_pseudo * loss_sel_pseudo - lambda_dis * loss_dis).backward()
+    mask_share = (head1_d.argmax(1) != head2_d.argmax(1)).float().mean()
+    return loss_sel_src, loss_sel_pseudo, loss_dis, mask_share
+
+
+class MaskShareSteering:
+    """The discrepancy weight that keeps B's mask near --mask-share (0: --lambda-dis, fixed).
+
+    The paper gives the mask's size (SPL labels about 2.2% of the pixels), not the weight that
+    makes it. Every log_every iterations the weight is multiplied by sqrt(wanted / measured share
+    over those iterations), clamped to [1e-3, 10]. Its inputs are the recorded history, and the
+    weight is rounded to float32 as the history stores it, so a resumed run steers as an
+    uninterrupted one does.
+    """
+
+    LOWEST, HIGHEST = 1e-3, 10.0
+
+    def __init__(self, config: TrainConfig, history: dict[str, list[float]], iteration: int, device: torch.device):
+        self.config, self.device = config, device
+        used = history.get("lambda_dis") or [config.lambda_dis]
+        self.weight = float(np.float32(used[-1]))
+        if iteration > 0 and history.get("lambda_dis"):
+            self.update(history, iteration)
+        self.tensor = torch.tensor(self.weight, dtype=torch.float32, device=device)
+
+    def update(self, history: dict[str, list[float]], iteration: int) -> None:
+        """At a multiple of log_every (the history flushed): steer from the last log_every shares."""
+        wanted, every = self.config.mask_share, self.config.log_every
+        if wanted <= 0 or iteration % every != 0 or len(history["mask_share"]) < every:
+            return
+        measured = float(np.mean(np.asarray(history["mask_share"][-every:], dtype=np.float32)))
+        factor = (wanted / max(measured, wanted / 10)) ** 0.5
+        self.weight = float(np.float32(min(self.HIGHEST, max(self.LOWEST, self.weight * factor))))
+        self.tensor = torch.tensor(self.weight, dtype=torch.float32, device=self.device)
 
 
 class LossLog:
@@ -316,12 +361,13 @@ class LossLog:
         and return their means."""
         if not self.pending:
             return {}
-        stacked = {name: torch.stack([p[name] for p in self.pending]).float().cpu().numpy() for name in LOSS_NAMES}
+        stacked = {name: torch.stack([p[name] for p in self.pending]).float().cpu().numpy() for name in HISTORY_NAMES}
         rates, self.rates = self.rates, []
         self.pending.clear()
         if self.rank.distributed:  # the mean over the processes: the same history, and the same verdict, everywhere
-            summed = distributed.all_reduce_sum(torch.from_numpy(np.stack([stacked[n] for n in LOSS_NAMES])), self.rank)
-            stacked = {name: (summed[i] / self.rank.world_size).numpy() for i, name in enumerate(LOSS_NAMES)}
+            summed = distributed.all_reduce_sum(torch.from_numpy(np.stack([stacked[n] for n in HISTORY_NAMES])),
+                                                self.rank)
+            stacked = {name: (summed[i] / self.rank.world_size).numpy() for i, name in enumerate(HISTORY_NAMES)}
         for name, values in stacked.items():
             if not np.all(np.isfinite(values)):
                 last_good = self.resume_path if self.resume_path.exists() else "none (no save yet)"
@@ -384,6 +430,8 @@ def train(networks, config: TrainConfig, stage: str, source_view, target_view, t
     start, history = restore_optimizers(optimizers, resume_state)
     csv = LossHistoryCSV(history_csv, start, history) if history_csv is not None and rank.is_main else None
     log = LossLog(history, rank, resume_path, csv)
+    steering = MaskShareSteering(config, history, start, device)
+    pseudo_from = 0 if adapt else config.warmup_pseudo_from()
 
     def state_at(iteration: int) -> TrainingState:
         return TrainingState(stage, iteration, config.iterations,
@@ -402,12 +450,14 @@ def train(networks, config: TrainConfig, stage: str, source_view, target_view, t
             source, target, indices = device_batch(source, target, device, normalize, config, iteration, rank)
             points = target_points.batch(indices, device) if adapt else []
             log.add(compiled(training_step, networks, optimizers, config, source, target, points, precision, adapt,
-                             rank=rank), optimizers["segmenter"].param_groups[0]["lr"])
+                             rank=rank, pseudo=iteration >= pseudo_from, lambda_dis=steering.tensor),
+                    optimizers["segmenter"].param_groups[0]["lr"])
             iteration += 1
             log_now = iteration % config.log_every == 0 or iteration == config.iterations
             save_now = iteration % config.save_every == 0 and iteration < config.iterations
             if log_now:
                 status = _status(log.flush(iteration), optimizers["segmenter"].param_groups[0]["lr"], speed(iteration))
+                steering.update(log.history, iteration)
                 bar.update(task, completed=iteration, status=status)
             if save_now:
                 log.flush(iteration)
@@ -428,10 +478,10 @@ def restore_optimizers(optimizers: dict[str, torch.optim.Optimizer],
                        resume_state: Optional[TrainingState]) -> tuple[int, dict[str, list[float]]]:
     """The iteration to start from and the loss history so far: the resume state's, or none."""
     if resume_state is None:
-        return 0, {name: [] for name in LOSS_NAMES}
+        return 0, {name: [] for name in HISTORY_NAMES}
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(_optimizer_state(resume_state.optimizers[name]))
-    return resume_state.iteration, {name: list(resume_state.history.get(name, [])) for name in LOSS_NAMES}
+    return resume_state.iteration, {name: list(resume_state.history.get(name, [])) for name in HISTORY_NAMES}
 
 
 class ImageRate:
@@ -467,7 +517,8 @@ def save_and_stop(state: TrainingState, save, resume_path: Path, stop: StopReque
 
 def _status(means: dict[str, float], lr: float, rate: float) -> str:
     shown = " ".join(f"{name} {means[name]:.3f}" for name in LOSS_NAMES if name in means and means[name] != 0)
-    return f"{shown} lr {lr:.2e} {rate:.1f} img/s"
+    mask = f" mask {100 * means['mask_share']:.1f}% lambda_dis {means['lambda_dis']:.3g}" if "mask_share" in means else ""
+    return f"{shown}{mask} lr {lr:.2e} {rate:.1f} img/s"
 
 
 def _optimizer_state(tree: dict) -> dict:

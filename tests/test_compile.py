@@ -42,6 +42,13 @@ def test_compile_choices():
     assert resolve_compile("on", cpu, training=False) is True and resolve_compile("off", cuda, training=True) is False
     with pytest.raises(LaborUsageError, match="--compile 'yes'"):
         resolve_compile("yes", cpu, training=True)
+    # auto compiles a training run only where it pays: at least COMPILE_BREAK_EVEN iterations
+    from labor_cli.compile_policy import COMPILE_BREAK_EVEN, COMPILE_HELP
+
+    assert resolve_compile("auto", cuda, training=True, iterations=COMPILE_BREAK_EVEN) is True
+    assert resolve_compile("auto", cuda, training=True, iterations=COMPILE_BREAK_EVEN - 1) is False
+    assert resolve_compile("on", cuda, training=True, iterations=1) is True
+    assert f"at least {COMPILE_BREAK_EVEN} iterations" in COMPILE_HELP
 
 
 def test_compiled_training_equals_eager_and_keeps_the_checkpoint_layout(tmp_path, toy_source, toy_target, monkeypatch):
@@ -101,3 +108,39 @@ def test_a_real_error_still_raises_after_the_eager_retry(monkeypatch):
     with pytest.raises(ValueError, match="bad input"):
         guard(broken)
     assert len(calls) == 2 and not guard.active and module._compiled_call_impl is None
+
+
+def test_compiling_builds_one_static_graph_per_input_shape_all_in_the_first_iteration(
+    tmp_path, toy_source, toy_target, monkeypatch
+):
+    """Static shapes: the source (128x72) and target (128x64) crops each get graphs of their own,
+    with fixed sizes (automatic dynamic shapes would rebuild the first graph with symbolic sizes
+    when the second shape comes), all built in the first iteration: later iterations compile
+    nothing, and no input signature is compiled twice."""
+    import torch._dynamo
+
+    graphs = []
+
+    def recording_backend(graph_module, example_inputs):
+        signature = tuple((type(x).__name__, tuple(getattr(x, "shape", ())), getattr(x, "requires_grad", None))
+                          for x in example_inputs)
+        graphs.append((torch.is_grad_enabled(), signature))
+        return graph_module.forward
+
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", recording_backend)
+    counts = []
+    try:
+        for iterations in (1, 3):
+            torch._dynamo.reset()
+            graphs.clear()
+            config = tiny_train_config(iterations=iterations, save_every=100)
+            output = tmp_path / f"w{iterations}.h5"
+            run_training_stage(warmup_options(toy_source, toy_target, output, config, compile="on"))
+            assert not any(kind == "SymInt" for _, signature in graphs for kind, _, _ in signature)
+            assert len(set(graphs)) == len(graphs)
+            counts.append(len(graphs))
+    finally:
+        torch._dynamo.reset()
+    assert counts[0] == counts[1] > 0
+    shapes = {shape for _, signature in graphs for kind, shape, _ in signature if kind == "Tensor" and len(shape) == 4}
+    assert (2, 3, 72, 128) in shapes and (2, 3, 64, 128) in shapes  # both crops, each at its own fixed size

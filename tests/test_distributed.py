@@ -87,6 +87,19 @@ def test_one_process_joins_no_group(monkeypatch):
     assert distributed.from_environment() == Rank(1, 2, 1)
 
 
+def test_one_process_under_torchrun_joins_a_group_of_one(monkeypatch):
+    """torchrun --nproc_per_node 1: the multi-process path (group, collectives) with one process."""
+    for name, value in {"TORCHELASTIC_RUN_ID": "test", "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0",
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
+        monkeypatch.setenv(name, value)
+    with distributed.start("cpu") as rank:
+        assert rank.distributed and rank.world_size == 1 and rank.backend == "gloo"
+        assert torch.distributed.is_initialized() and torch.distributed.get_world_size() == 1
+        assert distributed.all_reduce_sum(torch.tensor([2.0]), rank).item() == 2.0
+        assert distributed.gather_to_main(3, rank) == [3] and distributed.any_rank(True, rank)
+    assert not torch.distributed.is_initialized()
+
+
 def test_extract_and_evaluate_with_two_processes_equal_one(tmp_path, warm_checkpoint, toy_target):
     common = ["--target", toy_target, "--device", "cpu", "--workers", "0", "-q"]
     for processes in (1, 2):
@@ -103,10 +116,12 @@ def test_extract_and_evaluate_with_two_processes_equal_one(tmp_path, warm_checkp
 
 def test_warmup_with_two_processes_stops_together_resumes_and_matches_the_global_batch(tmp_path, toy_source, toy_target):
     """2 processes x batch 1 = 1 process x batch 2 (same images, averaged gradients), through a SIGTERM and --resume."""
-    config = tiny_train_config(iterations=16, save_every=2, log_every=2)
+    # Without B's pseudo labels (--pseudo-from 16): their class-balanced thresholds are taken over
+    # each process's own batch, so 2 x 1 image and 1 x 2 images keep different pixels.
+    config = tiny_train_config(iterations=16, save_every=2, log_every=2, pseudo_from=16)
     args = ["warmup", "--source", toy_source, "--target", toy_target, "--arch", "small", "--iters", "16", "--lr", str(config.lr),
             "--save-every", "2", "--log-every", "2", "--source-batch", "1", "--target-batch", "1", "--device", "cpu",
-            "--workers", "0", "-q", "-o", "two.h5"]
+            "--workers", "0", "-q", "-o", "two.h5", "--pseudo-from", "16"]
     resume_file = resume_path_for(tmp_path / "two.h5")
     launcher = subprocess.Popen(_labor(2, *args), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -136,4 +151,6 @@ def test_warmup_with_two_processes_stops_together_resumes_and_matches_the_global
             torch.testing.assert_close(ours[key], theirs[key], rtol=1e-3, atol=1e-4, msg=f"{name}.{key}")
     for name, values in one.state.history.items():
         assert len(two.state.history[name]) == 16 and np.all(np.isfinite(two.state.history[name]))
-        np.testing.assert_allclose(two.state.history[name], values, rtol=1e-3, atol=1e-4, err_msg=name)
+        # The mask share counts pixels whose two classes differ: float rounding may flip a pixel or two.
+        atol = 1e-3 if name == "mask_share" else 1e-4
+        np.testing.assert_allclose(two.state.history[name], values, rtol=1e-3, atol=atol, err_msg=name)

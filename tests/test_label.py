@@ -118,19 +118,81 @@ def test_simulated_labels_are_the_ground_truth_and_ignored_stays_ignored(tmp_pat
     assert "pixels labeled this round" in capsys.readouterr().out
 
 
-def write_masks(path, truth, image_ids, wrong_rows: int):
-    """A masks artifact whose prediction is the ground truth except in the top ``wrong_rows`` rows."""
+def write_masks(path, truth, image_ids, wrong_rows: int, uncertain_rows: int = 0):
+    """A masks artifact whose prediction is the ground truth except in the top ``wrong_rows`` rows;
+    A's stored most uncertain pixels are those of the top ``uncertain_rows`` rows, row by row."""
     sizes = np.array([truth[i].shape for i in image_ids])
     with artifacts.create_artifact(path, "masks", {}) as f:
         writer = artifacts.MasksWriter(f, image_ids, sizes, "cityscapes19", NAMES)
-        empty = {name: {field: [] for field in fields} for name, fields in artifacts.MASK_GROUPS.items()}
         for i, image_id in enumerate(image_ids):
+            groups = {name: {field: [] for field in fields} for name, fields in artifacts.MASK_GROUPS.items()}
+            width = truth[image_id].shape[1]
+            uncertain_y, uncertain_x = np.divmod(np.arange(uncertain_rows * width), width)
+            groups["uncertain"] = {"y": uncertain_y, "x": uncertain_x,
+                                   "entropy": np.linspace(2, 1, len(uncertain_y))}
             prediction = np.where(truth[image_id] == 255, 0, truth[image_id]).astype(np.uint8)
             prediction[:wrong_rows] = (prediction[:wrong_rows] + 1) % 19
             mask = np.zeros(truth[image_id].shape, bool)
             mask[10:20, 30:50] = True
-            writer.add(i, prediction, mask, empty)
+            writer.add(i, prediction, mask, groups)
         writer.close()
+
+
+def test_masks_compare_the_selection_with_random_and_entropy_at_the_same_budget(tmp_path, toy_target, truth,
+                                                                                capsys):
+    """Known answers: A is wrong in the top 16 rows of every image; its most uncertain pixels are
+    the top 4 rows, row by row; the selection is 20 known pixels of each image, half of them in
+    the wrong rows."""
+    ids = list(truth)[:2]
+    ys, xs = [], []
+    for image_id in ids:
+        known = truth[image_id] != 255
+        inside = np.flatnonzero(known[:16].reshape(-1))[:10]
+        outside = np.flatnonzero(known[16:].reshape(-1))[:10] + 16 * known.shape[1]
+        y, x = np.divmod(np.concatenate([inside, outside]), known.shape[1])
+        ys.append(y), xs.append(x)
+    write_pixels(tmp_path / "sel.h5", "selection", ids, [truth[i].shape for i in ids], ys, xs)
+    write_masks(tmp_path / "masks.h5", truth, ids, wrong_rows=16, uncertain_rows=4)
+    result = run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5",
+                                    masks=tmp_path / "masks.h5", quiet=True))
+    compared = read_h5(tmp_path / "labels.h5")["summary"]["compared"]
+    wrong = {i: int((truth[i][:16] != 255).sum()) for i in ids}
+    known = {i: int((truth[i] != 255).sum()) for i in ids}
+    pixels = {i: truth[i].size for i in ids}
+    assert compared["selection_error_percent"] == pytest.approx(50.0)
+    assert compared["selection_errors_covered_percent"] == pytest.approx(100 * 20 / sum(wrong.values()), abs=1e-3)
+    random_wrong = sum(20 * wrong[i] / pixels[i] for i in ids)
+    random_known = sum(20 * known[i] / pixels[i] for i in ids)
+    assert compared["random_error_percent"] == pytest.approx(100 * random_wrong / random_known, abs=1e-3)
+    assert compared["random_errors_covered_percent"] == pytest.approx(100 * random_wrong / sum(wrong.values()),
+                                                                      abs=1e-3)
+    entropy_known = sum(int((truth[i][0, :20] != 255).sum()) for i in ids)  # the first 20 of row 0: all wrong
+    assert compared["entropy_error_percent"] == pytest.approx(100.0)
+    assert compared["entropy_errors_covered_percent"] == pytest.approx(100 * entropy_known / sum(wrong.values()),
+                                                                       abs=1e-3)
+    coverage = read_h5(tmp_path / "labels.h5")["summary"]["class_coverage"]
+    labels = artifacts.read_pixel_set(tmp_path / "labels.h5", "labels").label
+    for k in (0, 2):  # road, building
+        predicted = [np.where(truth[i] == 255, 0, truth[i]).astype(np.uint8) for i in ids]
+        for image in predicted:
+            image[:16] = (image[:16] + 1) % 19
+        area = sum(int((image == k).sum()) for image in predicted) / sum(image.size for image in predicted)
+        assert coverage[NAMES[k]]["predicted_area_percent"] == pytest.approx(100 * area, abs=1e-3)
+        assert coverage[NAMES[k]]["labels_percent"] == pytest.approx(100 * (labels == k).sum() / 40, abs=1e-3)
+    print_label(result)
+    out = capsys.readouterr().out
+    assert "random (expected)" in out and "class coverage" in out
+
+
+def test_entropy_is_not_compared_where_the_masks_store_too_few_uncertain_pixels(tmp_path, toy_target, truth):
+    ids = list(truth)[:1]
+    y, x = pick_pixels(truth[ids[0]], 30, 0)
+    write_pixels(tmp_path / "sel.h5", "selection", ids, [truth[ids[0]].shape], [y], [x])
+    write_masks(tmp_path / "masks.h5", truth, ids, wrong_rows=16, uncertain_rows=0)
+    run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5",
+                           masks=tmp_path / "masks.h5", quiet=True))
+    compared = read_h5(tmp_path / "labels.h5")["summary"]["compared"]
+    assert compared["entropy_error_percent"] is None and compared["random_error_percent"] is not None
 
 
 def test_error_rates_on_a_hand_made_case(tmp_path, toy_target, truth, capsys):

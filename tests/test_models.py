@@ -583,4 +583,88 @@ def test_folding_frozen_batchnorm_keeps_the_function_and_removes_every_bn():
     with torch.no_grad():
         expected, got = backbone(x), folded(x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    assert torch.equal(got, expected)  # folded once or at every call (conv_bn): the same arithmetic, the same numbers
     assert fold_frozen_batchnorm(build_backbone("small")) == 0  # GroupNorm: nothing to fold
+
+
+def _off_identity(backbone: nn.Module) -> None:
+    """FrozenBN statistics far from the identity, so that a wrong fold shows."""
+    with torch.no_grad():
+        for module in backbone.modules():
+            if isinstance(module, FrozenBN):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+
+
+def test_training_forward_folds_frozen_batchnorm_with_the_same_outputs_and_gradients():
+    """The ResNets fold each FrozenBN into its convolution at every call (conv_bn). Against
+    torchvision's own ResNet with the same weights, which applies each FrozenBN to the
+    activation: the parameters, which of them train, and the state-dict keys are torchvision's;
+    in float64 the output and the gradient of every trainable parameter agree to 1e-9 (the same
+    function and the same gradients); in fp32 the output agrees to fp32 rounding. (fp32
+    gradients are not compared elementwise: an activation within rounding of a ReLU's kink can
+    fall on either side in either network, and one such pixel moves a weight's gradient by 0.1%.)"""
+    from torchvision.models import resnet50
+
+    torch.manual_seed(0)
+    ours = build_backbone("deeplabv2-r50")
+    _off_identity(ours)
+    reference = resnet50(weights=None, replace_stride_with_dilation=[False, True, True], norm_layer=FrozenBN)
+    del reference.fc, reference.avgpool
+    assert list(reference.state_dict()) == list(ours.state_dict())
+    reference.load_state_dict(ours.state_dict())
+    trainable = [name for name, p in ours.named_parameters() if p.requires_grad]
+    assert trainable == [name for name, p in reference.named_parameters() if p.requires_grad]
+    assert len(trainable) == 53
+    assert all(name.rsplit(".", 2)[-2] in ("conv1", "conv2", "conv3", "0") for name in trainable)
+
+    def unfolded(x):  # torchvision's modules in torchvision's order: conv, then the FrozenBN on its output
+        x = reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))
+        return reference.layer4(reference.layer3(reference.layer2(reference.layer1(x))))
+
+    x = torch.randn(2, 3, 40, 56)
+    with torch.no_grad():
+        expected = unfolded(x)
+        torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    ours.double(), reference.double()
+    x, weights = x.double(), torch.randn(2, 2048, 5, 7, dtype=torch.float64)  # a loss weighing every output differently
+    got, expected = ours(x), unfolded(x)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9 * expected.abs().max().item())
+    (got * weights).sum().backward()
+    (expected * weights).sum().backward()
+    ours_params, reference_params = dict(ours.named_parameters()), dict(reference.named_parameters())
+    for name in trainable:
+        g, e = ours_params[name].grad, reference_params[name].grad
+        tolerance = 1e-9 * e.abs().max().item()
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=tolerance, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_conv_bn_follows_every_change_of_the_frozen_statistics():
+    """conv_bn reuses each FrozenBN's (scale, shift) between calls: a buffer changed in place,
+    loaded from a state dict or moved to another dtype gives the new numbers at the next call;
+    a call in inference mode leaves nothing behind that a later backward would refuse."""
+    torch.manual_seed(0)
+    conv, norm = nn.Conv2d(3, 4, 3, padding=1, bias=False), FrozenBN(4)
+    for name in ("weight", "bias", "running_mean"):
+        getattr(norm, name).normal_()
+    norm.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 6, 5)
+
+    def check(x=x):
+        torch.testing.assert_close(deeplab.conv_bn(conv, norm, x), norm(conv(x)), rtol=1e-5, atol=1e-5)
+
+    check()
+    norm.running_var.mul_(3)  # in place: a new version
+    check()
+    state = {k: v + 1 for k, v in norm.state_dict().items()}
+    norm.load_state_dict(state)
+    check()
+    conv.double(), norm.double()  # new tensors
+    check(x.double())
+    conv.float(), norm.float()
+    with torch.inference_mode():
+        deeplab.conv_bn(conv, norm, x)
+    deeplab.conv_bn(conv, norm, x).sum().backward()
+    assert conv.weight.grad is not None

@@ -24,6 +24,7 @@ RECEIVERS = {
     "label": ("labor_cli.stages.label", "run_label"),
     "export": ("labor_cli.stages.exchange", "run_export"),
     "import": ("labor_cli.stages.exchange", "run_import"),
+    "annotate": ("labor_cli.stages.annotate", "run_annotate"),
     "show": ("labor_cli.stages.show", "run_show"),
     "evaluate": ("labor_cli.stages.evaluate", "run_evaluate"),
     "demo": ("labor_cli.stages.demo", "run_demo"),
@@ -39,9 +40,11 @@ STORED_KEYS = {
                "selector_backbone", "class_set", "precision", "device", "compile", "workers", "train"},
     "extract": {"model", "target", "split", "exclude", "candidates_per_class", "uncertain_per_image", "input_size",
                 "batch_size", "device", "precision", "compile"},
-    "select": {"masks", "mode", "points", "ratio", "min_spacing", "seed", "spacing_pool_factor"},
+    "select": {"masks", "mode", "points", "ratio", "min_spacing", "seed", "spacing_pool_factor",
+               "balance_power"},
     "label": {"selection", "target", "split", "merge", "masks", "annotator"},
     "import": {"answers", "selection", "format", "annotator"},
+    "annotate": {"selection", "target", "split", "merge", "annotator", "unit", "journal", "session", "journal_records"},
     "evaluate": {"model", "target", "split", "input_size", "device", "precision", "compile", "batch_size"},
 }
 STORED_KEYS["adapt"] = STORED_KEYS["warmup"]
@@ -51,9 +54,11 @@ FACTS = {  # keys the stage adds to the declared options' (facts, not options)
     "select": {"spacing_pool_factor"},
     "label": {"annotator"},
     "import": {"format", "annotator"},
+    "annotate": {"annotator", "unit", "journal", "session", "journal_records"},
 }
 TRAIN_KEYS = {"iterations", "optimizer", "lr", "momentum", "weight_decay", "power", "lr_discriminator", "betas",
-              "lambda_adv", "lambda_target", "lambda_pseudo", "lambda_dis", "pseudo_alpha", "source_batch",
+              "lambda_adv", "lambda_target", "lambda_pseudo", "lambda_dis", "pseudo_alpha", "pseudo_from", "mask_share",
+              "source_batch",
               "target_batch", "hflip", "source_size", "target_size", "seed", "save_every", "log_every"}
 BY_COMMAND = {cls.COMMAND: cls for cls in COMMAND_OPTIONS}
 
@@ -167,7 +172,8 @@ def test_data_toy_inspect_and_bench_hand_on_every_option(tmp_path, monkeypatch):
     monkeypatch.setattr(toy, "make_toy_pair", recorder("toy", {}))
     argv, expected = command_line(declarations.ToyOptions, tmp_path)
     invoke(argv)
-    assert calls["toy"] == ((expected["directory"],), {"seed": 3, "size": "tiny", "force": True})
+    assert calls["toy"] == ((expected["directory"],), {"seed": 3, "size": "tiny", "force": True,
+                                                            "shift": "night"})
 
     monkeypatch.setattr(inspect, "describe", lambda path: {"described": str(path)})
     argv, expected = command_line(declarations.InspectOptions, tmp_path)
@@ -175,14 +181,16 @@ def test_data_toy_inspect_and_bench_hand_on_every_option(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bench, "run_bench", recorder("bench", []))
     monkeypatch.setattr(bench, "bench_extract_end_to_end", recorder("e2e", {"images": 7}))
+    monkeypatch.setattr(bench, "profile_bench", recorder("profile", None))
     monkeypatch.setattr(runtime, "resolve_device", lambda spec: "cpu")
     argv, o = command_line(declarations.BenchOptions, tmp_path)
     printed = json.loads(invoke(argv).output)  # --json
     assert printed["device"] == "cpu" and printed["results"] == [] and printed["extract_end_to_end"] == {"images": 7}
-    assert calls["bench"] == ((o["arch"], o["device"], o["repeats"], o["warmup"], o["compile"], o["selector_backbone"]),
-                              {"profile_dir": o["profile"]})
+    bench_args = (o["arch"], o["device"], o["repeats"], o["warmup"], o["compile"], o["selector_backbone"])
+    assert calls["bench"] == (bench_args, {})
     assert calls["e2e"] == ((o["arch"], o["device"], o["e2e_images"], o["workers"], o["batch_size"],
-                             o["selector_backbone"]), {"compile": o["compile"]})
+                             o["selector_backbone"]), {"compile": o["compile"], "profile_dir": o["profile"]})
+    assert calls["profile"] == (([], o["profile"], o["arch"], o["device"], o["compile"], o["selector_backbone"]), {})
 
 
 @pytest.mark.parametrize("options_class", [WarmupOptions, AdaptOptions])
@@ -219,7 +227,7 @@ def test_every_option_a_config_file_may_set_reaches_the_stage_and_the_command_li
 
 @pytest.mark.parametrize("content, needles", [
     ("iterations = 5\nlr_typo = 0.1\n", ["lr_typo", "not an option of labor warmup"]),
-    ("lambda_pseudo = 0.5\n", ["lambda_pseudo", "not an option of labor warmup"]),  # adapt only
+    ("lambda_target = 0.5\n", ["lambda_target", "not an option of labor warmup"]),  # adapt only
     ("quiet = true\n", ["quiet", "not settable from a file", "--quiet"]),
     ("force = true\nresume = true\n", ["force, resume", "not settable"]),
     ("output = 'x.h5'\n", ["output", "not settable"]),
@@ -254,18 +262,21 @@ def test_the_presets_give_the_demo_protocol():
 
 def test_each_command_offers_only_its_own_options_with_their_choices():
     warmup, adapt = invoke(["warmup", "--help"]).output, invoke(["adapt", "--help"]).output
-    for adapt_only in ("--lambda-target", "--lambda-pseudo", "--pseudo-alpha"):
-        assert adapt_only not in warmup and adapt_only in adapt
+    assert "--lambda-target" not in warmup and "--lambda-target" in adapt
+    assert "--pseudo-from" in warmup and "--pseudo-from" not in adapt
+    for both in ("--lambda-pseudo", "--pseudo-alpha", "--mask-share", "--lambda-dis"):
+        assert both in warmup and both in adapt
     for warmup_only in ("--arch", "--init", "--selector-backbone", "--classes"):
         assert warmup_only in warmup and warmup_only not in adapt
     assert "[sgd|adamw]" in warmup and "[auto|fp32|bf16]" in warmup and "[auto|on|off]" in warmup
     assert "[deeplabv2-r101|deeplabv2-r50|small]" in warmup and "[separate|shared]" in warmup
     assert "[cityscapes19|synthia16]" in warmup
-    assert "[ppl|spl|random|entropy]" in invoke(["select", "--help"]).output
+    assert "[ppl|spl|balanced|random|entropy]" in invoke(["select", "--help"]).output
     assert "[csv|json]" in invoke(["export", "--help"]).output
     assert "[default|tiny]" in invoke(["data", "toy", "--help"]).output
     assert "[curves|budget|classes]" in invoke(["plot", "--help"]).output
     assert "[cityscapes19|synthia16]" in invoke(["convert", "--help"]).output
+    assert "[photo|night]" in invoke(["data", "toy", "--help"]).output
     assert "[deeplabv2-r101|deeplabv2-r50|small]" in invoke(["bench", "--help"]).output
 
 
@@ -274,7 +285,8 @@ def test_each_command_offers_only_its_own_options_with_their_choices():
     ["select", "--masks", "m.h5", "--mode", "greedy", "-o", "s.h5"],
     ["extract", "-m", "m.h5", "--target", "t", "-o", "x.h5", "--precision", "fp8"],
     ["evaluate", "-m", "m.h5", "--target", "t", "-o", "x.h5", "--compile", "yes"],
-    ["warmup", "--source", "s", "--target", "t", "-o", "w.h5", "--lambda-pseudo", "0.5"],  # adapt only
+    ["warmup", "--source", "s", "--target", "t", "-o", "w.h5", "--lambda-target", "0.5"],  # adapt only
+    ["adapt", "-m", "w.h5", "--labels", "l.h5", "--source", "s", "--target", "t", "-o", "a.h5", "--pseudo-from", "5"],
 ])
 def test_a_wrong_choice_or_another_commands_option_is_a_usage_error(argv):
     result = invoke(argv)
@@ -301,6 +313,7 @@ def test_the_choices_are_those_the_modules_accept():
     assert declarations.CLASS_SETS == tuple(labels.CLASS_SETS)
     assert declarations.PRECISIONS == runtime.PRECISIONS and declarations.COMPILE_CHOICES == runtime.COMPILE_CHOICES
     assert declarations.TOY_SIZES == tuple(toy.PRESETS)
+    assert declarations.TOY_SHIFTS == toy.SHIFTS
 
 
 def test_train_config_keeps_its_fields_and_defaults():

@@ -342,3 +342,43 @@ def test_print_select_summary_shows_classes_and_shortfall(tmp_path, capsys):
     out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal width
     assert "sidewalk" in out and "wall" not in out  # only classes that were chosen
     assert "ppl: 4 pixels" in out and "1 image(s) short by 2" in out and "sel.h5" in out
+
+
+# --- balanced: our mode -------------------------------------------------------------------------
+
+
+def test_class_budgets_follow_the_power_and_cap_at_each_class_area():
+    areas = np.array([900, 100, 4, 0])
+    assert selection.class_budgets(areas, 40, 1.0).tolist() == [36, 4, 0, 0]  # area-proportional
+    assert selection.class_budgets(areas, 40, 0.5).tolist() == [29, 9, 2, 0]  # 28.6 : 9.5 : 1.9, largest remainders
+    assert selection.class_budgets(areas, 40, 0.0).tolist() == [19, 17, 4, 0]  # 14:13:13, class 2 full at 4 passes 9 on
+    assert selection.class_budgets(areas, 2000, 0.5).tolist() == [900, 100, 4, 0]  # more than there is
+
+
+def test_balanced_draws_each_class_budget_inside_the_class_and_follows_the_seed(tmp_path):
+    prediction = np.zeros((40, 50), np.uint8)
+    prediction[:, 45:] = 1  # 200 pixels of class 1
+    prediction[:2, :2] = 2  # 4 pixels of class 2
+    excluded = _rows(y=[0, 5], x=[0, 5])  # one pixel of class 2, one of class 0
+    masks = write_masks(tmp_path / "m.h5", [_image(40, 50, prediction=prediction, excluded=excluded)])
+    result, a = select(tmp_path, masks, "balanced", name="a.h5", points=20, seed=1)
+    _, b = select(tmp_path, masks, "balanced", name="b.h5", points=20, seed=1)
+    _, c = select(tmp_path, masks, "balanced", name="c.h5", points=20, seed=2)
+    areas = np.array([1795, 200, 3])
+    expected = selection.class_budgets(areas, 20, 0.5)
+    got = prediction[a.y, a.x]
+    assert np.bincount(got, minlength=3).tolist() == expected.tolist() == [14, 5, 1]
+    np.testing.assert_array_equal(a.predicted, got)
+    assert (0, 0) not in pairs(a) and (5, 5) not in pairs(a) and len(set(pairs(a))) == 20
+    assert pairs(a) == pairs(b) and pairs(a) != pairs(c)
+    assert result.class_counts["road"] == 14 and result.summary["mode"] == "balanced"
+
+
+def test_balanced_at_a_ratio_and_power_one_spreads_like_area(tmp_path):
+    prediction = np.zeros((50, 50), np.uint8)
+    prediction[:, 40:] = 3  # a fifth of the image
+    masks = write_masks(tmp_path / "m.h5", [_image(50, 50, prediction=prediction)])
+    _, chosen = select(tmp_path, masks, "balanced", ratio=0.1, balance_power=1.0)
+    assert np.bincount(prediction[chosen.y, chosen.x], minlength=4).tolist() == [200, 0, 0, 50]
+    with pytest.raises(LaborUsageError, match="--balance-power"):
+        select(tmp_path, masks, "balanced", name="bad.h5", points=5, balance_power=-1.0)

@@ -163,3 +163,74 @@ def test_hflip_flips_images_and_labels_together_as_seed_and_iteration_decide():
     halves = [flip_source({"image": images[2 * r:2 * r + 2], "label": labels[2 * r:2 * r + 2]}, 0, 7, Rank(r, 2, r))["image"]
               for r in range(2)]
     assert torch.equal(torch.cat(halves), out["image"])
+
+
+def test_mask_share_steering_has_known_answers():
+    from labor_cli.training import MaskShareSteering
+
+    config = tiny_train_config(mask_share=0.02, log_every=2, lambda_dis=0.01)
+    history = {"mask_share": [0.005, 0.005], "lambda_dis": []}
+    steering = MaskShareSteering(config, {"mask_share": [], "lambda_dis": []}, 0, torch.device("cpu"))
+    assert steering.weight == pytest.approx(0.01)
+    steering.update(history, 2)  # sqrt(0.02 / 0.005) = 2
+    assert steering.weight == pytest.approx(0.02) and steering.tensor.item() == pytest.approx(0.02)
+    steering.update(history, 3)  # not a multiple of log_every: unchanged
+    assert steering.weight == pytest.approx(0.02)
+    steering.update({"mask_share": [0.0, 0.0]}, 4)  # no mask at all: at most sqrt(10) a step
+    assert steering.weight == pytest.approx(0.02 * 10**0.5, rel=1e-6)
+    steering.weight = 9.0
+    steering.update({"mask_share": [0.0, 0.0]}, 6)
+    assert steering.weight == 10.0  # clamped
+    fixed = MaskShareSteering(tiny_train_config(mask_share=0.0, lambda_dis=0.3), {}, 0, torch.device("cpu"))
+    fixed.update({"mask_share": [0.5, 0.5]}, 2)
+    assert fixed.weight == pytest.approx(0.3)
+    # A resumed run starts from the weight last used, steered again if it stopped at a log point.
+    resumed = MaskShareSteering(config, {"mask_share": [0.005, 0.005], "lambda_dis": [0.04, 0.04]}, 2,
+                                torch.device("cpu"))
+    assert resumed.weight == pytest.approx(0.08)
+
+
+def test_warmup_steers_lambda_dis_and_b_learns_pseudo_labels_from_pseudo_from(tmp_path, toy_source, toy_target):
+    config = tiny_train_config(iterations=8, pseudo_from=5, mask_share=0.3, log_every=2, save_every=100)
+    _warmup(toy_source, toy_target, tmp_path / "w.h5", config=config)
+    history = artifacts.load_checkpoint(tmp_path / "w.h5").state.history
+    assert (history["sel_pseudo"][:5] == 0).all() and (history["sel_pseudo"][5:] > 0).all()
+    weights = history["lambda_dis"]
+    assert weights[0] == weights[1] == np.float32(0.01)  # steered at iterations 2, 4, 6 only
+    assert weights[2] == weights[3] != weights[1] and weights[4] == weights[5] != weights[3]
+    shares = history["mask_share"]
+    assert ((shares >= 0) & (shares <= 1)).all()
+    expected = np.float32(0.01 * (0.3 / max(float(np.mean(shares[:2])), 0.03)) ** 0.5)
+    assert weights[2] == pytest.approx(expected, rel=1e-6)
+    fixed = tiny_train_config(iterations=4, mask_share=0.0, lambda_dis=0.05, save_every=100)
+    _warmup(toy_source, toy_target, tmp_path / "f.h5", config=fixed)
+    history = artifacts.load_checkpoint(tmp_path / "f.h5").state.history
+    assert (history["lambda_dis"] == np.float32(0.05)).all()
+    assert (history["sel_pseudo"][:2] == 0).all() and (history["sel_pseudo"][2:] > 0).all()  # default: from half
+
+
+def test_resume_at_a_log_point_steers_as_the_uninterrupted_run(tmp_path, toy_source, toy_target, monkeypatch):
+    config = tiny_train_config(save_every=4, log_every=2, mask_share=0.3)
+    _warmup(toy_source, toy_target, tmp_path / "straight.h5", config=config)
+    import labor_cli.training as training
+
+    real_step, calls = training.training_step, []
+
+    def interrupted_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:  # after the save at iteration 4 (a log point, where the weight was steered)
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "training_step", interrupted_step)
+    output = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        _warmup(toy_source, toy_target, output, config=config)
+    monkeypatch.setattr(training, "training_step", real_step)
+    _warmup(toy_source, toy_target, output, config=config, resume=True)
+    a = artifacts.load_checkpoint(tmp_path / "straight.h5").state.history
+    b = artifacts.load_checkpoint(output).state.history
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert len(set(a["lambda_dis"].tolist())) == 3  # steered at 2 and 4 (6 is the end)
+    straight, resumed = _weights(tmp_path / "straight.h5"), _weights(output)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)

@@ -1,4 +1,4 @@
-"""The networks of LabOR (PAPER.md, "The two networks"): segmentation model A, pixel selector B,
+"""The networks of LabOR (docs/method.md, "The networks"): segmentation model A, pixel selector B,
 discriminator D, and ``build_networks`` that makes all three from a small JSON-able config."""
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models.resnet import Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 
 from labor_cli.errors import LaborError, LaborUsageError
@@ -82,13 +83,56 @@ class FrozenBN(FrozenBatchNorm2d):
     The parent multiplies a bf16 activation by an fp32 scale under autocast, which promotes the
     whole activation to fp32 (twice the memory traffic, and every following op in fp32 until
     the next conv). Casting the two per-channel vectors to the input's dtype keeps bf16 bf16; in
-    fp32 the result is bit-identical to the parent's.
+    fp32 the result is bit-identical to the parent's. The ResNets do not call it: ``conv_bn``
+    folds it into the convolution before it.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
+    _folding: Any = None  # (the four buffers, their versions, scale (C, 1, 1, 1), shift): see folding()
+
+    def scale_and_shift(self) -> tuple[Tensor, Tensor]:
+        """The per-channel (scale, shift) of ``x * scale + shift``, in fp32."""
         scale = self.weight * (self.running_var + self.eps).rsqrt()
-        bias = self.bias - self.running_mean * scale
-        return x * scale.to(x.dtype).reshape(1, -1, 1, 1) + bias.to(x.dtype).reshape(1, -1, 1, 1)
+        return scale, self.bias - self.running_mean * scale
+
+    def folding(self) -> tuple[Tensor, Tensor]:
+        """(scale as (C, 1, 1, 1), shift) for ``conv_bn``, computed again only when a buffer
+        was replaced (``.to()``, ``load_state_dict`` of a new tensor) or changed in place (its
+        version). The buffers are frozen, so recomputing them at every call would only add
+        five small operations per convolution to the host's work (about 500 per ResNet-101
+        forward). Computed afresh where a cache would be wrong or useless: while torch.compile
+        traces (the graph computes them, fused) and in inference mode (its tensors cannot be
+        saved for a later backward)."""
+        if torch.compiler.is_compiling() or torch.is_inference_mode_enabled():
+            scale, shift = self.scale_and_shift()
+            return scale.reshape(-1, 1, 1, 1), shift
+        buffers = (self.weight, self.bias, self.running_mean, self.running_var)
+        versions = tuple(b._version for b in buffers)
+        cached = self._folding
+        if cached is None or cached[1] != versions or any(a is not b for a, b in zip(cached[0], buffers)):
+            with torch.no_grad():  # no graph: the buffers take no gradient
+                scale, shift = self.scale_and_shift()
+            # Holding the buffers keeps their identity unique: a freed tensor's id could be reused.
+            cached = self._folding = (buffers, versions, scale.reshape(-1, 1, 1, 1), shift)
+        return cached[2], cached[3]
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale, shift = self.scale_and_shift()
+        return x * scale.to(x.dtype).reshape(1, -1, 1, 1) + shift.to(x.dtype).reshape(1, -1, 1, 1)
+
+
+def conv_bn(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
+    """``norm(conv(x))``, with a FrozenBN folded into the convolution for this call: its scale
+    multiplies the weights and its shift is the convolution's bias. The same function, and the
+    gradients reach the same parameter (``conv.weight``: ``d/dw conv(x, w * s) = s * d/dw'``);
+    but the work per call is weight-sized (``w * s``), where applying the FrozenBN costs a
+    multiply and an add over the whole activation, and the multiply once more backward. Anything
+    else (an ``nn.Identity`` left by ``fold_frozen_batchnorm``, a GroupNorm) runs after ``conv``."""
+    if not isinstance(norm, FrozenBN):
+        return norm(conv(x))
+    scale, shift = norm.folding()
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale.flatten()
+    return F.conv2d(x, conv.weight * scale, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,10 +142,11 @@ class FrozenBN(FrozenBatchNorm2d):
 
 def fold_frozen_batchnorm(module: nn.Module) -> int:
     """For inference only: each convolution followed by a FrozenBN becomes one convolution with
-    the BN's scale in its weights and its shift as bias, and the FrozenBN an identity. The same
-    function up to float rounding, with one memory pass over each layer's activations less. Not
-    for training: SGD on the folded weights would not be SGD on the original ones. Returns how
-    many were folded (0 for the small arch's GroupNorm)."""
+    the BN's scale in its weights and its shift as bias, and the FrozenBN an identity: what
+    ``conv_bn`` computes at every call, done once (the same numbers, without the per-call
+    folding's small operations, which cost the host more than the GPU). Not for training: SGD
+    on the folded weights would not be SGD on the original ones. Returns how many were folded
+    (0 for the small arch's GroupNorm)."""
     folded = 0
     for parent in list(module.modules()):
         children = dict(parent.named_children())
@@ -114,8 +159,7 @@ def fold_frozen_batchnorm(module: nn.Module) -> int:
             if not isinstance(conv, nn.Conv2d):
                 continue
             with torch.no_grad():
-                scale = child.weight * (child.running_var + child.eps).rsqrt()
-                shift = child.bias - child.running_mean * scale
+                scale, shift = child.scale_and_shift()
                 if conv.bias is not None:
                     shift = shift + conv.bias * scale
                 conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
@@ -125,23 +169,37 @@ def fold_frozen_batchnorm(module: nn.Module) -> int:
     return folded
 
 
+class FoldedBottleneck(Bottleneck):
+    """torchvision's Bottleneck (same submodules, same state-dict keys) whose forward folds each
+    FrozenBN into the convolution before it (``conv_bn``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(conv_bn(self.conv1, self.bn1, x))
+        out = self.relu(conv_bn(self.conv2, self.bn2, out))
+        out = conv_bn(self.conv3, self.bn3, out)
+        out += x if self.downsample is None else conv_bn(self.downsample[0], self.downsample[1], x)
+        return self.relu(out)
+
+
 class ResNetBackbone(nn.Module):
     """A torchvision ResNet without avgpool and fc; submodule names (and so state-dict keys)
-    are torchvision's, so its state dicts load directly."""
+    are torchvision's, so its state dicts load directly. Every FrozenBN is folded into the
+    convolution before it at each call (``conv_bn``)."""
 
     def __init__(self, depth: int):
         super().__init__()
-        from torchvision.models import resnet50, resnet101
+        from torchvision.models.resnet import ResNet
 
-        ctor = {50: resnet50, 101: resnet101}[depth]
-        net = ctor(weights=None, replace_stride_with_dilation=[False, True, True], norm_layer=FrozenBN)
+        # What torchvision's resnet50/resnet101 build (the same random draws), with FoldedBottleneck.
+        blocks = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}[depth]
+        net = ResNet(FoldedBottleneck, blocks, replace_stride_with_dilation=[False, True, True], norm_layer=FrozenBN)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.out_channels = 2048
         self.depth = depth
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(conv_bn(self.conv1, self.bn1, x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 

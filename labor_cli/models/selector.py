@@ -1,7 +1,7 @@
 """Pixel selector B: a backbone and two ASPPv2 classifier heads C1, C2 on it.
 
-Whether B's backbone is A's own or a second copy is not known from the paper (PAPER.md, "The
-two networks"). Both are supported:
+Whether B's backbone is A's own or a second copy is not known from the paper (docs/method.md, "The
+networks"). Both are supported:
 
 - separate (default): B owns a backbone (``self.backbone``), and ``forward(x)`` runs it;
 - shared: ``self.backbone`` is None (no backbone parameters in B, none duplicated in a

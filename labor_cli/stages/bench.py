@@ -1,24 +1,34 @@
 """labor bench: the reference path (fp32, eager, channels-first: how the published codes run)
-against the default path (bf16 autocast, channels_last, optionally torch.compile), side by side
-in one run, on random data of the paper's shapes (small shapes and the small arch on a CPU).
+against the default path (bf16 autocast, channels_last), and the default path compiled, side by
+side in one run, on random data of the paper's shapes (small shapes and the small arch on a CPU).
 
 Workloads: one adapt iteration (all losses, A, B and D, the optimiser steps), one warmup
 iteration, and extraction (A and B forward, then the masks artifact's per-image data at the
 native resolution, copied to the host).
+
+Every timing comes before any profile: a torch.profiler session on CUDA can leave its tracing
+attached and slow every later kernel launch (CUPTI is not torn down by default), which is the
+likely cause of the default warmup's 164 -> 246 ms on an H100 (it was timed after three profiles).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import functools
+import json
+import math
 import statistics
+import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from labor_cli.compile_policy import compile_break_even
 from labor_cli.models import build_networks, fold_frozen_batchnorm
 from labor_cli.runtime import CompileFallback, configure_backends, resolve_compile, resolve_device
 from labor_cli.stages.extract import extract_image
@@ -29,6 +39,7 @@ SHAPES = {
     "paper": ((720, 1280), (512, 1024), (1024, 2048), (512, 1024), 2),
     "small": ((144, 256), (128, 256), (256, 512), (128, 256), 2),
 }
+WORKLOADS = ("adapt", "warmup", "extract")
 
 
 @dataclass
@@ -41,11 +52,39 @@ class Measurement:
     tflops: float
     compiled: bool = False
     host_syncs: int | None = None  # times one call makes the host wait for the GPU (CUDA only)
+    first_call_s: float = 0.0  # the first call alone: cuDNN's autotuning, and compiling when compiled
+    compile_s: float | None = None  # compiled: its first call's time beyond an ordinary call's
+    break_even_iterations: float | None = None  # compiled: calls after which compiling has paid (None: never)
+    gpu_busy_ms: float | None = None  # with a profile: kernel time per call (ms well above it: the host is the limit)
+
+    @property
+    def label(self) -> str:
+        return self.path + (" + compile" if self.compiled else "")
+
+
+@dataclass
+class BenchPath:
+    """How one path runs: precision, memory format, and FrozenBN folded for extraction (as
+    `labor extract` does)."""
+
+    name: str
+    precision: str
+    memory_format: torch.memory_format
+    fold_for_extraction: bool
 
 
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _first_call(fn, device: torch.device) -> float:
+    """Seconds of one call, the first: where compiling and cuDNN's autotuning happen."""
+    _synchronize(device)
+    started = time.perf_counter()
+    fn()
+    _synchronize(device)
+    return time.perf_counter() - started
 
 
 def _time(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, float]:
@@ -73,84 +112,211 @@ def _flops(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def run_bench(arch: str | None = None, device: str = "auto", repeats: int = 5, warmup: int = 2,
-              compile: str = "auto", selector_backbone: str = "separate", workloads: tuple[str, ...] = ("adapt", "warmup", "extract"),
-              profile_dir: Path | None = None) -> list[Measurement]:
-    """The default path is what the stages do by default (``compile`` as their --compile: auto
-    compiles the training workloads on CUDA, not extraction); both paths get cuDNN autotuning,
-    which the published codes switch on too. ``profile_dir``: also write where each workload's
-    time goes (torch.profiler's top operators and kernels)."""
+def _plan(arch: str | None, device: str, compile: str, workloads: tuple[str, ...]):
+    """(device, arch, shapes, the paths, the workloads compiled beside the default path's eager rows)."""
     torch_device = resolve_device(device)
-    configure_backends(torch_device)
-    compiled = {workload: resolve_compile(compile, torch_device, training=workload != "extract") for workload in workloads}
     on_gpu = torch_device.type == "cuda"
     arch = arch or ("deeplabv2-r101" if on_gpu else "small")
-    shapes = SHAPES["paper" if arch != "small" else "small"]
-    # (precision, memory format, compiled per workload, FrozenBN folded for extraction as `labor extract` does)
-    paths = {"reference": ("fp32", torch.contiguous_format, dict.fromkeys(workloads, False), False),
-             "default": ("bf16" if on_gpu else "fp32", torch.channels_last if on_gpu else torch.contiguous_format, compiled, True)}
+    paths = [
+        BenchPath("reference", "fp32", torch.contiguous_format, False),
+        BenchPath(
+            "default", "bf16" if on_gpu else "fp32", torch.channels_last if on_gpu else torch.contiguous_format, True
+        ),
+    ]
+    to_compile = [w for w in workloads if resolve_compile(compile, torch_device, training=w != "extract")]
+    return torch_device, arch, SHAPES["paper" if arch != "small" else "small"], paths, to_compile
+
+
+def run_bench(
+    arch: str | None = None,
+    device: str = "auto",
+    repeats: int = 5,
+    warmup: int = 2,
+    compile: str = "auto",
+    selector_backbone: str = "separate",
+    workloads: tuple[str, ...] = WORKLOADS,
+) -> list[Measurement]:
+    """The reference path, the default path eager, and the default path compiled for the
+    workloads ``compile`` compiles (as the stages' --compile: auto compiles warmup and adapt on
+    CUDA, as a long run does; on, all; off, none). Both paths get cuDNN autotuning, which the
+    published codes switch on too."""
+    torch_device, arch, shapes, paths, to_compile = _plan(arch, device, compile, workloads)
+    configure_backends(torch_device)
     results: list[Measurement] = []
-    for path_name, (precision, fmt, compile_by_workload, fold) in paths.items():
-        results += _measure_path(path_name, precision, fmt, compile_by_workload, fold, arch, selector_backbone, torch_device, repeats, warmup,
-                                 workloads, shapes, results, profile_dir)
-        if on_gpu:
+    for path in paths:
+        compiled = to_compile if path.name == "default" else []
+        results += _measure_path(
+            path, compiled, arch, selector_backbone, torch_device, repeats, warmup, workloads, shapes
+        )
+        if torch_device.type == "cuda":
             torch.cuda.empty_cache()  # the path's networks are gone: the next path's peak is its own
     return results
 
 
-def _measure_path(path_name, precision, fmt, compiled: dict[str, bool], fold: bool, arch, selector_backbone, torch_device, repeats, warmup,
-                  workloads, shapes, earlier: list[Measurement], profile_dir: Path | None = None) -> list[Measurement]:
-    """One path's workloads on freshly built networks (freed when this returns)."""
+def profile_bench(
+    results: list[Measurement],
+    profile_dir: Path,
+    arch: str | None = None,
+    device: str = "auto",
+    compile: str = "auto",
+    selector_backbone: str = "separate",
+    workloads: tuple[str, ...] = WORKLOADS,
+) -> None:
+    """Each row of ``run_bench`` (same arguments) again, under torch.profiler: where its time
+    goes, in DIR/PATH[-compiled]-WORKLOAD.txt, and its GPU busy time per call, set in the row.
+    Call it after every timing (see the module docstring)."""
+    torch_device, arch, shapes, paths, to_compile = _plan(arch, device, compile, workloads)
+    configure_backends(torch_device)
+    for path in paths:
+        compiled = to_compile if path.name == "default" else []
+        _profile_path(
+            path, compiled, arch, selector_backbone, torch_device, workloads, shapes, results, Path(profile_dir)
+        )
+
+
+def _prepare(
+    path: BenchPath, arch: str, selector_backbone: str, torch_device: torch.device, shapes
+) -> dict[str, Callable[[], tuple[Callable[[], None], list[torch.nn.Module]]]]:
+    """Freshly built networks (seed 0) and random data of the shapes; per workload, a function
+    that gives one call of it and the modules its stage compiles."""
     source_hw, target_hw, native_hw, input_hw, batch = shapes
-    results = []
+    fmt = path.memory_format
     torch.manual_seed(0)
     networks = build_networks(arch, 19, selector_backbone=selector_backbone).to(torch_device, memory_format=fmt).train()
     config = TrainConfig(lr=1e-5)
     optimizers = build_optimizers(networks, config)
     generator = torch.Generator(device="cpu").manual_seed(0)
-    source = {"image": torch.randn(batch, 3, *source_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt),
-              "label": torch.randint(0, 19, (batch, *source_hw), generator=generator).to(torch_device)}
-    target = {"image": torch.randn(batch, 3, *target_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)}
-    points = [{"yx": torch.stack([torch.randint(0, target_hw[0], (40,)), torch.randint(0, target_hw[1], (40,))], 1).to(torch_device),
-               "label": torch.randint(0, 19, (40,)).to(torch_device), "size": target_hw} for _ in range(batch)]
-    extraction_images = torch.randn(batch, 3, *input_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)
+    source = {
+        "image": torch.randn(batch, 3, *source_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt),
+        "label": torch.randint(0, 19, (batch, *source_hw), generator=generator).to(torch_device),
+    }
+    target = {
+        "image": torch.randn(batch, 3, *target_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)
+    }
+    points = [
+        {
+            "yx": torch.stack([torch.randint(0, target_hw[0], (40,)), torch.randint(0, target_hw[1], (40,))], 1).to(
+                torch_device
+            ),
+            "label": torch.randint(0, 19, (40,)).to(torch_device),
+            "size": target_hw,
+        }
+        for _ in range(batch)
+    ]
+    extraction_images = (
+        torch.randn(batch, 3, *input_hw, generator=generator).to(torch_device).contiguous(memory_format=fmt)
+    )
+    inference = networks
 
     def adapt_step():
-        training_step(networks, optimizers, config, source, target, points, precision, adapt=True)
+        training_step(networks, optimizers, config, source, target, points, path.precision, adapt=True)
 
     def warmup_step():
-        training_step(networks, optimizers, config, source, target, [], precision, adapt=False)
+        training_step(networks, optimizers, config, source, target, [], path.precision, adapt=False)
 
     @torch.no_grad()
-    def extract_step(nets):
-        autocast = torch.autocast(torch_device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-        with autocast:
-            features = nets.segmenter.features(extraction_images)
-            logits = nets.segmenter.classify(features)
-            heads = nets.selector(features=features) if nets.selector.shared else nets.selector(extraction_images)
+    def extract_step():
+        bf16 = path.precision == "bf16"
+        with torch.autocast(torch_device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            features = inference.segmenter.features(extraction_images)
+            logits = inference.segmenter.classify(features)
+            selector = inference.selector
+            heads = selector(features=features) if selector.shared else selector(extraction_images)
         for j in range(batch):
             extract_image(logits[j], heads[0][j], heads[1][j], native_hw, None, 256, 4096)
 
+    def extraction():
+        nonlocal inference
+        if (
+            path.fold_for_extraction and inference is networks
+        ):  # a copy, made now: the training rows' peak memory is their own
+            inference = copy.deepcopy(networks)
+            fold_frozen_batchnorm(inference)
+        return extract_step, inference.called_modules()
+
+    return {
+        "adapt": lambda: (adapt_step, networks.called_modules()),
+        "warmup": lambda: (warmup_step, networks.called_modules()),
+        "extract": extraction,
+    }
+
+
+def _measure_path(
+    path: BenchPath, compiled: list[str], arch, selector_backbone, torch_device, repeats, warmup, workloads, shapes
+) -> list[Measurement]:
+    """One path's workloads on freshly built networks (freed when this returns): eager, then
+    compiled for the workloads in ``compiled``."""
+    from labor_cli.console import stderr
+
+    _, _, _, _, batch = shapes
+    prepared = _prepare(path, arch, selector_backbone, torch_device, shapes)
+    results = []
     for workload in workloads:
-        nets = networks
-        if workload == "extract" and fold:  # on a copy: the training workloads keep their FrozenBNs
-            nets = copy.deepcopy(networks)
-            fold_frozen_batchnorm(nets)
-        chosen = {"adapt": adapt_step, "warmup": warmup_step, "extract": functools.partial(extract_step, nets)}
-        guard = CompileFallback(nets.called_modules(), compiled[workload])
-
-        def fn(step=chosen[workload], guard=guard):
-            return guard(step)
-
-        ms, peak = _time(fn, torch_device, repeats, warmup + (3 if guard.active else 0))
-        flops = _flops(fn) if not guard.active else next((r.tflops * r.ms / 1000 * 1e12 for r in earlier if r.workload == workload), 0.0)
+        step, modules = prepared[workload]()
         images = 2 * batch if workload != "extract" else batch
-        syncs = _count_host_syncs(fn) if torch_device.type == "cuda" else None
-        results.append(Measurement(workload, path_name, ms, images * 1000 / ms, peak, flops / (ms / 1000) / 1e12, guard.active, syncs))
-        if profile_dir is not None:
-            _profile(fn, torch_device, Path(profile_dir) / f"{path_name}-{workload}.txt")
-        guard.undo()  # each workload compiles (or not) as its stage does
+        for compile_it in (False, True) if workload in compiled else (False,):
+            guard = CompileFallback(modules, compile_it)
+
+            def fn(step=step, guard=guard):
+                return guard(step)
+
+            first = _first_call(fn, torch_device)
+            ms, peak = _time(fn, torch_device, repeats, warmup)
+            eager = next((r for r in results if r.workload == workload and not r.compiled), None)
+            flops = _flops(fn) if not guard.active else eager.tflops * eager.ms / 1000 * 1e12
+            syncs = _count_host_syncs(fn) if torch_device.type == "cuda" else None
+            row = Measurement(
+                workload,
+                path.name,
+                ms,
+                images * 1000 / ms,
+                peak,
+                flops / (ms / 1000) / 1e12,
+                guard.active,
+                syncs,
+                first,
+            )
+            if (
+                guard.active
+            ):  # what compiling adds: its first call beyond an ordinary compiled call (autotuning was done eagerly)
+                row.compile_s = max(0.0, first - ms / 1000)
+                calls = compile_break_even(row.compile_s, eager.ms, ms)
+                row.break_even_iterations = None if math.isinf(calls) else calls
+            guard.undo()  # each workload compiles (or not) as its stage does
+            results.append(row)
+            stderr.print(f"bench: {workload} {row.label}: {ms:.1f} ms, first call {first:.1f} s", soft_wrap=True)
     return results
+
+
+def _profile_path(
+    path: BenchPath,
+    compiled: list[str],
+    arch,
+    selector_backbone,
+    torch_device,
+    workloads,
+    shapes,
+    results: list[Measurement],
+    profile_dir: Path,
+) -> None:
+    """Each of the path's rows again, under torch.profiler: DIR/PATH[-compiled]-WORKLOAD.txt,
+    and the row's GPU busy time per call."""
+    prepared = _prepare(path, arch, selector_backbone, torch_device, shapes)
+    for workload in workloads:
+        step, modules = prepared[workload]()
+        for compile_it in (False, True) if workload in compiled else (False,):
+            guard = CompileFallback(modules, compile_it)
+
+            def fn(step=step, guard=guard):
+                return guard(step)
+
+            fn()  # compiled again if need be, outside the profile
+            name = f"{path.name}{'-compiled' if compile_it else ''}-{workload}.txt"
+            busy_ms = _profile(fn, torch_device, profile_dir / name)
+            for row in results:
+                if (row.workload, row.path, row.compiled) == (workload, path.name, compile_it):
+                    row.gpu_busy_ms = busy_ms
+            guard.undo()
 
 
 def _count_host_syncs(fn) -> int:
@@ -168,23 +334,41 @@ def _count_host_syncs(fn) -> int:
     return sum("synchronizing" in str(warning.message) for warning in caught)
 
 
-def _profile(fn, device: torch.device, path: Path) -> None:
-    """torch.profiler's table of two calls of ``fn``, the operators that took most time first."""
+PROFILED_CALLS = 2
+
+
+def _profile(fn, device: torch.device, path: Path) -> float | None:
+    """torch.profiler's table of PROFILED_CALLS calls of ``fn``, the operators that took most
+    time first; returns the GPU's busy time per call in ms (CUDA only)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
-        for _ in range(2):
+        for _ in range(PROFILED_CALLS):
             fn()
         _synchronize(device)
     sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(profiler.key_averages().table(sort_by=sort_by, row_limit=30, max_name_column_width=70) + "\n")
+    averages = profiler.key_averages()
+    path.write_text(averages.table(sort_by=sort_by, row_limit=30, max_name_column_width=70) + "\n")
+    if device.type != "cuda":
+        return None
+    from torch.autograd import DeviceType
+
+    kernels = [
+        event for event in averages if event.device_type != DeviceType.CPU
+    ]  # as the table's "Self CUDA time total"
+    return sum(event.self_device_time_total for event in kernels) / 1000 / PROFILED_CALLS
 
 
 def speedups(results: list[Measurement]) -> dict[str, float]:
+    """Reference time over each other row's, by workload (``WORKLOAD + compile`` for compiled rows)."""
     reference = {r.workload: r.ms for r in results if r.path == "reference"}
-    return {r.workload: reference[r.workload] / r.ms for r in results if r.path == "default"}
+    return {
+        r.workload + (" + compile" if r.compiled else ""): reference[r.workload] / r.ms
+        for r in results
+        if r.path != "reference"
+    }
 
 
 def print_bench(results: list[Measurement], device: str) -> None:
@@ -192,12 +376,42 @@ def print_bench(results: list[Measurement], device: str) -> None:
 
     from labor_cli.console import stdout
 
-    table = Table("workload", "path", "ms", "images/s", "peak GiB", "TFLOP/s", "host syncs", "speed-up", title=f"labor bench on {device}")
+    table = Table(
+        "workload",
+        "path",
+        "ms",
+        "images/s",
+        "peak GiB",
+        "TFLOP/s",
+        "host syncs",
+        "GPU busy ms",
+        "1st call s",
+        "compile s",
+        "pays after",
+        "speed-up",
+        title=f"labor bench on {device}",
+    )
     ups = speedups(results)
+
+    def optional(value, fmt="{:.1f}"):
+        return "-" if value is None else fmt.format(value)
+
     for r in results:
-        table.add_row(r.workload, r.path + (" + compile" if r.compiled else ""), f"{r.ms:.1f}", f"{r.images_per_s:.1f}",
-                      "-" if r.peak_memory_gib is None else f"{r.peak_memory_gib:.2f}", f"{r.tflops:.2f}",
-                      "-" if r.host_syncs is None else str(r.host_syncs), f"{ups[r.workload]:.2f}x" if r.path == "default" else "")
+        key = r.workload + (" + compile" if r.compiled else "")
+        table.add_row(
+            r.workload,
+            r.label,
+            f"{r.ms:.1f}",
+            f"{r.images_per_s:.1f}",
+            optional(r.peak_memory_gib, "{:.2f}"),
+            f"{r.tflops:.2f}",
+            optional(r.host_syncs, "{}"),
+            optional(r.gpu_busy_ms),
+            f"{r.first_call_s:.1f}",
+            optional(r.compile_s),
+            optional(r.break_even_iterations, "{:.0f} its") if r.compiled else "",
+            f"{ups[key]:.2f}x" if key in ups else "",
+        )
     stdout.print(table)
 
 
@@ -222,45 +436,200 @@ def write_synthetic_cityscapes(root, images: int, size: tuple[int, int], seed: i
         image = (np.array([70, 130, 180]) * (1 - y) + np.array([128, 64, 128]) * y) * np.ones((1, width, 1))
         for _ in range(12):  # buildings, cars: flat blocks
             top, left = rng.integers(0, height // 2), rng.integers(0, width - 64)
-            image[top : top + rng.integers(32, height // 2), left : left + rng.integers(32, width // 4)] = rng.integers(0, 255, 3)
+            image[top : top + rng.integers(32, height // 2), left : left + rng.integers(32, width // 4)] = rng.integers(
+                0, 255, 3
+            )
         image += rng.normal(0, 4, image.shape)
-        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(folder / f"benchcity_{i:06d}_000019_leftImg8bit.png", compress_level=1)
+        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(
+            folder / f"benchcity_{i:06d}_000019_leftImg8bit.png", compress_level=1
+        )
 
     with ThreadPoolExecutor() as pool:
         list(pool.map(draw, range(images)))
 
 
-def bench_extract_end_to_end(arch: str | None = None, device: str = "auto", images: int = 200, workers: int = 8,
-                             batch_size: int = 4, selector_backbone: str = "separate", precision: str = "auto",
-                             compile: str = "auto") -> dict:
-    """`labor extract` on real PNG files: decoding, the networks, the masks data and the artifact written."""
+def bench_extract_end_to_end(
+    arch: str | None = None,
+    device: str = "auto",
+    images: int = 200,
+    workers: int = 8,
+    batch_size: int = 4,
+    selector_backbone: str = "separate",
+    precision: str = "auto",
+    compile: str = "auto",
+    profile_dir: Path | None = None,
+) -> dict:
+    """`labor extract` on real PNG files: decoding, the networks, the masks data and the artifact
+    written. Timed on all ``images`` and on the first two batches' worth, so that the fixed costs
+    (reading the checkpoint, starting the loader's workers, cuDNN's autotuning) and the rate of a
+    long run come apart: ``images_per_s`` is the whole run's, ``steady_images_per_s`` the rate
+    beyond the short run, ``startup_s`` the rest. ``profile_dir``: then one more run of at most
+    64 images under torch.profiler and a sampler of every thread's Python stack, written to
+    DIR/e2e-ops.txt, DIR/e2e-stacks.txt and the timeline DIR/e2e-trace.json.gz."""
     import tempfile
 
-    from labor_cli import artifacts
-    from labor_cli.artifacts import TrainingState
-    from labor_cli.data.labels import class_names
     from labor_cli.options import ExtractOptions
     from labor_cli.stages.extract import run_extract
 
     torch_device = resolve_device(device)
     arch = arch or ("deeplabv2-r101" if torch_device.type == "cuda" else "small")
     native = SHAPES["paper" if arch != "small" else "small"][2]
+    short = min(images - 1, 2 * batch_size)
     with tempfile.TemporaryDirectory() as tmp:
-        write_synthetic_cityscapes(Path(tmp) / "cityscapes", images, native)
-        (Path(tmp) / "cityscapes" / "labor-dataset.json").write_text(
-            '{"train_size": [%d, %d]}' % (native[1] // 2, native[0] // 2))
-        torch.manual_seed(0)
-        networks = build_networks(arch, 19, selector_backbone=selector_backbone)
-        checkpoint = Path(tmp) / "model.h5"
-        with artifacts.create_artifact(checkpoint, "checkpoint", {"bench": True}) as f:
-            artifacts.write_checkpoint(f, networks, "cityscapes19", list(class_names("cityscapes19")),
-                                       TrainingState("warmup", 0, 1, {}, {}))
-        output = Path(tmp) / "masks.h5"
-        started = time.perf_counter()
-        result = run_extract(ExtractOptions(model=checkpoint, target=f"cityscapes:{Path(tmp) / 'cityscapes'}", output=output,
-                                            device=device, precision=precision, workers=workers, batch_size=batch_size,
-                                            quiet=True, compile=compile))
-        seconds = time.perf_counter() - started
-    return {"arch": arch, "images": images, "native_size": list(native), "workers": workers, "batch_size": batch_size,
-            "selector_backbone": selector_backbone, "compile": compile, "seconds": seconds, "images_per_s": images / seconds,
-            "mask_percent": result.mask_share, "bytes_per_image": result.bytes_per_image}
+        checkpoint = _bench_checkpoint(Path(tmp), arch, selector_backbone)
+        folders = {count: Path(tmp) / f"cityscapes{count}" for count in sorted({images, short, min(images, 64)})}
+        write_synthetic_cityscapes(folders[images], images, native)
+        for count, folder in folders.items():
+            _link_first(folders[images], folder, count, native)
+
+        def extract(count: int):
+            spec = f"cityscapes:{folders[count]}"
+            output = Path(tmp) / f"masks-{count}-{time.perf_counter_ns()}.h5"
+            started = time.perf_counter()
+            result = run_extract(
+                ExtractOptions(
+                    model=checkpoint,
+                    target=spec,
+                    output=output,
+                    device=device,
+                    precision=precision,
+                    workers=workers,
+                    batch_size=batch_size,
+                    quiet=True,
+                    compile=compile,
+                )
+            )
+            return result, time.perf_counter() - started
+
+        result, seconds = extract(images)
+        _, short_seconds = extract(short) if short > 0 else (None, 0.0)
+        if profile_dir is not None:
+            with _e2e_profile(torch_device, Path(profile_dir)):
+                extract(min(images, 64))
+    steady = (images - short) / (seconds - short_seconds) if seconds > short_seconds else float("nan")
+    startup = seconds - images / steady if math.isfinite(steady) else float("nan")
+    return {
+        "arch": arch,
+        "images": images,
+        "native_size": list(native),
+        "workers": workers,
+        "batch_size": batch_size,
+        "selector_backbone": selector_backbone,
+        "compile": compile,
+        "seconds": seconds,
+        "images_per_s": images / seconds,
+        "short_run_images": short,
+        "short_run_seconds": short_seconds,
+        "steady_images_per_s": steady if math.isfinite(steady) else None,
+        "startup_s": startup if math.isfinite(startup) else None,
+        "mask_percent": result.mask_share,
+        "bytes_per_image": result.bytes_per_image,
+    }
+
+
+def _bench_checkpoint(folder: Path, arch: str, selector_backbone: str) -> Path:
+    """A checkpoint of freshly built networks (seed 0), for `labor extract` to read."""
+    from labor_cli import artifacts
+    from labor_cli.artifacts import TrainingState
+    from labor_cli.data.labels import class_names
+
+    torch.manual_seed(0)
+    networks = build_networks(arch, 19, selector_backbone=selector_backbone)
+    checkpoint = folder / "model.h5"
+    with artifacts.create_artifact(checkpoint, "checkpoint", {"bench": True}) as f:
+        artifacts.write_checkpoint(
+            f, networks, "cityscapes19", list(class_names("cityscapes19")), TrainingState("warmup", 0, 1, {}, {})
+        )
+    return checkpoint
+
+
+def _link_first(source: Path, folder: Path, count: int, native: tuple[int, int]) -> None:
+    """``folder``: a dataset of ``source``'s first ``count`` images (hard links), training size half the native."""
+    import os
+
+    pngs = sorted((source / "leftImg8bit" / "train" / "benchcity").glob("*.png"))[:count]
+    images = folder / "leftImg8bit" / "train" / "benchcity"
+    images.mkdir(parents=True, exist_ok=True)
+    for png in pngs:
+        if not (images / png.name).exists():
+            os.link(png, images / png.name)
+    (folder / "labor-dataset.json").write_text(json.dumps({"train_size": [native[1] // 2, native[0] // 2]}))
+
+
+@contextlib.contextmanager
+def _e2e_profile(device: torch.device, profile_dir: Path):
+    """torch.profiler (operators, and kernels on CUDA) and a StackSampler over a block; their
+    tables and the profiler's timeline go to ``profile_dir``."""
+    import gzip
+    import shutil
+
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    with StackSampler() as sampler, profile(activities=activities) as profiler:
+        yield
+    averages = profiler.key_averages()
+    tables = [averages.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=70)]
+    if device.type == "cuda":
+        tables.append(averages.table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=70))
+    (profile_dir / "e2e-ops.txt").write_text("\n\n".join(tables) + "\n")
+    (profile_dir / "e2e-stacks.txt").write_text(sampler.report())
+    trace = profile_dir / "e2e-trace.json"
+    profiler.export_chrome_trace(str(trace))
+    with open(trace, "rb") as raw, gzip.open(f"{trace}.gz", "wb") as packed:
+        shutil.copyfileobj(raw, packed)
+    trace.unlink()
+
+
+class StackSampler:
+    """Every ``interval`` seconds, where each thread of this process is: its innermost Python
+    frame, and the innermost one in labor's own code. What py-spy shows, without installing it:
+    a thread waiting in C (for the GPU, a lock, a queue, zlib) shows the Python line that called it."""
+
+    def __init__(self, interval: float = 0.005):
+        self.interval = interval
+        self.samples: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stack-sampler", daemon=True)
+
+    def __enter__(self) -> StackSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            names = {thread.ident: thread.name for thread in threading.enumerate()}
+            for ident, frame in sys._current_frames().items():
+                if ident != self._thread.ident:
+                    self.samples[(names.get(ident, str(ident)), _where(frame))] += 1
+
+    def report(self, top: int = 12) -> str:
+        """Per thread (most sampled first): its share of samples at each place."""
+        by_thread: dict[str, Counter] = {}
+        for (thread, where), count in self.samples.items():
+            by_thread.setdefault(thread, Counter())[where] += count
+        lines = [f"every {self.interval * 1000:.0f} ms, where each thread was (share of its samples)"]
+        for thread, places in sorted(by_thread.items(), key=lambda item: -sum(item[1].values())):
+            total = sum(places.values())
+            lines.append(f"\n{thread}: {total} samples")
+            lines += [f"  {100 * count / total:5.1f}%  {where}" for where, count in places.most_common(top)]
+        return "\n".join(lines) + "\n"
+
+
+def _where(frame) -> str:
+    """'function (file:line)' of a frame, and of the innermost frame in labor_cli below it."""
+
+    def place(f) -> str:
+        return f"{f.f_code.co_name} ({Path(f.f_code.co_filename).name}:{f.f_lineno})"
+
+    leaf, ours = place(frame), None
+    while frame is not None and ours is None:
+        if "labor_cli" in frame.f_code.co_filename:
+            ours = place(frame)
+        frame = frame.f_back
+    return leaf if ours in (None, leaf) else f"{leaf} <- {ours}"

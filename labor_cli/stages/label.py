@@ -28,6 +28,7 @@ from labor_cli.data.labels import IGNORE_INDEX
 from labor_cli.errors import LaborError
 from labor_cli.options import LabelOptions, stored_config
 from labor_cli.selection import linear_index
+from labor_cli.selection_report import SelectionReport, wrong_and_known
 from labor_cli.stages.checks import check_class_names, check_pixels, dataset_indices, read_checked_pixel_set
 
 
@@ -45,12 +46,6 @@ def per_class_counts(label: np.ndarray, names: list[str]) -> dict[str, int]:
     return {name: int(count) for name, count in zip(names, counts[: len(names)])}
 
 
-def wrong_and_known(predicted: np.ndarray, label: np.ndarray) -> tuple[int, int]:
-    """Pixels where A is wrong, and pixels with a known ground truth and a known prediction."""
-    valid = (label != IGNORE_INDEX) & (predicted != IGNORE_INDEX)
-    return int(((predicted != label) & valid).sum()), int(valid.sum())
-
-
 def error_rate(predicted: Optional[np.ndarray], label: np.ndarray) -> Optional[float]:
     """Percent of pixels with a known ground truth and a known prediction where A is wrong."""
     if predicted is None:
@@ -60,7 +55,10 @@ def error_rate(predicted: Optional[np.ndarray], label: np.ndarray) -> Optional[f
 
 
 def percent(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:.1f}%"
+    """A percentage to one decimal, or two below 1% (a 40-point selection holds a fraction of a percent)."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}%" if abs(value) < 1 else f"{value:.1f}%"
 
 
 # --- labor label ------------------------------------------------------------------------------
@@ -96,6 +94,9 @@ class LabelResult:
     error_selected: Optional[float]  # percent: A wrong on the selected non-ignored pixels
     error_all: Optional[float]  # percent: A wrong on all non-ignored pixels of the selection's images (needs masks)
     errors_covered: Optional[float] = None  # percent of those wrong pixels that were selected (needs masks)
+    report: Optional[SelectionReport] = None  # next to random and entropy at the same budget (needs masks)
+    class_names: tuple[str, ...] = ()
+    round_labels: Optional[np.ndarray] = None  # this round's answers (for the class coverage)
     merged_from: Optional[Path] = None
     seconds: float = 0.0
 
@@ -115,7 +116,24 @@ class LabelResult:
             "per_class_this_round": self.per_class_round,
             "per_class": self.per_class,
             "merged_from": None if self.merged_from is None else str(self.merged_from),
+            **(self.comparison() if self.report is not None else {}),
         }
+
+    def comparison(self) -> dict:
+        """--masks: A's error rate on the selection and the share of A's wrong pixels it holds, next
+        to random's (expected) and entropy's at the same per-image budget; and the class coverage."""
+        figures = self.report.figures()
+
+        def rounded(value: Optional[float]) -> Optional[float]:
+            return None if value is None else round(value, 4)
+
+        compared = {}
+        for name, values in figures.items():
+            compared[f"{name}_error_percent"] = rounded(values["error_rate"])
+            compared[f"{name}_errors_covered_percent"] = rounded(values["errors_covered"])
+        coverage = self.report.class_coverage(self.round_labels, list(self.class_names))
+        return {"compared": compared,
+                "class_coverage": {name: {k: round(v, 4) for k, v in row.items()} for name, row in coverage.items()}}
 
 
 @dataclass
@@ -126,6 +144,7 @@ class GroundTruthAnswers:
     predicted: Optional[np.ndarray]  # (P,) A's class at each pixel, if the selection or the masks know it
     wrong_all: int = 0  # pixels of the images where A is wrong (--masks)
     known_all: int = 0  # pixels of the images with a known ground truth and prediction (--masks)
+    report: Optional[SelectionReport] = None  # --masks: the selection next to random and entropy
 
 
 def run_label(options: LabelOptions) -> LabelResult:
@@ -186,6 +205,8 @@ def answer_from_ground_truth(chosen: PixelSet, indices: list[int], dataset,
         elif masks is not None:
             predicted = np.full(len(chosen.y), IGNORE_INDEX, dtype=np.uint8)
         answers = GroundTruthAnswers(np.full(len(chosen.y), IGNORE_INDEX, dtype=np.uint8), predicted)
+        if masks is not None:
+            answers.report = SelectionReport(len(chosen.class_names))
         with progress_bar(disable=options.quiet) as bar:
             task = bar.add_task("label", total=len(indices), status="")
             for i, index in enumerate(indices):
@@ -200,8 +221,21 @@ def answer_from_ground_truth(chosen: PixelSet, indices: list[int], dataset,
                     wrong, known = wrong_and_known(prediction, truth)
                     answers.wrong_all += wrong
                     answers.known_all += known
+                    uncertain_y, uncertain_x, available = _uncertain_not_excluded(masks, mask_rows[i], truth.shape)
+                    answers.report.add(prediction, truth, y, x, uncertain_y, uncertain_x, available)
                 bar.update(task, advance=1, status=f"{rows.stop} px")
     return answers
+
+
+def _uncertain_not_excluded(masks: artifacts.Masks, row: int, shape: tuple[int, int]):
+    """A's stored most uncertain pixels of an image (most uncertain first) less the pixels labeled
+    in earlier rounds, as `labor select --mode entropy` would see them; and how many pixels could
+    be chosen at all."""
+    uncertain, excluded = masks.rows("uncertain", row), masks.rows("excluded", row)
+    linear = linear_index(uncertain["y"], uncertain["x"], shape)
+    excluded_linear = np.unique(linear_index(excluded["y"], excluded["x"], shape))
+    keep = ~np.isin(linear, excluded_linear)
+    return uncertain["y"][keep], uncertain["x"][keep], shape[0] * shape[1] - len(excluded_linear)
 
 
 def _read_truth(dataset, index: int, size: np.ndarray) -> np.ndarray:
@@ -232,6 +266,9 @@ def label_result(options: LabelOptions, fresh: PixelSet, merged: PixelSet, alrea
         error_selected=error_rate(fresh.predicted, fresh.label),
         error_all=100.0 * answers.wrong_all / answers.known_all if with_masks and answers.known_all else None,
         errors_covered=100.0 * wrong_selected / answers.wrong_all if with_masks and answers.wrong_all else None,
+        report=answers.report,
+        class_names=tuple(names),
+        round_labels=fresh.label,
         merged_from=None if options.merge is None else Path(options.merge),
     )
 
@@ -332,7 +369,27 @@ def print_label(result: LabelResult) -> None:
     elif result.error_selected is not None:
         stdout.print(f"  A is wrong on {percent(result.error_selected)} of the selected pixels "
                      "(pass --masks for its error rate over all pixels)")
+    if result.report is not None:
+        print_comparison(result)
     print_class_table(result.per_class_round, result.per_class if result.merged_from is not None else None)
+
+
+def print_comparison(result: LabelResult) -> None:
+    """The selection next to random and entropy at the same budget, and its class coverage."""
+    summary = result.comparison()
+    compared, coverage = summary["compared"], summary["class_coverage"]
+    table = Table("same budget per image", "A wrong on the pixels", "share of A's wrong pixels held",
+                  title="what this selection does (labor label --masks)")
+    for name, title in (("selection", "this selection"), ("random", "random (expected)"),
+                        ("entropy", "entropy (A's most uncertain)")):
+        table.add_row(title, percent(compared[f"{name}_error_percent"]),
+                      percent(compared[f"{name}_errors_covered_percent"]))
+    stdout.print(table)
+    classes = Table("class", "share of the labels", "share of A's predicted area", title="class coverage")
+    for name, row in coverage.items():
+        if row["labels_percent"] or row["predicted_area_percent"]:
+            classes.add_row(name, percent(row["labels_percent"]), percent(row["predicted_area_percent"]))
+    stdout.print(classes)
 
 
 def print_class_table(round_counts: dict[str, int], total_counts: Optional[dict[str, int]]) -> None:

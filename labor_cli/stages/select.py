@@ -1,7 +1,9 @@
 """labor select: choose the pixels to ask the annotator about, from a masks artifact (no model, no GPU).
 
-Modes: spl (every pixel of the inconsistency mask), ppl (prototype points dealt to classes
-round-robin), random (uniform, a baseline), entropy (A's most uncertain pixels, a baseline).
+Modes: spl (every pixel of the inconsistency mask) and ppl (prototype points dealt to classes
+round-robin) are LabOR's; balanced is ours (uniform within each of A's predicted classes, with
+class budgets proportional to the class's area to a power: docs/method.md); random (uniform) and
+entropy (A's most uncertain pixels) are baselines.
 Coordinates are in each image's own pixel grid; pixels labeled in earlier rounds (the masks
 artifact's ``excluded`` rows) are never chosen again. The choice functions live in
 labor_cli/selection.py; this module reads, loops over images, and writes the artifact.
@@ -78,6 +80,11 @@ def check_select_options(mode: str, points: int | None, ratio: float | None, min
         raise LaborUsageError(f"--seed must be >= 0, got {seed}")
 
 
+def check_balance_power(power: float) -> None:
+    if not (math.isfinite(power) and 0.0 <= power <= 4.0):
+        raise LaborUsageError(f"--balance-power must be in [0, 4] (1: as random, 0: equal per class), got {power}")
+
+
 def _excluded_linear(masks: artifacts.Masks, i: int, shape) -> np.ndarray:
     rows = masks.rows("excluded", i)
     linear = selection.linear_index(rows["y"], rows["x"], shape)
@@ -152,6 +159,7 @@ def run_select(options: SelectOptions) -> SelectResult:
     masks_path, output = Path(options.masks), Path(options.output)
     min_spacing = float(options.min_spacing)
     check_select_options(options.mode, options.points, options.ratio, min_spacing, options.seed)
+    check_balance_power(options.balance_power)
     if output.resolve() == masks_path.resolve():
         raise LaborUsageError(f"-o {output}: the output would replace its own input masks artifact")
     artifacts.check_output_path(output, options.force)
@@ -222,6 +230,9 @@ def choose(masks: artifacts.Masks, i: int, options: SelectOptions, wanted: int, 
     if options.mode == "entropy":
         rows = masks.rows("uncertain", i)
         return selection.entropy_pick(rows["y"], rows["x"], rows["entropy"], wanted, shape, min_spacing, excluded)
+    if options.mode == "balanced":
+        return selection.balanced_pick(masks.prediction(i), wanted, selection.image_rng(options.seed, i),
+                                       options.balance_power, min_spacing, excluded)
     return selection.random_pick(shape, wanted, selection.image_rng(options.seed, i), min_spacing, excluded)
 
 

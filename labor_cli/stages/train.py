@@ -162,7 +162,8 @@ def load_target_points(labels_path: Path, target_dataset,
 def resolve_placement(options: WarmupOptions | AdaptOptions, rank: Rank) -> Placement:
     device = resolve_device(options.device, rank)
     placement = Placement(device, resolve_precision(options.precision, device),
-                          resolve_compile(options.compile, device, training=True), resolve_workers(options.workers))
+                          resolve_compile(options.compile, device, training=True,
+                                          iterations=options.train.iterations), resolve_workers(options.workers))
     configure_backends(device)
     return placement
 

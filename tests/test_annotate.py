@@ -1,0 +1,630 @@
+"""labor annotate without a browser: the HTTP API end to end on hand-made selections of the tiny toy target."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from labor_cli import artifacts
+from labor_cli.annotate.regions import connected_regions
+from labor_cli.annotate.server import AnnotateServer
+from labor_cli.cli import app, main
+from labor_cli.data.datasets import open_dataset
+from labor_cli.data.labels import class_colours, class_names
+from labor_cli.errors import LaborError
+from labor_cli.options import AnnotateOptions, LabelOptions
+from labor_cli.stages.annotate import journal_path_for, open_annotation, print_annotate, run_annotate
+from labor_cli.stages.label import run_label
+
+NAMES = list(class_names("cityscapes19"))
+
+
+def annotate_options(selection, target, output, **overrides) -> AnnotateOptions:
+    """The options of `labor annotate` as the command line gives them (any free port, no progress display)."""
+    return AnnotateOptions(selection=selection, target=target, output=output, **{"port": 0, "quiet": True, **overrides})
+
+
+def simulate(selection, target, output, **overrides) -> None:
+    """`labor label` on the same selection: the answers of an annotator who never errs."""
+    run_label(LabelOptions(selection=selection, target=target, output=output, quiet=True, **overrides))
+
+
+@pytest.fixture(scope="module")
+def truth(toy_target):
+    """image id -> ground truth (H, W) class indices of the tiny toy target's train split."""
+    dataset = open_dataset(toy_target, "train", "cityscapes19")
+    return {image_id: dataset.read_label(i) for i, image_id in enumerate(dataset.image_ids)}
+
+
+def write_selection(path, image_ids, sizes, ys, xs, mode="ppl", predicted=None, kind="selection", labels=None):
+    counts = [len(y) for y in ys]
+    pixels = artifacts.PixelSet(
+        image_ids=list(image_ids),
+        sizes=np.asarray(sizes, np.int32).reshape(-1, 2),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        y=np.concatenate(ys).astype(np.int32),
+        x=np.concatenate(xs).astype(np.int32),
+        label=None if labels is None else np.concatenate(labels).astype(np.uint8),
+        class_set="cityscapes19",
+        class_names=NAMES,
+        predicted=None if predicted is None else np.concatenate(predicted).astype(np.uint8),
+    )
+    with artifacts.create_artifact(path, kind, {"mode": mode}) as f:
+        artifacts.write_pixel_set(f, pixels)
+    return pixels
+
+
+def point_selection(path, truth, image_ids, count=10, ignored=2, seed=0):
+    """``count`` distinct points per image, ``ignored`` of them where the ground truth is 255; predicted = truth."""
+    ys, xs, predicted = [], [], []
+    for k, image_id in enumerate(image_ids):
+        rng = np.random.default_rng(seed + k)
+        flat = truth[image_id].reshape(-1)
+        chosen = np.concatenate(
+            [
+                rng.choice(np.flatnonzero(flat != 255), count - ignored, replace=False),
+                rng.choice(np.flatnonzero(flat == 255), ignored, replace=False),
+            ]
+        )
+        rng.shuffle(chosen)
+        y, x = np.divmod(chosen, truth[image_id].shape[1])
+        ys.append(y), xs.append(x), predicted.append(np.where(flat[chosen] == 255, 0, flat[chosen]))
+    return write_selection(path, image_ids, [truth[i].shape for i in image_ids], ys, xs, predicted=predicted)
+
+
+class Client:
+    """Raw HTTP to the server (http.client sends paths exactly as given, '..' included)."""
+
+    def __init__(self, server: AnnotateServer):
+        self.host, self.port = server.server_address[:2]
+
+    def request(self, method, path, body=None, content_type="application/json", host=None):
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        headers = {} if body is None else {"Content-Type": content_type}
+        if host is not None:
+            headers["Host"] = host
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()
+        connection.close()
+        if response.getheader("Content-Type") == "application/json":
+            payload = json.loads(payload)
+        return response.status, payload
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, body=None):
+        return self.request("POST", path, {} if body is None else body)
+
+
+@contextlib.contextmanager
+def serving(annotation):
+    server = AnnotateServer(annotation, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Client(server), server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def answer_all(client, truth, seconds=1.5, order=None, skip=()):
+    """Answer every item of the session with the ground truth (255 -> unsure), as the page would."""
+    session = client.get("/api/session")[1]
+    requests = []
+    for i, image in enumerate(session["images"]):
+        items = client.get(f"/api/image/{i}")[1]
+        for x, y in items["anchors"]:
+            value = int(truth[image["image_id"]][y, x])
+            requests.append(
+                {
+                    "image_id": image["image_id"],
+                    "x": x,
+                    "y": y,
+                    "seconds": seconds,
+                    "class": "unsure" if value == 255 else NAMES[value],
+                }
+            )
+    for k in order if order is not None else range(len(requests)):
+        if k not in skip:
+            status, reply = client.post("/api/answer", requests[k])
+            assert status == 200, reply
+    return requests
+
+
+def read_h5(path) -> dict:
+    with h5py.File(path) as f:
+        names = ("image_ids", "sizes", "offsets", "y", "x", "label", "predicted", "seconds")
+        data = {name: f[name][()] for name in names if name in f}
+        data.update(
+            config=json.loads(f.attrs["config"]),
+            lineage=json.loads(f.attrs["lineage"]),
+            summary=json.loads(f.attrs["summary"]),
+            kind=f.attrs["labor_kind"],
+        )
+    return data
+
+
+def assert_same_labels(a, b):
+    for name in ("image_ids", "sizes", "offsets", "y", "x", "label", "predicted"):
+        assert (name in a) == (name in b), name
+        if name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+# --- the HTTP API end to end -------------------------------------------------------------------
+
+
+def test_answering_every_point_gives_labor_labels_artifact(tmp_path, toy_target, truth, capsys):
+    ids = list(truth)
+    point_selection(tmp_path / "sel.h5", truth, ids, count=10, ignored=2)
+    simulate(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5")
+    annotation = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
+    with serving(annotation) as (client, server):
+        status, page = client.get("/")
+        assert status == 200 and b'<canvas id="full"' in page and b"app.js" in page
+        assert client.get("/app.js")[0] == client.get("/style.css")[0] == 200
+        session = client.get("/api/session")[1]
+        assert session["unit"] == "point" and session["items"] == 10 * len(ids)
+        assert [c["name"] for c in session["classes"]] == NAMES
+        assert [c["colour"] for c in session["classes"]] == class_colours("cityscapes19").tolist()
+        assert [c["key"] for c in session["classes"]] == list("1234567890qwertyuio")
+        assert [image["image_id"] for image in session["images"]] == ids
+        status, png = client.get("/image/1")
+        dataset = open_dataset(toy_target, "train")
+        assert status == 200 and png == dataset.image_path(1).read_bytes()
+        order = np.random.default_rng(0).permutation(10 * len(ids))  # any order
+        answer_all(client, truth, seconds=1.5, order=order)
+        progress = client.get("/api/state")[1]["progress"]
+        assert progress["answered"] == progress["items"] == 10 * len(ids) and progress["images_done"] == len(ids)
+        status, reply = client.post("/api/finish")
+        assert status == 200 and reply["summary"]["answered"] == 10 * len(ids)
+        server_thread_done = server.result is not None
+    assert server_thread_done
+    person, simulated = read_h5(tmp_path / "person.h5"), read_h5(tmp_path / "simulated.h5")
+    assert_same_labels(person, simulated)  # the same pixels, labels (255 where unsure) and A's classes
+    assert person["config"]["annotator"] == "person" and person["kind"] == "labels"
+    with h5py.File(tmp_path / "sel.h5") as f:
+        assert person["lineage"] == [{"kind": "selection", "uuid": f.attrs["uuid"], "path": str(tmp_path / "sel.h5")}]
+    np.testing.assert_array_equal(person["seconds"], np.full(10 * len(ids), 1.5, np.float32))
+    summary = person["summary"]
+    assert summary["labels_per_minute"] == pytest.approx(40.0)  # one answer every 1.5 s
+    assert summary["unsure"] == 2 * len(ids) and summary["unanswered"] == 0
+    assert summary["seconds_answering"] == pytest.approx(15.0 * len(ids))
+    # labor adapt's reader takes it unchanged.
+    labels = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
+    simulated_share = artifacts.read_pixel_set(tmp_path / "simulated.h5", "labels").labeled_share()
+    assert labels.labeled_share() == pytest.approx(simulated_share)
+    print_annotate(server.result)
+    out = capsys.readouterr().out
+    assert "40.0 points per minute" in out and f"{2 * len(ids)} points answered unsure" in out
+
+
+def test_interrupted_then_the_same_command_continues(tmp_path, toy_target, truth):
+    """SIGTERM (as Ctrl-C) saves what was answered; the same command continues from the journal."""
+    ids = list(truth)[:2]
+    point_selection(tmp_path / "sel.h5", truth, ids, count=6, ignored=1)
+    simulate(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5")
+    command = annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5")
+
+    def answer_then(stop, skip):
+        def client_thread(server):
+            def work():
+                answer_all(Client(server), truth, seconds=2.0, skip=skip)
+                stop(server)
+
+            threading.Thread(target=work, daemon=True).start()
+
+        return client_thread
+
+    def sigterm(server):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    first = run_annotate(command, ready=answer_then(sigterm, skip=range(5, 12)))
+    assert first.how == "stopped" and first.written and first.answered == 5 and first.unanswered == 7
+    partial = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
+    assert len(partial.y) == 5  # only what was answered; the rest is left out, not guessed
+    journal = journal_path_for(tmp_path / "person.h5")
+    assert journal == tmp_path / "person.annotate.jsonl" and len(journal.read_text().splitlines()) == 1 + 5
+    # A crash in the middle of writing an answer leaves an unfinished last line: it is dropped.
+    with open(journal, "a") as f:
+        f.write('{"image_id": "pixelheim/pix')
+    # Same command, no --force: the output is this session's own, and it continues from answer 6.
+    second = run_annotate(command, ready=answer_then(lambda server: Client(server).post("/api/finish"), skip=range(5)))
+    assert second.how == "finished" and second.answered == 12 and second.unanswered == 0
+    assert_same_labels(read_h5(tmp_path / "person.h5"), read_h5(tmp_path / "simulated.h5"))  # what adapt reads
+    assert len(journal.read_text().splitlines()) == 1 + 12
+    assert read_h5(tmp_path / "person.h5")["summary"]["seconds_answering"] == pytest.approx(24.0)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["person.annotate.jsonl", "person.h5", "sel.h5", "simulated.h5"]
+
+
+def test_undo_and_changed_answers_replay_from_the_journal(tmp_path, toy_target, truth):
+    ids = list(truth)[:1]
+    selection = point_selection(tmp_path / "sel.h5", truth, ids, count=3, ignored=0)
+    image, (x0, x1, x2), (y0, y1, y2) = ids[0], selection.x.tolist(), selection.y.tolist()
+    annotation = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
+    with serving(annotation) as (client, _):
+        assert client.post("/api/undo")[1]["item"] is None  # nothing to undo yet
+        for x, y, name in ((x0, y0, "car"), (x1, y1, "road"), (x1, y1, "sky"), (x2, y2, "bus")):
+            answer = {"image_id": image, "x": x, "y": y, "class": name, "seconds": 1}
+            assert client.post("/api/answer", answer)[0] == 200
+        _, reply = client.post("/api/undo")
+        assert reply["item"] == 2 and reply["answer"] is None and reply["progress"]["answered"] == 2
+        _, reply = client.post("/api/undo")  # the change road -> sky is taken back: road again
+        assert reply["item"] == 1 and reply["answer"] == NAMES.index("road")
+        assert client.get("/api/state")[1]["answers"] == [NAMES.index("car"), NAMES.index("road"), None]
+    replayed = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
+    assert replayed.store.value_words() == [NAMES.index("car"), NAMES.index("road"), None]
+    result = replayed.save("saved")
+    labels = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
+    assert labels.label.tolist() == [NAMES.index("car"), NAMES.index("road")]
+    seconds = read_h5(tmp_path / "person.h5")["seconds"]
+    assert seconds.tolist() == [1.0, 2.0]  # an item's time is every answer given to it
+    assert result.seconds_answering == 4.0
+
+
+def test_bad_requests_get_400_and_the_server_goes_on(tmp_path, toy_target, truth):
+    ids = list(truth)[:1]
+    selection = point_selection(tmp_path / "sel.h5", truth, ids, count=4, ignored=0)
+    image, x, y = ids[0], int(selection.x[0]), int(selection.y[0])
+    unselected = next(
+        (int(a), int(b)) for a in range(128) for b in range(64) if not ((selection.x == a) & (selection.y == b)).any()
+    )
+    annotation = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
+    good = {"image_id": image, "x": x, "y": y, "class": "car", "seconds": 1.0}
+    bad = [
+        ({**good, "class": "spaceship"}, "unknown class 'spaceship'"),
+        ({**good, "class": 19}, "unknown class 19"),
+        ({**good, "class": "mixed"}, "'mixed' is for regions"),
+        ({**good, "x": unselected[0], "y": unselected[1]}, "is not in the selection"),
+        ({**good, "x": 5000}, "is not in the selection"),
+        ({**good, "image_id": "nowhere/x"}, "is not in the selection"),
+        ({**good, "x": "3"}, "x and y integers"),
+        ({**good, "seconds": -1}, "seconds -1"),
+        ({**good, "seconds": "soon"}, "seconds 'soon'"),
+        ({"image_id": image, "x": x}, "missing y, class"),
+        ([good], "expected a JSON object"),
+    ]
+    with serving(annotation) as (client, _):
+        for body, message in bad:
+            status, reply = client.post("/api/answer", body)
+            assert status == 400 and message in reply["error"], (body, reply)
+        status, reply = client.request("POST", "/api/answer", b'{"image_id": "a", "x": ')
+        assert status == 400 and "malformed JSON" in reply["error"]
+        status, reply = client.request("POST", "/api/answer", json.dumps(good).encode(), content_type="text/plain")
+        assert status == 400 and "Content-Type: application/json" in reply["error"]
+        assert not journal_path_for(tmp_path / "person.h5").exists()  # nothing refused reached the journal
+        assert client.get("/api/state")[1]["progress"]["answered"] == 0
+        for path in (
+            "/image/../../etc/passwd",
+            "/image/..%2f..%2fetc%2fpasswd",
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "/../pyproject.toml",
+            "/static/../app.js",
+            "/app.js/../../../etc/passwd",
+            "/etc/passwd",
+            "/image/1",
+            "/image/-1",
+            "/image/0.png",
+            "/api/image/7",
+            "/api/image/x",
+            "//etc/passwd",
+            "/image/0/../../../../etc/passwd",
+            "/favicon.ico",
+            "/index.html%00",
+        ):
+            status, reply = client.get(path)
+            assert status == 404, path
+        assert client.post("/api/../api/answer", good)[0] == 404
+        # A page elsewhere whose host name was rebound to 127.0.0.1 is refused.
+        assert client.request("GET", "/api/state", host="evil.example:8765")[0] == 403
+        assert client.request("POST", "/api/answer", json.dumps(good).encode(), host="evil.example")[0] == 403
+        assert client.request("GET", "/api/state", host=f"localhost:{client.port}")[0] == 200
+        assert client.post("/api/answer", good)[0] == 200  # still serving, and a good answer is taken
+        assert client.get("/image/0")[0] == 200
+
+
+# --- SPL: regions ------------------------------------------------------------------------------
+
+
+def test_connected_regions_on_a_hand_made_mask():
+    # 0 0 0 0 0 0
+    # 0 A A 0 B 0      A: a 2x2 block; B: a diagonal line (8-connected); C: a lone pixel
+    # 0 A A 0 0 B
+    # 0 0 0 0 0 0
+    # C 0 0 0 0 0
+    y = np.array([2, 1, 1, 2, 1, 2, 4])
+    x = np.array([5, 1, 2, 1, 4, 2, 0])
+    region = connected_regions(y, x, width=6)
+    assert region.tolist() == [1, 0, 0, 0, 1, 0, 2]  # numbered by each region's first pixel in raster order
+    assert connected_regions(np.zeros(0), np.zeros(0), 6).tolist() == []
+
+
+def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, truth, capsys):
+    ids = list(truth)[:2]
+    shape = truth[ids[0]].shape
+    block_y, block_x = np.mgrid[10:13, 20:24]  # region 0 of image 0: 12 pixels
+    line = np.arange(5)  # region 1: a diagonal line of 5 pixels
+    ys = [np.concatenate([block_y.ravel(), 30 + line, [50]]), np.array([0, 0, 1])]
+    xs = [np.concatenate([block_x.ravel(), 60 + line, [100]]), np.array([0, 1, 1])]
+    order = np.random.default_rng(0).permutation(len(ys[0]))  # the selection's row order does not matter
+    ys[0], xs[0] = ys[0][order], xs[0][order]
+    write_selection(tmp_path / "spl.h5", ids, [shape, shape], ys, xs, mode="spl")
+    annotation = open_annotation(annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"))
+    with serving(annotation) as (client, _):
+        session = client.get("/api/session")[1]
+        assert session["unit"] == "region" and session["items"] == 4
+        items = client.get("/api/image/0")[1]
+        regions = [sorted(zip(p[0::2], p[1::2])) for p in items["pixels"]]
+        assert regions == [
+            sorted(zip(block_x.ravel().tolist(), block_y.ravel().tolist())),
+            [(60 + k, 30 + k) for k in range(5)],
+            [(100, 50)],
+        ]
+        answers = [("car", 12, 6.0), ("mixed", 5, 4.0), ("unsure", 1, 1.0)]
+        for (x, y), (name, _, seconds) in zip(items["anchors"], answers):
+            answer = {"image_id": ids[0], "x": x, "y": y, "class": name, "seconds": seconds}
+            assert client.post("/api/answer", answer)[0] == 200
+        # Any pixel of a region answers the whole region.
+        reply = client.post("/api/answer", {"image_id": ids[1], "x": 1, "y": 1, "class": "road", "seconds": 3.0})[1]
+        assert reply["item"] == 3 and reply["progress"]["left"] == 0
+        client.post("/api/finish")
+    labels = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
+    data = read_h5(tmp_path / "person.h5")
+    rows0 = labels.pixels_of(0)
+    got = sorted(zip(labels.x[rows0].tolist(), labels.y[rows0].tolist(), labels.label[rows0].tolist()))
+    expected = sorted(
+        [(x, y, NAMES.index("car")) for x, y in zip(block_x.ravel().tolist(), block_y.ravel().tolist())]
+        + [(100, 50, 255)]
+    )
+    assert got == expected  # the mixed line is left out
+    assert labels.label[labels.pixels_of(1)].tolist() == [0, 0, 0]
+    seconds0 = dict(zip(zip(labels.x[rows0].tolist(), labels.y[rows0].tolist()), data["seconds"][rows0].tolist()))
+    assert seconds0[(20, 10)] == pytest.approx(0.5) and seconds0[(100, 50)] == pytest.approx(1.0)  # 6 s over 12 pixels
+    assert data["summary"]["mixed"] == 1 and data["summary"]["mixed_pixels"] == 5
+    assert data["summary"]["labels_per_minute"] == pytest.approx(60 * 4 / 14.0, abs=1e-3)
+    assert data["config"]["unit"] == "region"
+    print_annotate(
+        run_annotate(
+            annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"),
+            ready=lambda server: threading.Thread(target=server.shutdown).start(),
+        )
+    )
+    out = capsys.readouterr().out
+    assert "1 region answered mixed (5 pixels): left out" in out and "unchanged" in out
+
+
+# --- merging and refusals ----------------------------------------------------------------------
+
+
+def test_merge_gives_labor_label_merge(tmp_path, toy_target, truth):
+    ids = list(truth)
+    point_selection(tmp_path / "sel1.h5", truth, ids[:2], count=5, ignored=0, seed=1)
+    simulate(tmp_path / "sel1.h5", toy_target, tmp_path / "round1.h5")
+    first = artifacts.read_pixel_set(tmp_path / "sel1.h5", "selection")
+    # Round 2 asks about images 1..3, again about two pixels of round 1 on image 1.
+    second = point_selection(tmp_path / "fresh.h5", truth, ids[1:], count=4, ignored=1, seed=7)
+    rows = first.pixels_of(1)
+    ys = [np.concatenate([first.y[rows][:2], second.y[second.pixels_of(0)]])]
+    ys += [second.y[second.pixels_of(i)] for i in (1, 2)]
+    xs = [np.concatenate([first.x[rows][:2], second.x[second.pixels_of(0)]])]
+    xs += [second.x[second.pixels_of(i)] for i in (1, 2)]
+    write_selection(tmp_path / "sel2.h5", ids[1:], [truth[i].shape for i in ids[1:]], ys, xs)
+    simulate(tmp_path / "sel2.h5", toy_target, tmp_path / "simulated.h5", merge=tmp_path / "round1.h5")
+    annotation = open_annotation(
+        annotate_options(tmp_path / "sel2.h5", toy_target, tmp_path / "person.h5", merge=tmp_path / "round1.h5")
+    )
+    with serving(annotation) as (client, _):
+        answer_all(client, truth, seconds=2.0)
+        summary = client.post("/api/finish")[1]["summary"]
+    assert summary["already_labeled"] == 2 and summary["merged_from"] == str(tmp_path / "round1.h5")
+    person = read_h5(tmp_path / "person.h5")
+    assert_same_labels(person, read_h5(tmp_path / "simulated.h5"))
+    assert [p["kind"] for p in person["lineage"]] == ["selection", "labels"]
+    labels = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
+    rows = labels.pixels_of(0)  # image 0: round 1 only, simulated: no seconds
+    assert np.isnan(person["seconds"][rows]).all()
+    assert np.isfinite(person["seconds"]).sum() == len(labels.y) - 10  # every pixel of round 2 not already labeled
+
+
+def test_refusals_are_one_line_and_write_nothing(tmp_path, toy_target, truth):
+    ids = list(truth)
+    shape = truth[ids[0]].shape
+    write_selection(
+        tmp_path / "missing.h5",
+        [ids[0], "nowhere/nowhere_000000_000019"],
+        [shape, shape],
+        [np.array([1]), np.array([2])],
+        [np.array([1]), np.array([2])],
+    )
+    with pytest.raises(LaborError, match=r"missing\.h5: image 'nowhere/nowhere_000000_000019' is not in cityscapes:"):
+        open_annotation(annotate_options(tmp_path / "missing.h5", toy_target, tmp_path / "out.h5"))
+    write_selection(tmp_path / "size.h5", [ids[0]], [(32, 64)], [np.array([1])], [np.array([1])])
+    with pytest.raises(LaborError, match=r"size\.h5.*64x32 there but 128x64"):
+        open_annotation(annotate_options(tmp_path / "size.h5", toy_target, tmp_path / "out.h5"))
+    write_selection(
+        tmp_path / "labels.h5",
+        [ids[0]],
+        [shape],
+        [np.array([1])],
+        [np.array([1])],
+        kind="labels",
+        labels=[np.array([0])],
+    )
+    with pytest.raises(LaborError, match=r"labels\.h5: is a labels artifact, expected a selection"):
+        open_annotation(annotate_options(tmp_path / "labels.h5", toy_target, tmp_path / "out.h5"))
+    assert not (tmp_path / "out.h5").exists() and not journal_path_for(tmp_path / "out.h5").exists()
+
+    point_selection(tmp_path / "sel.h5", truth, ids[:1], count=3, ignored=0)
+    (tmp_path / "out.h5").write_bytes(b"someone else's")
+    with pytest.raises(LaborError, match=r"out\.h5: already exists; pass --force"):
+        open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "out.h5"))
+    assert (tmp_path / "out.h5").read_bytes() == b"someone else's"
+    # A journal of another selection is never taken over, not even with --force.
+    point_selection(tmp_path / "other.h5", truth, ids[:1], count=3, ignored=0, seed=5)
+    annotation = open_annotation(annotate_options(tmp_path / "other.h5", toy_target, tmp_path / "b.h5"))
+    with serving(annotation) as (client, _):
+        answer_all(client, truth)
+    with pytest.raises(LaborError, match=r"b\.annotate\.jsonl: holds answers to another selection .*other\.h5"):
+        open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "b.h5", force=True))
+    with pytest.raises(LaborError, match=r"cannot serve on 127\.0\.0\.1:"), serving(annotation) as (client, server):
+        AnnotateServer(annotation, "127.0.0.1", server.server_address[1])
+
+
+# --- through the command line ------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_labor(*args) -> tuple[subprocess.Popen, str, str]:
+    """`labor ARGS` in a process of its own (so that a real SIGINT reaches it), the URL it prints, and
+    what it printed up to there."""
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labor_cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # A shell without job control starts background jobs with SIGINT ignored; Ctrl-C is what is tested.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("open http://"):
+            return process, line.split()[1], "".join(lines)
+    process.kill()
+    raise AssertionError(f"no URL printed: {''.join(lines)}{process.stderr.read()}")
+
+
+class UrlClient(Client):
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+
+
+def finish(process: subprocess.Popen, printed: str) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=60)
+    return process.returncode, printed + out, err
+
+
+def test_cli_ctrl_c_saves_and_the_same_command_continues(tmp_path, toy_target, truth):
+    ids = list(truth)[:2]
+    point_selection(tmp_path / "sel.h5", truth, ids, count=3, ignored=1)
+    simulate(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5")
+    command = ["annotate", "--selection", tmp_path / "sel.h5", "--target", toy_target, "-o", tmp_path / "person.h5"]
+    process, url, printed = start_labor(*command, "--port", "0")
+    try:
+        assert "annotate: 6 points in 2 images" in printed
+        answer_all(UrlClient(url), truth, seconds=2.0, skip=range(2, 6))
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        code, out, err = finish(process, printed)
+    finally:
+        process.kill()
+    journal = tmp_path / "person.annotate.jsonl"
+    assert code == 130 and err == "", (out, err)
+    assert "annotate stopped: 2 of 6 points answered, 4 left" in out and f"-> {tmp_path / 'person.h5'}" in out
+    assert f"to continue, run the same command again: it resumes from the answers kept in {journal}" in out
+    assert len(artifacts.read_pixel_set(tmp_path / "person.h5", "labels").y) == 2
+
+    process, url, printed = start_labor(*command, "--port", "0", "--quiet")  # --quiet still prints the URL
+    try:
+        assert f"2 answered earlier (from {journal})" in printed
+        client = UrlClient(url)
+        answer_all(client, truth, seconds=2.0, skip=range(2))
+        assert client.post("/api/finish")[0] == 200
+        code, out, err = finish(process, printed)
+    finally:
+        process.kill()
+    assert code == 0 and err == "" and "annotate finished: 6 of 6 points answered, 0 left" in out, (out, err)
+    assert "30.0 points per minute" in out and "to continue" not in out
+    assert_same_labels(read_h5(tmp_path / "person.h5"), read_h5(tmp_path / "simulated.h5"))  # what adapt reads
+
+
+def labor_error(capsys, *args) -> tuple[int, str]:
+    """`labor ARGS` in this process: its exit code and its stderr, which must be one line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err, captured.err
+    return exit_info.value.code, captured.err.strip()
+
+
+def test_cli_bad_input_is_one_error_line_and_writes_nothing(tmp_path, toy_target, truth, capsys):
+    ids = list(truth)
+    point_selection(tmp_path / "sel.h5", truth, ids[:1], count=3, ignored=0)
+    point_selection(tmp_path / "other.h5", truth, ids[:1], count=3, ignored=0, seed=5)
+    write_selection(tmp_path / "empty.h5", ids[:1], [truth[ids[0]].shape], [np.zeros(0)], [np.zeros(0)])
+    (tmp_path / "taken.h5").write_bytes(b"someone else's")
+    out = tmp_path / "out" / "person.h5"
+    base = ["annotate", "--target", toy_target, "-o", out, "--port", "0"]
+    cases = [  # (extra arguments, exit code, the error line after "labor: error: ")
+        (["--selection", tmp_path / "nothing.h5"], 1, f"{tmp_path / 'nothing.h5'}: no such file"),
+        (["--selection", tmp_path / "sel.h5", "--port", "70000"], 2, "--port 70000: must be from 0 to 65535"),
+        (["--selection", tmp_path / "empty.h5"], 1, f"{tmp_path / 'empty.h5'}: selects no pixels: nothing to annotate"),
+        (["--selection", tmp_path / "sel.h5", "--target", "cityscapes:" + str(tmp_path / "nowhere")], 1,
+         str(tmp_path / "nowhere")),
+        (["--selection", tmp_path / "sel.h5", "--merge", tmp_path / "other.h5"], 1,
+         f"{tmp_path / 'other.h5'}: is a selection artifact, expected a labels artifact"),
+        (["--selection", tmp_path / "sel.h5", "-o", tmp_path / "taken.h5"], 1,
+         f"{tmp_path / 'taken.h5'}: already exists; pass --force to replace it"),
+    ]  # fmt: skip
+    for extra, code, message in cases:
+        got_code, err = labor_error(capsys, *base, *extra)
+        assert got_code == code and err.startswith("labor: error: ") and message in err, (extra, err)
+    assert not out.parent.exists()  # nothing written, not even the folder
+
+    # The answers file (journal) of another selection is never taken over, not even with --force.
+    out.parent.mkdir()
+    header = {"labor_annotate": 1, "session": "s", "selection": str(tmp_path / "other.h5"), "selection_uuid": "u"}
+    journal = tmp_path / "out" / "person.annotate.jsonl"
+    journal.write_text(json.dumps(header) + "\n")
+    code, err = labor_error(capsys, *base, "--selection", tmp_path / "sel.h5", "--force")
+    assert code == 1 and err.startswith(f"labor: error: {journal}: holds answers to another selection")
+    assert "move it away to start afresh" in err
+    journal.write_text("not json\n")
+    assert labor_error(capsys, *base, "--selection", tmp_path / "sel.h5") == (
+        1, f"labor: error: {journal}: line 1: not a JSON record (damaged journal)")  # fmt: skip
+    journal.unlink()
+
+    # A port in use: one line that says what to do.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = labor_error(capsys, *base, "--selection", tmp_path / "sel.h5", "--port", port)
+    assert code == 1 and err.startswith(f"labor: error: cannot serve on 127.0.0.1:{port} (")
+    assert err.endswith("choose another --port (0: any free one) or --host")
+    assert sorted(p.name for p in out.parent.iterdir()) == []
+
+
+def test_cli_help_lists_annotate_with_its_options():
+    runner = CliRunner()
+    assert "annotate" in runner.invoke(app, ["--help"]).output
+    help_text = runner.invoke(app, ["annotate", "--help"]).output
+    for flag in ("--selection", "--target", "--output", "--split", "--merge", "--host", "--port", "--force"):
+        assert flag in help_text

@@ -18,8 +18,9 @@ from labor_cli import __version__
 from labor_cli import options as declarations
 from labor_cli.errors import LaborError
 from labor_cli.options import (
-    AdaptOptions, AnnotateOptions, BenchOptions, DemoOptions, EvaluateOptions, ExportOptions, ExtractOptions,
-    ImportOptions, InspectOptions, LabelOptions, SelectOptions, ShowOptions, ToyOptions, WarmupOptions,
+    AdaptOptions, AnnotateOptions, BenchOptions, ConvertOptions, DataCheckOptions, DemoOptions, EvaluateOptions,
+    ExportOptions, ExtractOptions, ImportOptions, InspectOptions, LabelOptions, PlotOptions, PredictOptions,
+    SelectOptions, ShowOptions, ToyOptions, WarmupOptions,
 )
 
 app = typer.Typer(
@@ -31,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-data_app = typer.Typer(help="Datasets: draw the embedded toy domain pair.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: draw the embedded toy domain pair, check a dataset on disk.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
@@ -124,6 +125,30 @@ def data_toy(options: ToyOptions) -> None:
     print_toy_summary(options.directory, summary)
 
 
+@command("check", DataCheckOptions, parent=data_app)
+def data_check(options: DataCheckOptions) -> None:
+    """Check a dataset on disk per split: counts, unpaired files, image sizes, label ids outside the class table.
+
+    Exit code 1 when the stages would fail on it (errors); warnings alone exit 0."""
+    from labor_cli.data.check import exit_code, print_data_check, run_data_check
+
+    check = run_data_check(options)
+    if options.as_json:
+        print(json.dumps(check.as_dict(), indent=2))
+    else:
+        print_data_check(check)
+    if exit_code(check):
+        raise typer.Exit(exit_code(check))
+
+
+@command("convert", ConvertOptions)
+def convert(options: ConvertOptions) -> None:
+    """A DeepLab-v2 from AdaptSegNet, ADVENT or RIPU (or the field's DeepLab-v2 init) as a labor checkpoint."""
+    from labor_cli.stages.convert import print_convert, run_convert
+
+    print_convert(run_convert(options))
+
+
 @command("warmup", WarmupOptions)
 def warmup(options: WarmupOptions) -> None:
     """Train A on source labels with output-space adversarial alignment, and B's two heads."""
@@ -188,7 +213,7 @@ def annotate(options: AnnotateOptions) -> None:
 
 @command("show", ShowOptions)
 def show(options: ShowOptions) -> None:
-    """PNG overlays in the Cityscapes palette: masks and predictions, chosen points, labels."""
+    """PNGs in the Cityscapes palette, side-by-side panels: image | prediction | mask, image | points, image | labels."""
     from labor_cli.stages.show import print_show, run_show
 
     print_show(run_show(options))
@@ -222,6 +247,22 @@ def evaluate(options: EvaluateOptions) -> None:
         result = run_evaluate(options, rank=rank)
     if rank.is_main:
         print_evaluation(result, options.output)
+
+
+@command("predict", PredictOptions)
+def predict(options: PredictOptions) -> None:
+    """Model A's predictions of a split (labels or not) as label-id PNGs the Cityscapes evaluator and server take."""
+    from labor_cli.stages.predict import print_predict, run_predict
+
+    print_predict(run_predict(options))
+
+
+@command("plot", PlotOptions)
+def plot(options: PlotOptions) -> None:
+    """PNG figures: training curves, mIoU against the labeled share (one line per method), IoU per class."""
+    from labor_cli.stages.plot import print_plot, run_plot
+
+    print_plot(run_plot(options))
 
 
 @command("inspect", InspectOptions)

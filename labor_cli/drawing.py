@@ -185,6 +185,36 @@ def draw_labels(image: np.ndarray, y: np.ndarray, x: np.ndarray, label: np.ndarr
     return out
 
 
+PANEL_WIDTH = 512  # a panel is enlarged to at least this width unless a scale is given
+PANEL_GAP = 4  # white pixels between panels
+
+
+def panel_scale(width: int, scale: Optional[int] = None) -> int:
+    """The whole-number enlargement: ``scale``, or the smallest that makes a panel PANEL_WIDTH wide
+    (256 -> 2, 128 -> 4, 1024 -> 1)."""
+    return scale if scale is not None else max(1, -(-PANEL_WIDTH // width))
+
+
+def side_by_side(panels: list[np.ndarray], scale: int) -> np.ndarray:
+    """Panels of one size, each enlarged ``scale`` times (nearest neighbour: pixels stay pixels),
+    left to right with a white gap."""
+    big = [panel.repeat(scale, axis=0).repeat(scale, axis=1) for panel in panels]
+    gap = np.full((big[0].shape[0], PANEL_GAP, 3), 255, dtype=np.uint8)
+    return np.concatenate([part for panel in big for part in (gap, panel)][1:], axis=1)
+
+
+def draw_classes(prediction: np.ndarray, class_set: str) -> np.ndarray:
+    """Class indices in the palette's colours (ignored and unknown indices black)."""
+    return palette_256(class_set)[prediction]
+
+
+def draw_mask(image: Optional[np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """The mask in white over the image darkened to 35% (over black without an image)."""
+    out = np.zeros(mask.shape + (3,), np.uint8) if image is None else np.round(image * 0.35).astype(np.uint8)
+    out[mask] = WHITE
+    return out
+
+
 def draw_prediction(image: Optional[np.ndarray], prediction: np.ndarray, mask: np.ndarray,
                     class_set: str) -> np.ndarray:
     """A's prediction blended over the image (half and half), full colour inside the mask, mask outlined white."""

@@ -41,6 +41,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SELECT_MODES = ("ppl", "spl", "balanced", "random", "entropy")
 EXPORT_FORMATS = ("csv", "json")
 TOY_SIZES = ("default", "tiny")
+PLOTS = ("curves", "budget", "classes")
 TOY_SHIFTS = ("photo", "night")
 
 
@@ -242,8 +243,11 @@ class WarmupOptions(TrainingStageOptions):
 
     arch: str = option(default="deeplabv2-r101", choices=ARCHS,
                        help="deeplabv2-r101, deeplabv2-r50 or small (CPU-sized).")
-    init: str = option(default="none", help="Backbone initialisation: none, imagenet (torchvision download), or PATH "
-                                            "to a local torchvision state dict.")
+    # auto: what the field does (ImageNet ResNets; the small arch from scratch); tests pass none.
+    init: str = option(default="auto",
+                       help="Backbone initialisation: auto (imagenet for the ResNet archs, none for small), none, "
+                            "imagenet (torchvision's cache, downloaded once), or [FORMAT:]PATH: a torchvision ResNet "
+                            "or a field DeepLab-v2 (adaptsegnet:, advent:, deeplab:, ripu:).")
     selector_backbone: str = option(default="separate", choices=SELECTOR_BACKBONES,
                                     help="B's backbone: separate (a second copy) or shared (A's; one backbone pass).")
     classes: Optional[str] = option(default=None, choices=CLASS_SETS, stored_as="class_set",
@@ -371,10 +375,15 @@ class ShowOptions:
     COMMAND: ClassVar[str] = "show"
 
     artifact: Path = option(argument=True, help="A masks, selection or labels artifact.")
-    output_dir: Path = option("--output", "-o", help="Folder for the PNG overlays.")
+    output_dir: Path = option("--output", "-o", help="Folder for the PNGs.")
     target: Optional[str] = option(default=None, help="Target dataset KIND:PATH (the images to draw on).")
     split: str = option(default="train", help="Target split.")
     limit: Optional[int] = option(default=None, min=1, help="At most this many images.")
+    overlay: bool = option("--overlay", default=False,
+                           help="One drawing at the image's own size instead of side-by-side panels (image | "
+                                "prediction | mask, image | points, image | labels, scaled up).")
+    scale: Optional[int] = option(default=None, min=1, help="Enlarge the panels this many times (default: enough "
+                                                            "for 512 pixels of width per panel).")
     force: bool = force_option("Replace an existing output folder, whole.")
     quiet: bool = quiet_option()
 
@@ -401,6 +410,69 @@ class EvaluateOptions:
     skip_bad: bool = skip_bad_option()
 
 
+@dataclass(kw_only=True)
+class ConvertOptions:
+    COMMAND: ClassVar[str] = "convert"
+
+    weights: str = option(argument=True, metavar="[FORMAT:]PATH",
+                          help="A DeepLab-v2 from the field: adaptsegnet:, advent:, deeplab: (the COCO/ImageNet init) "
+                               "or ripu: PATH; without FORMAT: guessed from the keys.")
+    output: Path = output_option()
+    classes: Optional[str] = option(default=None, choices=CLASS_SETS, stored_as="class_set",
+                                    help="Class set (default: from the classifier's width, 19 or 16).")
+    selector_backbone: str = option(default="separate", choices=SELECTOR_BACKBONES,
+                                    help="B's backbone: separate (a copy of A's) or shared (A's).")
+    discriminator: Optional[str] = option(default=None, metavar="[FORMAT:]PATH",
+                                          help="The field's output-space discriminator to start D from (default: "
+                                               "fresh).")
+    seed: int = option(default=0, help="Seed of B's head split and of D's fresh weights.")
+    force: bool = force_option()
+
+
+@dataclass(kw_only=True)
+class PredictOptions:
+    COMMAND: ClassVar[str] = "predict"
+
+    model: Path = option("--model", "-m", help="Checkpoint artifact (from warmup, adapt or convert).")
+    target: str = option(help="Dataset KIND:PATH; labels are not needed (e.g. cityscapes:/data/cityscapes --split "
+                              "test).")
+    output_dir: Path = option("--output", "-o", help="Folder for {city}_{seq}_{frame}_pred_labelIds.png, as the "
+                                                    "Cityscapes evaluator and benchmark server take them.")
+    split: str = option(default="val", help="Split to predict.")
+    colour: Optional[Path] = option(default=None, help="Also write colour PNGs to this folder (not inside --output).")
+    input_size: Optional[tuple[int, int]] = input_size_option()
+    batch_size: int = option(default=1, min=1, help="Images per forward pass (same-sized images only).")
+    device: str = device_option()
+    precision: str = precision_option()
+    compile: str = compile_option()
+    workers: Optional[int] = workers_option()
+    force: bool = force_option("Replace existing output folders, whole.")
+    quiet: bool = quiet_option()
+    skip_bad: bool = option("--skip-bad", default=False,
+                            help="Leave out images whose files are unreadable (checked up front) and list them in "
+                                 "predictions.json.")
+
+
+@dataclass(kw_only=True)
+class PlotOptions:
+    COMMAND: ClassVar[str] = "plot"
+
+    kind: str = option(argument=True, choices=PLOTS,
+                       help="curves (a checkpoint's or a running OUTPUT.losses.csv's losses), budget (mIoU against "
+                            "the share of labeled target pixels) or classes (IoU per class).")
+    inputs: Optional[list[str]] = option(argument=True, default=None, metavar="FILES...",
+                                         help="Checkpoints or loss-history CSVs (curves); evaluation artifacts "
+                                              "(budget, classes).")
+    output: Path = option("--output", "-o", help="PNG to write.")
+    label: Optional[list[str]] = option(default=None, metavar="NAME=GLOB",
+                                        help="Name the evaluation artifacts a glob matches as one method "
+                                             "(repeatable); default: named from their lineage.")
+    size: Optional[tuple[int, int]] = option(default=None, parse=parse_size, metavar="WIDTHxHEIGHT",
+                                             help="Figure size in pixels (default 1200x800).")
+    smooth: int = option(default=50, min=1, help="Moving-average window of the curves, in iterations.")
+    force: bool = force_option()
+
+
 # --- commands that write no artifact ----------------------------------------------------------
 
 
@@ -415,6 +487,16 @@ class ToyOptions:
     shift: str = option(default="photo", choices=TOY_SHIFTS,
                         help="The target's look: photo (a photographed street) or night (the same streets by night).")
     force: bool = force_option()
+
+
+@dataclass(kw_only=True)
+class DataCheckOptions:
+    COMMAND: ClassVar[str] = "data check"
+
+    dataset: str = option(argument=True, metavar="KIND:PATH",
+                          help="Dataset to check, e.g. cityscapes:/data/cityscapes, gta5:/data/GTA5.")
+    workers: Optional[int] = option(default=None, min=1, help="Processes decoding labels (default: one per CPU).")
+    as_json: bool = option("--json", default=False, help="Print the report as JSON for scripts.")
 
 
 @dataclass(kw_only=True)
@@ -467,6 +549,7 @@ class BenchOptions:
 COMMAND_OPTIONS: tuple[type, ...] = (
     ToyOptions, WarmupOptions, ExtractOptions, SelectOptions, LabelOptions, ExportOptions, ImportOptions,
     AnnotateOptions, ShowOptions, AdaptOptions, EvaluateOptions, InspectOptions, DemoOptions, BenchOptions,
+    ConvertOptions, PredictOptions, PlotOptions, DataCheckOptions,
 )
 
 

@@ -28,6 +28,7 @@ from labor_cli.console import progress_bar, stderr
 from labor_cli.data.transforms import ImageNormalizer
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError
+from labor_cli.history import LossHistoryCSV
 from labor_cli.options import TrainConfig
 from labor_cli.runtime import CompileFallback, autocast, memory_format, seed_worker
 
@@ -345,12 +346,15 @@ class LossLog:
     """The losses of the iterations since the last flush (still on the device) and the history
     before them (on the host)."""
 
-    def __init__(self, history: dict[str, list[float]], rank: Rank, resume_path: Path):
-        self.history, self.rank, self.resume_path = history, rank, resume_path
+    def __init__(self, history: dict[str, list[float]], rank: Rank, resume_path: Path,
+                 csv: Optional[LossHistoryCSV] = None):
+        self.history, self.rank, self.resume_path, self.csv = history, rank, resume_path, csv
         self.pending: list[dict[str, torch.Tensor]] = []
+        self.rates: list[float] = []  # A's backbone learning rate at each pending iteration (host floats)
 
-    def add(self, step_losses: dict[str, torch.Tensor]) -> None:
+    def add(self, step_losses: dict[str, torch.Tensor], lr: Optional[float] = None) -> None:
         self.pending.append(step_losses)
+        self.rates.append(lr)
 
     def flush(self, iteration: int) -> dict[str, float]:
         """Move the pending losses to the host (one synchronisation), check that they are finite,
@@ -358,6 +362,7 @@ class LossLog:
         if not self.pending:
             return {}
         stacked = {name: torch.stack([p[name] for p in self.pending]).float().cpu().numpy() for name in HISTORY_NAMES}
+        rates, self.rates = self.rates, []
         self.pending.clear()
         if self.rank.distributed:  # the mean over the processes: the same history, and the same verdict, everywhere
             summed = distributed.all_reduce_sum(torch.from_numpy(np.stack([stacked[n] for n in HISTORY_NAMES])),
@@ -369,6 +374,8 @@ class LossLog:
                 raise LaborError(f"loss {name} became {values[~np.isfinite(values)][0]} by iteration {iteration}; "
                                  f"stopped. The last good checkpoint is {last_good}; try a lower --lr")
             self.history[name].extend(values.tolist())
+        if self.csv is not None:  # checked first: a non-finite loss never reaches the CSV either
+            self.csv.append(stacked, rates)
         return {name: float(values.mean()) for name, values in stacked.items()}
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -398,7 +405,7 @@ def device_batch(source: dict, target: dict, device: torch.device, normalize: Im
 def train(networks, config: TrainConfig, stage: str, source_view, target_view, target_points: Optional[TargetPoints],
           device: torch.device, precision: str, workers: int, save: Callable[[TrainingState, Path], None],
           resume_path: Path, resume_state: Optional[TrainingState] = None, quiet: bool = False, rank: Rank = Rank(),
-          compile_networks: bool = False) -> TrainingState:
+          compile_networks: bool = False, history_csv: Optional[Path] = None) -> TrainingState:
     """Train from iteration 0 (or ``resume_state``) to ``config.iterations``; return the final state.
 
     Every ``save_every`` iterations, and on SIGINT/SIGTERM, a complete checkpoint is written
@@ -408,6 +415,9 @@ def train(networks, config: TrainConfig, stage: str, source_view, target_view, t
     gradients are averaged (training_step), only rank 0 saves and shows progress, and the
     processes agree at every log and save point whether one of them was asked to stop, so
     they all stop after the same iteration.
+
+    ``history_csv``: rank 0 appends every flushed iteration's losses there (labor_cli.history),
+    the file rewound to the resumed iteration first.
     """
     adapt = target_points is not None
     fmt = memory_format(device)
@@ -418,7 +428,8 @@ def train(networks, config: TrainConfig, stage: str, source_view, target_view, t
     compiled = CompileFallback(networks.called_modules(), compile_networks)
     optimizers = build_optimizers(networks, config)
     start, history = restore_optimizers(optimizers, resume_state)
-    log = LossLog(history, rank, resume_path)
+    csv = LossHistoryCSV(history_csv, start, history) if history_csv is not None and rank.is_main else None
+    log = LossLog(history, rank, resume_path, csv)
     steering = MaskShareSteering(config, history, start, device)
     pseudo_from = 0 if adapt else config.warmup_pseudo_from()
 
@@ -439,7 +450,8 @@ def train(networks, config: TrainConfig, stage: str, source_view, target_view, t
             source, target, indices = device_batch(source, target, device, normalize, config, iteration, rank)
             points = target_points.batch(indices, device) if adapt else []
             log.add(compiled(training_step, networks, optimizers, config, source, target, points, precision, adapt,
-                             rank=rank, pseudo=iteration >= pseudo_from, lambda_dis=steering.tensor))
+                             rank=rank, pseudo=iteration >= pseudo_from, lambda_dis=steering.tensor),
+                    optimizers["segmenter"].param_groups[0]["lr"])
             iteration += 1
             log_now = iteration % config.log_every == 0 or iteration == config.iterations
             save_now = iteration % config.save_every == 0 and iteration < config.iterations
@@ -456,6 +468,8 @@ def train(networks, config: TrainConfig, stage: str, source_view, target_view, t
                 log.flush(iteration)
                 save_and_stop(state_at(iteration), save, resume_path, stop, bar, rank)
     log.flush(iteration)
+    if csv is not None:
+        csv.close()
     distributed.check_in_sync(networks, rank, "the end of training")
     return state_at(iteration)
 

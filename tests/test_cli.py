@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from labor_cli.cli import app
 
-STAGES = ("data", "warmup", "extract", "select", "label", "adapt", "evaluate", "inspect", "export", "import", "show", "demo", "bench")
+STAGES = ("data", "warmup", "extract", "select", "label", "adapt", "evaluate", "inspect", "export", "import", "show", "demo", "bench",
+          "convert", "predict", "plot")
 
 
 def labor(*args, check=True):
@@ -46,6 +47,13 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
         "-o", tmp_path / "adapt.h5", *adapt_train)
     out = run("evaluate", "-m", tmp_path / "adapt.h5", "--target", toy_target, "-o", tmp_path / "eval.h5", "--device", "cpu", "--workers", "0", "-q")
     assert "mIoU19" in out
+    # the loss histories beside the checkpoints, a row per iteration; and the figures drawn from them
+    assert (tmp_path / "warmup.losses.csv").read_text().splitlines()[0].startswith("iteration,seg_src,")
+    assert len((tmp_path / "adapt.losses.csv").read_text().splitlines()) == 1 + 4
+    out = run("plot", "curves", tmp_path / "warmup.h5", tmp_path / "adapt.losses.csv", "-o", tmp_path / "curves.png")
+    assert "2 series (warmup.h5, adapt.losses.csv)" in " ".join(out.split())
+    out = run("plot", "budget", tmp_path / "eval.h5", "-o", tmp_path / "budget.png")
+    assert "1 series (ppl, 5 points" in " ".join(out.split())
     info = json.loads(run("inspect", tmp_path / "eval.h5", "--json"))
     assert info["kind"] == "evaluation" and info["lineage"][0]["path"] == str(tmp_path / "adapt.h5")
     with h5py.File(tmp_path / "adapt.h5") as f:
@@ -68,6 +76,7 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
     (["select", "--masks", "{tmp}/plain.h5", "--mode", "ppl", "--points", "0", "-o", "{tmp}/s.h5"], 2, "points"),
     (["warmup", "--source", "nonsense", "--target", "cityscapes:{tmp}", "-o", "{tmp}/w.h5"], 2, "nonsense"),
     (["warmup", "--source", "gta5:{tmp}/nowhere", "--target", "cityscapes:{tmp}", "-o", "{tmp}/w.h5"], 1, "nowhere"),
+    (["convert", "{tmp}/plain.h5", "-o", "{tmp}/c.h5"], 1, "plain.h5: not a readable PyTorch weights file"),
 ])
 def test_bad_input_gives_one_line_an_exit_code_and_no_traceback(tmp_path, args, code, message):
     with h5py.File(tmp_path / "plain.h5", "w") as f:
@@ -78,4 +87,4 @@ def test_bad_input_gives_one_line_an_exit_code_and_no_traceback(tmp_path, args, 
     assert message in result.stderr
     if code == 1:
         assert len(result.stderr.strip().splitlines()) == 1
-    assert not any(p.name in ("e.h5", "s.h5", "w.h5") for p in tmp_path.iterdir())
+    assert not any(p.name in ("e.h5", "s.h5", "w.h5", "c.h5", "p.png", "p") for p in tmp_path.iterdir())

@@ -138,7 +138,8 @@ def test_warmup_with_two_processes_stops_together_resumes_and_matches_the_global
     out = _run(2, *args, "--resume", cwd=tmp_path)
     assert out.stdout.count("16 iterations") == 1
     assert not resume_file.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.h5"]  # one artifact, no stray partial files
+    # one artifact and its loss history, no stray partial files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.h5", "two.losses.csv"]
     two = artifacts.load_checkpoint(tmp_path / "two.h5")
     assert two.state.iteration == 16 and two.config["world_size"] == 2
 

@@ -28,6 +28,10 @@ RECEIVERS = {
     "show": ("labor_cli.stages.show", "run_show"),
     "evaluate": ("labor_cli.stages.evaluate", "run_evaluate"),
     "demo": ("labor_cli.stages.demo", "run_demo"),
+    "convert": ("labor_cli.stages.convert", "run_convert"),
+    "predict": ("labor_cli.stages.predict", "run_predict"),
+    "plot": ("labor_cli.stages.plot", "run_plot"),
+    "data check": ("labor_cli.data.check", "run_data_check"),
 }
 # The keys of each artifact's config as labor wrote them before the options were declared
 # (an old resume file must still compare equal); the stage adds the keys that are no option.
@@ -75,6 +79,8 @@ def non_default(option: declarations.Declared, folder: Path) -> tuple[str | None
         return choice, choice
     if option.spec.parse is not None:
         return "33x22", (33, 22)
+    if typing.get_origin(kind) is list:  # given once here (plot's files, --label)
+        return f"value-of-{option.name}", [f"value-of-{option.name}"]
     if kind is Path:
         path = folder / f"{option.name}.toml"
         path.write_text("")  # --config reads it: an empty file sets nothing
@@ -268,6 +274,8 @@ def test_each_command_offers_only_its_own_options_with_their_choices():
     assert "[ppl|spl|balanced|random|entropy]" in invoke(["select", "--help"]).output
     assert "[csv|json]" in invoke(["export", "--help"]).output
     assert "[default|tiny]" in invoke(["data", "toy", "--help"]).output
+    assert "[curves|budget|classes]" in invoke(["plot", "--help"]).output
+    assert "[cityscapes19|synthia16]" in invoke(["convert", "--help"]).output
     assert "[photo|night]" in invoke(["data", "toy", "--help"]).output
     assert "[deeplabv2-r101|deeplabv2-r50|small]" in invoke(["bench", "--help"]).output
 

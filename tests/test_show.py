@@ -1,4 +1,5 @@
-"""labor show: one PNG per image, of the image's size, with the artifact's pixels visibly drawn."""
+"""labor show: one PNG per image, the artifact's pixels visibly drawn: side-by-side panels scaled up, or an
+overlay of the image's size."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ POINTS_X = [np.array([5, 64, 120]), np.array([0, 127]), np.array([10]), np.array
 def test_show_selection_marks_every_point_with_limit(tmp_path, toy_target, dataset, capsys):
     ids = dataset.image_ids
     write_pixels(tmp_path / "sel.h5", "selection", ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
-    result = run_show(ShowOptions(artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show",
+    result = run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show",
                                   limit=2, quiet=True))
     assert result.kind == "selection" and result.images == 2 and result.of_images == 4
     assert sorted(p.name for p in (tmp_path / "show").iterdir()) == sorted(i.replace("/", "__") + ".png" for i in ids[:2])
@@ -66,7 +67,7 @@ def test_show_labels_draws_class_colours(tmp_path, toy_target, dataset):
     ids = dataset.image_ids[:2]
     labels = [np.array([13, 0, 255]), np.array([10, 2])]
     write_pixels(tmp_path / "labels.h5", "labels", ids, [(64, 128)] * 2, POINTS_Y[:2], POINTS_X[:2], labels)
-    run_show(ShowOptions(artifact=tmp_path / "labels.h5", target=toy_target, output_dir=tmp_path / "show", quiet=True))
+    run_show(ShowOptions(overlay=True, artifact=tmp_path / "labels.h5", target=toy_target, output_dir=tmp_path / "show", quiet=True))
     colours = class_colours("cityscapes19")
     for i, image_id in enumerate(ids):
         png = png_of(tmp_path / "show", image_id)
@@ -94,7 +95,7 @@ def write_masks(path, dataset):
 
 def test_show_masks_blends_prediction_and_outlines_the_mask(tmp_path, toy_target, dataset):
     write_masks(tmp_path / "masks.h5", dataset)
-    result = run_show(ShowOptions(artifact=tmp_path / "masks.h5", target=toy_target, output_dir=tmp_path / "show",
+    result = run_show(ShowOptions(overlay=True, artifact=tmp_path / "masks.h5", target=toy_target, output_dir=tmp_path / "show",
                                   limit=3, quiet=True))
     assert result.images == 3
     png = png_of(tmp_path / "show", dataset.image_ids[0])
@@ -105,7 +106,7 @@ def test_show_masks_blends_prediction_and_outlines_the_mask(tmp_path, toy_target
     assert tuple(png[15, 40]) == tuple(road)  # inside the mask: the prediction at full strength
     np.testing.assert_allclose(png[40, 100], 0.5 * plain[40, 100] + 0.5 * class_colours("cityscapes19")[13], atol=1)
     # Without a target: the prediction alone.
-    result = run_show(ShowOptions(artifact=tmp_path / "masks.h5", target=None, output_dir=tmp_path / "alone",
+    result = run_show(ShowOptions(overlay=True, artifact=tmp_path / "masks.h5", target=None, output_dir=tmp_path / "alone",
                                   quiet=True))
     assert result.images == 4 and png_of(tmp_path / "alone", dataset.image_ids[3]).shape == (64, 128, 3)
 
@@ -114,34 +115,34 @@ def test_show_refuses_bad_inputs_and_leaves_nothing_half_written(tmp_path, toy_t
     ids = dataset.image_ids
     write_pixels(tmp_path / "sel.h5", "selection", ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
     with pytest.raises(LaborUsageError, match=r"sel\.h5: .*needs the target"):
-        run_show(ShowOptions(artifact=tmp_path / "sel.h5", target=None, output_dir=tmp_path / "show"))
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=None, output_dir=tmp_path / "show"))
     with pytest.raises(LaborUsageError, match="--limit"):
-        run_show(ShowOptions(artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", limit=0))
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", limit=0))
     with artifacts.create_artifact(tmp_path / "eval.h5", "evaluation", {}) as f:
         f.create_dataset("iou", data=np.zeros(19))
     with pytest.raises(LaborError, match=r"eval\.h5: is a evaluation artifact"):
-        run_show(ShowOptions(artifact=tmp_path / "eval.h5", target=toy_target, output_dir=tmp_path / "show"))
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "eval.h5", target=toy_target, output_dir=tmp_path / "show"))
     (tmp_path / "plain.txt").write_text("x")
     with pytest.raises(LaborError, match=r"plain\.txt: not a readable HDF5"):
-        run_show(ShowOptions(artifact=tmp_path / "plain.txt", target=toy_target, output_dir=tmp_path / "show"))
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "plain.txt", target=toy_target, output_dir=tmp_path / "show"))
     # An image the dataset lacks, after the first ones: refused before anything is written.
     write_pixels(tmp_path / "bad.h5", "selection", [ids[0], "nowhere/nowhere_000000_000019"], [(64, 128)] * 2,
                  POINTS_Y[:2], POINTS_X[:2])
     with pytest.raises(LaborError, match=r"bad\.h5: image 'nowhere/nowhere_000000_000019' is not in"):
-        run_show(ShowOptions(artifact=tmp_path / "bad.h5", target=toy_target, output_dir=tmp_path / "show"))
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "bad.h5", target=toy_target, output_dir=tmp_path / "show"))
     assert not (tmp_path / "show").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     # Existing non-empty output: refused without force, replaced with it.
     (tmp_path / "show").mkdir()
     (tmp_path / "show" / "old.png").write_bytes(b"old")
     with pytest.raises(LaborError, match=r"show: folder exists and is not empty; pass --force"):
-        run_show(ShowOptions(artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show"))
-    run_show(ShowOptions(artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", force=True,
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show"))
+    run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", force=True,
                          quiet=True))
     assert len(list((tmp_path / "show").iterdir())) == 4 and not (tmp_path / "show" / "old.png").exists()
     # An empty existing folder is fine without force.
     (tmp_path / "empty").mkdir()
-    run_show(ShowOptions(artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "empty", limit=1,
+    run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "empty", limit=1,
                          quiet=True))
     assert len(list((tmp_path / "empty").iterdir())) == 1
 
@@ -154,3 +155,47 @@ def test_mark_points_changes_each_point_even_on_marker_coloured_pixels():
     assert (out[y, x] != image[y, x]).any(axis=1).all()
     assert tuple(out[10, 5]) == (0, 255, 0) and tuple(out[25, 45]) == (255, 0, 255)
     assert mark_points(image, np.array([], int), np.array([], int)).tolist() == image.tolist()
+
+
+def test_panels_side_by_side_scaled_up_through_the_command(tmp_path, toy_target, dataset):
+    """The default: image | drawing, enlarged by whole pixels to 512 wide per panel (128 -> 4x), a 4-pixel gap."""
+    from typer.testing import CliRunner
+
+    from labor_cli.cli import app
+    from labor_cli.drawing import draw_labels
+
+    def labor(*args):
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    ids = dataset.image_ids
+    write_pixels(tmp_path / "sel.h5", "selection", ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
+    assert "selection: 1 PNGs (first 1 of 4)" in labor("show", tmp_path / "sel.h5", "--target", toy_target, "-o",
+                                                        tmp_path / "sel", "--limit", 1, "-q").output
+    png, image = png_of(tmp_path / "sel", ids[0]), dataset.read_image(0)
+    assert png.shape == (64 * 4, 128 * 4 * 2 + 4, 3)
+    assert np.array_equal(png[:, :512], image.repeat(4, 0).repeat(4, 1))
+    assert (png[:, 512:516] == 255).all()
+    assert np.array_equal(png[:, 516:], mark_points(image, POINTS_Y[0], POINTS_X[0]).repeat(4, 0).repeat(4, 1))
+
+    labels = [np.array([13, 0, 255]), np.array([10, 2])]
+    write_pixels(tmp_path / "labels.h5", "labels", ids[:2], [(64, 128)] * 2, POINTS_Y[:2], POINTS_X[:2], labels)
+    labor("show", tmp_path / "labels.h5", "--target", toy_target, "-o", tmp_path / "labels", "--scale", 2, "-q")
+    png, image = png_of(tmp_path / "labels", ids[1]), dataset.read_image(1)
+    drawn = draw_labels(image, POINTS_Y[1], POINTS_X[1], labels[1], "cityscapes19")
+    gap = np.full((128, 4, 3), 255, np.uint8)
+    assert np.array_equal(png, np.concatenate([image.repeat(2, 0).repeat(2, 1), gap, drawn.repeat(2, 0).repeat(2, 1)],
+                                              axis=1))
+
+    write_masks(tmp_path / "masks.h5", dataset)
+    labor("show", tmp_path / "masks.h5", "--target", toy_target, "-o", tmp_path / "masks", "--limit", 1, "-q")
+    png, image = png_of(tmp_path / "masks", ids[0]), dataset.read_image(0)
+    assert png.shape == (256, 3 * 512 + 2 * 4, 3)
+    middle, right = png[:, 516:1028], png[:, 1032:]
+    colours = class_colours("cityscapes19")
+    assert tuple(middle[0, 0]) == tuple(colours[0]) and tuple(middle[-1, -1]) == tuple(colours[13])
+    assert tuple(right[15 * 4, 40 * 4]) == (255, 255, 255)  # inside the mask
+    assert np.array_equal(right[40 * 4, 100 * 4], np.round(image[40, 100] * 0.35).astype(np.uint8))
+    labor("show", tmp_path / "masks.h5", "-o", tmp_path / "alone", "--scale", 1, "-q")  # no target: prediction | mask
+    assert png_of(tmp_path / "alone", ids[3]).shape == (64, 128 * 2 + 4, 3)

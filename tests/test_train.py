@@ -62,13 +62,25 @@ def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, toy
         _warmup(toy_source, toy_target, output)
     assert not output.exists()
     assert artifacts.load_checkpoint(resume_path_for(output)).state.iteration == 3
+    csv = tmp_path / "resumed.losses.csv"  # flushed at iterations 2, 3 (the save) and 4: rows 1-4 and the header
+    assert csv.read_text().splitlines()[-1].startswith("4,") and len(csv.read_text().splitlines()) == 5
     monkeypatch.setattr(training, "training_step", real_step)
     _warmup(toy_source, toy_target, output, resume=True)
+    # resumed from 3: row 4 of the interrupted part is dropped, and the file is the uninterrupted run's
+    assert csv.read_text() == (tmp_path / "straight.losses.csv").read_text()
+    from labor_cli.history import read_loss_history_csv
+
+    columns = read_loss_history_csv(csv)
+    assert columns["iteration"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert np.allclose(columns["lr"], [2e-3 * (1 - i / 6) ** 0.9 for i in range(6)], rtol=1e-12)
     straight, resumed = _weights(tmp_path / "straight.h5"), _weights(output)
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     a = artifacts.load_checkpoint(tmp_path / "straight.h5").state.history
     b = artifacts.load_checkpoint(output).state.history
     assert all(np.array_equal(a[k], b[k]) for k in a)
+    from labor_cli.history import LOSS_COLUMNS  # the losses; the checkpoint also keeps mask_share and lambda_dis
+
+    assert all(np.array_equal(columns[k].astype(np.float32), a[k]) for k in LOSS_COLUMNS)
 
 
 def test_resume_refuses_a_run_with_other_options(tmp_path, toy_source, toy_target, monkeypatch):

@@ -32,7 +32,7 @@ class Networks(nn.Module):
 
     def __init__(self, segmenter: SegmentationModel, selector: PixelSelector,
                  discriminator: Discriminator, *, arch: str, num_classes: int,
-                 selector_backbone: str):
+                 selector_backbone: str, backbone_layout: str = "torchvision"):
         super().__init__()
         self.segmenter = segmenter
         self.selector = selector
@@ -40,6 +40,7 @@ class Networks(nn.Module):
         self.arch = arch
         self.num_classes = num_classes
         self.selector_backbone = selector_backbone
+        self.backbone_layout = backbone_layout
 
     def called_modules(self) -> list[nn.Module]:
         """The modules the stages call themselves, the ones to compile: A's backbone and
@@ -52,28 +53,45 @@ class Networks(nn.Module):
     def config(self) -> dict[str, Any]:
         """JSON-able; ``build_networks(**config)`` rebuilds the same architecture (init "none":
         the weights come from a checkpoint)."""
-        return {"arch": self.arch, "num_classes": self.num_classes, "init": "none",
-                "selector_backbone": self.selector_backbone}
+        config = {"arch": self.arch, "num_classes": self.num_classes, "init": "none",
+                  "selector_backbone": self.selector_backbone}
+        if self.backbone_layout != "torchvision":  # converted DeepLab-v2 models (labor_cli.models.convert)
+            config["backbone_layout"] = self.backbone_layout
+        return config
 
 
 def build_networks(arch: str, num_classes: int, init: str = "none",
-                   selector_backbone: str = "separate") -> Networks:
+                   selector_backbone: str = "separate", backbone_layout: str = "torchvision") -> Networks:
     """Build A, B and D. ``init`` initialises A's backbone and, in "separate" mode, B's backbone
     the same way (a downloaded or local state dict is read once and loaded into both; with
-    "none" each backbone gets its own random draw). Deterministic given torch.manual_seed."""
+    "none" each backbone gets its own random draw). Deterministic given torch.manual_seed.
+    ``backbone_layout`` "caffe": DeepLab-v2's own ResNet (labor_cli.models.deeplab_caffe), for
+    the field's converted weights; it takes no ``init`` (the weights come from the converter)."""
     check_arch(arch)
     check_num_classes(num_classes)
     if selector_backbone not in SELECTOR_BACKBONES:
         raise LaborUsageError(
             f"bad selector backbone {selector_backbone!r}: choose separate or shared")
-    resolved = resolve_init(arch, init)
-    segmenter = SegmentationModel(arch, num_classes,
-                                  backbone=build_backbone(arch, _resolved=resolved))
+    if backbone_layout == "caffe":
+        from labor_cli.models.deeplab_caffe import BLOCKS, CaffeResNetBackbone
+
+        if arch not in BLOCKS or init != "none":
+            raise LaborUsageError(f"backbone layout caffe: needs a ResNet arch ({', '.join(BLOCKS)}) and init none")
+
+        def new_backbone():
+            return CaffeResNetBackbone(BLOCKS[arch])
+    elif backbone_layout == "torchvision":
+        resolved = resolve_init(arch, init)
+
+        def new_backbone():
+            return build_backbone(arch, _resolved=resolved)
+    else:
+        raise LaborUsageError(f"bad backbone layout {backbone_layout!r}: choose torchvision or caffe")
+    segmenter = SegmentationModel(arch, num_classes, backbone=new_backbone())
     if selector_backbone == "shared":
         selector = PixelSelector(arch, num_classes, shared=True)
     else:
-        selector = PixelSelector(arch, num_classes,
-                                 backbone=build_backbone(arch, _resolved=resolved))
+        selector = PixelSelector(arch, num_classes, backbone=new_backbone())
     discriminator = Discriminator(num_classes, ndf=ARCH_TABLE[arch]["discriminator_width"])
     return Networks(segmenter, selector, discriminator, arch=arch, num_classes=int(num_classes),
-                    selector_backbone=selector_backbone)
+                    selector_backbone=selector_backbone, backbone_layout=backbone_layout)

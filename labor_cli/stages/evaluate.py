@@ -25,6 +25,7 @@ from labor_cli.options import EvaluateOptions, resolve_workers, stored_config
 from labor_cli.runtime import (
     CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision,
 )
+from labor_cli.stages.predict import cityscapes_prediction_name
 
 
 class FullLabelView(torch.utils.data.Dataset):
@@ -134,14 +135,15 @@ def confusion_over(dataset, size, model, compiled: CompileFallback, options: Eva
 
 
 def write_prediction_pngs(dataset, indices, predictions, class_set, predictions_dir, colour_dir) -> None:
-    """Prediction PNGs in Cityscapes label ids (what cityscapesScripts reads) and colourised ones."""
+    """Prediction PNGs in Cityscapes label ids and colourised ones, named as labor predict names
+    them: {city}_{seq}_{frame}_pred_labelIds.png, the names cityscapesScripts' evaluator matches."""
     to_label_id = index_to_label_id(class_set)
     palette = palette_256(class_set)
     for index, prediction in zip(indices, predictions.astype(np.uint8)):
-        name = dataset.image_ids[index].replace("/", "__")
+        image_id = dataset.image_ids[index]
         if predictions_dir:
             Path(predictions_dir).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(to_label_id[prediction]).save(Path(predictions_dir) / f"{name}_pred_labelIds.png")
+            Image.fromarray(to_label_id[prediction]).save(Path(predictions_dir) / cityscapes_prediction_name(image_id))
         if colour_dir:
             Path(colour_dir).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(palette[prediction]).save(Path(colour_dir) / f"{name}_pred_color.png")
+            Image.fromarray(palette[prediction]).save(Path(colour_dir) / cityscapes_prediction_name(image_id, True))

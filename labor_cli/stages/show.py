@@ -1,4 +1,8 @@
-"""labor show: PNG overlays of a masks, selection or labels artifact on the target images.
+"""labor show: PNGs of a masks, selection or labels artifact on the target images.
+
+By default side-by-side panels enlarged to a readable size (a 256-pixel-wide toy image twice):
+image | A's prediction | the mask (masks; without --target: prediction | mask), image | points
+(selection), image | labels (labels). With --overlay one drawing at the image's own size:
 
 - masks: A's prediction in the Cityscapes palette blended over the image, the inconsistency
   mask drawn at full colour strength and outlined in white;
@@ -23,7 +27,8 @@ from labor_cli import artifacts
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset
 from labor_cli.drawing import (
-    check_output_folder, draw_labels, draw_prediction, mark_points, output_folder, png_name, save_png,
+    check_output_folder, draw_classes, draw_labels, draw_mask, draw_prediction, mark_points, output_folder,
+    panel_scale, png_name, save_png, side_by_side,
 )
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.options import ShowOptions
@@ -71,7 +76,11 @@ def _show_masks(options: ShowOptions, kind: str) -> tuple[list[Path], int]:
 
         def draw(i: int) -> np.ndarray:
             image = dataset.read_image(indices[i]) if dataset is not None else None
-            return draw_prediction(image, masks.prediction(i), masks.mask(i), class_set)
+            prediction, mask = masks.prediction(i), masks.mask(i)
+            if options.overlay:
+                return draw_prediction(image, prediction, mask, class_set)
+            panels = [draw_classes(prediction, class_set), draw_mask(image, mask)]
+            return _panels(options, ([] if image is None else [image]) + panels)
 
         files = _write_pngs(options, image_ids[:count], draw, "show masks")
     return files, len(image_ids)
@@ -88,10 +97,16 @@ def _show_pixels(options: ShowOptions, kind: str) -> tuple[list[Path], int]:
         image = dataset.read_image(indices[i])
         rows = pixels.pixels_of(i)
         if kind == "selection":
-            return mark_points(image, pixels.y[rows], pixels.x[rows])
-        return draw_labels(image, pixels.y[rows], pixels.x[rows], pixels.label[rows], pixels.class_set)
+            drawn = mark_points(image, pixels.y[rows], pixels.x[rows])
+        else:
+            drawn = draw_labels(image, pixels.y[rows], pixels.x[rows], pixels.label[rows], pixels.class_set)
+        return drawn if options.overlay else _panels(options, [image, drawn])
 
     return _write_pngs(options, pixels.image_ids[:count], draw, f"show {kind}"), len(pixels.image_ids)
+
+
+def _panels(options: ShowOptions, panels: list[np.ndarray]) -> np.ndarray:
+    return side_by_side(panels, panel_scale(panels[0].shape[1], options.scale))
 
 
 def _write_pngs(options: ShowOptions, image_ids: list[str], draw: Callable[[int], np.ndarray],
@@ -107,4 +122,4 @@ def _write_pngs(options: ShowOptions, image_ids: list[str], draw: Callable[[int]
 
 def print_show(result: ShowResult) -> None:
     of = f" (first {result.images} of {result.of_images})" if result.images < result.of_images else ""
-    stdout.print(f"{result.kind}: {result.images} PNG overlays{of} in {result.seconds:.1f} s -> {result.output_dir}")
+    stdout.print(f"{result.kind}: {result.images} PNGs{of} in {result.seconds:.1f} s -> {result.output_dir}")

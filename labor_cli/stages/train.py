@@ -3,7 +3,8 @@
 warmup starts from fresh networks (source labels, adversarial alignment on target images, B's
 heads on source labels plus the discrepancy term); adapt starts from a checkpoint and adds the
 annotated target pixels (loss 2) and B's pseudo labels (loss 5). Both save every
-``save_every`` iterations to OUTPUT's resume file, so ``--resume`` continues an interrupted run.
+``save_every`` iterations to OUTPUT's resume file, so ``--resume`` continues an interrupted run,
+and append their losses to OUTPUT.losses.csv as they go (labor_cli.history), to follow and plot.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from labor_cli.data.labels import class_names
 from labor_cli.data.transforms import SegmentationView
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError
-from labor_cli.models import build_networks
+from labor_cli.history import loss_history_path
+from labor_cli.models.init import build_initialised_networks, default_init
 from labor_cli.options import (
     AdaptOptions, WarmupOptions, check_same_run, resolve_workers, stored_config, stored_defaults,
 )
@@ -89,12 +91,21 @@ def run_training_stage(options: WarmupOptions | AdaptOptions, rank: Rank = Rank(
     started = time.perf_counter()
     source_view = SegmentationView(inputs.source, config.source_size or inputs.source.train_size, with_labels=True)
     target_view = SegmentationView(inputs.target, config.target_size or inputs.target.train_size, with_labels=False)
-    state = train(networks, config, options.COMMAND, source_view, target_view, inputs.target_points, placement.device,
-                  placement.precision, placement.workers, save, resume_path, resume_state, options.quiet, rank=rank,
-                  compile_networks=placement.compiled)
-    networks.to("cpu")
+    history_csv = loss_history_path(output)
+    try:
+        state = train(networks, config, options.COMMAND, source_view, target_view, inputs.target_points,
+                      placement.device, placement.precision, placement.workers, save, resume_path, resume_state,
+                      options.quiet, rank=rank, compile_networks=placement.compiled, history_csv=history_csv)
+        networks.to("cpu")
+        if rank.is_main:
+            save(state, output, replace=options.force)
+    except BaseException:
+        # The CSV goes with the resume file it complements (--resume rewinds it); a run that
+        # failed (a bad image, a full disk...) with nothing to resume leaves nothing behind.
+        if rank.is_main and not resume_path.exists():
+            history_csv.unlink(missing_ok=True)
+        raise
     if rank.is_main:
-        save(state, output, replace=options.force)
         resume_path.unlink(missing_ok=True)
     return StageResult(output, state.iteration, time.perf_counter() - started, last_losses(state), inputs.class_set)
 
@@ -167,6 +178,8 @@ def stored_run_config(options: WarmupOptions | AdaptOptions, inputs: TrainingInp
         networks = inputs.checkpoint.networks
         facts.update(arch=networks.arch, selector_backbone=networks.selector_backbone,
                      init=f"checkpoint {options.model}")
+    else:
+        facts["init"] = resolved_init(options)
     if options.skip_bad:
         facts["skipped_unreadable"] = skipped_files(source=inputs.source, target=inputs.target)
     if rank.distributed:  # the global batch is world_size x the per-process batches: part of the run
@@ -186,9 +199,14 @@ def starting_networks(options: WarmupOptions | AdaptOptions, inputs: TrainingInp
         return saved.networks, saved.state
     if inputs.checkpoint is not None:
         return inputs.checkpoint.networks, None
-    networks = build_networks(options.arch, len(class_names(inputs.class_set)), init=options.init,
-                              selector_backbone=options.selector_backbone)
+    networks, _ = build_initialised_networks(options.arch, len(class_names(inputs.class_set)), resolved_init(options),
+                                             selector_backbone=options.selector_backbone)
     return networks, None
+
+
+def resolved_init(options: WarmupOptions) -> str:
+    """--init auto as what it stands for: imagenet for the ResNet archs, none for small."""
+    return default_init(options.arch) if options.init == "auto" else options.init
 
 
 def checkpoint_writer(networks, inputs: TrainingInputs, run_config: dict) -> Callable[..., None]:

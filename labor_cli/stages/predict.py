@@ -1,0 +1,188 @@
+"""labor predict: model A's prediction of every image of a split, labels or not, as PNGs that the
+Cityscapes evaluator and benchmark server take.
+
+cityscapesScripts' evalPixelLevelSemanticLabeling.getPrediction finds the prediction of ground
+truth ``{city}_{seq}_{frame}_gtFine_labelIds.png`` as the one file matching
+``{city}_{seq}_{frame}*.png`` anywhere under the results folder, so each prediction is written
+as ``{city}_{seq}_{frame}_pred_labelIds.png`` (:func:`cityscapes_prediction_name`), in Cityscapes
+label ids, at the image's own size. Colour PNGs go to a folder of their own: beside the label-id
+ones the evaluator would find two files per image. Other dataset kinds get ``{id}_pred_labelIds.png``.
+A ``predictions.json`` beside them says how they were made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from labor_cli import __version__, artifacts
+from labor_cli.console import progress_bar, stdout
+from labor_cli.data.datasets import open_dataset, skipped_files
+from labor_cli.data.labels import class_colours, index_to_label_id
+from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
+from labor_cli.drawing import check_output_folder, output_folder
+from labor_cli.errors import LaborUsageError
+from labor_cli.models import fold_frozen_batchnorm
+from labor_cli.options import PredictOptions, resolve_workers
+from labor_cli.runtime import (
+    CompileFallback,
+    autocast,
+    configure_backends,
+    memory_format,
+    resolve_compile,
+    resolve_device,
+    resolve_precision,
+)
+
+RECORD_FILE = "predictions.json"
+
+
+def cityscapes_prediction_name(image_id: str, colour: bool = False) -> str:
+    """'frankfurt/frankfurt_000000_000294' -> 'frankfurt_000000_000294_pred_labelIds.png' (or
+    '..._pred_color.png'): the image's own base name first, as cityscapesScripts matches it."""
+    base = image_id.replace("\\", "/").rsplit("/", 1)[-1]
+    return f"{base}_pred_{'color' if colour else 'labelIds'}.png"
+
+
+class ImageView(torch.utils.data.Dataset):
+    """Images resized to the network's input size, with their own (H, W); no labels read."""
+
+    def __init__(self, dataset, size: tuple[int, int] | None):
+        self.dataset, self.size = dataset, size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        image = self.dataset.read_image(i)
+        native = image.shape[:2]
+        if self.size is not None:
+            image = resize_image(image, self.size)
+        return {"image": image_as_tensor(image), "index": i, "height": native[0], "width": native[1]}
+
+
+@dataclass
+class Inference:
+    """Model A ready to predict: BN folded, on the device, in its memory format; and its input normaliser."""
+
+    model: torch.nn.Module
+    device: torch.device
+    precision: str
+    normalize: ImageNormalizer
+    compiled: CompileFallback
+
+
+def prepare_inference(checkpoint, device: str, precision: str, compile: str, rank=None) -> Inference:
+    """What evaluate does before its loop, shared: fold FrozenBN (inference only, never saved),
+    move A to the device in its memory format, cuDNN autotuning, torch.compile if asked."""
+    torch_device = resolve_device(device, rank)
+    model = checkpoint.networks.segmenter
+    fold_frozen_batchnorm(model)
+    fmt = memory_format(torch_device)
+    model = model.to(torch_device, memory_format=fmt).eval()
+    configure_backends(torch_device)
+    compiled = CompileFallback(model.called_modules(), resolve_compile(compile, torch_device, training=False))
+    precision = resolve_precision(precision, torch_device)
+    return Inference(model, torch_device, precision, ImageNormalizer(torch_device, fmt), compiled)
+
+
+@torch.no_grad()
+def predict_native(model, images: torch.Tensor, sizes: list[tuple[int, int]], precision: str) -> list[torch.Tensor]:
+    """Argmax of A's logits, bilinearly upsampled to each image's own (H, W) (as evaluate does to
+    the label's size)."""
+    with autocast(images.device, precision):
+        logits = model(images)
+    return [
+        F.interpolate(one[None].float(), size=size, mode="bilinear", align_corners=False).argmax(1)[0]
+        for one, size in zip(logits, sizes)
+    ]
+
+
+@dataclass
+class PredictResult:
+    output_dir: Path
+    colour_dir: Path | None
+    images: int
+    seconds: float
+
+
+def _check_folders(output_dir: Path, colour_dir: Path | None, force: bool) -> None:
+    check_output_folder(output_dir, force)
+    if colour_dir is not None:
+        inside = Path(colour_dir).resolve().is_relative_to(Path(output_dir).resolve())
+        if inside:
+            raise LaborUsageError(
+                f"--colour {colour_dir}: must not be inside {output_dir} (the Cityscapes evaluator "
+                "searches it recursively and would find two predictions per image)"
+            )
+        check_output_folder(colour_dir, force)
+
+
+def run_predict(options: PredictOptions) -> PredictResult:
+    output_dir, colour_dir, force = Path(options.output_dir), options.colour, options.force
+    model_path, target, split, skip_bad = options.model, options.target, options.split, options.skip_bad
+    _check_folders(output_dir, colour_dir, force)
+    checkpoint = artifacts.load_checkpoint(model_path)
+    dataset = open_dataset(
+        target, split, class_set=checkpoint.class_set, require_labels=False, skip_bad=skip_bad, reads=("images",)
+    )
+    size = options.input_size or dataset.train_size
+    inference = prepare_inference(checkpoint, options.device, options.precision, options.compile)
+    loader = torch.utils.data.DataLoader(
+        ImageView(dataset, size),
+        batch_size=options.batch_size,
+        num_workers=resolve_workers(options.workers),
+        pin_memory=inference.device.type == "cuda",
+    )
+    to_label_id = index_to_label_id(checkpoint.class_set)
+    palette = class_colours(checkpoint.class_set)
+    record = {
+        "model": str(model_path),
+        "model_uuid": checkpoint.artifact.uuid,
+        "target": target,
+        "split": split,
+        "input_size": list(size) if size else None,
+        "device": str(inference.device),
+        "precision": inference.precision,
+        "command": artifacts.command_line(),
+        "labor_version": __version__,
+        "images": len(dataset),
+        "format": "Cityscapes label ids, {image}_pred_labelIds.png",
+    }
+    if skip_bad:
+        record["skipped_unreadable"] = skipped_files(target=dataset)
+    started = time.perf_counter()
+    colour_folder = output_folder(Path(colour_dir), force) if colour_dir else contextlib.nullcontext()
+    with (
+        output_folder(output_dir, force) as folder,
+        colour_folder as colours,
+        progress_bar(disable=options.quiet) as bar,
+    ):
+        task = bar.add_task("predict", total=len(dataset), status="")
+        for batch in loader:
+            images = inference.normalize(batch["image"].to(inference.device, non_blocking=True))
+            sizes = list(zip(batch["height"].tolist(), batch["width"].tolist()))
+            predictions = inference.compiled(predict_native, inference.model, images, sizes, inference.precision)
+            for index, prediction in zip(batch["index"].tolist(), predictions):
+                classes = prediction.cpu().numpy().astype(np.uint8)
+                image_id = dataset.image_ids[index]
+                Image.fromarray(to_label_id[classes]).save(folder / cityscapes_prediction_name(image_id))
+                if colours is not None:
+                    Image.fromarray(palette[classes]).save(colours / cityscapes_prediction_name(image_id, colour=True))
+            bar.update(task, advance=len(images))
+        (folder / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    seconds = time.perf_counter() - started
+    return PredictResult(output_dir, Path(colour_dir) if colour_dir else None, len(dataset), seconds)
+
+
+def print_predict(result: PredictResult) -> None:
+    where = f"{result.output_dir}" + (f" (colour: {result.colour_dir})" if result.colour_dir else "")
+    stdout.print(f"{result.images} predictions in {where}, {result.seconds:.1f} s", soft_wrap=True)

@@ -5,7 +5,8 @@ A checkpoint keeps its loss history, but a 40,000-iteration run saves one only e
 can be followed (``tail -f``) and plotted (``labor plot curves``) before it ends.
 
 Format: a header row, then one row per iteration (the iteration number counts the steps done,
-1 for the first), in the columns ``iteration``, the loss names of training.LOSS_NAMES, ``lr``
+1 for the first), in the columns ``iteration``, the names of training.HISTORY_NAMES (the losses,
+B's mask share and the discrepancy weight used), ``lr``
 (the learning rate of A's backbone at that step; empty where unknown). Losses are written in
 the shortest decimal form that reads back to the same float32 (as the checkpoint stores them).
 
@@ -27,7 +28,8 @@ import numpy as np
 
 from labor_cli.errors import LaborError
 
-LOSS_COLUMNS = ("seg_src", "seg_tgt", "adv", "disc", "sel_src", "sel_pseudo", "dis")  # training.LOSS_NAMES
+# training.HISTORY_NAMES (this module does not import torch); tests/test_history.py keeps them equal.
+LOSS_COLUMNS = ("seg_src", "seg_tgt", "adv", "disc", "sel_src", "sel_pseudo", "dis", "mask_share", "lambda_dis")
 COLUMNS = ("iteration",) + LOSS_COLUMNS + ("lr",)
 
 

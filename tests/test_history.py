@@ -14,10 +14,10 @@ def losses(start: int, count: int) -> dict[str, np.ndarray]:
 
 
 def test_columns_are_the_training_losses():
-    from labor_cli.training import LOSS_NAMES
+    from labor_cli.training import HISTORY_NAMES
 
-    assert LOSS_COLUMNS == LOSS_NAMES
-    assert COLUMNS == ("iteration", *LOSS_NAMES, "lr")
+    assert LOSS_COLUMNS == HISTORY_NAMES
+    assert COLUMNS == ("iteration", *HISTORY_NAMES, "lr")
 
 
 def test_rows_per_iteration_flushed_and_exact(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import fcntl
 import json
 import os
 import shlex
@@ -25,7 +26,7 @@ import h5py
 import numpy as np
 
 from labor_cli import __version__
-from labor_cli.errors import LaborError
+from labor_cli.errors import Interrupted, LaborError
 
 # kind -> schema version this package writes and the newest it reads.
 SCHEMA_VERSIONS: dict[str, int] = {
@@ -56,6 +57,95 @@ def check_output_path(path: Path, force: bool) -> None:
         raise LaborError(f"{path}: cannot write in {existing} (permission denied)")
 
 
+def resume_path_for(output: Path) -> Path:
+    """runs/warmup.h5 -> runs/warmup.resume.h5: the periodic saves of a run in progress."""
+    return output.with_name(output.stem + ".resume" + (output.suffix or ".h5"))
+
+
+def lock_path_for(output: Path) -> Path:
+    """runs/warmup.h5 -> runs/warmup.h5.lock: held while a run writes OUTPUT or its resume file."""
+    return output.with_name(output.name + ".lock")
+
+
+@contextlib.contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """Hold OUTPUT.lock (flock) while a run writes OUTPUT, its resume file or its temporary files:
+    a second run on the same output stops at once with one line. The kernel drops the lock when
+    its process dies, so a killed run never blocks the next one; the file itself goes on release.
+    Stale temporary files of killed runs are removed once the lock is held (no one else writes them)."""
+    output = Path(output)
+    created = _make_folders(output.parent)
+    if created is None:  # cannot create the folder: the stage says so in its own words
+        yield
+        return
+    lock = lock_path_for(output)
+    fd = None
+    try:
+        fd = _take_lock(output, lock)
+        for name in (output.name, resume_path_for(output).name):
+            for stale in output.parent.glob(f".{glob_escape(name)}.*.partial"):
+                stale.unlink(missing_ok=True)
+        yield
+    finally:
+        if fd is not None:
+            lock.unlink(missing_ok=True)  # before unlocking: a run waiting on this file then locks a new one
+            os.close(fd)
+        for folder in reversed(created):  # folders made for the lock alone go again if nothing was written
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _make_folders(folder: Path) -> list[Path] | None:
+    """Create ``folder`` and its missing parents; the ones created, or None where that fails."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        for each in reversed(missing):
+            each.mkdir()
+    except OSError:
+        return None
+    return missing
+
+
+def _take_lock(output: Path, lock: Path) -> int | None:
+    """An exclusive flock on ``lock``, or a LaborError naming the run that holds it. None where the
+    file system has no locks (some network file systems): the run goes on unlocked."""
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EROFS, errno.ENOENT, errno.ENOTDIR):
+                return None  # an unwritable folder: the stage says so in its own words
+            raise LaborError(f"{lock}: cannot create the lock file ({exc.strerror or exc})") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise LaborError(f"{output}: another labor run (pid {holder}) is writing it or its resume file "
+                             f"(lock {lock}); wait for it to finish, or choose another output") from None
+        except OSError:
+            os.close(fd)
+            return None
+        # The run that held the lock removes the file before it unlocks: if that happened between
+        # our open and our flock, we hold a lock on a removed file; lock the new one instead.
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+
+
 @dataclass
 class Parent:
     """An input artifact, recorded in the output's lineage."""
@@ -65,7 +155,7 @@ class Parent:
     path: str
 
 
-class KeepPartial(KeyboardInterrupt):
+class KeepPartial(Interrupted):
     """Raised inside :func:`create_artifact`'s block: stop, keeping what is written as ``keep_as``."""
 
 

@@ -31,19 +31,33 @@ import numpy as np
 
 # labor in a process of its own, with the torch settings of the tests (tests/conftest.py), so
 # that runs started here and artifacts made in the tests' own process compare bit for bit.
-LABOR = ("import torch; torch.set_num_threads(2); torch.backends.mkldnn.enabled = False; "
-         "from labor_cli import main; main()")
+LABOR = (
+    "import torch; torch.set_num_threads(2); torch.backends.mkldnn.enabled = False; from labor_cli import main; main()"
+)
 # What differs between two runs that computed the same thing.
 OWN_ATTRIBUTES = {"uuid", "created", "command"}
 STAGES = ("warmup", "extract", "adapt")
-TRAIN = ["--iters", "4", "--source-batch", "1", "--target-batch", "1", "--save-every", "1", "--log-every", "1",
-         "--seed", "0"]
+TRAIN = [
+    "--iters",
+    "4",
+    "--source-batch",
+    "1",
+    "--target-batch",
+    "1",
+    "--save-every",
+    "1",
+    "--log-every",
+    "1",
+    "--seed",
+    "0",
+]
 RUN = ["--device", "cpu", "--workers", "0", "-q"]
 
 
 def labor(*args, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-c", LABOR, *map(str, args)], capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", LABOR, *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
         raise RuntimeError(f"labor {' '.join(map(str, args))} failed: {result.stderr.strip()}")
     return result
@@ -57,6 +71,7 @@ def differences(a: Path, b: Path) -> list[str]:
     """Where two artifacts differ: datasets (bytes, dtype, shape) and attributes, all groups."""
     out = []
     with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+
         def attributes(name, node_a, node_b):
             keys = (set(node_a.attrs) | set(node_b.attrs)) - (OWN_ATTRIBUTES if name == "/" else set())
             for key in sorted(keys):
@@ -104,8 +119,16 @@ class RunReport:
     problems: list[str] = field(default_factory=list)
 
 
-def crash_run(stage: str, argv: list[str], output: Path, reference: Path, kills: int, rng: random.Random,
-              span: float, run: int = 0) -> RunReport:
+def crash_run(
+    stage: str,
+    argv: list[str],
+    output: Path,
+    reference: Path,
+    kills: int,
+    rng: random.Random,
+    span: float,
+    run: int = 0,
+) -> RunReport:
     """Start ``argv`` (writing ``output``), kill it -9 at up to ``kills`` random moments within
     ``span`` seconds of each start, resume, finish, and compare the artifact with ``reference``."""
     report = RunReport(stage, run)
@@ -113,8 +136,12 @@ def crash_run(stage: str, argv: list[str], output: Path, reference: Path, kills:
     for _ in range(kills):
         command = argv + (["--resume"] if resume.exists() else [])
         moment = rng.uniform(0.1, 1.0) * span
-        process = subprocess.Popen([sys.executable, "-c", LABOR, *map(str, command)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", LABOR, *map(str, command)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             process.wait(timeout=moment)
         except subprocess.TimeoutExpired:
@@ -153,10 +180,31 @@ def stage_commands(workdir: Path) -> dict:
     source, target = f"gta5:{pair / 'source'}", f"cityscapes:{pair / 'target'}"
     return {
         "warmup": ["warmup", "--source", source, "--target", target, "--arch", "small", *TRAIN, *RUN],
-        "extract": ["extract", "-m", workdir / "warmup.h5", "--target", target, "--batch-size", "1",
-                    "--save-every", "1", *RUN],
-        "adapt": ["adapt", "-m", workdir / "warmup.h5", "--labels", workdir / "labels.h5", "--source", source,
-                  "--target", target, *TRAIN, *RUN],
+        "extract": [
+            "extract",
+            "-m",
+            workdir / "warmup.h5",
+            "--target",
+            target,
+            "--batch-size",
+            "1",
+            "--save-every",
+            "1",
+            *RUN,
+        ],
+        "adapt": [
+            "adapt",
+            "-m",
+            workdir / "warmup.h5",
+            "--labels",
+            workdir / "labels.h5",
+            "--source",
+            source,
+            "--target",
+            target,
+            *TRAIN,
+            *RUN,
+        ],
     }
 
 
@@ -170,10 +218,28 @@ def prepare(workdir: Path) -> None:
         if not (workdir / output).exists():
             labor(*commands[stage], "-o", workdir / output)
     if not (workdir / "labels.h5").exists():
-        labor("select", "--masks", workdir / "masks.h5", "--mode", "ppl", "--points", "5", "-o",
-              workdir / "selection.h5", "-q")
-        labor("label", "--selection", workdir / "selection.h5", "--target",
-              f"cityscapes:{workdir / 'pair' / 'target'}", "-o", workdir / "labels.h5", "-q")
+        labor(
+            "select",
+            "--masks",
+            workdir / "masks.h5",
+            "--mode",
+            "ppl",
+            "--points",
+            "5",
+            "-o",
+            workdir / "selection.h5",
+            "-q",
+        )
+        labor(
+            "label",
+            "--selection",
+            workdir / "selection.h5",
+            "--target",
+            f"cityscapes:{workdir / 'pair' / 'target'}",
+            "-o",
+            workdir / "labels.h5",
+            "-q",
+        )
 
 
 def main() -> int:
@@ -201,11 +267,13 @@ def main() -> int:
             for leftover in (output, resume_path(output)):
                 leftover.unlink(missing_ok=True)
             rng = random.Random(f"{args.seed}-{stage}-{run}")
-            report = crash_run(stage, commands[stage] + ["-o", output], output, reference, args.kills, rng, span,
-                               run)
+            report = crash_run(stage, commands[stage] + ["-o", output], output, reference, args.kills, rng, span, run)
             reports.append(report)
-            print(f"{stage} run {run}: {report.kills} kills at {report.moments} s, "
-                  f"{'identical' if report.identical else 'DIFFERENT: ' + '; '.join(report.problems)}", flush=True)
+            print(
+                f"{stage} run {run}: {report.kills} kills at {report.moments} s, "
+                f"{'identical' if report.identical else 'DIFFERENT: ' + '; '.join(report.problems)}",
+                flush=True,
+            )
     kills = sum(r.kills for r in reports)
     identical = sum(r.identical for r in reports)
     print(json.dumps({"seed": args.seed, "runs": len(reports), "kills": kills, "identical": identical}))

@@ -62,16 +62,18 @@ def whole_masks(tmp_path_factory, warm_checkpoint, toy_target) -> Path:
     from labor_cli.stages.extract import run_extract
 
     output = tmp_path_factory.mktemp("whole") / "masks.h5"
-    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=output, device="cpu", quiet=True,
-                               workers=0))
+    run_extract(
+        ExtractOptions(model=warm_checkpoint, target=toy_target, output=output, device="cpu", quiet=True, workers=0)
+    )
     return output
 
 
 # --- kill -9 ------------------------------------------------------------------------------------
 
 
-def test_extract_killed_at_random_moments_resumes_to_the_same_artifact(tmp_path, warm_checkpoint, toy_target,
-                                                                        whole_masks):
+def test_extract_killed_at_random_moments_resumes_to_the_same_artifact(
+    tmp_path, warm_checkpoint, toy_target, whole_masks
+):
     """The reduced crash test: `labor extract` killed -9 at seeded random moments, resumed each
     time; never a partial file at the output, and the end result equals an uninterrupted run's."""
     crash = crash_test()
@@ -96,8 +98,9 @@ def test_crash_test_sees_a_difference(tmp_path, whole_masks):
     assert crash.differences(changed, whole_masks) == ["dataset candidates/similarity"]
 
 
-def test_an_extraction_that_dies_keeps_its_periodic_save(tmp_path, capsys, monkeypatch, warm_checkpoint, toy_target,
-                                                         whole_masks):
+def test_an_extraction_that_dies_keeps_its_periodic_save(
+    tmp_path, capsys, monkeypatch, warm_checkpoint, toy_target, whole_masks
+):
     """The resume file is saved every --save-every images, so a run that dies (here a full disk
     on the third image) loses only the images since; --resume then finishes it, identical."""
     import labor_cli.artifacts.masks as masks
@@ -125,8 +128,7 @@ def test_an_extraction_that_dies_keeps_its_periodic_save(tmp_path, capsys, monke
     assert not crash_test().differences(output, whole_masks)
 
 
-def test_a_full_disk_during_a_checkpoint_save_keeps_the_last_one(tmp_path, capsys, monkeypatch, toy_source,
-                                                                  toy_target):
+def test_a_full_disk_during_a_checkpoint_save_keeps_the_last_one(tmp_path, capsys, monkeypatch, toy_source, toy_target):
     import labor_cli.artifacts.checkpoint as checkpoint
 
     real_write, calls = checkpoint.write_checkpoint, []
@@ -139,8 +141,26 @@ def test_a_full_disk_during_a_checkpoint_save_keeps_the_last_one(tmp_path, capsy
 
     monkeypatch.setattr(artifacts, "write_checkpoint", write_until_the_disk_is_full)
     output = tmp_path / "w.h5"
-    argv = ["warmup", "--source", toy_source, "--target", toy_target, "-o", output, "--arch", "small", "--iters", "3",
-            "--source-batch", "1", "--target-batch", "1", "--save-every", "1", *RUN]
+    argv = [
+        "warmup",
+        "--source",
+        toy_source,
+        "--target",
+        toy_target,
+        "-o",
+        output,
+        "--arch",
+        "small",
+        "--iters",
+        "3",
+        "--source-batch",
+        "1",
+        "--target-batch",
+        "1",
+        "--save-every",
+        "1",
+        *RUN,
+    ]
     code, err = run_labor(argv, capsys)
     line = one_line(err)
     assert code == 1 and "w.resume.h5: disk full while writing; nothing was written" in line, line
@@ -152,8 +172,9 @@ def test_a_full_disk_during_a_checkpoint_save_keeps_the_last_one(tmp_path, capsy
 
 
 @pytest.mark.parametrize("command", ["extract", "warmup"])
-def test_out_of_memory_names_what_to_lower(tmp_path, capsys, monkeypatch, warm_checkpoint, toy_source, toy_target,
-                                           command):
+def test_out_of_memory_names_what_to_lower(
+    tmp_path, capsys, monkeypatch, warm_checkpoint, toy_source, toy_target, command
+):
     """torch.OutOfMemoryError where the work allocates (injected: this runs on the CPU)."""
     import labor_cli.stages.extract as extract
     import labor_cli.training as training
@@ -167,8 +188,24 @@ def test_out_of_memory_names_what_to_lower(tmp_path, capsys, monkeypatch, warm_c
         lower = "--batch-size"
     else:
         monkeypatch.setattr(training, "training_step", allocate)
-        argv = ["warmup", "--source", toy_source, "--target", toy_target, "-o", tmp_path / "o.h5", "--arch", "small",
-                "--iters", "2", "--source-batch", "1", "--target-batch", "1", *RUN]
+        argv = [
+            "warmup",
+            "--source",
+            toy_source,
+            "--target",
+            toy_target,
+            "-o",
+            tmp_path / "o.h5",
+            "--arch",
+            "small",
+            "--iters",
+            "2",
+            "--source-batch",
+            "1",
+            "--target-batch",
+            "1",
+            *RUN,
+        ]
         lower = "--source-batch/--target-batch"
     code, err = run_labor(argv, capsys)
     line = one_line(err)
@@ -183,9 +220,31 @@ def test_out_of_memory_names_what_to_lower(tmp_path, capsys, monkeypatch, warm_c
 def test_resume_with_options_that_change_the_run_is_refused(tmp_path, capsys, warm_checkpoint, toy_source, toy_target):
     output = tmp_path / "w.h5"
     shutil.copyfile(warm_checkpoint, tmp_path / "w.resume.h5")  # conftest's warmup: --lr 2e-3
-    argv = ["warmup", "--source", toy_source, "--target", toy_target, "-o", output, "--arch", "small", "--iters", "6",
-            "--lr", "0.01", "--source-batch", "2", "--target-batch", "2", "--save-every", "3", "--log-every", "2",
-            "--resume", *RUN]
+    argv = [
+        "warmup",
+        "--source",
+        toy_source,
+        "--target",
+        toy_target,
+        "-o",
+        output,
+        "--arch",
+        "small",
+        "--iters",
+        "6",
+        "--lr",
+        "0.01",
+        "--source-batch",
+        "2",
+        "--target-batch",
+        "2",
+        "--save-every",
+        "3",
+        "--log-every",
+        "2",
+        "--resume",
+        *RUN,
+    ]
     code, err = run_labor(argv, capsys)
     line = one_line(err)
     assert code == 1 and "w.resume.h5: was saved by a different run (train.lr: 0.002 there, 0.01 now)" in line
@@ -253,8 +312,7 @@ def test_two_processes_on_one_output_one_wins(tmp_path, warm_checkpoint, toy_tar
     output = tmp_path / "masks.h5"
     crash = crash_test()
     argv = [sys.executable, "-c", crash.LABOR, *map(str, extract_argv(warm_checkpoint, toy_target, output))]
-    processes = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+    processes = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in processes]
     assert sorted(code for code, _ in results) == [0, 1], results
     line = one_line(next(err for code, err in results if code == 1))

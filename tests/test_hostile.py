@@ -38,10 +38,24 @@ def good(tmp_path_factory, warm_checkpoint, toy_target) -> dict[str, Path]:
     from labor_cli.stages.select import run_select
 
     root = tmp_path_factory.mktemp("hostile")
-    out = {"checkpoint": Path(warm_checkpoint), "masks": root / "masks.h5", "selection": root / "selection.h5",
-           "labels": root / "labels.h5"}
-    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=out["masks"], device="cpu",
-                               quiet=True, workers=0, candidates_per_class=8, uncertain_per_image=64))
+    out = {
+        "checkpoint": Path(warm_checkpoint),
+        "masks": root / "masks.h5",
+        "selection": root / "selection.h5",
+        "labels": root / "labels.h5",
+    }
+    run_extract(
+        ExtractOptions(
+            model=warm_checkpoint,
+            target=toy_target,
+            output=out["masks"],
+            device="cpu",
+            quiet=True,
+            workers=0,
+            candidates_per_class=8,
+            uncertain_per_image=64,
+        )
+    )
     run_select(SelectOptions(masks=out["masks"], mode="ppl", output=out["selection"], points=3, quiet=True))
     run_label(LabelOptions(selection=out["selection"], target=toy_target, output=out["labels"], quiet=True))
     return out
@@ -51,14 +65,33 @@ def commands(kind: str, path: Path, out: Path, good: dict, target: str) -> list[
     """The commands that read an artifact of this kind (the cheap ones, for the checkpoint)."""
     path = str(path)
     return {
-        "masks": [["select", "--masks", path, "--mode", "ppl", "--points", "2", "-o", f"{out}/s.h5", "-q"],
-                  ["select", "--masks", path, "--mode", "entropy", "--points", "2", "-o", f"{out}/e.h5", "-q"],
-                  ["show", path, "-o", f"{out}/show", "--target", target, "-q"], ["inspect", path]],
-        "selection": [["label", "--selection", path, "--target", target, "-o", f"{out}/l.h5", "-q"],
-                      ["export", path, "-o", f"{out}/export", "-q"], ["inspect", path]],
-        "labels": [["label", "--selection", str(good["selection"]), "--target", target, "--merge", path, "-o",
-                    f"{out}/m.h5", "-q"], ["show", path, "-o", f"{out}/show", "--target", target, "-q"],
-                   ["inspect", path]],
+        "masks": [
+            ["select", "--masks", path, "--mode", "ppl", "--points", "2", "-o", f"{out}/s.h5", "-q"],
+            ["select", "--masks", path, "--mode", "entropy", "--points", "2", "-o", f"{out}/e.h5", "-q"],
+            ["show", path, "-o", f"{out}/show", "--target", target, "-q"],
+            ["inspect", path],
+        ],
+        "selection": [
+            ["label", "--selection", path, "--target", target, "-o", f"{out}/l.h5", "-q"],
+            ["export", path, "-o", f"{out}/export", "-q"],
+            ["inspect", path],
+        ],
+        "labels": [
+            [
+                "label",
+                "--selection",
+                str(good["selection"]),
+                "--target",
+                target,
+                "--merge",
+                path,
+                "-o",
+                f"{out}/m.h5",
+                "-q",
+            ],
+            ["show", path, "-o", f"{out}/show", "--target", target, "-q"],
+            ["inspect", path],
+        ],
         "checkpoint": [["inspect", path]],
     }[kind]
 
@@ -67,6 +100,7 @@ def members(path: Path) -> list[tuple[str, str | None]]:
     """(object name, attribute name or None for the dataset itself) of every dataset and attribute."""
     out = []
     with h5py.File(path, "r") as f:
+
         def visit(name, node):
             if isinstance(node, h5py.Dataset):
                 out.append((name, None))
@@ -87,8 +121,14 @@ def mutate(path: Path, target: tuple[str, str | None], how: str, rng: random.Ran
             del node.attrs[attribute]
             if how == "delete":
                 return
-            replacement = {"string": "not a number", "nan": np.nan, "negative": -(1 << 40), "big": HUGE,
-                           "huge": "[" * 100000, "float": 0.5}.get(how, f"{value!s}"[::-1])
+            replacement = {
+                "string": "not a number",
+                "nan": np.nan,
+                "negative": -(1 << 40),
+                "big": HUGE,
+                "huge": "[" * 100000,
+                "float": 0.5,
+            }.get(how, f"{value!s}"[::-1])
             node.attrs[attribute] = replacement
             return
         data = node[()]
@@ -105,11 +145,16 @@ def mutate(path: Path, target: tuple[str, str | None], how: str, rng: random.Ran
         if how == "delete":
             del parent[leaf]
         elif how == "huge":  # a declared size with no data behind it (HDF5 stores no unwritten chunk)
-            replace(shape=(HUGE,) + array.shape[1:], dtype=array.dtype if array.dtype.kind != "O" else "i8",
-                    chunks=(1024,) + array.shape[1:])
+            replace(
+                shape=(HUGE,) + array.shape[1:],
+                dtype=array.dtype if array.dtype.kind != "O" else "i8",
+                chunks=(1024,) + array.shape[1:],
+            )
         elif how == "string":
-            replace(data=np.array(["x"] * max(1, array.size), dtype=object).reshape(array.shape or (1,)),
-                    dtype=h5py.string_dtype())
+            replace(
+                data=np.array(["x"] * max(1, array.size), dtype=object).reshape(array.shape or (1,)),
+                dtype=h5py.string_dtype(),
+            )
         elif how == "shorter" and array.ndim >= 1 and len(array):
             replace(data=array[:-1])
         elif how == "float" and array.dtype.kind in "iu":
@@ -163,10 +208,14 @@ def test_hostile_artifacts_get_one_line(tmp_path, capsys, good, toy_target):
     """The fuzz loop: seeded (LABOR_FUZZ_SEED replays a failure) and bounded (LABOR_FUZZ_SECONDS)."""
     rng = random.Random(SEED)
     kinds = sorted(good)
-    targets = {kind: [m for m in members(good[kind]) if m[0] != "/" or m[1] in ("labor_kind", "labor_schema",
-                                                                                 "uuid", "config", "class_names",
-                                                                                 "class_set")]
-               for kind in kinds}
+    targets = {
+        kind: [
+            m
+            for m in members(good[kind])
+            if m[0] != "/" or m[1] in ("labor_kind", "labor_schema", "uuid", "config", "class_names", "class_set")
+        ]
+        for kind in kinds
+    }
     deadline, cases, outcomes = time.monotonic() + SECONDS, 0, {"refused": 0, "accepted": 0}
     while time.monotonic() < deadline or cases < 20:
         kind = kinds[cases % len(kinds)]
@@ -201,31 +250,37 @@ def test_hostile_artifacts_get_one_line(tmp_path, capsys, good, toy_target):
     assert cases >= 20
 
 
-@pytest.mark.parametrize("kind, target, how, needle", [
-    ("masks", ("sizes", None), "big", "impossible image size"),
-    ("masks", ("sizes", None), "huge", "declares"),
-    ("masks", ("candidates/offsets", None), "negative", "offsets do not match"),
-    ("masks", ("pixel_offsets", None), "shift", "pixel_offsets do not match"),
-    ("masks", ("candidates/similarity", None), "nan", "NaN"),
-    ("masks", ("uncertain/y", None), "string", "not integers"),
-    ("masks", ("/", "class_names"), "string", "class_names"),
-    ("selection", ("offsets", None), "shift", "offsets do not match"),
-    ("labels", ("y", None), "big", "outside their image"),
-    ("labels", ("label", None), "float", "not integers"),
-    ("checkpoint", ("networks/segmenter/00000", None), "nan", "NaN"),
-    ("checkpoint", ("networks", "config"), "big", "damaged checkpoint"),
-    ("checkpoint", ("training", "iteration"), "string", "damaged checkpoint"),
-    ("checkpoint", ("/", "labor_schema"), "string", "labor_schema is not a number"),
-    ("checkpoint", ("/", "config"), "string", "bad provenance"),
-])
+@pytest.mark.parametrize(
+    "kind, target, how, needle",
+    [
+        ("masks", ("sizes", None), "big", "impossible image size"),
+        ("masks", ("sizes", None), "huge", "declares"),
+        ("masks", ("candidates/offsets", None), "negative", "offsets do not match"),
+        ("masks", ("pixel_offsets", None), "shift", "pixel_offsets do not match"),
+        ("masks", ("candidates/similarity", None), "nan", "NaN"),
+        ("masks", ("uncertain/y", None), "string", "not integers"),
+        ("masks", ("/", "class_names"), "string", "class_names"),
+        ("selection", ("offsets", None), "shift", "offsets do not match"),
+        ("labels", ("y", None), "big", "outside their image"),
+        ("labels", ("label", None), "float", "not integers"),
+        ("checkpoint", ("networks/segmenter/00000", None), "nan", "NaN"),
+        ("checkpoint", ("networks", "config"), "big", "damaged checkpoint"),
+        ("checkpoint", ("training", "iteration"), "string", "damaged checkpoint"),
+        ("checkpoint", ("/", "labor_schema"), "string", "labor_schema is not a number"),
+        ("checkpoint", ("/", "config"), "string", "bad provenance"),
+    ],
+)
 def test_each_kind_of_damage_is_named(tmp_path, good, kind, target, how, needle):
     """The fuzz loop's mutations, one of each, with the words of their refusal."""
     path = tmp_path / f"{kind}.h5"
     path.write_bytes(good[kind].read_bytes())
     mutate(path, target, how, random.Random(0))
-    reader = {"masks": artifacts.Masks, "checkpoint": artifacts.load_checkpoint,
-              "selection": lambda p: artifacts.read_pixel_set(p, "selection"),
-              "labels": lambda p: artifacts.read_pixel_set(p, "labels")}[kind]
+    reader = {
+        "masks": artifacts.Masks,
+        "checkpoint": artifacts.load_checkpoint,
+        "selection": lambda p: artifacts.read_pixel_set(p, "selection"),
+        "labels": lambda p: artifacts.read_pixel_set(p, "labels"),
+    }[kind]
     with pytest.raises(LaborError, match=needle) as raised:
         reader(path)
     assert str(path) in str(raised.value)

@@ -11,10 +11,19 @@ from rich.table import Table
 
 from labor_cli import artifacts
 from labor_cli.console import stdout
+from labor_cli.errors import LaborError
 
 
 def describe(path: Path) -> dict:
-    """Everything inspect prints, as plain data (also what `--json` prints)."""
+    """Everything inspect prints, as plain data (also what `--json` prints); an attribute or
+    dataset that is missing or not what labor writes means a damaged file, said in one line."""
+    try:
+        return _describe(path)
+    except (KeyError, ValueError, TypeError, OSError, AttributeError, IndexError) as exc:
+        raise LaborError(f"{path}: damaged artifact: {exc}".splitlines()[0]) from exc
+
+
+def _describe(path: Path) -> dict:
     with artifacts.read_any(path) as f:
         attrs = f.attrs
         info = {
@@ -33,6 +42,7 @@ def describe(path: Path) -> dict:
         if info["kind"] == "evaluation":
             names = json.loads(attrs["class_names"])
             info["summary"].update(json.loads(attrs["scores"]))
+            artifacts.check_declared_size(f["iou"])
             info["iou"] = dict(zip(names, [None if np.isnan(v) else round(float(v) * 100, 2) for v in f["iou"][()]]))
         if info["kind"] == "checkpoint":
             info["summary"].update(_checkpoint_summary(f))

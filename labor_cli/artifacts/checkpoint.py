@@ -68,6 +68,7 @@ def network_config(config: Any, class_names: Any) -> dict:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
+    from labor_cli.data.labels import CLASS_SETS
     from labor_cli.models import build_networks  # models import torchvision: load them only when needed
 
     with open_artifact(path, "checkpoint") as artifact:
@@ -76,6 +77,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
             group = f["networks"]
             class_set = str(group.attrs["class_set"])
             class_names = json.loads(group.attrs["class_names"])
+            if class_set not in CLASS_SETS:
+                raise ValueError(f"unknown class set {class_set!r}")
             networks = build_networks(**network_config(json.loads(group.attrs["config"]), class_names))
             for name in NETWORK_NAMES:
                 state_dict = {k: torch.as_tensor(v) for k, v in read_state_dict(group[name]).items()}
@@ -93,7 +96,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
             )
             if not 0 <= state.iteration <= state.iterations:
                 raise ValueError(f"iteration {state.iteration} of {state.iterations}")
-        except (KeyError, OSError, RuntimeError, ValueError, TypeError, AttributeError, LaborError) as exc:
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError, AttributeError, RecursionError,
+                LaborError) as exc:
             raise LaborError(f"{path}: damaged checkpoint: {exc}".splitlines()[0]) from exc
         networks.eval()
         return Checkpoint(networks, class_set, class_names, state, artifact.parent(), artifact.config)

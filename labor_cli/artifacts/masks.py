@@ -28,6 +28,7 @@ from labor_cli.artifacts.provenance import (
     check_pixels,
     open_artifact,
     read_class_names,
+    read_class_set,
     read_image_ids,
     read_sizes,
     write_image_ids,
@@ -216,7 +217,7 @@ class Masks:
             dataset = f.get(flat)
             if not isinstance(dataset, h5py.Dataset) or dataset.shape != (offsets[-1],) or dataset.dtype != np.uint8:
                 raise artifact.damaged(f"{flat!r} does not hold the {offsets[-1]} bytes its offsets describe")
-        self.class_set = str(f.attrs.get("class_set", ""))
+        self.class_set = read_class_set(artifact)
         self.class_names = read_class_names(artifact)
         self.groups = {}
         for name, fields in MASK_GROUPS.items():

@@ -19,6 +19,7 @@ from labor_cli.artifacts.provenance import (
     check_pixels,
     open_artifact,
     read_class_names,
+    read_class_set,
     read_image_ids,
     read_sizes,
     write_image_ids,
@@ -76,7 +77,7 @@ def read_pixel_set(path: Path, kind: str) -> PixelSet:
             x=artifact.read("x", kinds="iu", ndim=1),
             label=artifact.read("label", kinds="iu", ndim=1) if kind == "labels" else None,
             predicted=artifact.read("predicted", kinds="iu", ndim=1) if "predicted" in artifact.file else None,
-            class_set=str(artifact.file.attrs.get("class_set", "")),
+            class_set=read_class_set(artifact),
             class_names=read_class_names(artifact),
             parent=artifact.parent(),
         )

@@ -282,7 +282,7 @@ class Artifact:
             self.config = json.loads(self.file.attrs["config"])
             if not isinstance(self.config, dict):
                 raise ValueError("config is not a JSON object")
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, RecursionError) as exc:
             self.file.close()
             raise LaborError(f"{self.path}: damaged {kind} artifact: bad provenance ({exc})") from None
 
@@ -313,7 +313,7 @@ class Artifact:
         """A JSON attribute of the expected type (list, dict...)."""
         try:
             value = json.loads(self.file.attrs[name])
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, RecursionError) as exc:  # RecursionError: "[[[[..."
             raise self.damaged(f"attribute {name!r} is not JSON ({exc})") from None
         if not isinstance(value, expected):
             raise self.damaged(f"attribute {name!r} is not a JSON {expected.__name__}")
@@ -375,6 +375,15 @@ def check_pixels(artifact: Artifact, what: str, y: np.ndarray, x: np.ndarray, of
     image = np.repeat(np.arange(len(sizes)), np.diff(offsets))
     if len(y) and (y.min() < 0 or x.min() < 0 or np.any(y >= sizes[image, 0]) or np.any(x >= sizes[image, 1])):
         raise artifact.damaged(f"{what} holds pixels outside their image")
+
+
+def read_class_set(artifact: Artifact) -> str:
+    from labor_cli.data.labels import CLASS_SETS
+
+    class_set = artifact.file.attrs.get("class_set")
+    if not isinstance(class_set, str) or class_set not in CLASS_SETS:
+        raise artifact.damaged(f"class_set {class_set!r} is none of {', '.join(CLASS_SETS)}")
+    return class_set
 
 
 def read_class_names(artifact: Artifact) -> list[str]:

@@ -19,13 +19,21 @@ def describe(path: Path) -> dict:
     dataset that is missing or not what labor writes means a damaged file, said in one line."""
     try:
         return _describe(path)
-    except (KeyError, ValueError, TypeError, OSError, AttributeError, IndexError) as exc:
+    except (KeyError, ValueError, TypeError, OSError, AttributeError, IndexError, RecursionError) as exc:
         raise LaborError(f"{path}: damaged artifact: {exc}".splitlines()[0]) from exc
+
+
+# The longest attribute labor writes is a config of a few KiB: a much longer one is a crafted file
+# (and printing 100,000 characters in a table takes rich minutes).
+MAX_ATTRIBUTE_CHARS = 16 << 10
 
 
 def _describe(path: Path) -> dict:
     with artifacts.read_any(path) as f:
         attrs = f.attrs
+        for key, value in attrs.items():
+            if isinstance(value, (str, bytes)) and len(value) > MAX_ATTRIBUTE_CHARS:
+                raise ValueError(f"attribute {key} is {len(value):,} characters long")
         info = {
             "path": str(path),
             "kind": str(attrs["labor_kind"]),

@@ -25,7 +25,7 @@ from labor_cli.errors import LaborError
 from labor_cli.options import ExtractOptions, LabelOptions, SelectOptions
 
 SEED = int(os.environ.get("LABOR_FUZZ_SEED", "0"))
-SECONDS = float(os.environ.get("LABOR_FUZZ_SECONDS", "20"))  # the loop's time bound
+SECONDS = float(os.environ.get("LABOR_FUZZ_SECONDS", "10"))  # the loop's time bound
 HUGE = 1 << 40  # elements: 1 TiB and more, were anything to allocate it
 MEMORY_LIMIT = 256 << 20  # what one case may allocate (numpy and h5py buffers, as tracemalloc sees them)
 MUTATIONS = ("huge", "negative", "shift", "big", "float", "nan", "string", "delete", "shorter")

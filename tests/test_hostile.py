@@ -261,7 +261,7 @@ def test_hostile_artifacts_get_one_line(tmp_path, capsys, good, toy_target):
         ("masks", ("uncertain/y", None), "string", "not integers"),
         ("masks", ("/", "class_names"), "string", "class_names"),
         ("selection", ("offsets", None), "shift", "offsets do not match"),
-        ("labels", ("y", None), "big", "outside their image"),
+        ("labels", ("y", None), "big", "outside image bounds"),
         ("labels", ("label", None), "float", "not integers"),
         ("checkpoint", ("networks/segmenter/00000", None), "nan", "NaN"),
         ("checkpoint", ("networks", "config"), "big", "damaged checkpoint"),

@@ -374,16 +374,23 @@ def check_pixels(artifact: Artifact, what: str, y: np.ndarray, x: np.ndarray, of
     """Every (y, x) inside its own image."""
     image = np.repeat(np.arange(len(sizes)), np.diff(offsets))
     if len(y) and (y.min() < 0 or x.min() < 0 or np.any(y >= sizes[image, 0]) or np.any(x >= sizes[image, 1])):
-        raise artifact.damaged(f"{what} holds pixels outside their image")
+        raise artifact.damaged(f"{what} holds pixels outside image bounds")
 
 
 def read_class_set(artifact: Artifact) -> str:
+    """A class set's name (a stage that reads a dataset checks it is one labor knows)."""
+    class_set = artifact.file.attrs.get("class_set")
+    if not isinstance(class_set, str) or not 0 < len(class_set) <= 64:
+        raise artifact.damaged("class_set is not a class set's name")
+    return class_set
+
+
+def check_known_class_set(path: Path, class_set: str) -> None:
+    """Before a stage reads a dataset in an artifact's class set: one labor knows, or one line."""
     from labor_cli.data.labels import CLASS_SETS
 
-    class_set = artifact.file.attrs.get("class_set")
-    if not isinstance(class_set, str) or class_set not in CLASS_SETS:
-        raise artifact.damaged(f"class_set {class_set!r} is none of {', '.join(CLASS_SETS)}")
-    return class_set
+    if class_set not in CLASS_SETS:
+        raise LaborError(f"{path}: class set {class_set!r} is none of {', '.join(CLASS_SETS)}")
 
 
 def read_class_names(artifact: Artifact) -> list[str]:

@@ -1,3 +1,16 @@
 """labor: LabOR (Labeling Only if Required, ICCV 2021) as a command-line toolkit."""
 
 __version__ = "0.1.0"
+
+
+def main(argv=None) -> None:
+    """The `labor` executable: labor_cli.cli.main, loaded here so that a Ctrl-C while its modules
+    load (typer, rich: a fraction of a second) is one line and exit 130 too, not a traceback."""
+    import sys
+
+    try:
+        from labor_cli.cli import main as run
+    except KeyboardInterrupt:
+        print("labor: interrupted", file=sys.stderr)
+        sys.exit(130)
+    run(argv)

@@ -1,3 +1,3 @@
-from labor_cli.cli import main
+from labor_cli import main
 
 main()

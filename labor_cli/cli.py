@@ -6,9 +6,12 @@ turns that dataclass's fields into the command's typer options, so a new option 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 import json
+import os
+import re
 import sys
 from typing import Any, Callable, Optional
 
@@ -16,7 +19,7 @@ import typer
 
 from labor_cli import __version__
 from labor_cli import options as declarations
-from labor_cli.errors import LaborError
+from labor_cli.errors import Interrupted, LaborError
 from labor_cli.options import (
     AdaptOptions, AnnotateOptions, BenchOptions, ConvertOptions, DataCheckOptions, DemoOptions, EvaluateOptions,
     ExportOptions, ExtractOptions, ImportOptions, InspectOptions, LabelOptions, PlotOptions, PredictOptions,
@@ -84,7 +87,9 @@ def command(name: str, options_class: type, parent: typer.Typer = app) -> Callab
     function's docstring is the command's help."""
     def register(run: Callable[[Any], None]) -> Callable[[Any], None]:
         def callback(ctx: typer.Context, **values: Any) -> None:
-            run(options_from_command_line(ctx, options_class, values))
+            options = options_from_command_line(ctx, options_class, values)
+            with output_locked(options), reported_interrupts(), out_of_memory_hint(options):
+                run(options)
 
         options = sorted(declarations.declared(options_class), key=lambda o: (not o.spec.argument, not o.required))
         context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
@@ -95,6 +100,53 @@ def command(name: str, options_class: type, parent: typer.Typer = app) -> Callab
         return run
 
     return register
+
+
+# The fields that name what a command writes (a file or a folder).
+OUTPUT_FIELDS = ("output", "output_dir", "directory", "workdir")
+
+
+def output_locked(options: Any) -> contextlib.AbstractContextManager:
+    """OUTPUT.lock, held for the whole command: two runs on one output (or one resume file) never
+    write at once. Under torchrun only rank 0 writes, so only it locks."""
+    from labor_cli import artifacts
+
+    output = next((getattr(options, name) for name in OUTPUT_FIELDS if getattr(options, name, None)), None)
+    if output is None or os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return artifacts.output_lock(output)
+
+
+@contextlib.contextmanager
+def reported_interrupts():
+    """typer turns a KeyboardInterrupt into a silent exit 130; a Ctrl-C that comes before the
+    stage's own handler (which reports what it saved) still gets one line."""
+    global _interrupt_reported
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if not isinstance(exc, Interrupted) and not _rank_note():
+            print("labor: interrupted", file=sys.stderr)
+        _interrupt_reported = True
+        raise typer.Exit(130) from None
+
+
+_interrupt_reported = False  # set once a Ctrl-C has been reported: typer's exit 130 then needs no line
+
+
+@contextlib.contextmanager
+def out_of_memory_hint(options: Any):
+    """A GPU out of memory is one line that says what to lower (the resume file, if any, is kept)."""
+    try:
+        yield
+    except Exception as exc:
+        torch = sys.modules.get("torch")
+        if torch is None or not isinstance(exc, torch.OutOfMemoryError):
+            raise
+        smaller = "--source-batch/--target-batch" if hasattr(options, "train") else "--batch-size"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "CUDA out of memory"
+        raise LaborError(f"out of GPU memory ({first.rstrip('.')}); try a smaller {smaller} "
+                         "or --precision bf16") from exc
 
 
 def version_callback(value: bool) -> None:
@@ -332,18 +384,30 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         app(args=argv, prog_name="labor")  # typer's standalone mode: usage errors exit 2, --help exits 0
     except LaborError as exc:
-        print(f"labor: error{_rank_note()}: {exc}", file=sys.stderr)
+        print(f"labor: error{_rank_note()}: {original_message(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         if not _rank_note():
             print("labor: interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130 and not _interrupt_reported and not _rank_note():  # typer's, for a Ctrl-C while parsing
+            print("labor: interrupted", file=sys.stderr)
+        raise
+
+
+def original_message(text: str) -> str:
+    """A DataLoader worker's error comes back as "Caught LaborError in DataLoader worker process 0."
+    and the worker's whole traceback, whose last line is "labor_cli.errors.LaborError: MESSAGE":
+    the message alone, as the same error raised in the main process would print."""
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return text
+    lines = re.findall(r"^labor_cli\.errors\.\w+: (.*)$", text, flags=re.MULTILINE)
+    return lines[-1] if lines else text.splitlines()[0]
 
 
 def _rank_note() -> str:
     """' (rank N)' in a process other than torchrun's rank 0, else ''."""
-    import os
-
     rank = os.environ.get("RANK", "0")
     return f" (rank {rank})" if os.environ.get("WORLD_SIZE", "1") not in ("", "1") and rank != "0" else ""
 

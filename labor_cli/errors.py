@@ -11,3 +11,8 @@ class LaborUsageError(LaborError):
     """A bad option value or combination of options (exit 2, like typer's own usage errors)."""
 
     exit_code = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop (Ctrl-C, SIGTERM) that the stage has already reported, saying what it saved and
+    how to resume; any other KeyboardInterrupt is a bare Ctrl-C, reported as 'labor: interrupted'."""

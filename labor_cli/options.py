@@ -289,7 +289,11 @@ class ExtractOptions:
     quiet: bool = quiet_option()
     skip_bad: bool = skip_bad_option()
     resume: bool = option("--resume", default=False, in_file=False, stored=False,
-                          help="Continue a stopped extraction from OUTPUT's resume file (kept on Ctrl-C or SIGTERM).")
+                          help="Continue a stopped extraction from OUTPUT's resume file (saved every --save-every "
+                               "images, and on Ctrl-C or SIGTERM).")
+    save_every: int = option(default=500, min=1, stored=False,
+                             help="Save the images done so far to OUTPUT's resume file every N images (a kill -9 or a "
+                                  "power cut then loses at most N).")
 
 
 @dataclass(kw_only=True)

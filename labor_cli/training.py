@@ -27,7 +27,7 @@ from labor_cli import distributed
 from labor_cli.console import progress_bar, stderr
 from labor_cli.data.transforms import ImageNormalizer
 from labor_cli.distributed import Rank
-from labor_cli.errors import LaborError
+from labor_cli.errors import Interrupted, LaborError
 from labor_cli.history import LossHistoryCSV
 from labor_cli.options import TrainConfig
 from labor_cli.runtime import CompileFallback, autocast, memory_format, seed_worker
@@ -504,7 +504,7 @@ def stop_requested(stop: StopRequest, at_sync_point: bool, rank: Rank) -> bool:
 
 
 def save_and_stop(state: TrainingState, save, resume_path: Path, stop: StopRequest, bar, rank: Rank) -> None:
-    """Write the resume file (rank 0), say how to continue, and stop (KeyboardInterrupt)."""
+    """Write the resume file (rank 0), say how to continue, and stop (Interrupted, a KeyboardInterrupt)."""
     if rank.is_main:
         save(state, resume_path)
     distributed.barrier(rank)  # no process leaves (and has torchrun end the others) before the save
@@ -512,7 +512,7 @@ def save_and_stop(state: TrainingState, save, resume_path: Path, stop: StopReque
     if rank.is_main:
         stderr.print(f"{stop.signal_name or 'another process was signalled'}: stopped after iteration "
                      f"{state.iteration}; saved {resume_path}. Run the same command with --resume to continue.")
-    raise KeyboardInterrupt
+    raise Interrupted
 
 
 def _status(means: dict[str, float], lr: float, rate: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -263,3 +264,104 @@ def test_skip_bad_continues_without_the_unreadable_files_and_counts_them(tmp_pat
     skipped = config["skipped_unreadable"]
     expected = {"warmup": 2, "extract": 1, "evaluate": 1, "adapt": 1, "label": 1}[command]
     assert sum(len(v) for v in skipped.values()) == expected, skipped
+
+
+# --- the same bad inputs read in DataLoader worker processes (issue #17) -----------------------
+
+LOADER_STAGES = ("warmup", "extract", "evaluate", "adapt")  # the stages whose images a DataLoader reads
+WORKER_CASES = [case for case in cases() if case.values[0] in LOADER_STAGES and "corrupt" in case.values[1]]
+
+
+def with_workers(argv: list[str], workers: int) -> list[str]:
+    i = argv.index("--workers")
+    return argv[: i + 1] + [str(workers)] + argv[i + 2 :]
+
+
+@pytest.mark.parametrize("command, what, replace, extra, code, needles", WORKER_CASES)
+def test_bad_input_read_in_a_worker_process(tmp_path, capsys, chain, command, what, replace, extra, code, needles):
+    """torch re-raises a worker's error as "Caught LaborError in DataLoader worker process 0." with
+    the worker's traceback: still the one line the same error gives in-process."""
+    out = tmp_path / "out"
+    out.mkdir()
+    code_got, _, err = run_labor(with_workers(build(command, chain, out, replace, extra), 1), capsys)
+    assert_one_line_error(code_got, err, code, needles)
+    assert snapshot(out) == {}
+
+
+def _evaluate_val(chain, out, target, workers=1):
+    return ["evaluate", "-m", chain["ckpt"], "--target", f"cityscapes:{target}", "--split", "val", "-o",
+            f"{out}/o.h5", "--device", "cpu", "--workers", str(workers), "-q"]
+
+
+@pytest.mark.parametrize("fault", ["deleted", "permission", "label-size"])
+def test_a_file_that_changes_under_a_worker(tmp_path, capsys, chain, monkeypatch, fault):
+    """A file deleted or made unreadable after the stage listed the folder, and a label whose size
+    is not its image's: one line from the worker that reads it."""
+    from PIL import Image
+
+    import labor_cli.stages.evaluate as evaluate
+
+    target = tmp_path / "target"
+    shutil.copytree(Path(chain["toy"]) / "target", target)
+    images = sorted((target / "leftImg8bit" / "val").rglob("*.png"))
+    victim = images[1]
+    expected = {"deleted": "No such file", "permission": "Permission denied"}.get(fault)
+    if fault == "label-size":
+        victim = target / "gtFine" / "val" / victim.parent.name / victim.name.replace("leftImg8bit", "gtFine_labelIds")
+        with Image.open(victim) as im:
+            im.resize((im.width // 2, im.height)).save(victim)
+            expected = f"label is {im.width // 2}x{im.height}, its image {im.width}x{im.height}"
+    else:
+        real_item, real_open = evaluate.FullLabelView.__getitem__, Image.open
+
+        def item(self, i):  # runs in the worker, after the dataset was scanned in the main process
+            if i == 1 and fault == "deleted":
+                victim.unlink()
+            if i == 1 and fault == "permission":
+                victim.chmod(0)
+            return real_item(self, i)
+
+        def refusing_open(fp, *args, **kwargs):  # root reads a mode-000 file anyway: refuse it as for anyone else
+            if os.geteuid() == 0 and Path(str(fp)) == victim and victim.stat().st_mode & 0o777 == 0:
+                raise PermissionError(errno.EACCES, "Permission denied", str(fp))
+            return real_open(fp, *args, **kwargs)
+
+        monkeypatch.setattr(evaluate.FullLabelView, "__getitem__", item)
+        monkeypatch.setattr(Image, "open", refusing_open)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run_labor(_evaluate_val(chain, out, target), capsys)
+    assert_one_line_error(code, err, 1, [victim.name, expected])
+    assert snapshot(out) == {}
+
+
+def _executable(*args, timeout=300):
+    """`labor` as users run it: a process of its own (python -m labor_cli, as tests/test_cli.py)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "labor_cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "warmup"])
+def test_bad_input_through_the_executable_with_workers(tmp_path, chain, command):
+    """The issue's report: a corrupt target PNG in `labor evaluate` with loader workers printed 26
+    lines of worker traceback. Through the real executable, with 2 workers: one line."""
+    out = tmp_path / "out"
+    out.mkdir()
+    if command == "evaluate":
+        argv = _evaluate_val(chain, out, Path(chain["bad"]) / "corrupt-target", workers=2)
+        needles = ("voxelstadt", "cannot read image")
+    else:
+        argv = with_workers(build("warmup", chain, out, {"{src}": "gta5:{bad}/corrupt-source"}), 2)
+        needles = ("00000.png", "cannot read image")
+    result = _executable(*argv)
+    assert_one_line_error(result.returncode, result.stderr, 1, needles)
+    assert snapshot(out) == {}
+    if command == "warmup":
+        return
+    # and --skip-bad goes on without the file, in the workers as in-process
+    result = _executable(*argv, "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "skipped" in result.stderr

@@ -56,16 +56,35 @@ class Checkpoint:
     config: dict
 
 
+def network_config(config: Any, class_names: Any) -> dict:
+    """The stored networks' config, checked: the architecture is rebuilt from it before any weight
+    is read, so a crafted one must not name a huge class count or an init to download."""
+    if not isinstance(config, dict) or not set(config) <= {"arch", "num_classes", "init", "selector_backbone"}:
+        raise ValueError("networks config is not the one labor writes")
+    if not isinstance(class_names, list) or not 2 <= len(class_names) <= 255 or config.get("num_classes") != len(
+            class_names):
+        raise ValueError("networks num_classes does not match class_names")
+    return {**config, "init": "none"}  # the weights come from the file
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
+    from labor_cli.data.labels import CLASS_SETS
     from labor_cli.models import build_networks  # models import torchvision: load them only when needed
 
     with open_artifact(path, "checkpoint") as artifact:
         f = artifact.file
         try:
             group = f["networks"]
-            networks = build_networks(**json.loads(group.attrs["config"]))
+            class_set = str(group.attrs["class_set"])
+            class_names = json.loads(group.attrs["class_names"])
+            if class_set not in CLASS_SETS:
+                raise ValueError(f"unknown class set {class_set!r}")
+            networks = build_networks(**network_config(json.loads(group.attrs["config"]), class_names))
             for name in NETWORK_NAMES:
                 state_dict = {k: torch.as_tensor(v) for k, v in read_state_dict(group[name]).items()}
+                for key, tensor in state_dict.items():
+                    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                        raise ValueError(f"{name} weight {key} holds NaN or infinity")
                 getattr(networks, name).load_state_dict(state_dict)
             training = f["training"]
             state = TrainingState(
@@ -73,11 +92,12 @@ def load_checkpoint(path: Path) -> Checkpoint:
                 iteration=int(training.attrs["iteration"]),
                 iterations=int(training.attrs["iterations"]),
                 optimizers=read_tree(training["optimizers"]),
-                history={name: np.asarray(ds[()]) for name, ds in training["history"].items()},
+                history={name: np.asarray(ds[()], dtype=np.float32) for name, ds in training["history"].items()},
             )
-            class_set = str(group.attrs["class_set"])
-            class_names = json.loads(group.attrs["class_names"])
-        except (KeyError, OSError, RuntimeError, ValueError, TypeError) as exc:
+            if not 0 <= state.iteration <= state.iterations:
+                raise ValueError(f"iteration {state.iteration} of {state.iterations}")
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError, AttributeError, RecursionError,
+                LaborError) as exc:
             raise LaborError(f"{path}: damaged checkpoint: {exc}".splitlines()[0]) from exc
         networks.eval()
         return Checkpoint(networks, class_set, class_names, state, artifact.parent(), artifact.config)

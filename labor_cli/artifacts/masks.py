@@ -22,8 +22,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from labor_cli.artifacts.provenance import Parent, open_artifact, read_image_ids, write_image_ids
-from labor_cli.errors import LaborError
+from labor_cli.artifacts.provenance import (
+    Parent,
+    check_offsets,
+    check_pixels,
+    open_artifact,
+    read_class_names,
+    read_class_set,
+    read_image_ids,
+    read_sizes,
+    write_image_ids,
+)
 
 MASK_GROUPS = {
     "candidates": ("y", "x", "class", "similarity"),
@@ -183,19 +192,49 @@ class Masks:
     def __init__(self, path: Path):
         self.artifact = open_artifact(path, "masks")
         self.path = Path(path)
-        f = self.artifact.file
-        self.image_ids = read_image_ids(self.artifact)
-        self.sizes = self.artifact.read("sizes").astype(np.int64)
-        self.pixel_offsets = self.artifact.read("pixel_offsets")
-        self.mask_offsets = self.artifact.read("mask_offsets")
-        self.class_set = str(f.attrs["class_set"])
-        self.class_names = json.loads(f.attrs["class_names"])
-        self.groups = {
-            name: {field: self.artifact.read(f"{name}/{field}") for field in ("offsets",) + fields}
-            for name, fields in MASK_GROUPS.items()
-        }
-        if any(len(g["offsets"]) != len(self.image_ids) + 1 for g in self.groups.values()):
-            raise LaborError(f"{path}: damaged masks artifact: offsets do not match the image count")
+        try:
+            self._read()
+        except BaseException:
+            self.artifact.close()
+            raise
+
+    def _read(self) -> None:
+        """The small arrays, checked against each other: a damaged or crafted file is refused
+        here, in one line, before a stage indexes anything with them."""
+        artifact = self.artifact
+        f = artifact.file
+        self.image_ids = read_image_ids(artifact)
+        count = len(self.image_ids)
+        self.sizes = read_sizes(artifact, count)
+        pixels = self.sizes[:, 0] * self.sizes[:, 1]
+        self.pixel_offsets = artifact.read("pixel_offsets", kinds="iu", ndim=1).astype(np.int64)
+        self.mask_offsets = artifact.read("mask_offsets", kinds="iu", ndim=1).astype(np.int64)
+        for name, offsets, per_image in (("pixel_offsets", self.pixel_offsets, pixels),
+                                         ("mask_offsets", self.mask_offsets, (pixels + 7) // 8)):
+            flat = name.removesuffix("_offsets").replace("pixel", "prediction")
+            if not np.array_equal(offsets, np.concatenate([[0], np.cumsum(per_image)])):
+                raise artifact.damaged(f"{name} do not match the image sizes")
+            dataset = f.get(flat)
+            if not isinstance(dataset, h5py.Dataset) or dataset.shape != (offsets[-1],) or dataset.dtype != np.uint8:
+                raise artifact.damaged(f"{flat!r} does not hold the {offsets[-1]} bytes its offsets describe")
+        self.class_set = read_class_set(artifact)
+        self.class_names = read_class_names(artifact)
+        self.groups = {}
+        for name, fields in MASK_GROUPS.items():
+            offsets = artifact.read(f"{name}/offsets", kinds="iu", ndim=1).astype(np.int64)
+            data = {"offsets": offsets}
+            for field in fields:
+                data[field] = artifact.read(f"{name}/{field}", kinds="iu" if field in ("y", "x", "class") else "f",
+                                            ndim=1)
+                check_offsets(artifact, f"{name}/offsets", offsets, count, len(data[field]))
+            check_pixels(artifact, name, data["y"], data["x"], offsets, self.sizes)
+            classes = data.get("class", np.zeros(0, dtype=np.int64))
+            if len(classes) and (classes.min() < 0 or classes.max() >= len(self.class_names)):
+                raise artifact.damaged(f"{name}/class holds a class beyond the {len(self.class_names)} classes")
+            for field in ("similarity", "entropy"):
+                if field in data and not np.all(np.isfinite(data[field])):
+                    raise artifact.damaged(f"{name}/{field} holds NaN or infinity")
+            self.groups[name] = data
 
     def __len__(self) -> int:
         return len(self.image_ids)

@@ -13,7 +13,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from labor_cli.artifacts.provenance import Parent, open_artifact, read_image_ids, write_image_ids
+from labor_cli.artifacts.provenance import (
+    Parent,
+    check_offsets,
+    check_pixels,
+    open_artifact,
+    read_class_names,
+    read_class_set,
+    read_image_ids,
+    read_sizes,
+    write_image_ids,
+)
 from labor_cli.errors import LaborError
 
 
@@ -58,23 +68,33 @@ def write_pixel_set(f: h5py.File, pixels: PixelSet) -> None:
 
 def read_pixel_set(path: Path, kind: str) -> PixelSet:
     with open_artifact(path, kind) as artifact:
+        image_ids = read_image_ids(artifact)
         pixels = PixelSet(
-            image_ids=read_image_ids(artifact),
-            sizes=artifact.read("sizes"),
-            offsets=artifact.read("offsets"),
-            y=artifact.read("y"),
-            x=artifact.read("x"),
-            label=artifact.read("label") if kind == "labels" else None,
-            predicted=artifact.read("predicted") if "predicted" in artifact.file else None,
-            class_set=str(artifact.file.attrs["class_set"]),
-            class_names=json.loads(artifact.file.attrs["class_names"]),
+            image_ids=image_ids,
+            sizes=read_sizes(artifact, len(image_ids)).astype(np.int32),
+            offsets=artifact.read("offsets", kinds="iu", ndim=1).astype(np.int64),
+            y=artifact.read("y", kinds="iu", ndim=1),
+            x=artifact.read("x", kinds="iu", ndim=1),
+            label=artifact.read("label", kinds="iu", ndim=1) if kind == "labels" else None,
+            predicted=artifact.read("predicted", kinds="iu", ndim=1) if "predicted" in artifact.file else None,
+            class_set=read_class_set(artifact),
+            class_names=read_class_names(artifact),
             parent=artifact.parent(),
         )
-    consistent = (
-        len(pixels.offsets) == len(pixels.image_ids) + 1
-        and pixels.offsets[-1] == len(pixels.y)
-        and len(pixels.x) == len(pixels.y)
-    )
-    if not consistent:
-        raise LaborError(f"{path}: damaged {kind} artifact: offsets do not match the pixel arrays")
+        # Checked against each other: a damaged or crafted file is refused here, in one line.
+        rows = len(pixels.y)
+        for name in ("x", "label", "predicted"):
+            values = getattr(pixels, name)
+            if values is not None and len(values) != rows:
+                raise LaborError(f"{path}: damaged {kind} artifact: offsets do not match the pixel arrays")
+        try:
+            check_offsets(artifact, "offsets", pixels.offsets, len(image_ids), rows)
+        except LaborError:
+            raise LaborError(f"{path}: damaged {kind} artifact: offsets do not match the pixel arrays") from None
+        check_pixels(artifact, "y, x", pixels.y, pixels.x, pixels.offsets, pixels.sizes.astype(np.int64))
+        for name in ("label", "predicted"):
+            values = getattr(pixels, name)
+            if values is not None and len(values) and (values.min() < 0 or np.any(
+                    (values >= len(pixels.class_names)) & (values != 255))):
+                raise artifact.damaged(f"{name} holds a class beyond the {len(pixels.class_names)} classes")
     return pixels

@@ -13,6 +13,8 @@ import h5py
 import numpy as np
 import torch
 
+from labor_cli.artifacts.provenance import check_declared_size
+
 # The attribute naming a tensor's torch dtype (bfloat16 is stored as float32 and restored).
 TORCH_DTYPE_ATTR = "torch_dtype"
 
@@ -53,6 +55,8 @@ def read_tree(group: h5py.Group) -> dict:
         if isinstance(node, h5py.Dataset) and node.dtype.kind not in "biuf":
             # weights and optimiser states are numbers; anything else (say, pickled bytes) is refused unread
             raise ValueError(f"{node.name} holds {node.dtype} data, not numbers")
+        if isinstance(node, h5py.Dataset):
+            check_declared_size(node)
         if isinstance(node, h5py.Group):
             value = read_tree(node)
             tree[key] = list(value.values()) if node.attrs.get("sequence", False) else value

@@ -18,6 +18,7 @@ from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import evaluation_subsets, index_to_label_id
 from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
 from labor_cli.distributed import Rank
+from labor_cli.errors import LaborError
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from labor_cli.models import fold_frozen_batchnorm
 from labor_cli.drawing import palette_256
@@ -39,9 +40,12 @@ class FullLabelView(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         image = self.dataset.read_image(i)
+        label = self.dataset.read_label(i)
+        if label.shape != image.shape[:2]:  # scored at the label's size, it would score a stretched prediction
+            raise LaborError(f"{self.dataset.label_path(i)}: label is {label.shape[1]}x{label.shape[0]}, "
+                             f"its image {image.shape[1]}x{image.shape[0]}")
         if self.size is not None:
             image = resize_image(image, self.size)
-        label = self.dataset.read_label(i)
         # uint8, widened on the device
         return {"image": image_as_tensor(image), "label": torch.from_numpy(label), "index": i}
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import time
+import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
@@ -240,9 +243,9 @@ def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> Optional[Extrac
     """Under torchrun (``rank``) each process extracts its share of the images and rank 0 writes
     them all, in order, to the one artifact (the others return None).
 
-    SIGINT/SIGTERM (one process) stop after the current batch and keep the images done so far
-    in OUTPUT's resume file (``runs/masks.resume.h5``); ``resume`` continues from it, and the
-    artifact equals an uninterrupted run's."""
+    Every ``save_every`` images, and when SIGINT/SIGTERM (one process) stop it after the current
+    batch, the images done so far are saved to OUTPUT's resume file (``runs/masks.resume.h5``);
+    ``resume`` continues from it, and the artifact equals an uninterrupted run's."""
     if options.candidates_per_class <= 0 or options.uncertain_per_image <= 0:
         raise LaborUsageError("--candidates-per-class and --uncertain-per-image must be positive")
     output = Path(options.output)
@@ -302,7 +305,7 @@ def saved_extraction(path: Path, config: dict, image_ids: list[str]) -> dict:
     """The state of a stopped extraction in its resume file, checked to be this same run."""
     if not path.exists():
         raise LaborError(f"{path}: no stopped extraction to resume "
-                         "(it is kept when extract is stopped by Ctrl-C or SIGTERM)")
+                         "(it is saved every --save-every images, and when extract is stopped by Ctrl-C or SIGTERM)")
     with artifacts.open_artifact(path, "masks") as saved:
         if "resume_state" not in saved.file.attrs:
             raise LaborError(f"{path}: not a stopped extraction (no resume state); remove it to start afresh")
@@ -359,6 +362,7 @@ def write_masks(results, options: ExtractOptions, inputs: ExtractionInputs, conf
     tally = MaskTally.start(saved, len(checkpoint.class_names))
     stop = StopRequest() if stop_on_signal else contextlib.nullcontext()
     done = saved["written"] if saved else 0
+    next_save = done + options.save_every
     with stop, artifacts.create_artifact(options.output, "masks", config, inputs.parents, options.force,
                                          keep_as=resume_path, start_from=resume_path if saved else None) as f, \
             progress_bar(disable=options.quiet) as bar, InOrderThread() as background:
@@ -378,6 +382,9 @@ def write_masks(results, options: ExtractOptions, inputs: ExtractionInputs, conf
             if getattr(stop, "signal_name", None) is not None and done < len(dataset):
                 keep_for_resume(f, writer, background, tally, config, bar, stop.signal_name, done, len(dataset),
                                 resume_path)
+            if done >= next_save and done < len(dataset):
+                save_for_resume(f, writer, background, tally, config, resume_path)
+                next_save = done + options.save_every
         background.wait()
         if "resume_state" in f.attrs:
             del f.attrs["resume_state"]
@@ -390,12 +397,30 @@ def write_masks(results, options: ExtractOptions, inputs: ExtractionInputs, conf
     return summary
 
 
-def keep_for_resume(f, writer, background: InOrderThread, tally: MaskTally, config: dict, bar, signal_name: str,
-                    done: int, total: int, resume_path: Path) -> None:
-    """Stop: what is written stays, with the state --resume continues from (KeepPartial)."""
+def mark_resume_state(f, writer, background: InOrderThread, tally: MaskTally, config: dict) -> None:
+    """Store every image added so far, and the state --resume continues from."""
     background.wait()
     f.attrs["resume_state"] = json.dumps({**writer.state(), "mask_pixels": tally.pixels,
                                           "mask_by_class": tally.by_class.tolist(), "config": config})
+
+
+def save_for_resume(f, writer, background: InOrderThread, tally: MaskTally, config: dict, resume_path: Path) -> None:
+    """The periodic save (what a kill -9 leaves): a copy of the unfinished file, flushed first so
+    that the copy is a whole HDF5 file, renamed over the resume file only once it is complete."""
+    mark_resume_state(f, writer, background, tally, config)
+    f.flush()
+    temporary = resume_path.with_name(f".{resume_path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        shutil.copyfile(f.filename, temporary)
+        os.replace(temporary, resume_path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def keep_for_resume(f, writer, background: InOrderThread, tally: MaskTally, config: dict, bar, signal_name: str,
+                    done: int, total: int, resume_path: Path) -> None:
+    """Stop: what is written stays, with the state --resume continues from (KeepPartial)."""
+    mark_resume_state(f, writer, background, tally, config)
     bar.stop()
     stderr.print(f"{signal_name}: stopped after {done} of {total} images; saved {resume_path}. "
                  "Run the same command with --resume to continue.", soft_wrap=True)

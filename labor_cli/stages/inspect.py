@@ -11,12 +11,29 @@ from rich.table import Table
 
 from labor_cli import artifacts
 from labor_cli.console import stdout
+from labor_cli.errors import LaborError
 
 
 def describe(path: Path) -> dict:
-    """Everything inspect prints, as plain data (also what `--json` prints)."""
+    """Everything inspect prints, as plain data (also what `--json` prints); an attribute or
+    dataset that is missing or not what labor writes means a damaged file, said in one line."""
+    try:
+        return _describe(path)
+    except (KeyError, ValueError, TypeError, OSError, AttributeError, IndexError, RecursionError) as exc:
+        raise LaborError(f"{path}: damaged artifact: {exc}".splitlines()[0]) from exc
+
+
+# The longest attribute labor writes is a config of a few KiB: a much longer one is a crafted file
+# (and printing 100,000 characters in a table takes rich minutes).
+MAX_ATTRIBUTE_CHARS = 16 << 10
+
+
+def _describe(path: Path) -> dict:
     with artifacts.read_any(path) as f:
         attrs = f.attrs
+        for key, value in attrs.items():
+            if isinstance(value, (str, bytes)) and len(value) > MAX_ATTRIBUTE_CHARS:
+                raise ValueError(f"attribute {key} is {len(value):,} characters long")
         info = {
             "path": str(path),
             "kind": str(attrs["labor_kind"]),
@@ -33,6 +50,7 @@ def describe(path: Path) -> dict:
         if info["kind"] == "evaluation":
             names = json.loads(attrs["class_names"])
             info["summary"].update(json.loads(attrs["scores"]))
+            artifacts.check_declared_size(f["iou"])
             info["iou"] = dict(zip(names, [None if np.isnan(v) else round(float(v) * 100, 2) for v in f["iou"][()]]))
         if info["kind"] == "checkpoint":
             info["summary"].update(_checkpoint_summary(f))

@@ -21,6 +21,7 @@ import numpy as np
 from rich.table import Table
 
 from labor_cli import artifacts
+from labor_cli.artifacts.provenance import check_known_class_set
 from labor_cli.artifacts import PixelSet
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset, skipped_files
@@ -156,6 +157,7 @@ def run_label(options: LabelOptions) -> LabelResult:
     artifacts.check_output_path(output, options.force)
     chosen = read_checked_pixel_set(selection, "selection")
     earlier = read_earlier_labels(Path(options.merge), chosen, selection) if options.merge is not None else None
+    check_known_class_set(selection, chosen.class_set)
     dataset = open_dataset(options.target, options.split, class_set=chosen.class_set, skip_bad=options.skip_bad,
                            reads=("labels",))
     dataset.check_classes(chosen.class_set, "target")

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from labor_cli import artifacts
+from labor_cli.artifacts.provenance import check_known_class_set
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset
 from labor_cli.drawing import (
@@ -71,6 +72,7 @@ def _show_masks(options: ShowOptions, kind: str) -> tuple[list[Path], int]:
         count = len(image_ids) if options.limit is None else min(options.limit, len(image_ids))
         dataset, indices = None, None
         if options.target:
+            check_known_class_set(options.artifact, class_set)
             dataset = open_dataset(options.target, options.split, class_set=class_set, require_labels=False)
             indices = dataset_indices(image_ids[:count], sizes[:count], options.artifact, dataset)
 
@@ -90,6 +92,7 @@ def _show_pixels(options: ShowOptions, kind: str) -> tuple[list[Path], int]:
     """The chosen pixels of a selection marked, or the labeled pixels of a labels artifact coloured."""
     pixels = artifacts.read_pixel_set(options.artifact, kind)
     count = len(pixels.image_ids) if options.limit is None else min(options.limit, len(pixels.image_ids))
+    check_known_class_set(options.artifact, pixels.class_set)
     dataset = open_dataset(options.target, options.split, class_set=pixels.class_set, require_labels=False)
     indices = dataset_indices(pixels.image_ids[:count], pixels.sizes[:count], options.artifact, dataset)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from labor_cli import artifacts
-from labor_cli.artifacts import Checkpoint, TrainingState
+from labor_cli.artifacts import Checkpoint, TrainingState, resume_path_for
 from labor_cli.data.datasets import default_class_set, open_dataset, parse_dataset_spec, skipped_files
 from labor_cli.data.labels import class_names
 from labor_cli.data.transforms import SegmentationView
@@ -65,11 +65,6 @@ class Placement:
     precision: str
     compiled: bool
     workers: int
-
-
-def resume_path_for(output: Path) -> Path:
-    """runs/warmup.h5 -> runs/warmup.resume.h5: the periodic saves of a run in progress."""
-    return output.with_name(output.stem + ".resume" + (output.suffix or ".h5"))
 
 
 def run_training_stage(options: WarmupOptions | AdaptOptions, rank: Rank = Rank()) -> StageResult:

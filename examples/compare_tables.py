@@ -79,12 +79,16 @@ def print_pair(pair: str, results: dict, seeds: list[str]) -> None:
     print("|---|---|---|---|")
     for row in results.values():
         per_seed = ", ".join(f"{v:.1f}" for v in row["miou"])
-        print(f"| {row['title']} | {statistics.mean(row['labeled_percent']):.3f} | {mean_sd(row['miou'])} | "
-              f"{per_seed} (seeds {', '.join(row['seeds'])}) |")
+        print(
+            f"| {row['title']} | {statistics.mean(row['labeled_percent']):.3f} | {mean_sd(row['miou'])} | "
+            f"{per_seed} (seeds {', '.join(row['seeds'])}) |"
+        )
     print()
     print("Where each one-round selection falls (mean over seeds; `labor label --masks` prints these):\n")
-    print("| selection | A wrong on it (%) | share of A's wrong pixels (%) | random, same budget: wrong / share | "
-          "entropy, same budget: wrong / share |")
+    print(
+        "| selection | A wrong on it (%) | share of A's wrong pixels (%) | random, same budget: wrong / share | "
+        "entropy, same budget: wrong / share |"
+    )
     print("|---|---|---|---|---|")
 
     def figure(summaries: list[dict], key: str, field: str) -> str:
@@ -98,8 +102,11 @@ def print_pair(pair: str, results: dict, seeds: list[str]) -> None:
         summaries = row["summaries"]
         if not summaries or name in ("all",) or name.endswith("5x8"):
             continue
-        cells = [figure(summaries, "compared", f"{who}_{what}_percent") for who in ("selection", "random", "entropy")
-                 for what in ("error", "errors_covered")]
+        cells = [
+            figure(summaries, "compared", f"{who}_{what}_percent")
+            for who in ("selection", "random", "entropy")
+            for what in ("error", "errors_covered")
+        ]
         print(f"| {row['title']} | {cells[0]} | {cells[1]} | {cells[2]} / {cells[3]} | {cells[4]} / {cells[5]} |")
     print()
     names = next(iter(results.values()))["class_names"]
@@ -124,7 +131,9 @@ def main() -> None:
         results = pair_tables(args.runs, pair, args.seeds, args.spacing)
         if results:
             print_pair(pair, results, args.seeds)
-            everything[pair] = {name: {k: v for k, v in row.items() if k != "summaries"} for name, row in results.items()}
+            everything[pair] = {
+                name: {k: v for k, v in row.items() if k != "summaries"} for name, row in results.items()
+            }
     (args.runs / "results.json").write_text(json.dumps(everything, indent=1))
 
 

@@ -13,7 +13,8 @@ import json
 import os
 import re
 import sys
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import typer
 
@@ -21,9 +22,24 @@ from labor_cli import __version__
 from labor_cli import options as declarations
 from labor_cli.errors import Interrupted, LaborError
 from labor_cli.options import (
-    AdaptOptions, AnnotateOptions, BenchOptions, ConvertOptions, DataCheckOptions, DemoOptions, EvaluateOptions,
-    ExportOptions, ExtractOptions, ImportOptions, InspectOptions, LabelOptions, PlotOptions, PredictOptions,
-    SelectOptions, ShowOptions, ToyOptions, WarmupOptions,
+    AdaptOptions,
+    AnnotateOptions,
+    BenchOptions,
+    ConvertOptions,
+    DataCheckOptions,
+    DemoOptions,
+    EvaluateOptions,
+    ExportOptions,
+    ExtractOptions,
+    ImportOptions,
+    InspectOptions,
+    LabelOptions,
+    PlotOptions,
+    PredictOptions,
+    SelectOptions,
+    ShowOptions,
+    ToyOptions,
+    WarmupOptions,
 )
 
 app = typer.Typer(
@@ -35,7 +51,9 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-data_app = typer.Typer(help="Datasets: draw the embedded toy domain pair, check a dataset on disk.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Datasets: draw the embedded toy domain pair, check a dataset on disk.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 
 
@@ -60,8 +78,9 @@ def typer_parameter(option: declarations.Declared) -> inspect.Parameter:
     if spec.argument:
         info = typer.Argument(default, help=spec.help, metavar=metavar)
     else:
-        info = typer.Option(default, *option.flags, help=spec.help, metavar=metavar, min=spec.min,
-                            case_sensitive=spec.case_sensitive)
+        info = typer.Option(
+            default, *option.flags, help=spec.help, metavar=metavar, min=spec.min, case_sensitive=spec.case_sensitive
+        )
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 
 
@@ -85,6 +104,7 @@ def command(name: str, options_class: type, parent: typer.Typer = app) -> Callab
     """Register the decorated ``run(options)`` as `labor NAME`, with ``options_class``'s declared
     options (arguments first, then required options, then the rest in declaration order); the
     function's docstring is the command's help."""
+
     def register(run: Callable[[Any], None]) -> Callable[[Any], None]:
         def callback(ctx: typer.Context, **values: Any) -> None:
             options = options_from_command_line(ctx, options_class, values)
@@ -145,8 +165,9 @@ def out_of_memory_hint(options: Any):
             raise
         smaller = "--source-batch/--target-batch" if hasattr(options, "train") else "--batch-size"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "CUDA out of memory"
-        raise LaborError(f"out of GPU memory ({first.rstrip('.')}); try a smaller {smaller} "
-                         "or --precision bf16") from exc
+        raise LaborError(
+            f"out of GPU memory ({first.rstrip('.')}); try a smaller {smaller} or --precision bf16"
+        ) from exc
 
 
 def version_callback(value: bool) -> None:
@@ -157,8 +178,9 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
-                                 help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """LabOR as composable stages; every stage writes one HDF5 artifact that says how it was made."""
 
@@ -172,8 +194,9 @@ def data_toy(options: ToyOptions) -> None:
     from labor_cli.data.toy import make_toy_pair
     from labor_cli.stages.report import print_toy_summary
 
-    summary = make_toy_pair(options.directory, seed=options.seed, size=options.size, force=options.force,
-                            shift=options.shift)
+    summary = make_toy_pair(
+        options.directory, seed=options.seed, size=options.size, force=options.force, shift=options.shift
+    )
     print_toy_summary(options.directory, summary)
 
 
@@ -350,14 +373,21 @@ def bench(options: BenchOptions) -> None:
         speedups,
     )
 
-    results = run_bench(options.arch, options.device, options.repeats, options.warmup, options.compile,
-                        options.selector_backbone)
+    results = run_bench(
+        options.arch, options.device, options.repeats, options.warmup, options.compile, options.selector_backbone
+    )
     end_to_end = None
     if options.e2e_images:
-        end_to_end = bench_extract_end_to_end(options.arch, options.device, options.e2e_images,
-                                              declarations.resolve_workers(options.workers), options.batch_size,
-                                              options.selector_backbone, compile=options.compile,
-                                              profile_dir=options.profile)
+        end_to_end = bench_extract_end_to_end(
+            options.arch,
+            options.device,
+            options.e2e_images,
+            declarations.resolve_workers(options.workers),
+            options.batch_size,
+            options.selector_backbone,
+            compile=options.compile,
+            profile_dir=options.profile,
+        )
     if options.profile:  # after every timing: a profiler session on CUDA can slow what runs after it
         profile_bench(
             results, options.profile, options.arch, options.device, options.compile, options.selector_backbone
@@ -368,15 +398,26 @@ def bench(options: BenchOptions) -> None:
 
         name = torch.cuda.get_device_name(resolve_device(options.device))
     if options.as_json:
-        print(json.dumps({"device": name, "results": as_json(results), "speedup": speedups(results),
-                          "extract_end_to_end": end_to_end}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "device": name,
+                    "results": as_json(results),
+                    "speedup": speedups(results),
+                    "extract_end_to_end": end_to_end,
+                },
+                indent=2,
+            )
+        )
         return
     print_bench(results, name)
     if end_to_end:
-        print(f"labor extract end to end: {end_to_end['images']} PNGs of {end_to_end['native_size'][1]}x"
-              f"{end_to_end['native_size'][0]}: {end_to_end['images_per_s']:.1f} images/s "
-              f"({end_to_end['steady_images_per_s'] or 0:.1f} steady, start-up {end_to_end['startup_s'] or 0:.1f} s), "
-              f"{end_to_end['bytes_per_image'] / 1024:.0f} KiB per image in the artifact")
+        print(
+            f"labor extract end to end: {end_to_end['images']} PNGs of {end_to_end['native_size'][1]}x"
+            f"{end_to_end['native_size'][0]}: {end_to_end['images_per_s']:.1f} images/s "
+            f"({end_to_end['steady_images_per_s'] or 0:.1f} steady, start-up {end_to_end['startup_s'] or 0:.1f} s), "
+            f"{end_to_end['bytes_per_image'] / 1024:.0f} KiB per image in the artifact"
+        )
 
 
 def main(argv: Optional[list[str]] = None) -> None:

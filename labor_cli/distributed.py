@@ -17,8 +17,9 @@ import contextlib
 import dataclasses
 import datetime
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -38,7 +39,7 @@ class Rank:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    backend: Optional[str] = None
+    backend: str | None = None
     host_group: Any = field(default=None, compare=False, repr=False)  # gloo group for host-side objects
     torchrun: bool = False  # started by torchrun: in a process group even when alone in it
 
@@ -84,8 +85,10 @@ def start(device_spec: str) -> Iterator[Rank]:
     backend = backend_for(device_spec)
     if backend == "nccl":
         if rank.local_rank >= torch.cuda.device_count():
-            raise LaborError(f"LOCAL_RANK {rank.local_rank}: only {torch.cuda.device_count()} CUDA device(s) here; "
-                             "start at most that many processes per node")
+            raise LaborError(
+                f"LOCAL_RANK {rank.local_rank}: only {torch.cuda.device_count()} CUDA device(s) here; "
+                "start at most that many processes per node"
+            )
         torch.cuda.set_device(rank.local_rank)
     torch_dist.init_process_group(backend, rank=rank.rank, world_size=rank.world_size, timeout=TIMEOUT)
     try:
@@ -121,7 +124,7 @@ def any_rank(flag: bool, rank: Rank) -> bool:
     return bool(value.item())
 
 
-def gather_to_main(obj: Any, rank: Rank) -> Optional[list]:
+def gather_to_main(obj: Any, rank: Rank) -> list | None:
     """Every rank's ``obj``, in rank order, on rank 0 (None on the others)."""
     if not rank.distributed:
         return [obj]
@@ -172,5 +175,7 @@ def check_in_sync(module: torch.nn.Module, rank: Rank, what: str) -> None:
     torch_dist.all_reduce(low, op=torch_dist.ReduceOp.MIN, group=rank.host_group)
     torch_dist.all_reduce(high, op=torch_dist.ReduceOp.MAX, group=rank.host_group)
     if not torch.equal(low, high):
-        raise LaborError(f"{what}: the processes' weights differ (checksums {low.item()!r} to {high.item()!r}); "
-                         "this is a bug in labor's gradient synchronisation")
+        raise LaborError(
+            f"{what}: the processes' weights differ (checksums {low.item()!r} to {high.item()!r}); "
+            "this is a bug in labor's gradient synchronisation"
+        )

@@ -11,8 +11,8 @@ import contextlib
 import os
 import shutil
 import uuid as _uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import numpy as np
 from PIL import Image
@@ -189,7 +189,7 @@ PANEL_WIDTH = 512  # a panel is enlarged to at least this width unless a scale i
 PANEL_GAP = 4  # white pixels between panels
 
 
-def panel_scale(width: int, scale: Optional[int] = None) -> int:
+def panel_scale(width: int, scale: int | None = None) -> int:
     """The whole-number enlargement: ``scale``, or the smallest that makes a panel PANEL_WIDTH wide
     (256 -> 2, 128 -> 4, 1024 -> 1)."""
     return scale if scale is not None else max(1, -(-PANEL_WIDTH // width))
@@ -208,15 +208,14 @@ def draw_classes(prediction: np.ndarray, class_set: str) -> np.ndarray:
     return palette_256(class_set)[prediction]
 
 
-def draw_mask(image: Optional[np.ndarray], mask: np.ndarray) -> np.ndarray:
+def draw_mask(image: np.ndarray | None, mask: np.ndarray) -> np.ndarray:
     """The mask in white over the image darkened to 35% (over black without an image)."""
     out = np.zeros(mask.shape + (3,), np.uint8) if image is None else np.round(image * 0.35).astype(np.uint8)
     out[mask] = WHITE
     return out
 
 
-def draw_prediction(image: Optional[np.ndarray], prediction: np.ndarray, mask: np.ndarray,
-                    class_set: str) -> np.ndarray:
+def draw_prediction(image: np.ndarray | None, prediction: np.ndarray, mask: np.ndarray, class_set: str) -> np.ndarray:
     """A's prediction blended over the image (half and half), full colour inside the mask, mask outlined white."""
     colour = palette_256(class_set)[prediction].astype(np.float32)
     if image is None:

@@ -28,7 +28,9 @@ def bilinear_matrix(size_out: int, size_in: int, device: torch.device) -> torch.
 
     Built on ``device`` itself: a matrix made on the host and copied to a GPU would make the
     host wait for the GPU at every loss (a copy from pageable memory synchronises)."""
-    position = ((torch.arange(size_out, dtype=torch.float64, device=device) + 0.5) * (size_in / size_out) - 0.5).clamp(min=0)
+    position = ((torch.arange(size_out, dtype=torch.float64, device=device) + 0.5) * (size_in / size_out) - 0.5).clamp(
+        min=0
+    )
     low = position.floor().long().clamp(max=size_in - 1)
     high = (low + 1).clamp(max=size_in - 1)
     weight_high = position - low
@@ -58,7 +60,9 @@ def sample_at_points(logits: torch.Tensor, points_yx: torch.Tensor, image_size: 
     y = (points_yx[:, 0].float() + 0.5) * (2.0 / height) - 1.0
     x = (points_yx[:, 1].float() + 0.5) * (2.0 / width) - 1.0
     grid = torch.stack([x, y], dim=-1).view(1, 1, -1, 2)
-    sampled = F.grid_sample(logits.float().unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    sampled = F.grid_sample(
+        logits.float().unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
     return sampled[0, :, 0, :].t()
 
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 from labor_cli.compile_policy import COMPILE_HELP
 from labor_cli.errors import LaborError, LaborUsageError
@@ -105,9 +106,13 @@ def quiet_option() -> Any:
 
 
 def skip_bad_option() -> Any:
-    return option("--skip-bad", default=False, stored=False,
-                  help="Leave out images whose files are unreadable (checked up front), count them, and list them in "
-                       "the artifact's config.")
+    return option(
+        "--skip-bad",
+        default=False,
+        stored=False,
+        help="Leave out images whose files are unreadable (checked up front), count them, and list them in "
+        "the artifact's config.",
+    )
 
 
 def device_option() -> Any:
@@ -127,8 +132,12 @@ def workers_option() -> Any:
 
 
 def input_size_option() -> Any:
-    return option(default=None, parse=parse_size, metavar="WIDTHxHEIGHT",
-                  help="Network input WIDTHxHEIGHT (default: the dataset's training size).")
+    return option(
+        default=None,
+        parse=parse_size,
+        metavar="WIDTHxHEIGHT",
+        help="Network input WIDTHxHEIGHT (default: the dataset's training size).",
+    )
 
 
 def resolve_workers(workers: Optional[int]) -> int:
@@ -146,9 +155,11 @@ class TrainConfig:
     """Every value of the optimisation protocol (docs/method.md), with the paper-scale default."""
 
     iterations: int = option("--iters", "--iterations", default=40000, help="Training iterations.")
-    optimizer: str = option(default="sgd", choices=OPTIMIZERS,
-                            help="Optimiser of A and B: sgd (the paper's protocol, heads at 10x) or adamw (small "
-                                 "networks from scratch).")
+    optimizer: str = option(
+        default="sgd",
+        choices=OPTIMIZERS,
+        help="Optimiser of A and B: sgd (the paper's protocol, heads at 10x) or adamw (small networks from scratch).",
+    )
     lr: float = option(default=2.5e-4, help="Learning rate of A and B.")
     momentum: float = option(default=0.9, help="SGD momentum.")
     weight_decay: float = option(default=5e-4, help="SGD weight decay.")
@@ -157,36 +168,65 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)  # Adam's (D) and AdamW's; no option
     lambda_adv: float = option(default=0.001, help="Weight of the adversarial loss (0: source-only training).")
     lambda_target: float = option(default=1.0, commands=("adapt",), help="Weight of the annotated target pixels' loss.")
-    lambda_pseudo: float = option(default=1.0, help="Weight of B's pseudo-label loss (A's pseudo labels on the "
-                                                    "target; in warmup from --pseudo-from on).")
-    pseudo_from: Optional[int] = option(default=None, commands=("warmup",),
-                                        help="Warmup iteration from which B's heads also learn A's pseudo labels on "
-                                             "the target (default: half the iterations: A's early predictions are "
-                                             "poor); --iters or more: never.")
+    lambda_pseudo: float = option(
+        default=1.0,
+        help="Weight of B's pseudo-label loss (A's pseudo labels on the target; in warmup from --pseudo-from on).",
+    )
+    pseudo_from: Optional[int] = option(
+        default=None,
+        commands=("warmup",),
+        help="Warmup iteration from which B's heads also learn A's pseudo labels on "
+        "the target (default: half the iterations: A's early predictions are "
+        "poor); --iters or more: never.",
+    )
     # The paper's weight is unknown; the mask share it gives is known (about 2% of the pixels), so
     # by default a controller steers the weight to that share (docs/method.md).
-    lambda_dis: float = option(default=0.01, help="Weight of B's classifier-discrepancy maximisation (higher: larger "
-                                                  "mask); the starting value when --mask-share steers it.")
-    mask_share: float = option(default=0.022, help="Steer --lambda-dis so that B's heads disagree on this share of "
-                                                   "the target pixels (the paper's SPL: about 2.2%); 0: keep "
-                                                   "--lambda-dis fixed.")
-    pseudo_alpha: float = option(default=0.2,
-                                 help="Per class, the most confident fraction of A's pixels kept as pseudo labels.")
+    lambda_dis: float = option(
+        default=0.01,
+        help="Weight of B's classifier-discrepancy maximisation (higher: larger "
+        "mask); the starting value when --mask-share steers it.",
+    )
+    mask_share: float = option(
+        default=0.022,
+        help="Steer --lambda-dis so that B's heads disagree on this share of "
+        "the target pixels (the paper's SPL: about 2.2%); 0: keep "
+        "--lambda-dis fixed.",
+    )
+    pseudo_alpha: float = option(
+        default=0.2, help="Per class, the most confident fraction of A's pixels kept as pseudo labels."
+    )
     source_batch: int = option(default=2, help="Source images per iteration.")
     target_batch: int = option(default=2, help="Target images per iteration.")
-    hflip: bool = option("--hflip/--no-hflip", default=False,
-                         help="Flip half of the source images left-right (seeded; not in the paper's protocol).")
-    source_size: Optional[tuple[int, int]] = option(default=None, parse=parse_size, metavar="WIDTHxHEIGHT",
-                                                    help="Source training size WIDTHxHEIGHT (default: the dataset's).")
-    target_size: Optional[tuple[int, int]] = option(default=None, parse=parse_size, metavar="WIDTHxHEIGHT",
-                                                    help="Target training size WIDTHxHEIGHT (default: the dataset's).")
+    hflip: bool = option(
+        "--hflip/--no-hflip",
+        default=False,
+        help="Flip half of the source images left-right (seeded; not in the paper's protocol).",
+    )
+    source_size: Optional[tuple[int, int]] = option(
+        default=None,
+        parse=parse_size,
+        metavar="WIDTHxHEIGHT",
+        help="Source training size WIDTHxHEIGHT (default: the dataset's).",
+    )
+    target_size: Optional[tuple[int, int]] = option(
+        default=None,
+        parse=parse_size,
+        metavar="WIDTHxHEIGHT",
+        help="Target training size WIDTHxHEIGHT (default: the dataset's).",
+    )
     seed: int = option(default=0, help="Random seed: the same command twice gives the same weights on the CPU.")
     save_every: int = option(default=1000, help="Save a resumable checkpoint every N iterations.")
     log_every: int = option(default=10, help="Update the progress display (and check losses) every N iterations.")
 
     def check(self) -> None:
-        positive = {"iterations": self.iterations, "source_batch": self.source_batch, "target_batch": self.target_batch,
-                    "save_every": self.save_every, "log_every": self.log_every, "lr": self.lr}
+        positive = {
+            "iterations": self.iterations,
+            "source_batch": self.source_batch,
+            "target_batch": self.target_batch,
+            "save_every": self.save_every,
+            "log_every": self.log_every,
+            "lr": self.lr,
+        }
         for name, value in positive.items():
             if value <= 0:
                 raise LaborUsageError(f"--{name.replace('_', '-')} {value}: must be positive")
@@ -217,13 +257,20 @@ class TrainingStageOptions:
     COMMAND: ClassVar[str] = ""
 
     source: str = option(help="Labeled source dataset KIND:PATH, e.g. gta5:/data/GTA5.")
-    target: str = option(help="Target dataset KIND:PATH (images only are used; for adapt the one the labels were "
-                              "made on), e.g. cityscapes:/data/cityscapes.")
+    target: str = option(
+        help="Target dataset KIND:PATH (images only are used; for adapt the one the labels were "
+        "made on), e.g. cityscapes:/data/cityscapes."
+    )
     output: Path = output_option()
     source_split: str = option(default="train", help="Source split.")
     target_split: str = option(default="train", help="Target split (for adapt: the labels' images).")
-    resume: bool = option("--resume", default=False, in_file=False, stored=False,
-                          help="Continue from OUTPUT's resume file (saved every --save-every).")
+    resume: bool = option(
+        "--resume",
+        default=False,
+        in_file=False,
+        stored=False,
+        help="Continue from OUTPUT's resume file (saved every --save-every).",
+    )
     device: str = device_option()
     precision: str = precision_option()
     compile: str = compile_option()
@@ -232,34 +279,47 @@ class TrainingStageOptions:
     quiet: bool = quiet_option()
     skip_bad: bool = skip_bad_option()
     train: TrainConfig = group(TrainConfig)
-    config_file: Optional[Path] = option("--config", default=None, in_file=False, stored=False,
-                                         help="TOML file of option values (option names as keys), or a preset name "
-                                              "(toy-warmup, toy-adapt); the command line wins.")
+    config_file: Optional[Path] = option(
+        "--config",
+        default=None,
+        in_file=False,
+        stored=False,
+        help="TOML file of option values (option names as keys), or a preset name "
+        "(toy-warmup, toy-adapt); the command line wins.",
+    )
 
 
 @dataclass(kw_only=True)
 class WarmupOptions(TrainingStageOptions):
     COMMAND: ClassVar[str] = "warmup"
 
-    arch: str = option(default="deeplabv2-r101", choices=ARCHS,
-                       help="deeplabv2-r101, deeplabv2-r50 or small (CPU-sized).")
+    arch: str = option(
+        default="deeplabv2-r101", choices=ARCHS, help="deeplabv2-r101, deeplabv2-r50 or small (CPU-sized)."
+    )
     # auto: what the field does (ImageNet ResNets; the small arch from scratch); tests pass none.
-    init: str = option(default="auto",
-                       help="Backbone initialisation: auto (imagenet for the ResNet archs, none for small), none, "
-                            "imagenet (torchvision's cache, downloaded once), or [FORMAT:]PATH: a torchvision ResNet "
-                            "or a field DeepLab-v2 (adaptsegnet:, advent:, deeplab:, ripu:).")
-    selector_backbone: str = option(default="separate", choices=SELECTOR_BACKBONES,
-                                    help="B's backbone: separate (a second copy) or shared (A's; one backbone pass).")
-    classes: Optional[str] = option(default=None, choices=CLASS_SETS, stored_as="class_set",
-                                    help="Class set (default: from the source kind).")
+    init: str = option(
+        default="auto",
+        help="Backbone initialisation: auto (imagenet for the ResNet archs, none for small), none, "
+        "imagenet (torchvision's cache, downloaded once), or [FORMAT:]PATH: a torchvision ResNet "
+        "or a field DeepLab-v2 (adaptsegnet:, advent:, deeplab:, ripu:).",
+    )
+    selector_backbone: str = option(
+        default="separate",
+        choices=SELECTOR_BACKBONES,
+        help="B's backbone: separate (a second copy) or shared (A's; one backbone pass).",
+    )
+    classes: Optional[str] = option(
+        default=None, choices=CLASS_SETS, stored_as="class_set", help="Class set (default: from the source kind)."
+    )
 
 
 @dataclass(kw_only=True)
 class AdaptOptions(TrainingStageOptions):
     COMMAND: ClassVar[str] = "adapt"
 
-    model: Path = option("--model", "-m", stored_as="start_from",
-                         help="Checkpoint to start from (warmup or an earlier round).")
+    model: Path = option(
+        "--model", "-m", stored_as="start_from", help="Checkpoint to start from (warmup or an earlier round)."
+    )
     labels: Path = option(help="Labels artifact: the annotated target pixels (labor label / labor import).")
 
 
@@ -274,10 +334,12 @@ class ExtractOptions:
     target: str = option(help="Target dataset KIND:PATH (images only are used).")
     output: Path = output_option()
     split: str = option(default="train", help="Target split to extract.")
-    exclude: Optional[Path] = option(default=None, help="Labels artifact of earlier rounds: those pixels are never "
-                                                        "selected again.")
-    candidates_per_class: int = option(default=256, help="PPL candidates kept per class and image (an upper bound on "
-                                                         "--points).")
+    exclude: Optional[Path] = option(
+        default=None, help="Labels artifact of earlier rounds: those pixels are never selected again."
+    )
+    candidates_per_class: int = option(
+        default=256, help="PPL candidates kept per class and image (an upper bound on --points)."
+    )
     uncertain_per_image: int = option(default=4096, help="Most uncertain pixels kept per image (for --mode entropy).")
     input_size: Optional[tuple[int, int]] = input_size_option()
     batch_size: int = option(default=1, min=1, help="Images per forward pass.")
@@ -288,12 +350,21 @@ class ExtractOptions:
     force: bool = force_option()
     quiet: bool = quiet_option()
     skip_bad: bool = skip_bad_option()
-    resume: bool = option("--resume", default=False, in_file=False, stored=False,
-                          help="Continue a stopped extraction from OUTPUT's resume file (saved every --save-every "
-                               "images, and on Ctrl-C or SIGTERM).")
-    save_every: int = option(default=500, min=1, stored=False,
-                             help="Save the images done so far to OUTPUT's resume file every N images (a kill -9 or a "
-                                  "power cut then loses at most N).")
+    resume: bool = option(
+        "--resume",
+        default=False,
+        in_file=False,
+        stored=False,
+        help="Continue a stopped extraction from OUTPUT's resume file (saved every --save-every "
+        "images, and on Ctrl-C or SIGTERM).",
+    )
+    save_every: int = option(
+        default=500,
+        min=1,
+        stored=False,
+        help="Save the images done so far to OUTPUT's resume file every N images (a kill -9 or a "
+        "power cut then loses at most N).",
+    )
 
 
 @dataclass(kw_only=True)
@@ -301,15 +372,21 @@ class SelectOptions:
     COMMAND: ClassVar[str] = "select"
 
     masks: Path = option(help="Masks artifact (labor extract).")
-    mode: str = option(choices=SELECT_MODES, help="ppl (LabOR's prototype points), spl (LabOR's whole mask), balanced "
-                                                  "(ours: every predicted class's area, docs/method.md), random or "
-                                                  "entropy (baselines).")
+    mode: str = option(
+        choices=SELECT_MODES,
+        help="ppl (LabOR's prototype points), spl (LabOR's whole mask), balanced "
+        "(ours: every predicted class's area, docs/method.md), random or "
+        "entropy (baselines).",
+    )
     output: Path = output_option()
     points: Optional[int] = option(default=None, help="Points per image (ppl, random, entropy).")
     ratio: Optional[float] = option(default=None, help="Share of each image's pixels, 0 < R <= 1 (random, entropy).")
     min_spacing: float = option(default=0.0, help="Preferred minimum distance between chosen points, in pixels.")
-    balance_power: float = option(default=0.5, help="balanced: class budgets proportional to A's predicted area to "
-                                                    "this power (1: as random, 0: equal per class).")
+    balance_power: float = option(
+        default=0.5,
+        help="balanced: class budgets proportional to A's predicted area to "
+        "this power (1: as random, 0: equal per class).",
+    )
     seed: int = option(default=0, help="Seed (random mode and ties); the same seed gives the same selection.")
     force: bool = force_option()
     quiet: bool = quiet_option()
@@ -324,8 +401,9 @@ class LabelOptions:
     output: Path = output_option()
     split: str = option(default="train", help="Target split the selection was made on.")
     merge: Optional[Path] = option(default=None, help="Labels of earlier rounds to accumulate with.")
-    masks: Optional[Path] = option(default=None, help="The masks artifact of the selection: also report A's error over "
-                                                      "all pixels.")
+    masks: Optional[Path] = option(
+        default=None, help="The masks artifact of the selection: also report A's error over all pixels."
+    )
     force: bool = force_option()
     quiet: bool = quiet_option()
     skip_bad: bool = skip_bad_option()
@@ -338,8 +416,9 @@ class ExportOptions:
     artifact: Path = option(argument=True, help="Selection (or labels) artifact.")
     output_dir: Path = option("--output", "-o", help="Folder to write points.csv / points.json (and overlays) into.")
     fmt: str = option("--format", default="csv", choices=EXPORT_FORMATS, case_sensitive=False, help="csv or json.")
-    overlays: bool = option("--overlays", default=False,
-                            help="Also write a PNG per image with each point marked (needs --target).")
+    overlays: bool = option(
+        "--overlays", default=False, help="Also write a PNG per image with each point marked (needs --target)."
+    )
     target: Optional[str] = option(default=None, help="Target dataset KIND:PATH, for the overlays.")
     split: str = option(default="train", help="Target split.")
     force: bool = force_option("Replace an existing output folder, whole.")
@@ -350,8 +429,9 @@ class ExportOptions:
 class ImportOptions:
     COMMAND: ClassVar[str] = "import"
 
-    answers: Path = option(argument=True, help="Annotators' answers: CSV (image_id,x,y,class) or JSON "
-                                               "[{image_id, x, y, class}].")
+    answers: Path = option(
+        argument=True, help="Annotators' answers: CSV (image_id,x,y,class) or JSON [{image_id, x, y, class}]."
+    )
     selection: Path = option(help="The selection the answers are for.")
     output: Path = output_option()
     force: bool = force_option()
@@ -366,8 +446,9 @@ class AnnotateOptions:
     output: Path = output_option()
     split: str = option(default="train", help="Target split the selection was made on.")
     merge: Optional[Path] = option(default=None, help="Labels of earlier rounds to accumulate with.")
-    host: str = option(default="127.0.0.1", stored=False,
-                       help="Address to serve the page on (127.0.0.1: this machine only).")
+    host: str = option(
+        default="127.0.0.1", stored=False, help="Address to serve the page on (127.0.0.1: this machine only)."
+    )
     # 8765: a fixed port, so the URL stays the same when the command is run again to continue.
     port: int = option(default=8765, min=0, stored=False, help="Port to serve the page on (0: any free one).")
     force: bool = force_option()
@@ -383,11 +464,17 @@ class ShowOptions:
     target: Optional[str] = option(default=None, help="Target dataset KIND:PATH (the images to draw on).")
     split: str = option(default="train", help="Target split.")
     limit: Optional[int] = option(default=None, min=1, help="At most this many images.")
-    overlay: bool = option("--overlay", default=False,
-                           help="One drawing at the image's own size instead of side-by-side panels (image | "
-                                "prediction | mask, image | points, image | labels, scaled up).")
-    scale: Optional[int] = option(default=None, min=1, help="Enlarge the panels this many times (default: enough "
-                                                            "for 512 pixels of width per panel).")
+    overlay: bool = option(
+        "--overlay",
+        default=False,
+        help="One drawing at the image's own size instead of side-by-side panels (image | "
+        "prediction | mask, image | points, image | labels, scaled up).",
+    )
+    scale: Optional[int] = option(
+        default=None,
+        min=1,
+        help="Enlarge the panels this many times (default: enough for 512 pixels of width per panel).",
+    )
     force: bool = force_option("Replace an existing output folder, whole.")
     quiet: bool = quiet_option()
 
@@ -402,8 +489,9 @@ class EvaluateOptions:
     output: Path = output_option()
     input_size: Optional[tuple[int, int]] = input_size_option()
     batch_size: int = option(default=1, min=1, help="Images per forward pass (same-sized images only).")
-    predictions: Optional[Path] = option(default=None, stored=False,
-                                         help="Write prediction PNGs in Cityscapes label ids to this folder.")
+    predictions: Optional[Path] = option(
+        default=None, stored=False, help="Write prediction PNGs in Cityscapes label ids to this folder."
+    )
     colour: Optional[Path] = option(default=None, stored=False, help="Write colourised prediction PNGs to this folder.")
     device: str = device_option()
     precision: str = precision_option()
@@ -418,17 +506,27 @@ class EvaluateOptions:
 class ConvertOptions:
     COMMAND: ClassVar[str] = "convert"
 
-    weights: str = option(argument=True, metavar="[FORMAT:]PATH",
-                          help="A DeepLab-v2 from the field: adaptsegnet:, advent:, deeplab: (the COCO/ImageNet init) "
-                               "or ripu: PATH; without FORMAT: guessed from the keys.")
+    weights: str = option(
+        argument=True,
+        metavar="[FORMAT:]PATH",
+        help="A DeepLab-v2 from the field: adaptsegnet:, advent:, deeplab: (the COCO/ImageNet init) "
+        "or ripu: PATH; without FORMAT: guessed from the keys.",
+    )
     output: Path = output_option()
-    classes: Optional[str] = option(default=None, choices=CLASS_SETS, stored_as="class_set",
-                                    help="Class set (default: from the classifier's width, 19 or 16).")
-    selector_backbone: str = option(default="separate", choices=SELECTOR_BACKBONES,
-                                    help="B's backbone: separate (a copy of A's) or shared (A's).")
-    discriminator: Optional[str] = option(default=None, metavar="[FORMAT:]PATH",
-                                          help="The field's output-space discriminator to start D from (default: "
-                                               "fresh).")
+    classes: Optional[str] = option(
+        default=None,
+        choices=CLASS_SETS,
+        stored_as="class_set",
+        help="Class set (default: from the classifier's width, 19 or 16).",
+    )
+    selector_backbone: str = option(
+        default="separate", choices=SELECTOR_BACKBONES, help="B's backbone: separate (a copy of A's) or shared (A's)."
+    )
+    discriminator: Optional[str] = option(
+        default=None,
+        metavar="[FORMAT:]PATH",
+        help="The field's output-space discriminator to start D from (default: fresh).",
+    )
     seed: int = option(default=0, help="Seed of B's head split and of D's fresh weights.")
     force: bool = force_option()
 
@@ -438,10 +536,15 @@ class PredictOptions:
     COMMAND: ClassVar[str] = "predict"
 
     model: Path = option("--model", "-m", help="Checkpoint artifact (from warmup, adapt or convert).")
-    target: str = option(help="Dataset KIND:PATH; labels are not needed (e.g. cityscapes:/data/cityscapes --split "
-                              "test).")
-    output_dir: Path = option("--output", "-o", help="Folder for {city}_{seq}_{frame}_pred_labelIds.png, as the "
-                                                    "Cityscapes evaluator and benchmark server take them.")
+    target: str = option(
+        help="Dataset KIND:PATH; labels are not needed (e.g. cityscapes:/data/cityscapes --split test)."
+    )
+    output_dir: Path = option(
+        "--output",
+        "-o",
+        help="Folder for {city}_{seq}_{frame}_pred_labelIds.png, as the "
+        "Cityscapes evaluator and benchmark server take them.",
+    )
     split: str = option(default="val", help="Split to predict.")
     colour: Optional[Path] = option(default=None, help="Also write colour PNGs to this folder (not inside --output).")
     input_size: Optional[tuple[int, int]] = input_size_option()
@@ -452,27 +555,39 @@ class PredictOptions:
     workers: Optional[int] = workers_option()
     force: bool = force_option("Replace existing output folders, whole.")
     quiet: bool = quiet_option()
-    skip_bad: bool = option("--skip-bad", default=False,
-                            help="Leave out images whose files are unreadable (checked up front) and list them in "
-                                 "predictions.json.")
+    skip_bad: bool = option(
+        "--skip-bad",
+        default=False,
+        help="Leave out images whose files are unreadable (checked up front) and list them in predictions.json.",
+    )
 
 
 @dataclass(kw_only=True)
 class PlotOptions:
     COMMAND: ClassVar[str] = "plot"
 
-    kind: str = option(argument=True, choices=PLOTS,
-                       help="curves (a checkpoint's or a running OUTPUT.losses.csv's losses), budget (mIoU against "
-                            "the share of labeled target pixels) or classes (IoU per class).")
-    inputs: Optional[list[str]] = option(argument=True, default=None, metavar="FILES...",
-                                         help="Checkpoints or loss-history CSVs (curves); evaluation artifacts "
-                                              "(budget, classes).")
+    kind: str = option(
+        argument=True,
+        choices=PLOTS,
+        help="curves (a checkpoint's or a running OUTPUT.losses.csv's losses), budget (mIoU against "
+        "the share of labeled target pixels) or classes (IoU per class).",
+    )
+    inputs: Optional[list[str]] = option(
+        argument=True,
+        default=None,
+        metavar="FILES...",
+        help="Checkpoints or loss-history CSVs (curves); evaluation artifacts (budget, classes).",
+    )
     output: Path = option("--output", "-o", help="PNG to write.")
-    label: Optional[list[str]] = option(default=None, metavar="NAME=GLOB",
-                                        help="Name the evaluation artifacts a glob matches as one method "
-                                             "(repeatable); default: named from their lineage.")
-    size: Optional[tuple[int, int]] = option(default=None, parse=parse_size, metavar="WIDTHxHEIGHT",
-                                             help="Figure size in pixels (default 1200x800).")
+    label: Optional[list[str]] = option(
+        default=None,
+        metavar="NAME=GLOB",
+        help="Name the evaluation artifacts a glob matches as one method "
+        "(repeatable); default: named from their lineage.",
+    )
+    size: Optional[tuple[int, int]] = option(
+        default=None, parse=parse_size, metavar="WIDTHxHEIGHT", help="Figure size in pixels (default 1200x800)."
+    )
     smooth: int = option(default=50, min=1, help="Moving-average window of the curves, in iterations.")
     force: bool = force_option()
 
@@ -484,12 +599,16 @@ class PlotOptions:
 class ToyOptions:
     COMMAND: ClassVar[str] = "data toy"
 
-    directory: Path = option(argument=True, help="Folder to create: DIR/source (GTA5 layout) and DIR/target "
-                                                 "(Cityscapes layout).")
+    directory: Path = option(
+        argument=True, help="Folder to create: DIR/source (GTA5 layout) and DIR/target (Cityscapes layout)."
+    )
     seed: int = option(default=0, help="Random seed; the same seed gives the same bytes.")
     size: str = option(default="default", choices=TOY_SIZES, help="Preset: default (the demo's) or tiny (tests).")
-    shift: str = option(default="photo", choices=TOY_SHIFTS,
-                        help="The target's look: photo (a photographed street) or night (the same streets by night).")
+    shift: str = option(
+        default="photo",
+        choices=TOY_SHIFTS,
+        help="The target's look: photo (a photographed street) or night (the same streets by night).",
+    )
     force: bool = force_option()
 
 
@@ -497,8 +616,9 @@ class ToyOptions:
 class DataCheckOptions:
     COMMAND: ClassVar[str] = "data check"
 
-    dataset: str = option(argument=True, metavar="KIND:PATH",
-                          help="Dataset to check, e.g. cityscapes:/data/cityscapes, gta5:/data/GTA5.")
+    dataset: str = option(
+        argument=True, metavar="KIND:PATH", help="Dataset to check, e.g. cityscapes:/data/cityscapes, gta5:/data/GTA5."
+    )
     workers: Optional[int] = option(default=None, min=1, help="Processes decoding labels (default: one per CPU).")
     as_json: bool = option("--json", default=False, help="Print the report as JSON for scripts.")
 
@@ -529,31 +649,59 @@ class DemoOptions:
 class BenchOptions:
     COMMAND: ClassVar[str] = "bench"
 
-    arch: Optional[str] = option(default=None, choices=ARCHS, help="Architecture (default: deeplabv2-r101 on CUDA at "
-                                                                   "the paper's shapes, small on the CPU).")
+    arch: Optional[str] = option(
+        default=None,
+        choices=ARCHS,
+        help="Architecture (default: deeplabv2-r101 on CUDA at the paper's shapes, small on the CPU).",
+    )
     device: str = device_option()
     repeats: int = option(default=5, min=1, help="Timed repetitions of each workload (the median is reported).")
     warmup: int = option(default=2, min=0, help="Untimed repetitions first.")
-    compile: str = option("--compile", default="auto", choices=COMPILE_CHOICES,
-                          help="Also time the default path compiled: auto (warmup and adapt on CUDA, as a long run of "
-                               "the stages does), on (every workload) or off.")
-    selector_backbone: str = option(default="separate", choices=SELECTOR_BACKBONES,
-                                    help="B's backbone: separate or shared.")
-    e2e_images: int = option(default=0, help="Also time `labor extract` end to end on this many synthetic PNGs "
-                                             "(decoding and writing included).")
+    compile: str = option(
+        "--compile",
+        default="auto",
+        choices=COMPILE_CHOICES,
+        help="Also time the default path compiled: auto (warmup and adapt on CUDA, as a long run of "
+        "the stages does), on (every workload) or off.",
+    )
+    selector_backbone: str = option(
+        default="separate", choices=SELECTOR_BACKBONES, help="B's backbone: separate or shared."
+    )
+    e2e_images: int = option(
+        default=0,
+        help="Also time `labor extract` end to end on this many synthetic PNGs (decoding and writing included).",
+    )
     workers: Optional[int] = workers_option()
     batch_size: int = option(default=4, min=1, help="Extraction batch size for the end-to-end run.")
-    profile: Optional[Path] = option(default=None, help="Also write where each workload's time goes (torch.profiler "
-                                                        "tables, after all timings) to this folder; with --e2e-images, "
-                                                        "a timeline and every thread's stacks of a profiled extraction "
-                                                        "too.")
+    profile: Optional[Path] = option(
+        default=None,
+        help="Also write where each workload's time goes (torch.profiler "
+        "tables, after all timings) to this folder; with --e2e-images, "
+        "a timeline and every thread's stacks of a profiled extraction "
+        "too.",
+    )
     as_json: bool = option("--json", default=False, help="Print JSON for scripts.")
 
 
 COMMAND_OPTIONS: tuple[type, ...] = (
-    ToyOptions, WarmupOptions, ExtractOptions, SelectOptions, LabelOptions, ExportOptions, ImportOptions,
-    AnnotateOptions, ShowOptions, AdaptOptions, EvaluateOptions, InspectOptions, DemoOptions, BenchOptions,
-    ConvertOptions, PredictOptions, PlotOptions, DataCheckOptions,
+    ToyOptions,
+    WarmupOptions,
+    ExtractOptions,
+    SelectOptions,
+    LabelOptions,
+    ExportOptions,
+    ImportOptions,
+    AnnotateOptions,
+    ShowOptions,
+    AdaptOptions,
+    EvaluateOptions,
+    InspectOptions,
+    DemoOptions,
+    BenchOptions,
+    ConvertOptions,
+    PredictOptions,
+    PlotOptions,
+    DataCheckOptions,
 )
 
 
@@ -661,8 +809,9 @@ def values_from_file(config_file: Path, options_class: type) -> dict[str, Any]:
     fixed = sorted(key for key in values if not options[key].spec.in_file)
     if fixed:
         flags = ", ".join(options[key].flag for key in fixed)
-        raise LaborUsageError(f"{path}: {', '.join(fixed)}: not settable from a file "
-                              f"(give {flags} on the command line)")
+        raise LaborUsageError(
+            f"{path}: {', '.join(fixed)}: not settable from a file (give {flags} on the command line)"
+        )
     return {key: check_value(options[key], value, f"{path}: {key}") for key, value in values.items()}
 
 
@@ -710,8 +859,9 @@ def stored_defaults(options_class: type) -> dict:
     return json.loads(json.dumps(defaults))
 
 
-def check_same_run(path: Path, saved: dict, now: dict, may_differ: tuple[str, ...] = (),
-                   defaults: Optional[dict] = None) -> None:
+def check_same_run(
+    path: Path, saved: dict, now: dict, may_differ: tuple[str, ...] = (), defaults: Optional[dict] = None
+) -> None:
     """A resume file's stored config against this run's: every key but ``may_differ`` must agree.
     A key the saved config lacks (an option added since) counts as its value in ``defaults``."""
     saved = dict(saved)
@@ -726,7 +876,12 @@ def check_same_run(path: Path, saved: dict, now: dict, may_differ: tuple[str, ..
         if key in may_differ or there == here:
             continue
         if isinstance(there, dict) and isinstance(here, dict):  # name the option inside the group: train.lr
-            key, there, here = next((f"{key}.{k}", there.get(k), here.get(k)) for k in sorted(set(there) | set(here))
-                                    if there.get(k) != here.get(k))
-        raise LaborError(f"{path}: was saved by a different run ({key}: {there} there, {here} now); "
-                         "use the original options, or remove it to start afresh")
+            key, there, here = next(
+                (f"{key}.{k}", there.get(k), here.get(k))
+                for k in sorted(set(there) | set(here))
+                if there.get(k) != here.get(k)
+            )
+        raise LaborError(
+            f"{path}: was saved by a different run ({key}: {there} there, {here} now); "
+            "use the original options, or remove it to start afresh"
+        )

@@ -24,8 +24,9 @@ def resolve_device(spec: str, rank=None) -> torch.device:
         if spec in ("auto", "cuda"):
             spec = f"cuda:{rank.local_rank}"
         elif spec.startswith("cuda:"):
-            raise LaborUsageError(f"--device {spec}: under torchrun use --device cuda (or auto); "
-                                  "each process takes cuda:LOCAL_RANK")
+            raise LaborUsageError(
+                f"--device {spec}: under torchrun use --device cuda (or auto); each process takes cuda:LOCAL_RANK"
+            )
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -103,7 +104,10 @@ class CompileFallback:
             while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
                 root = inner
             first_line = (str(root).strip().splitlines() or [""])[0][:200]
-            stderr.print(f"warning: torch.compile failed ({type(root).__name__}: {first_line}); going on without it", soft_wrap=True)
+            stderr.print(
+                f"warning: torch.compile failed ({type(root).__name__}: {first_line}); going on without it",
+                soft_wrap=True,
+            )
             self.undo()
             return fn(*args, **kwargs)
 

@@ -129,7 +129,12 @@ def suppressed(y: np.ndarray, x: np.ndarray, min_spacing: float, shape: tuple[in
 
 
 def pick_spaced(
-    y: np.ndarray, x: np.ndarray, n: int, min_spacing: float, shape: tuple[int, int], pool_factor: int = SPACING_POOL_FACTOR
+    y: np.ndarray,
+    x: np.ndarray,
+    n: int,
+    min_spacing: float,
+    shape: tuple[int, int],
+    pool_factor: int = SPACING_POOL_FACTOR,
 ) -> tuple[np.ndarray, bool]:
     """Indices (ascending = priority order) of exactly min(n, len(y)) of these distinct pixels.
 
@@ -332,7 +337,7 @@ def balanced_pick(
     for start, area, budget in zip(starts, areas, budgets):
         if budget == 0:
             continue
-        members = pixels[order[start:start + area]]
+        members = pixels[order[start : start + area]]
         draws = int(budget) if min_spacing <= 1.0 else min(int(area), pool_factor * int(budget))
         linear = members[rng.choice(int(area), size=draws, replace=False)]
         y, x = np.divmod(linear, width)

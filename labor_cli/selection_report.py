@@ -46,8 +46,16 @@ class SelectionReport:
         if self.predicted_area is None:
             self.predicted_area = np.zeros(self.num_classes, dtype=np.int64)
 
-    def add(self, prediction: np.ndarray, truth: np.ndarray, y: np.ndarray, x: np.ndarray,
-            uncertain_y: np.ndarray, uncertain_x: np.ndarray, available: int) -> None:
+    def add(
+        self,
+        prediction: np.ndarray,
+        truth: np.ndarray,
+        y: np.ndarray,
+        x: np.ndarray,
+        uncertain_y: np.ndarray,
+        uncertain_x: np.ndarray,
+        available: int,
+    ) -> None:
         """One image: A's prediction map and the ground truth (H, W), the chosen pixels, A's stored
         most uncertain pixels (highest entropy first, excluded pixels already left out) and the
         number of pixels that could have been chosen (the image's pixels less the excluded ones)."""
@@ -78,12 +86,18 @@ class SelectionReport:
 
         entropy_known = self.entropy_short_images == 0
         return {
-            "selection": {"error_rate": percent(self.wrong_selected, self.known_selected),
-                          "errors_covered": percent(self.wrong_selected, self.wrong_all)},
-            "random": {"error_rate": percent(self.random_wrong, self.random_known),
-                       "errors_covered": percent(self.random_wrong, self.wrong_all)},
-            "entropy": {"error_rate": percent(self.entropy_wrong, self.entropy_known) if entropy_known else None,
-                        "errors_covered": percent(self.entropy_wrong, self.wrong_all) if entropy_known else None},
+            "selection": {
+                "error_rate": percent(self.wrong_selected, self.known_selected),
+                "errors_covered": percent(self.wrong_selected, self.wrong_all),
+            },
+            "random": {
+                "error_rate": percent(self.random_wrong, self.random_known),
+                "errors_covered": percent(self.random_wrong, self.wrong_all),
+            },
+            "entropy": {
+                "error_rate": percent(self.entropy_wrong, self.entropy_known) if entropy_known else None,
+                "errors_covered": percent(self.entropy_wrong, self.wrong_all) if entropy_known else None,
+            },
         }
 
     def class_coverage(self, labels: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
@@ -92,7 +106,9 @@ class SelectionReport:
         counts = np.bincount(labels[labels != IGNORE_INDEX].astype(np.int64), minlength=len(names))[: len(names)]
         area = self.predicted_area[: len(names)]
         return {
-            name: {"labels_percent": 100.0 * float(counts[k]) / max(1, int(counts.sum())),
-                   "predicted_area_percent": 100.0 * float(area[k]) / max(1, int(area.sum()))}
+            name: {
+                "labels_percent": 100.0 * float(counts[k]) / max(1, int(counts.sum())),
+                "predicted_area_percent": 100.0 * float(area[k]) / max(1, int(area.sum())),
+            }
             for k, name in enumerate(names)
         }

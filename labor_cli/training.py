@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
 
-from labor_cli import losses
+from labor_cli import distributed, losses
 from labor_cli.artifacts import TrainingState
-from labor_cli import distributed
 from labor_cli.console import progress_bar, stderr
 from labor_cli.data.transforms import ImageNormalizer
 from labor_cli.distributed import Rank
@@ -47,8 +46,17 @@ class StreamSampler(torch.utils.data.Sampler):
     single-process stream).
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, stream: int, start_batch: int, stop_batch: int,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        stream: int,
+        start_batch: int,
+        stop_batch: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.size, self.batch_size = size, batch_size
         self.rank, self.world_size = rank, world_size
         self.seed, self.stream = seed, stream
@@ -71,8 +79,9 @@ class StreamSampler(torch.utils.data.Sampler):
         return self.stop_batch - self.start_batch
 
 
-def make_loader(view, batch_size: int, seed: int, stream: int, start: int, stop: int, workers: int, device,
-                rank: Rank = Rank()) -> torch.utils.data.DataLoader:
+def make_loader(
+    view, batch_size: int, seed: int, stream: int, start: int, stop: int, workers: int, device, rank: Rank = Rank()
+) -> torch.utils.data.DataLoader:
     generator = torch.Generator().manual_seed(seed * 31 + stream)
     return torch.utils.data.DataLoader(
         view,
@@ -96,11 +105,11 @@ class StopRequest:
     def __init__(self, escalate: bool = True):
         # escalate: a second signal stops at once. Not under torchrun, whose agent passes a Ctrl-C
         # on to processes that already got it from the terminal (and kills them 30 s later).
-        self.signal_name: Optional[str] = None
+        self.signal_name: str | None = None
         self.escalate = escalate
         self._previous = {}
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         for signum in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -132,11 +141,13 @@ class TargetPoints:
         out = []
         for i in indices:
             points = self.by_index.get(i, empty)
-            out.append({
-                "yx": staged(points["yx"]).to(device, non_blocking=True),
-                "label": staged(points["label"]).to(device, non_blocking=True),
-                "size": points["size"],
-            })
+            out.append(
+                {
+                    "yx": staged(points["yx"]).to(device, non_blocking=True),
+                    "label": staged(points["label"]).to(device, non_blocking=True),
+                    "size": points["size"],
+                }
+            )
         return out
 
 
@@ -153,15 +164,16 @@ def paint_points(pseudo: torch.Tensor, points: list[dict]) -> torch.Tensor:
     return pseudo
 
 
-def flip_source(source: dict[str, torch.Tensor], seed: int, iteration: int,
-                rank: Rank = Rank()) -> dict[str, torch.Tensor]:
+def flip_source(
+    source: dict[str, torch.Tensor], seed: int, iteration: int, rank: Rank = Rank()
+) -> dict[str, torch.Tensor]:
     """Flip a random half of a source batch left-right, images and labels alike; which ones
     depends only on (seed, iteration), so a resumed run flips the same images. Target images
     are never flipped: their annotated pixels are positions in the unflipped image. With several
     processes each takes its slice of the global batch's draw."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + iteration + 1)
     batch = source["image"].shape[0]
-    draw = torch.rand(batch * rank.world_size, generator=generator)[rank.rank * batch:(rank.rank + 1) * batch]
+    draw = torch.rand(batch * rank.world_size, generator=generator)[rank.rank * batch : (rank.rank + 1) * batch]
     flips = (draw < 0.5).tolist()  # decided on the host: nothing is copied to the device for it
 
     def flipped(tensors: torch.Tensor) -> torch.Tensor:
@@ -172,17 +184,25 @@ def flip_source(source: dict[str, torch.Tensor], seed: int, iteration: int,
 
 def build_optimizers(networks, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
     if config.optimizer == "sgd":
+
         def make(groups):
             return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     else:  # AdamW: heads at 10x too would be unstable; one rate for all, decoupled weight decay
+
         def make(groups):
-            return torch.optim.AdamW([{"params": g["params"], "lr": config.lr} for g in groups], lr=config.lr,
-                                     betas=tuple(config.betas), weight_decay=config.weight_decay)
+            return torch.optim.AdamW(
+                [{"params": g["params"], "lr": config.lr} for g in groups],
+                lr=config.lr,
+                betas=tuple(config.betas),
+                weight_decay=config.weight_decay,
+            )
+
     optimizers = {
         "segmenter": make(networks.segmenter.param_groups(config.lr)),
         "selector": make(networks.selector.param_groups(config.lr)),
-        "discriminator": torch.optim.Adam(networks.discriminator.parameters(), lr=config.lr_discriminator,
-                                          betas=tuple(config.betas)),
+        "discriminator": torch.optim.Adam(
+            networks.discriminator.parameters(), lr=config.lr_discriminator, betas=tuple(config.betas)
+        ),
     }
     for optimizer in optimizers.values():
         for group in optimizer.param_groups:
@@ -190,9 +210,19 @@ def build_optimizers(networks, config: TrainConfig) -> dict[str, torch.optim.Opt
     return optimizers
 
 
-def training_step(networks, optimizers, config: TrainConfig, source, target, points, precision: str, adapt: bool,
-                  rank: Rank = Rank(), pseudo: Optional[bool] = None,
-                  lambda_dis: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+def training_step(
+    networks,
+    optimizers,
+    config: TrainConfig,
+    source,
+    target,
+    points,
+    precision: str,
+    adapt: bool,
+    rank: Rank = Rank(),
+    pseudo: bool | None = None,
+    lambda_dis: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """One LabOR iteration; returns the detached losses (no host synchronisation).
 
     ``pseudo``: whether B learns A's pseudo labels (default: in adapt); ``lambda_dis``: the
@@ -212,14 +242,25 @@ def training_step(networks, optimizers, config: TrainConfig, source, target, poi
     segmenter = _segmenter_step(networks, config, source, target, points, precision, adapt)
     loss_disc = _discriminator_step(networks.discriminator, config, segmenter, precision)
     loss_sel_src, loss_sel_pseudo, loss_dis, mask_share = _selector_step(
-        networks.selector, config, source, target, points, segmenter, precision, pseudo, lambda_dis)
+        networks.selector, config, source, target, points, segmenter, precision, pseudo, lambda_dis
+    )
     if rank.distributed:
-        distributed.average_gradients([p for optimizer in optimizers.values() for group in optimizer.param_groups
-                                       for p in group["params"]], rank)
+        distributed.average_gradients(
+            [p for optimizer in optimizers.values() for group in optimizer.param_groups for p in group["params"]], rank
+        )
     for optimizer in optimizers.values():
         optimizer.step()
-    values = (segmenter.loss_seg_src, segmenter.loss_seg_tgt, segmenter.loss_adv, loss_disc, loss_sel_src,
-              loss_sel_pseudo, loss_dis, mask_share, lambda_dis)
+    values = (
+        segmenter.loss_seg_src,
+        segmenter.loss_seg_tgt,
+        segmenter.loss_adv,
+        loss_disc,
+        loss_sel_src,
+        loss_sel_pseudo,
+        loss_dis,
+        mask_share,
+        lambda_dis,
+    )
     return {name: value.detach().float() for name, value in zip(HISTORY_NAMES, values)}
 
 
@@ -236,8 +277,9 @@ class _SegmenterPass:
     loss_adv: torch.Tensor
 
 
-def _segmenter_step(networks, config: TrainConfig, source, target, points, precision: str,
-                    adapt: bool) -> _SegmenterPass:
+def _segmenter_step(
+    networks, config: TrainConfig, source, target, points, precision: str, adapt: bool
+) -> _SegmenterPass:
     """A: losses 1 (source labels), 2 (annotated target pixels, adapt) and 3 (fool D), one backward pass."""
     segmenter, discriminator = networks.segmenter, networks.discriminator
     xs, ys, xt = source["image"], source["label"], target["image"]
@@ -277,8 +319,17 @@ def _discriminator_step(discriminator, config: TrainConfig, a: _SegmenterPass, p
     return loss_disc
 
 
-def _selector_step(selector, config: TrainConfig, source, target, points, a: _SegmenterPass, precision: str,
-                   pseudo: bool, lambda_dis: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _selector_step(
+    selector,
+    config: TrainConfig,
+    source,
+    target,
+    points,
+    a: _SegmenterPass,
+    precision: str,
+    pseudo: bool,
+    lambda_dis: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
     """B: both heads on source labels, 5 (pseudo labels from A, when ``pseudo``), minus 6 (the
     heads' discrepancy on target pixels, heads only, on detached backbone features). Also returns
     the share of target pixels where the heads' classes differ (the mask, on the feature grid)."""
@@ -296,15 +347,18 @@ def _selector_step(selector, config: TrainConfig, source, target, points, a: _Se
         head1_d, head2_d = selector(features=selector_t.detach())
         if use_pseudo:
             head1_t, head2_t = (head1_d, head2_d) if selector.shared else selector(features=selector_t)
-    loss_sel_src = (losses.segmentation_loss(losses.upsample(head1_s, label_size), ys)
-                    + losses.segmentation_loss(losses.upsample(head2_s, label_size), ys))
+    loss_sel_src = losses.segmentation_loss(losses.upsample(head1_s, label_size), ys) + losses.segmentation_loss(
+        losses.upsample(head2_s, label_size), ys
+    )
     loss_sel_pseudo = torch.zeros((), device=xs.device)
     if use_pseudo:
         with torch.no_grad():
-            pseudo = paint_points(losses.class_balanced_pseudo_labels(a.probabilities_t.detach(), config.pseudo_alpha),
-                                  points)
-        loss_sel_pseudo = (losses.segmentation_loss(losses.upsample(head1_t, target_size), pseudo)
-                           + losses.segmentation_loss(losses.upsample(head2_t, target_size), pseudo))
+            pseudo = paint_points(
+                losses.class_balanced_pseudo_labels(a.probabilities_t.detach(), config.pseudo_alpha), points
+            )
+        loss_sel_pseudo = losses.segmentation_loss(
+            losses.upsample(head1_t, target_size), pseudo
+        ) + losses.segmentation_loss(losses.upsample(head2_t, target_size), pseudo)
     loss_dis = losses.discrepancy(head1_d, head2_d)
     (loss_sel_src + config.lambda_pseudo * loss_sel_pseudo - lambda_dis * loss_dis).backward()
     mask_share = (head1_d.argmax(1) != head2_d.argmax(1)).float().mean()
@@ -346,13 +400,14 @@ class LossLog:
     """The losses of the iterations since the last flush (still on the device) and the history
     before them (on the host)."""
 
-    def __init__(self, history: dict[str, list[float]], rank: Rank, resume_path: Path,
-                 csv: Optional[LossHistoryCSV] = None):
+    def __init__(
+        self, history: dict[str, list[float]], rank: Rank, resume_path: Path, csv: LossHistoryCSV | None = None
+    ):
         self.history, self.rank, self.resume_path, self.csv = history, rank, resume_path, csv
         self.pending: list[dict[str, torch.Tensor]] = []
         self.rates: list[float] = []  # A's backbone learning rate at each pending iteration (host floats)
 
-    def add(self, step_losses: dict[str, torch.Tensor], lr: Optional[float] = None) -> None:
+    def add(self, step_losses: dict[str, torch.Tensor], lr: float | None = None) -> None:
         self.pending.append(step_losses)
         self.rates.append(lr)
 
@@ -365,14 +420,17 @@ class LossLog:
         rates, self.rates = self.rates, []
         self.pending.clear()
         if self.rank.distributed:  # the mean over the processes: the same history, and the same verdict, everywhere
-            summed = distributed.all_reduce_sum(torch.from_numpy(np.stack([stacked[n] for n in HISTORY_NAMES])),
-                                                self.rank)
+            summed = distributed.all_reduce_sum(
+                torch.from_numpy(np.stack([stacked[n] for n in HISTORY_NAMES])), self.rank
+            )
             stacked = {name: (summed[i] / self.rank.world_size).numpy() for i, name in enumerate(HISTORY_NAMES)}
         for name, values in stacked.items():
             if not np.all(np.isfinite(values)):
                 last_good = self.resume_path if self.resume_path.exists() else "none (no save yet)"
-                raise LaborError(f"loss {name} became {values[~np.isfinite(values)][0]} by iteration {iteration}; "
-                                 f"stopped. The last good checkpoint is {last_good}; try a lower --lr")
+                raise LaborError(
+                    f"loss {name} became {values[~np.isfinite(values)][0]} by iteration {iteration}; "
+                    f"stopped. The last good checkpoint is {last_good}; try a lower --lr"
+                )
             self.history[name].extend(values.tolist())
         if self.csv is not None:  # checked first: a non-finite loss never reaches the CSV either
             self.csv.append(stacked, rates)
@@ -388,12 +446,21 @@ def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], iteration: 
             group["lr"] = poly_lr(group["base_lr"], iteration, config.iterations, config.power)
 
 
-def device_batch(source: dict, target: dict, device: torch.device, normalize: ImageNormalizer, config: TrainConfig,
-                 iteration: int, rank: Rank) -> tuple[dict, dict, list[int]]:
+def device_batch(
+    source: dict,
+    target: dict,
+    device: torch.device,
+    normalize: ImageNormalizer,
+    config: TrainConfig,
+    iteration: int,
+    rank: Rank,
+) -> tuple[dict, dict, list[int]]:
     """The loaders' batches on the device (uint8 images and labels widened there), the source
     flipped as --hflip asks; and the target images' dataset indices."""
-    source = {"image": normalize(source["image"].to(device, non_blocking=True)),
-              "label": source["label"].to(device, non_blocking=True).long()}
+    source = {
+        "image": normalize(source["image"].to(device, non_blocking=True)),
+        "label": source["label"].to(device, non_blocking=True).long(),
+    }
     if config.hflip:
         source = flip_source(source, config.seed, iteration, rank)
         source["image"] = source["image"].contiguous(memory_format=normalize.memory_format)  # torch.stack drops it
@@ -402,10 +469,24 @@ def device_batch(source: dict, target: dict, device: torch.device, normalize: Im
     return source, target, indices
 
 
-def train(networks, config: TrainConfig, stage: str, source_view, target_view, target_points: Optional[TargetPoints],
-          device: torch.device, precision: str, workers: int, save: Callable[[TrainingState, Path], None],
-          resume_path: Path, resume_state: Optional[TrainingState] = None, quiet: bool = False, rank: Rank = Rank(),
-          compile_networks: bool = False, history_csv: Optional[Path] = None) -> TrainingState:
+def train(
+    networks,
+    config: TrainConfig,
+    stage: str,
+    source_view,
+    target_view,
+    target_points: TargetPoints | None,
+    device: torch.device,
+    precision: str,
+    workers: int,
+    save: Callable[[TrainingState, Path], None],
+    resume_path: Path,
+    resume_state: TrainingState | None = None,
+    quiet: bool = False,
+    rank: Rank = Rank(),
+    compile_networks: bool = False,
+    history_csv: Path | None = None,
+) -> TrainingState:
     """Train from iteration 0 (or ``resume_state``) to ``config.iterations``; return the final state.
 
     Every ``save_every`` iterations, and on SIGINT/SIGTERM, a complete checkpoint is written
@@ -434,8 +515,13 @@ def train(networks, config: TrainConfig, stage: str, source_view, target_view, t
     pseudo_from = 0 if adapt else config.warmup_pseudo_from()
 
     def state_at(iteration: int) -> TrainingState:
-        return TrainingState(stage, iteration, config.iterations,
-                             {name: opt.state_dict() for name, opt in optimizers.items()}, log.arrays())
+        return TrainingState(
+            stage,
+            iteration,
+            config.iterations,
+            {name: opt.state_dict() for name, opt in optimizers.items()},
+            log.arrays(),
+        )
 
     def loader(view, batch: int, stream: int):
         return make_loader(view, batch, config.seed, stream, start, config.iterations, workers, device, rank)
@@ -449,9 +535,23 @@ def train(networks, config: TrainConfig, stage: str, source_view, target_view, t
             set_learning_rates(optimizers, iteration, config)
             source, target, indices = device_batch(source, target, device, normalize, config, iteration, rank)
             points = target_points.batch(indices, device) if adapt else []
-            log.add(compiled(training_step, networks, optimizers, config, source, target, points, precision, adapt,
-                             rank=rank, pseudo=iteration >= pseudo_from, lambda_dis=steering.tensor),
-                    optimizers["segmenter"].param_groups[0]["lr"])
+            log.add(
+                compiled(
+                    training_step,
+                    networks,
+                    optimizers,
+                    config,
+                    source,
+                    target,
+                    points,
+                    precision,
+                    adapt,
+                    rank=rank,
+                    pseudo=iteration >= pseudo_from,
+                    lambda_dis=steering.tensor,
+                ),
+                optimizers["segmenter"].param_groups[0]["lr"],
+            )
             iteration += 1
             log_now = iteration % config.log_every == 0 or iteration == config.iterations
             save_now = iteration % config.save_every == 0 and iteration < config.iterations
@@ -474,8 +574,9 @@ def train(networks, config: TrainConfig, stage: str, source_view, target_view, t
     return state_at(iteration)
 
 
-def restore_optimizers(optimizers: dict[str, torch.optim.Optimizer],
-                       resume_state: Optional[TrainingState]) -> tuple[int, dict[str, list[float]]]:
+def restore_optimizers(
+    optimizers: dict[str, torch.optim.Optimizer], resume_state: TrainingState | None
+) -> tuple[int, dict[str, list[float]]]:
     """The iteration to start from and the loss history so far: the resume state's, or none."""
     if resume_state is None:
         return 0, {name: [] for name in HISTORY_NAMES}
@@ -510,19 +611,24 @@ def save_and_stop(state: TrainingState, save, resume_path: Path, stop: StopReque
     distributed.barrier(rank)  # no process leaves (and has torchrun end the others) before the save
     bar.stop()
     if rank.is_main:
-        stderr.print(f"{stop.signal_name or 'another process was signalled'}: stopped after iteration "
-                     f"{state.iteration}; saved {resume_path}. Run the same command with --resume to continue.")
+        stderr.print(
+            f"{stop.signal_name or 'another process was signalled'}: stopped after iteration "
+            f"{state.iteration}; saved {resume_path}. Run the same command with --resume to continue."
+        )
     raise Interrupted
 
 
 def _status(means: dict[str, float], lr: float, rate: float) -> str:
     shown = " ".join(f"{name} {means[name]:.3f}" for name in LOSS_NAMES if name in means and means[name] != 0)
-    mask = f" mask {100 * means['mask_share']:.1f}% lambda_dis {means['lambda_dis']:.3g}" if "mask_share" in means else ""
+    mask = (
+        f" mask {100 * means['mask_share']:.1f}% lambda_dis {means['lambda_dis']:.3g}" if "mask_share" in means else ""
+    )
     return f"{shown}{mask} lr {lr:.2e} {rate:.1f} img/s"
 
 
 def _optimizer_state(tree: dict) -> dict:
     """An optimiser state read from HDF5: integer keys back, arrays back to tensors."""
+
     def to_tensors(value):
         if isinstance(value, np.ndarray):
             return torch.from_numpy(value)

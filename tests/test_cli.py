@@ -10,13 +10,31 @@ from typer.testing import CliRunner
 
 from labor_cli.cli import app
 
-STAGES = ("data", "warmup", "extract", "select", "label", "adapt", "evaluate", "inspect", "export", "import", "show", "demo", "bench",
-          "convert", "predict", "plot")
+STAGES = (
+    "data",
+    "warmup",
+    "extract",
+    "select",
+    "label",
+    "adapt",
+    "evaluate",
+    "inspect",
+    "export",
+    "import",
+    "show",
+    "demo",
+    "bench",
+    "convert",
+    "predict",
+    "plot",
+)
 
 
 def labor(*args, check=True):
     """Run `python -m labor_cli` in a subprocess: the real exit code and stderr."""
-    result = subprocess.run([sys.executable, "-m", "labor_cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "labor_cli", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -30,7 +48,21 @@ def test_help_lists_every_stage():
 
 def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
     runner = CliRunner()
-    train = ["--arch", "small", "--iters", "4", "--source-batch", "2", "--target-batch", "2", "--device", "cpu", "--workers", "0", "-q"]
+    train = [
+        "--arch",
+        "small",
+        "--iters",
+        "4",
+        "--source-batch",
+        "2",
+        "--target-batch",
+        "2",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "-q",
+    ]
 
     def run(*args):
         result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
@@ -38,14 +70,74 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
         return result.output
 
     run("warmup", "--source", toy_source, "--target", toy_target, "-o", tmp_path / "warmup.h5", *train)
-    run("extract", "-m", tmp_path / "warmup.h5", "--target", toy_target, "-o", tmp_path / "masks.h5", "--device", "cpu", "--workers", "0", "-q")
-    run("select", "--masks", tmp_path / "masks.h5", "--mode", "ppl", "--points", "5", "-o", tmp_path / "selection.h5", "-q")
-    out = run("label", "--selection", tmp_path / "selection.h5", "--target", toy_target, "--masks", tmp_path / "masks.h5", "-o", tmp_path / "labels.h5", "-q")
+    run(
+        "extract",
+        "-m",
+        tmp_path / "warmup.h5",
+        "--target",
+        toy_target,
+        "-o",
+        tmp_path / "masks.h5",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "-q",
+    )
+    run(
+        "select",
+        "--masks",
+        tmp_path / "masks.h5",
+        "--mode",
+        "ppl",
+        "--points",
+        "5",
+        "-o",
+        tmp_path / "selection.h5",
+        "-q",
+    )
+    out = run(
+        "label",
+        "--selection",
+        tmp_path / "selection.h5",
+        "--target",
+        toy_target,
+        "--masks",
+        tmp_path / "masks.h5",
+        "-o",
+        tmp_path / "labels.h5",
+        "-q",
+    )
     assert "A is wrong on" in out
     adapt_train = [a for a in train if a not in ("--arch", "small")]
-    run("adapt", "-m", tmp_path / "warmup.h5", "--labels", tmp_path / "labels.h5", "--source", toy_source, "--target", toy_target,
-        "-o", tmp_path / "adapt.h5", *adapt_train)
-    out = run("evaluate", "-m", tmp_path / "adapt.h5", "--target", toy_target, "-o", tmp_path / "eval.h5", "--device", "cpu", "--workers", "0", "-q")
+    run(
+        "adapt",
+        "-m",
+        tmp_path / "warmup.h5",
+        "--labels",
+        tmp_path / "labels.h5",
+        "--source",
+        toy_source,
+        "--target",
+        toy_target,
+        "-o",
+        tmp_path / "adapt.h5",
+        *adapt_train,
+    )
+    out = run(
+        "evaluate",
+        "-m",
+        tmp_path / "adapt.h5",
+        "--target",
+        toy_target,
+        "-o",
+        tmp_path / "eval.h5",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "-q",
+    )
     assert "mIoU19" in out
     # the loss histories beside the checkpoints, a row per iteration; and the figures drawn from them
     assert (tmp_path / "warmup.losses.csv").read_text().splitlines()[0].startswith("iteration,seg_src,")
@@ -60,24 +152,74 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
         kinds = sorted(parent["kind"] for parent in json.loads(f.attrs["lineage"]))
     assert kinds == ["checkpoint", "labels"]
     # a second round: exclude what is labeled, merge the labels
-    run("extract", "-m", tmp_path / "adapt.h5", "--target", toy_target, "--exclude", tmp_path / "labels.h5", "-o", tmp_path / "masks2.h5",
-        "--device", "cpu", "--workers", "0", "-q")
-    run("select", "--masks", tmp_path / "masks2.h5", "--mode", "ppl", "--points", "5", "-o", tmp_path / "selection2.h5", "-q")
-    run("label", "--selection", tmp_path / "selection2.h5", "--target", toy_target, "--merge", tmp_path / "labels.h5", "-o", tmp_path / "labels2.h5", "-q")
+    run(
+        "extract",
+        "-m",
+        tmp_path / "adapt.h5",
+        "--target",
+        toy_target,
+        "--exclude",
+        tmp_path / "labels.h5",
+        "-o",
+        tmp_path / "masks2.h5",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "-q",
+    )
+    run(
+        "select",
+        "--masks",
+        tmp_path / "masks2.h5",
+        "--mode",
+        "ppl",
+        "--points",
+        "5",
+        "-o",
+        tmp_path / "selection2.h5",
+        "-q",
+    )
+    run(
+        "label",
+        "--selection",
+        tmp_path / "selection2.h5",
+        "--target",
+        toy_target,
+        "--merge",
+        tmp_path / "labels.h5",
+        "-o",
+        tmp_path / "labels2.h5",
+        "-q",
+    )
     from labor_cli import artifacts
 
-    first, second = artifacts.read_pixel_set(tmp_path / "labels.h5", "labels"), artifacts.read_pixel_set(tmp_path / "labels2.h5", "labels")
+    first, second = (
+        artifacts.read_pixel_set(tmp_path / "labels.h5", "labels"),
+        artifacts.read_pixel_set(tmp_path / "labels2.h5", "labels"),
+    )
     assert len(second.y) == len(first.y) + 5 * len(first.image_ids)  # no pixel asked twice
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["inspect", "{tmp}/missing.h5"], 1, "missing.h5: no such file"),
-    (["evaluate", "-m", "{tmp}/plain.h5", "--target", "cityscapes:{tmp}", "-o", "{tmp}/e.h5"], 1, "plain.h5: not a labor artifact"),
-    (["select", "--masks", "{tmp}/plain.h5", "--mode", "ppl", "--points", "0", "-o", "{tmp}/s.h5"], 2, "points"),
-    (["warmup", "--source", "nonsense", "--target", "cityscapes:{tmp}", "-o", "{tmp}/w.h5"], 2, "nonsense"),
-    (["warmup", "--source", "gta5:{tmp}/nowhere", "--target", "cityscapes:{tmp}", "-o", "{tmp}/w.h5"], 1, "nowhere"),
-    (["convert", "{tmp}/plain.h5", "-o", "{tmp}/c.h5"], 1, "plain.h5: not a readable PyTorch weights file"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["inspect", "{tmp}/missing.h5"], 1, "missing.h5: no such file"),
+        (
+            ["evaluate", "-m", "{tmp}/plain.h5", "--target", "cityscapes:{tmp}", "-o", "{tmp}/e.h5"],
+            1,
+            "plain.h5: not a labor artifact",
+        ),
+        (["select", "--masks", "{tmp}/plain.h5", "--mode", "ppl", "--points", "0", "-o", "{tmp}/s.h5"], 2, "points"),
+        (["warmup", "--source", "nonsense", "--target", "cityscapes:{tmp}", "-o", "{tmp}/w.h5"], 2, "nonsense"),
+        (
+            ["warmup", "--source", "gta5:{tmp}/nowhere", "--target", "cityscapes:{tmp}", "-o", "{tmp}/w.h5"],
+            1,
+            "nowhere",
+        ),
+        (["convert", "{tmp}/plain.h5", "-o", "{tmp}/c.h5"], 1, "plain.h5: not a readable PyTorch weights file"),
+    ],
+)
 def test_bad_input_gives_one_line_an_exit_code_and_no_traceback(tmp_path, args, code, message):
     with h5py.File(tmp_path / "plain.h5", "w") as f:
         f["x"] = 1

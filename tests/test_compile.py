@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_train_config, warmup_options
+
 from labor_cli import artifacts, runtime
 from labor_cli.errors import LaborUsageError
 from labor_cli.options import EvaluateOptions, ExtractOptions
@@ -22,7 +22,11 @@ from labor_cli.stages.train import run_training_stage
 
 def _weights(path):
     networks = artifacts.load_checkpoint(path).networks
-    return {f"{name}.{k}": v for name in ("segmenter", "selector", "discriminator") for k, v in getattr(networks, name).state_dict().items()}
+    return {
+        f"{name}.{k}": v
+        for name in ("segmenter", "selector", "discriminator")
+        for k, v in getattr(networks, name).state_dict().items()
+    }
 
 
 def _warmup(toy_source, toy_target, output, compile):
@@ -74,24 +78,73 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tmp_path, toy_s
 
 def test_compiled_extract_and_evaluate_equal_eager(tmp_path, warm_checkpoint, toy_target, monkeypatch, capsys):
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", failing_backend)  # the fallback path, then real compiling
-    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "fallback.h5", device="cpu",
-                               quiet=True, compile="on", batch_size=2, workers=0))
+    run_extract(
+        ExtractOptions(
+            model=warm_checkpoint,
+            target=toy_target,
+            output=tmp_path / "fallback.h5",
+            device="cpu",
+            quiet=True,
+            compile="on",
+            batch_size=2,
+            workers=0,
+        )
+    )
     assert "torch.compile failed" in capsys.readouterr().err
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
-    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "compiled.h5", device="cpu",
-                               quiet=True, compile="on", batch_size=2, workers=0))
-    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "eager.h5", device="cpu",
-                               quiet=True, compile="off", batch_size=2, workers=0))
+    run_extract(
+        ExtractOptions(
+            model=warm_checkpoint,
+            target=toy_target,
+            output=tmp_path / "compiled.h5",
+            device="cpu",
+            quiet=True,
+            compile="on",
+            batch_size=2,
+            workers=0,
+        )
+    )
+    run_extract(
+        ExtractOptions(
+            model=warm_checkpoint,
+            target=toy_target,
+            output=tmp_path / "eager.h5",
+            device="cpu",
+            quiet=True,
+            compile="off",
+            batch_size=2,
+            workers=0,
+        )
+    )
     with h5py.File(tmp_path / "eager.h5") as eager:
         for name in ("fallback.h5", "compiled.h5"):
             with h5py.File(tmp_path / name) as other:
                 for key in ("prediction", "mask", "candidates/similarity", "candidates/x", "uncertain/entropy"):
                     np.testing.assert_array_equal(other[key][()], eager[key][()], err_msg=f"{name}: {key}")
-    compiled = run_evaluate(EvaluateOptions(model=warm_checkpoint, target=toy_target, split="val",
-                                            output=tmp_path / "e1.h5", device="cpu", quiet=True, compile="on",
-                                            workers=0))
-    eager = run_evaluate(EvaluateOptions(model=warm_checkpoint, target=toy_target, split="val",
-                                         output=tmp_path / "e2.h5", device="cpu", quiet=True, compile="off", workers=0))
+    compiled = run_evaluate(
+        EvaluateOptions(
+            model=warm_checkpoint,
+            target=toy_target,
+            split="val",
+            output=tmp_path / "e1.h5",
+            device="cpu",
+            quiet=True,
+            compile="on",
+            workers=0,
+        )
+    )
+    eager = run_evaluate(
+        EvaluateOptions(
+            model=warm_checkpoint,
+            target=toy_target,
+            split="val",
+            output=tmp_path / "e2.h5",
+            device="cpu",
+            quiet=True,
+            compile="off",
+            workers=0,
+        )
+    )
     np.testing.assert_array_equal(compiled.confusion, eager.confusion)
 
 
@@ -122,8 +175,10 @@ def test_compiling_builds_one_static_graph_per_input_shape_all_in_the_first_iter
     graphs = []
 
     def recording_backend(graph_module, example_inputs):
-        signature = tuple((type(x).__name__, tuple(getattr(x, "shape", ())), getattr(x, "requires_grad", None))
-                          for x in example_inputs)
+        signature = tuple(
+            (type(x).__name__, tuple(getattr(x, "shape", ())), getattr(x, "requires_grad", None))
+            for x in example_inputs
+        )
         graphs.append((torch.is_grad_enabled(), signature))
         return graph_module.forward
 

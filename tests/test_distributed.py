@@ -11,16 +11,18 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_train_config, warmup_options
+
 from labor_cli import artifacts, distributed
 from labor_cli.distributed import Rank
 from labor_cli.stages.extract import ShardBatches
 from labor_cli.stages.train import resume_path_for, run_training_stage
 from labor_cli.training import StreamSampler
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="torch.distributed with gloo is needed")
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="torch.distributed with gloo is needed",
+)
 
 
 def _free_port() -> int:
@@ -30,7 +32,11 @@ def _free_port() -> int:
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["OMP_NUM_THREADS"] = "1"
     return env
 
@@ -38,8 +44,20 @@ def _env() -> dict:
 def _labor(processes: int, *args: str) -> list[str]:
     if processes == 1:
         return [sys.executable, "-m", "labor_cli", *args]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr", "127.0.0.1",
-            "--master_port", str(_free_port()), "-m", "labor_cli", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(processes),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "labor_cli",
+        *args,
+    ]
 
 
 def _run(processes: int, *args: str, cwd) -> subprocess.CompletedProcess:
@@ -64,7 +82,9 @@ def _assert_same_data(a, b) -> None:
 
 def test_the_processes_split_each_global_batch_and_every_image_once():
     single = list(StreamSampler(7, 4, seed=3, stream=1, start_batch=0, stop_batch=5))
-    per_rank = [list(StreamSampler(7, 2, seed=3, stream=1, start_batch=0, stop_batch=5, rank=r, world_size=2)) for r in range(2)]
+    per_rank = [
+        list(StreamSampler(7, 2, seed=3, stream=1, start_batch=0, stop_batch=5, rank=r, world_size=2)) for r in range(2)
+    ]
     assert [a + b for a, b in zip(*per_rank)] == single  # together: the one-process stream of the global batch
     for size, batch, world in [(10, 3, 2), (5, 1, 3), (2, 4, 3), (9, 2, 1)]:
         shards = [ShardBatches(size, batch, Rank(r, world, r)) for r in range(world)]
@@ -89,8 +109,14 @@ def test_one_process_joins_no_group(monkeypatch):
 
 def test_one_process_under_torchrun_joins_a_group_of_one(monkeypatch):
     """torchrun --nproc_per_node 1: the multi-process path (group, collectives) with one process."""
-    for name, value in {"TORCHELASTIC_RUN_ID": "test", "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0",
-                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
+    for name, value in {
+        "TORCHELASTIC_RUN_ID": "test",
+        "WORLD_SIZE": "1",
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+    }.items():
         monkeypatch.setenv(name, value)
     with distributed.start("cpu") as rank:
         assert rank.distributed and rank.world_size == 1 and rank.backend == "gloo"
@@ -103,9 +129,22 @@ def test_one_process_under_torchrun_joins_a_group_of_one(monkeypatch):
 def test_extract_and_evaluate_with_two_processes_equal_one(tmp_path, warm_checkpoint, toy_target):
     common = ["--target", toy_target, "--device", "cpu", "--workers", "0", "-q"]
     for processes in (1, 2):
-        out = _run(processes, "extract", "-m", str(warm_checkpoint), *common, "-o", f"masks{processes}.h5", cwd=tmp_path)
+        out = _run(
+            processes, "extract", "-m", str(warm_checkpoint), *common, "-o", f"masks{processes}.h5", cwd=tmp_path
+        )
         assert out.stdout.count("images, mask") == 1  # rank 1 prints nothing
-        _run(processes, "evaluate", "-m", str(warm_checkpoint), *common, "--split", "val", "-o", f"eval{processes}.h5", cwd=tmp_path)
+        _run(
+            processes,
+            "evaluate",
+            "-m",
+            str(warm_checkpoint),
+            *common,
+            "--split",
+            "val",
+            "-o",
+            f"eval{processes}.h5",
+            cwd=tmp_path,
+        )
     _assert_same_data(tmp_path / "masks1.h5", tmp_path / "masks2.h5")
     _assert_same_data(tmp_path / "eval1.h5", tmp_path / "eval2.h5")
     assert _datasets(tmp_path / "eval2.h5")["confusion"].sum() > 0
@@ -114,16 +153,47 @@ def test_extract_and_evaluate_with_two_processes_equal_one(tmp_path, warm_checkp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval1.h5", "eval2.h5", "masks1.h5", "masks2.h5"]
 
 
-def test_warmup_with_two_processes_stops_together_resumes_and_matches_the_global_batch(tmp_path, toy_source, toy_target):
+def test_warmup_with_two_processes_stops_together_resumes_and_matches_the_global_batch(
+    tmp_path, toy_source, toy_target
+):
     """2 processes x batch 1 = 1 process x batch 2 (same images, averaged gradients), through a SIGTERM and --resume."""
     # Without B's pseudo labels (--pseudo-from 16): their class-balanced thresholds are taken over
     # each process's own batch, so 2 x 1 image and 1 x 2 images keep different pixels.
     config = tiny_train_config(iterations=16, save_every=2, log_every=2, pseudo_from=16)
-    args = ["warmup", "--source", toy_source, "--target", toy_target, "--arch", "small", "--iters", "16", "--lr", str(config.lr),
-            "--save-every", "2", "--log-every", "2", "--source-batch", "1", "--target-batch", "1", "--device", "cpu",
-            "--workers", "0", "-q", "-o", "two.h5", "--pseudo-from", "16"]
+    args = [
+        "warmup",
+        "--source",
+        toy_source,
+        "--target",
+        toy_target,
+        "--arch",
+        "small",
+        "--iters",
+        "16",
+        "--lr",
+        str(config.lr),
+        "--save-every",
+        "2",
+        "--log-every",
+        "2",
+        "--source-batch",
+        "1",
+        "--target-batch",
+        "1",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "-q",
+        "-o",
+        "two.h5",
+        "--pseudo-from",
+        "16",
+    ]
     resume_file = resume_path_for(tmp_path / "two.h5")
-    launcher = subprocess.Popen(_labor(2, *args), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    launcher = subprocess.Popen(
+        _labor(2, *args), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while not resume_file.exists() and launcher.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

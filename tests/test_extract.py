@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from labor_cli import artifacts
-from labor_cli.errors import LaborError
 from labor_cli.artifacts import unpack_mask
+from labor_cli.errors import LaborError
 from labor_cli.options import EvaluateOptions, ExtractOptions
 from labor_cli.stages.extract import extract_image, most_uncertain, pack_bits, prototype_candidates, run_extract
 
@@ -93,8 +93,9 @@ def test_most_uncertain_orders_by_entropy():
 
 def test_extract_on_the_toy_pair_writes_a_masks_artifact(tmp_path, warm_checkpoint, toy_target):
     output = tmp_path / "masks.h5"
-    result = run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=output, device="cpu",
-                                        workers=0, quiet=True))
+    result = run_extract(
+        ExtractOptions(model=warm_checkpoint, target=toy_target, output=output, device="cpu", workers=0, quiet=True)
+    )
     with artifacts.Masks(output) as masks:
         assert len(masks) == result.images > 0
         shares = [masks.mask(i).mean() for i in range(len(masks))]
@@ -107,8 +108,9 @@ def test_extract_on_the_toy_pair_writes_a_masks_artifact(tmp_path, warm_checkpoi
         assert (masks.prediction(0)[rows["y"], rows["x"]] == rows["class"]).all()
         assert masks.artifact.file.attrs["lineage"].count(str(warm_checkpoint)) == 1
     with pytest.raises(LaborError, match="already exists"):
-        run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=output, device="cpu", workers=0,
-                                   quiet=True))
+        run_extract(
+            ExtractOptions(model=warm_checkpoint, target=toy_target, output=output, device="cpu", workers=0, quiet=True)
+        )
 
 
 def test_in_order_thread_runs_calls_in_order_and_raises_the_first_error():
@@ -164,17 +166,33 @@ def test_a_resnet_checkpoint_is_extracted_and_evaluated_with_folded_batchnorm(tm
             module.running_mean.normal_(0, 0.1)
     checkpoint = tmp_path / "r50.h5"
     with artifacts.create_artifact(checkpoint, "checkpoint", {"test": True}) as f:
-        artifacts.write_checkpoint(f, networks, "cityscapes19", list(class_names("cityscapes19")), TrainingState("warmup", 0, 1, {}, {}))
-    run_extract(ExtractOptions(model=checkpoint, target=toy_target, output=tmp_path / "masks.h5", device="cpu",
-                               quiet=True, workers=0))
+        artifacts.write_checkpoint(
+            f, networks, "cityscapes19", list(class_names("cityscapes19")), TrainingState("warmup", 0, 1, {}, {})
+        )
+    run_extract(
+        ExtractOptions(
+            model=checkpoint, target=toy_target, output=tmp_path / "masks.h5", device="cpu", quiet=True, workers=0
+        )
+    )
     dataset = open_dataset(toy_target, "train", require_labels=False)
     segmenter = networks.segmenter.eval()
     with artifacts.Masks(tmp_path / "masks.h5") as masks, torch.no_grad():
         for i in range(len(dataset)):
             image = dataset.read_image(i)
             logits = segmenter(image_to_tensor(resize_image(image, dataset.train_size))[None])
-            expected = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+            expected = (
+                F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+            )
             assert (masks.prediction(i) == expected).mean() > 0.999
-    result = run_evaluate(EvaluateOptions(model=checkpoint, target=toy_target, split="val", output=tmp_path / "eval.h5",
-                                          device="cpu", quiet=True, workers=0))
+    result = run_evaluate(
+        EvaluateOptions(
+            model=checkpoint,
+            target=toy_target,
+            split="val",
+            output=tmp_path / "eval.h5",
+            device="cpu",
+            quiet=True,
+            workers=0,
+        )
+    )
     assert result.confusion.sum() > 0

@@ -94,8 +94,9 @@ def assert_same_labels(a, b):
 def test_simulated_labels_are_the_ground_truth_and_ignored_stays_ignored(tmp_path, toy_target, truth, capsys):
     ids = list(truth)
     selection = make_selection(tmp_path / "sel.h5", truth, ids, count=12, ignored=2)
-    result = run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5",
-                                    quiet=True))
+    result = run_label(
+        LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5", quiet=True)
+    )
     labels = artifacts.read_pixel_set(tmp_path / "labels.h5", "labels")
     assert labels.image_ids == ids
     for i, image_id in enumerate(ids):
@@ -128,8 +129,7 @@ def write_masks(path, truth, image_ids, wrong_rows: int, uncertain_rows: int = 0
             groups = {name: {field: [] for field in fields} for name, fields in artifacts.MASK_GROUPS.items()}
             width = truth[image_id].shape[1]
             uncertain_y, uncertain_x = np.divmod(np.arange(uncertain_rows * width), width)
-            groups["uncertain"] = {"y": uncertain_y, "x": uncertain_x,
-                                   "entropy": np.linspace(2, 1, len(uncertain_y))}
+            groups["uncertain"] = {"y": uncertain_y, "x": uncertain_x, "entropy": np.linspace(2, 1, len(uncertain_y))}
             prediction = np.where(truth[image_id] == 255, 0, truth[image_id]).astype(np.uint8)
             prediction[:wrong_rows] = (prediction[:wrong_rows] + 1) % 19
             mask = np.zeros(truth[image_id].shape, bool)
@@ -138,8 +138,7 @@ def write_masks(path, truth, image_ids, wrong_rows: int, uncertain_rows: int = 0
         writer.close()
 
 
-def test_masks_compare_the_selection_with_random_and_entropy_at_the_same_budget(tmp_path, toy_target, truth,
-                                                                                capsys):
+def test_masks_compare_the_selection_with_random_and_entropy_at_the_same_budget(tmp_path, toy_target, truth, capsys):
     """Known answers: A is wrong in the top 16 rows of every image; its most uncertain pixels are
     the top 4 rows, row by row; the selection is 20 known pixels of each image, half of them in
     the wrong rows."""
@@ -153,8 +152,15 @@ def test_masks_compare_the_selection_with_random_and_entropy_at_the_same_budget(
         ys.append(y), xs.append(x)
     write_pixels(tmp_path / "sel.h5", "selection", ids, [truth[i].shape for i in ids], ys, xs)
     write_masks(tmp_path / "masks.h5", truth, ids, wrong_rows=16, uncertain_rows=4)
-    result = run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5",
-                                    masks=tmp_path / "masks.h5", quiet=True))
+    result = run_label(
+        LabelOptions(
+            selection=tmp_path / "sel.h5",
+            target=toy_target,
+            output=tmp_path / "labels.h5",
+            masks=tmp_path / "masks.h5",
+            quiet=True,
+        )
+    )
     compared = read_h5(tmp_path / "labels.h5")["summary"]["compared"]
     wrong = {i: int((truth[i][:16] != 255).sum()) for i in ids}
     known = {i: int((truth[i] != 255).sum()) for i in ids}
@@ -164,12 +170,14 @@ def test_masks_compare_the_selection_with_random_and_entropy_at_the_same_budget(
     random_wrong = sum(20 * wrong[i] / pixels[i] for i in ids)
     random_known = sum(20 * known[i] / pixels[i] for i in ids)
     assert compared["random_error_percent"] == pytest.approx(100 * random_wrong / random_known, abs=1e-3)
-    assert compared["random_errors_covered_percent"] == pytest.approx(100 * random_wrong / sum(wrong.values()),
-                                                                      abs=1e-3)
+    assert compared["random_errors_covered_percent"] == pytest.approx(
+        100 * random_wrong / sum(wrong.values()), abs=1e-3
+    )
     entropy_known = sum(int((truth[i][0, :20] != 255).sum()) for i in ids)  # the first 20 of row 0: all wrong
     assert compared["entropy_error_percent"] == pytest.approx(100.0)
-    assert compared["entropy_errors_covered_percent"] == pytest.approx(100 * entropy_known / sum(wrong.values()),
-                                                                       abs=1e-3)
+    assert compared["entropy_errors_covered_percent"] == pytest.approx(
+        100 * entropy_known / sum(wrong.values()), abs=1e-3
+    )
     coverage = read_h5(tmp_path / "labels.h5")["summary"]["class_coverage"]
     labels = artifacts.read_pixel_set(tmp_path / "labels.h5", "labels").label
     for k in (0, 2):  # road, building
@@ -189,8 +197,15 @@ def test_entropy_is_not_compared_where_the_masks_store_too_few_uncertain_pixels(
     y, x = pick_pixels(truth[ids[0]], 30, 0)
     write_pixels(tmp_path / "sel.h5", "selection", ids, [truth[ids[0]].shape], [y], [x])
     write_masks(tmp_path / "masks.h5", truth, ids, wrong_rows=16, uncertain_rows=0)
-    run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5",
-                           masks=tmp_path / "masks.h5", quiet=True))
+    run_label(
+        LabelOptions(
+            selection=tmp_path / "sel.h5",
+            target=toy_target,
+            output=tmp_path / "labels.h5",
+            masks=tmp_path / "masks.h5",
+            quiet=True,
+        )
+    )
     compared = read_h5(tmp_path / "labels.h5")["summary"]["compared"]
     assert compared["entropy_error_percent"] is None and compared["random_error_percent"] is not None
 
@@ -208,8 +223,15 @@ def test_error_rates_on_a_hand_made_case(tmp_path, toy_target, truth, capsys):
         preds.append(pred)
     write_pixels(tmp_path / "sel.h5", "selection", ids, [truth[i].shape for i in ids], ys, xs, predicted=preds)
     write_masks(tmp_path / "masks.h5", truth, list(truth), wrong_rows=16)  # masks cover every image, in any order
-    result = run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5",
-                                    masks=tmp_path / "masks.h5", quiet=True))
+    result = run_label(
+        LabelOptions(
+            selection=tmp_path / "sel.h5",
+            target=toy_target,
+            output=tmp_path / "labels.h5",
+            masks=tmp_path / "masks.h5",
+            quiet=True,
+        )
+    )
     assert result.error_selected == pytest.approx(50.0)
     known = sum(int((truth[i] != 255).sum()) for i in ids)
     wrong = sum(int((truth[i][:16] != 255).sum()) for i in ids)
@@ -223,15 +245,25 @@ def test_error_rates_on_a_hand_made_case(tmp_path, toy_target, truth, capsys):
 
     # A selection without `predicted`: A's class at each pixel comes from the masks' prediction.
     write_pixels(tmp_path / "bare.h5", "selection", ids, [truth[i].shape for i in ids], ys, xs)
-    bare = run_label(LabelOptions(selection=tmp_path / "bare.h5", target=toy_target, output=tmp_path / "bare_labels.h5",
-                                  masks=tmp_path / "masks.h5", quiet=True))
+    bare = run_label(
+        LabelOptions(
+            selection=tmp_path / "bare.h5",
+            target=toy_target,
+            output=tmp_path / "bare_labels.h5",
+            masks=tmp_path / "masks.h5",
+            quiet=True,
+        )
+    )
     labels = artifacts.read_pixel_set(tmp_path / "bare_labels.h5", "labels")
     top = labels.y < 16
     known_sel = labels.label != 255
     assert bare.error_selected == pytest.approx(100 * (top & known_sel).sum() / known_sel.sum())
-    assert bare.errors_covered == pytest.approx(100 * (top & known_sel).sum() / wrong)  # of A's wrong pixels, the share selected
-    no_masks = run_label(LabelOptions(selection=tmp_path / "bare.h5", target=toy_target, output=tmp_path / "bare2.h5",
-                                      quiet=True))
+    assert bare.errors_covered == pytest.approx(
+        100 * (top & known_sel).sum() / wrong
+    )  # of A's wrong pixels, the share selected
+    no_masks = run_label(
+        LabelOptions(selection=tmp_path / "bare.h5", target=toy_target, output=tmp_path / "bare2.h5", quiet=True)
+    )
     assert no_masks.error_selected is None and no_masks.error_all is None
 
 
@@ -242,14 +274,34 @@ def test_merge_accumulates_rounds(tmp_path, toy_target, truth):
     y1 = {ids[2]: np.array([1, 2, 3]), ids[0]: np.array([5, 6])}
     x1 = {ids[2]: np.array([10, 11, 12]), ids[0]: np.array([7, 8])}
     earlier_label = {k: np.full(len(v), 17, np.uint8) for k, v in y1.items()}
-    write_pixels(tmp_path / "round1.h5", "labels", [ids[2], ids[0]], [shape, shape],
-                 [y1[ids[2]], y1[ids[0]]], [x1[ids[2]], x1[ids[0]]], labels=[earlier_label[ids[2]], earlier_label[ids[0]]])
+    write_pixels(
+        tmp_path / "round1.h5",
+        "labels",
+        [ids[2], ids[0]],
+        [shape, shape],
+        [y1[ids[2]], y1[ids[0]]],
+        [x1[ids[2]], x1[ids[0]]],
+        labels=[earlier_label[ids[2]], earlier_label[ids[0]]],
+    )
     # Round 2 selection: images 1 and 2; on image 2 it repeats pixel (y=2, x=11) and adds two.
-    write_pixels(tmp_path / "sel2.h5", "selection", [ids[2], ids[1]], [shape, shape],
-                 [np.array([2, 30, 40]), np.array([0, 63])], [np.array([11, 60, 70]), np.array([0, 127])],
-                 predicted=[np.array([1, 2, 3]), np.array([4, 5])])
-    result = run_label(LabelOptions(selection=tmp_path / "sel2.h5", target=toy_target, output=tmp_path / "round2.h5",
-                                    merge=tmp_path / "round1.h5", quiet=True))
+    write_pixels(
+        tmp_path / "sel2.h5",
+        "selection",
+        [ids[2], ids[1]],
+        [shape, shape],
+        [np.array([2, 30, 40]), np.array([0, 63])],
+        [np.array([11, 60, 70]), np.array([0, 127])],
+        predicted=[np.array([1, 2, 3]), np.array([4, 5])],
+    )
+    result = run_label(
+        LabelOptions(
+            selection=tmp_path / "sel2.h5",
+            target=toy_target,
+            output=tmp_path / "round2.h5",
+            merge=tmp_path / "round1.h5",
+            quiet=True,
+        )
+    )
     merged = artifacts.read_pixel_set(tmp_path / "round2.h5", "labels")
     assert merged.image_ids == [ids[0], ids[1], ids[2]]  # the dataset's order, images of both rounds
     assert merged.counts().tolist() == [2, 2, 5]
@@ -273,55 +325,94 @@ def test_merge_accumulates_rounds(tmp_path, toy_target, truth):
     assert data["summary"]["already_labeled"] == 1
 
     # Earlier labels of another class set are refused, naming them.
-    write_pixels(tmp_path / "synthia.h5", "labels", [ids[0]], [shape], [np.array([1])], [np.array([1])],
-                 labels=[np.array([0])], class_set="synthia16")
+    write_pixels(
+        tmp_path / "synthia.h5",
+        "labels",
+        [ids[0]],
+        [shape],
+        [np.array([1])],
+        [np.array([1])],
+        labels=[np.array([0])],
+        class_set="synthia16",
+    )
     with pytest.raises(LaborError, match="synthia.h5.*class set"):
-        run_label(LabelOptions(selection=tmp_path / "sel2.h5", target=toy_target, output=tmp_path / "round3.h5",
-                               merge=tmp_path / "synthia.h5", quiet=True))
+        run_label(
+            LabelOptions(
+                selection=tmp_path / "sel2.h5",
+                target=toy_target,
+                output=tmp_path / "round3.h5",
+                merge=tmp_path / "synthia.h5",
+                quiet=True,
+            )
+        )
     assert not (tmp_path / "round3.h5").exists()
 
 
 def test_label_refuses_bad_inputs(tmp_path, toy_target, truth):
     ids = list(truth)
     shape = truth[ids[0]].shape
-    write_pixels(tmp_path / "missing.h5", "selection", [ids[0], "nowhere/nowhere_000000_000019"], [shape, shape],
-                 [np.array([1]), np.array([2])], [np.array([1]), np.array([2])])
+    write_pixels(
+        tmp_path / "missing.h5",
+        "selection",
+        [ids[0], "nowhere/nowhere_000000_000019"],
+        [shape, shape],
+        [np.array([1]), np.array([2])],
+        [np.array([1]), np.array([2])],
+    )
     with pytest.raises(LaborError, match=r"missing\.h5.*'nowhere/nowhere_000000_000019'"):
-        run_label(LabelOptions(selection=tmp_path / "missing.h5", target=toy_target, output=tmp_path / "out.h5",
-                               quiet=True))
+        run_label(
+            LabelOptions(selection=tmp_path / "missing.h5", target=toy_target, output=tmp_path / "out.h5", quiet=True)
+        )
     write_pixels(tmp_path / "size.h5", "selection", [ids[0]], [(32, 64)], [np.array([1])], [np.array([1])])
     with pytest.raises(LaborError, match=r"size\.h5.*64x32 there but 128x64"):
-        run_label(LabelOptions(selection=tmp_path / "size.h5", target=toy_target, output=tmp_path / "out.h5",
-                               quiet=True))
+        run_label(
+            LabelOptions(selection=tmp_path / "size.h5", target=toy_target, output=tmp_path / "out.h5", quiet=True)
+        )
     write_pixels(tmp_path / "outside.h5", "selection", [ids[0]], [shape], [np.array([64])], [np.array([1])])
     with pytest.raises(LaborError, match=r"outside\.h5.*outside image"):
-        run_label(LabelOptions(selection=tmp_path / "outside.h5", target=toy_target, output=tmp_path / "out.h5",
-                               quiet=True))
+        run_label(
+            LabelOptions(selection=tmp_path / "outside.h5", target=toy_target, output=tmp_path / "out.h5", quiet=True)
+        )
     write_pixels(tmp_path / "twice.h5", "selection", [ids[0]], [shape], [np.array([3, 3])], [np.array([4, 4])])
     with pytest.raises(LaborError, match=r"twice\.h5.*listed twice"):
-        run_label(LabelOptions(selection=tmp_path / "twice.h5", target=toy_target, output=tmp_path / "out.h5",
-                               quiet=True))
+        run_label(
+            LabelOptions(selection=tmp_path / "twice.h5", target=toy_target, output=tmp_path / "out.h5", quiet=True)
+        )
     # A labels artifact where a selection is expected.
-    write_pixels(tmp_path / "labels.h5", "labels", [ids[0]], [shape], [np.array([1])], [np.array([1])], labels=[np.array([0])])
+    write_pixels(
+        tmp_path / "labels.h5", "labels", [ids[0]], [shape], [np.array([1])], [np.array([1])], labels=[np.array([0])]
+    )
     with pytest.raises(LaborError, match=r"labels\.h5: is a labels artifact, expected a selection"):
-        run_label(LabelOptions(selection=tmp_path / "labels.h5", target=toy_target, output=tmp_path / "out.h5",
-                               quiet=True))
+        run_label(
+            LabelOptions(selection=tmp_path / "labels.h5", target=toy_target, output=tmp_path / "out.h5", quiet=True)
+        )
     assert not (tmp_path / "out.h5").exists()
     # An existing output is not replaced without force (checked before any work).
     make_selection(tmp_path / "sel.h5", truth, ids[:1])
     (tmp_path / "out.h5").write_bytes(b"keep me")
     with pytest.raises(LaborError, match=r"out\.h5: already exists"):
-        run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "out.h5",
-                               quiet=True))
+        run_label(
+            LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "out.h5", quiet=True)
+        )
     assert (tmp_path / "out.h5").read_bytes() == b"keep me"
-    run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "out.h5", force=True,
-                           quiet=True))
+    run_label(
+        LabelOptions(
+            selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "out.h5", force=True, quiet=True
+        )
+    )
     assert artifacts.read_pixel_set(tmp_path / "out.h5", "labels").image_ids == ids[:1]
     # Masks that lack an image of the selection.
     write_masks(tmp_path / "masks.h5", truth, ids[1:], wrong_rows=0)
     with pytest.raises(LaborError, match=rf"masks\.h5: has no image '{ids[0]}'"):
-        run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "out2.h5",
-                               masks=tmp_path / "masks.h5", quiet=True))
+        run_label(
+            LabelOptions(
+                selection=tmp_path / "sel.h5",
+                target=toy_target,
+                output=tmp_path / "out2.h5",
+                masks=tmp_path / "masks.h5",
+                quiet=True,
+            )
+        )
 
 
 # --- labor export / import ---------------------------------------------------------------------
@@ -330,8 +421,9 @@ def test_label_refuses_bad_inputs(tmp_path, toy_target, truth):
 def test_export_csv_then_import_gives_the_simulated_labels(tmp_path, toy_target, truth, capsys):
     ids = list(truth)
     make_selection(tmp_path / "sel.h5", truth, ids, count=15, ignored=3)
-    run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "simulated.h5",
-                           quiet=True))
+    run_label(
+        LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "simulated.h5", quiet=True)
+    )
     exported = run_export(ExportOptions(artifact=tmp_path / "sel.h5", output_dir=tmp_path / "export"))
     assert exported.points_file == tmp_path / "export" / "points.csv" and exported.pixels == 15 * len(ids)
     with open(exported.points_file, newline="") as handle:
@@ -349,8 +441,9 @@ def test_export_csv_then_import_gives_the_simulated_labels(tmp_path, toy_target,
                 skipped += 1
                 continue
             writer.writerow([row["image_id"], row["x"], row["y"], "ignore" if value == 255 else NAMES[value]])
-    result = run_import(ImportOptions(answers=tmp_path / "answers.csv", selection=tmp_path / "sel.h5",
-                                      output=tmp_path / "imported.h5"))
+    result = run_import(
+        ImportOptions(answers=tmp_path / "answers.csv", selection=tmp_path / "sel.h5", output=tmp_path / "imported.h5")
+    )
     assert_same_labels(read_h5(tmp_path / "imported.h5"), read_h5(tmp_path / "simulated.h5"))
     assert result.unanswered == skipped > 0
     assert result.answered == 15 * len(ids) - skipped
@@ -367,8 +460,9 @@ def test_export_csv_then_import_gives_the_simulated_labels(tmp_path, toy_target,
 def test_export_json_then_import_with_class_indices(tmp_path, toy_target, truth):
     ids = list(truth)[1:3]
     make_selection(tmp_path / "sel.h5", truth, ids, count=10, ignored=1)
-    run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "simulated.h5",
-                           quiet=True))
+    run_label(
+        LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "simulated.h5", quiet=True)
+    )
     exported = run_export(ExportOptions(artifact=tmp_path / "sel.h5", output_dir=tmp_path / "export", fmt="json"))
     items = json.loads(exported.points_file.read_text())
     assert {"image_id", "x", "y"} <= set(items[0]) and len(items) == 20
@@ -378,8 +472,9 @@ def test_export_json_then_import_with_class_indices(tmp_path, toy_target, truth)
         if value != 255:  # unanswered -> ignored, like the ground truth's 255
             answers.append({"image_id": item["image_id"], "x": item["x"], "y": item["y"], "class": value})
     (tmp_path / "answers.json").write_text(json.dumps(answers, indent=2))
-    result = run_import(ImportOptions(answers=tmp_path / "answers.json", selection=tmp_path / "sel.h5",
-                                      output=tmp_path / "imported.h5"))
+    result = run_import(
+        ImportOptions(answers=tmp_path / "answers.json", selection=tmp_path / "sel.h5", output=tmp_path / "imported.h5")
+    )
     assert_same_labels(read_h5(tmp_path / "imported.h5"), read_h5(tmp_path / "simulated.h5"))
     assert result.unanswered == 2 and result.error_selected == 0.0
 
@@ -388,8 +483,15 @@ def test_export_of_labels_and_overlays(tmp_path, toy_target, truth):
     ids = list(truth)
     make_selection(tmp_path / "sel.h5", truth, ids, count=8, ignored=1)
     run_label(LabelOptions(selection=tmp_path / "sel.h5", target=toy_target, output=tmp_path / "labels.h5", quiet=True))
-    result = run_export(ExportOptions(artifact=tmp_path / "labels.h5", output_dir=tmp_path / "export",
-                                      target=toy_target, overlays=True, quiet=True))
+    result = run_export(
+        ExportOptions(
+            artifact=tmp_path / "labels.h5",
+            output_dir=tmp_path / "export",
+            target=toy_target,
+            overlays=True,
+            quiet=True,
+        )
+    )
     assert result.overlays == len(ids)
     with open(result.points_file, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -421,8 +523,11 @@ def test_dense_selection_overlays_tint_every_selected_pixel(tmp_path, toy_target
     image_id = list(truth)[0]
     y, x = np.mgrid[20:40, 30:70]  # 800 pixels: too dense for rings
     write_pixels(tmp_path / "spl.h5", "selection", [image_id], [truth[image_id].shape], [y.ravel()], [x.ravel()])
-    run_export(ExportOptions(artifact=tmp_path / "spl.h5", output_dir=tmp_path / "export", target=toy_target,
-                             overlays=True, quiet=True))
+    run_export(
+        ExportOptions(
+            artifact=tmp_path / "spl.h5", output_dir=tmp_path / "export", target=toy_target, overlays=True, quiet=True
+        )
+    )
     png = np.array(Image.open(tmp_path / "export" / (image_id.replace("/", "__") + ".png")))
     dataset = open_dataset(toy_target, "train", "cityscapes19")
     plain = dataset.read_image(dataset.index_of(image_id))
@@ -439,31 +544,57 @@ def write_text(path, text):
 def test_import_refuses_bad_answers(tmp_path, truth):
     ids = list(truth)
     shape = truth[ids[0]].shape
-    write_pixels(tmp_path / "sel.h5", "selection", ids[:2], [shape, shape],
-                 [np.array([1, 2]), np.array([3])], [np.array([4, 5]), np.array([6])])
+    write_pixels(
+        tmp_path / "sel.h5",
+        "selection",
+        ids[:2],
+        [shape, shape],
+        [np.array([1, 2]), np.array([3])],
+        [np.array([4, 5]), np.array([6])],
+    )
     sel = tmp_path / "sel.h5"
     header = "image_id,x,y,class\n"
     good = f"{ids[0]},4,1,road\n"
     cases = [
-        (f"{header}{good}{ids[0]},5,3,road\n", r"outside\.csv: line 3: pixel \(x=5, y=3\).*not a pixel of the selection", "outside.csv"),
-        (f"{header}{good}{ids[3]},6,3,road\n", rf"other\.csv: line 3: image '{ids[3]}' is not in the selection", "other.csv"),
+        (
+            f"{header}{good}{ids[0]},5,3,road\n",
+            r"outside\.csv: line 3: pixel \(x=5, y=3\).*not a pixel of the selection",
+            "outside.csv",
+        ),
+        (
+            f"{header}{good}{ids[3]},6,3,road\n",
+            rf"other\.csv: line 3: image '{ids[3]}' is not in the selection",
+            "other.csv",
+        ),
         (f"{header}{good}{ids[1]},6,3,roadd\n", r"unknown\.csv: line 3: unknown class 'roadd'", "unknown.csv"),
         (f"{header}{good}{ids[1]},6,3,42\n", r"index\.csv: line 3: class index '42'", "index.csv"),
-        (f"image,x,y,label\n{good}", r"header\.csv: malformed CSV: the header has no image_id, class column", "header.csv"),
+        (
+            f"image,x,y,label\n{good}",
+            r"header\.csv: malformed CSV: the header has no image_id, class column",
+            "header.csv",
+        ),
         (f"{header}{good}{ids[1]},6,3\n", r"fields\.csv: malformed CSV: line 3 has 3 fields", "fields.csv"),
         (f"{header}{ids[0]},four,1,road\n", r"coord\.csv: line 2: x 'four' is not an integer", "coord.csv"),
         ("", r"empty\.csv: malformed CSV: empty file", "empty.csv"),
         (f"{header}{good}{ids[0]},4,1,sky\n", r"twice\.csv: lines 2 and 3 give pixel \(x=4, y=1\)", "twice.csv"),
         ('[{"image_id": "a", "x": 1,', r"broken\.json: malformed JSON: line 1", "broken.json"),
         ('{"image_id": "a"}', r"object\.json: malformed JSON: expected a JSON list", "object.json"),
-        (f'[\n{{"image_id": "{ids[0]}", "x": 4, "y": 1, "class": "road"}},\n{{"image_id": "{ids[1]}", "x": 6, "y": 3, "class": "sand"}}\n]',
-         r"name\.json: line 3: unknown class 'sand'", "name.json"),
-        (f'[\n{{"image_id": "{ids[0]}", "x": 4, "y": 1}}\n]', r"keys\.json: line 2: expected a JSON list of", "keys.json"),
+        (
+            f'[\n{{"image_id": "{ids[0]}", "x": 4, "y": 1, "class": "road"}},\n{{"image_id": "{ids[1]}", "x": 6, "y": 3, "class": "sand"}}\n]',
+            r"name\.json: line 3: unknown class 'sand'",
+            "name.json",
+        ),
+        (
+            f'[\n{{"image_id": "{ids[0]}", "x": 4, "y": 1}}\n]',
+            r"keys\.json: line 2: expected a JSON list of",
+            "keys.json",
+        ),
     ]
     for text, message, name in cases:
         with pytest.raises(LaborError, match=message):
-            run_import(ImportOptions(answers=write_text(tmp_path / name,
-                                                        text), selection=sel, output=tmp_path / "out.h5"))
+            run_import(
+                ImportOptions(answers=write_text(tmp_path / name, text), selection=sel, output=tmp_path / "out.h5")
+            )
         assert not (tmp_path / "out.h5").exists()
     with pytest.raises(LaborError, match=r"nothing\.csv: no such file"):
         run_import(ImportOptions(answers=tmp_path / "nothing.csv", selection=sel, output=tmp_path / "out.h5"))

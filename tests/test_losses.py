@@ -64,6 +64,6 @@ def test_upsample_equals_bilinear_interpolation_and_its_gradient():
         reference = F.interpolate(logits, size=size_out, mode="bilinear", align_corners=False)
         torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
         weights = torch.randn_like(reference)
-        grad_ours, = torch.autograd.grad((ours * weights).sum(), logits)
-        grad_reference, = torch.autograd.grad((reference * weights).sum(), logits)
+        (grad_ours,) = torch.autograd.grad((ours * weights).sum(), logits)
+        (grad_reference,) = torch.autograd.grad((reference * weights).sum(), logits)
         torch.testing.assert_close(grad_ours, grad_reference, atol=1e-4, rtol=1e-4)

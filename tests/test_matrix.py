@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 from labor_cli import artifacts
@@ -33,7 +32,20 @@ COMMANDS = {
     "export": ["export", "{sel}", "-o", "{out}/o", "--overlays", "--target", "{tgt}", "-q"],
     "import": ["import", "{answers}", "--selection", "{sel}", "-o", "{out}/o.h5"],
     "show": ["show", "{masks}", "-o", "{out}/o", "--target", "{tgt}", "-q"],
-    "adapt": ["adapt", "-m", "{ckpt}", "--labels", "{labels}", "--source", "{src}", "--target", "{tgt}", "-o", "{out}/o.h5", *TRAIN],
+    "adapt": [
+        "adapt",
+        "-m",
+        "{ckpt}",
+        "--labels",
+        "{labels}",
+        "--source",
+        "{src}",
+        "--target",
+        "{tgt}",
+        "-o",
+        "{out}/o.h5",
+        *TRAIN,
+    ],
     "evaluate": ["evaluate", "-m", "{ckpt}", "--target", "{tgt}", "-o", "{out}/o.h5", *RUN],
     "inspect": ["inspect", "{masks}"],
     "data toy": ["data", "toy", "{out}/o", "--size", "tiny"],
@@ -51,8 +63,13 @@ ARTIFACT_INPUTS = {
     "inspect": [("{masks}", "masks")],
 }
 DATASET_INPUTS = {
-    "warmup": ["{src}", "{tgt}"], "extract": ["{tgt}"], "label": ["{tgt}"], "export": ["{tgt}"], "show": ["{tgt}"],
-    "adapt": ["{src}", "{tgt}"], "evaluate": ["{tgt}"],
+    "warmup": ["{src}", "{tgt}"],
+    "extract": ["{tgt}"],
+    "label": ["{tgt}"],
+    "export": ["{tgt}"],
+    "show": ["{tgt}"],
+    "adapt": ["{src}", "{tgt}"],
+    "evaluate": ["{tgt}"],
 }
 WRITERS = [c for c in COMMANDS if c != "inspect"]
 WRONG_KIND = {"checkpoint": "masks", "masks": "checkpoint", "selection": "labels", "labels": "selection"}
@@ -73,29 +90,92 @@ def cases():
             add(command, f"plain-hdf5-as-{name}", {slot: "{bad}/plain.h5"}, 1, "plain.h5", "not a labor artifact")
             if command != "inspect":
                 other = "checkpoint" if command == "export" else WRONG_KIND[kind]  # export takes labels too
-                add(command, f"{other}-as-{name}", {slot: f"{{bad}}/{other}.h5"}, 1, f"{other}.h5", f"is a {other} artifact")
-            add(command, f"truncated-{name}", {slot: f"{{bad}}/truncated-{kind}.h5"}, 1, f"truncated-{kind}.h5", "truncated")
+                add(
+                    command,
+                    f"{other}-as-{name}",
+                    {slot: f"{{bad}}/{other}.h5"},
+                    1,
+                    f"{other}.h5",
+                    f"is a {other} artifact",
+                )
+            add(
+                command,
+                f"truncated-{name}",
+                {slot: f"{{bad}}/truncated-{kind}.h5"},
+                1,
+                f"truncated-{kind}.h5",
+                "truncated",
+            )
             add(command, f"newer-{name}", {slot: f"{{bad}}/newer-{kind}.h5"}, 1, f"newer-{kind}.h5", "newer")
             add(command, f"not-hdf5-{name}", {slot: "{bad}/answers.csv"}, 1, "answers.csv", "not a readable HDF5")
     for command, slots in DATASET_INPUTS.items():
         for slot in slots:
             name = slot.strip("{}")
             add(command, f"missing-{name}", {slot: "gta5:{bad}/nowhere"}, 1, "nowhere", "no such folder")
-            add(command, f"empty-{name}", {slot: f"{'gta5' if name == 'src' else 'cityscapes'}:{{bad}}/empty"}, 1, "empty", "no ")
+            add(
+                command,
+                f"empty-{name}",
+                {slot: f"{'gta5' if name == 'src' else 'cityscapes'}:{{bad}}/empty"},
+                1,
+                "empty",
+                "no ",
+            )
             if name == "tgt":
-                add(command, "gta5-as-cityscapes", {slot: "cityscapes:{toy}/source"}, 1, "source", "looks like a gta5 dataset")
+                add(
+                    command,
+                    "gta5-as-cityscapes",
+                    {slot: "cityscapes:{toy}/source"},
+                    1,
+                    "source",
+                    "looks like a gta5 dataset",
+                )
             else:
-                add(command, "cityscapes-as-gta5", {slot: "gta5:{toy}/target"}, 1, "target", "looks like a cityscapes dataset")
+                add(
+                    command,
+                    "cityscapes-as-gta5",
+                    {slot: "gta5:{toy}/target"},
+                    1,
+                    "target",
+                    "looks like a cityscapes dataset",
+                )
             add(command, f"file-as-{name}", {slot: "gta5:{bad}/plain.h5"}, 1, "plain.h5", "not a folder")
     # corrupt PNGs, where the stage reads pixels
     for command in ("warmup", "extract", "export", "show", "adapt"):
-        add(command, "corrupt-image-tgt", {"{tgt}": "cityscapes:{bad}/corrupt-target"}, 1, "_leftImg8bit.png", "cannot read image")
+        add(
+            command,
+            "corrupt-image-tgt",
+            {"{tgt}": "cityscapes:{bad}/corrupt-target"},
+            1,
+            "_leftImg8bit.png",
+            "cannot read image",
+        )
     add("warmup", "corrupt-image-src", {"{src}": "gta5:{bad}/corrupt-source"}, 1, "00000.png", "cannot read image")
-    add("evaluate", "corrupt-image-tgt", {"{tgt}": "cityscapes:{bad}/corrupt-target"}, 1, "voxelstadt", "cannot read image")
-    add("label", "corrupt-label-tgt", {"{tgt}": "cityscapes:{bad}/corrupt-target"}, 1, "_gtFine_labelIds.png", "cannot read label")
+    add(
+        "evaluate",
+        "corrupt-image-tgt",
+        {"{tgt}": "cityscapes:{bad}/corrupt-target"},
+        1,
+        "voxelstadt",
+        "cannot read image",
+    )
+    add(
+        "label",
+        "corrupt-label-tgt",
+        {"{tgt}": "cityscapes:{bad}/corrupt-target"},
+        1,
+        "_gtFine_labelIds.png",
+        "cannot read label",
+    )
     # a class set the checkpoint has and the dataset cannot label
-    add("evaluate", "class-set-mismatch", {"{tgt}": "folder:{bad}/three-classes"}, 1, "three-classes", "labels have no",
-        extra=["--split", "all"])
+    add(
+        "evaluate",
+        "class-set-mismatch",
+        {"{tgt}": "folder:{bad}/three-classes"},
+        1,
+        "three-classes",
+        "labels have no",
+        extra=["--split", "all"],
+    )
     add("adapt", "class-set-mismatch", {"{src}": "folder:{bad}/three-classes"}, 1, "three-classes", "labels have no")
     add("warmup", "class-set-mismatch", {"{src}": "folder:{bad}/three-classes"}, 1, "three-classes", "labels have no")
     # image ids that match neither each other nor the dataset
@@ -103,7 +183,15 @@ def cases():
     add("show", "ids-not-in-dataset", {}, 1, "masks.h5", "is not in", extra=["--split", "val"])
     add("export", "ids-not-in-dataset", {}, 1, "sel.h5", "is not in", extra=["--split", "val"])
     add("adapt", "ids-not-in-dataset", {}, 1, "labels.h5", "is not in", extra=["--target-split", "val"])
-    add("extract", "exclude-ids-not-in-dataset", {}, 1, "labels.h5", "is not in", extra=["--split", "val", "--exclude", "{labels}"])
+    add(
+        "extract",
+        "exclude-ids-not-in-dataset",
+        {},
+        1,
+        "labels.h5",
+        "is not in",
+        extra=["--split", "val", "--exclude", "{labels}"],
+    )
     add("label", "masks-of-other-images", {}, 1, "val-masks.h5", "", extra=["--masks", "{bad}/val-masks.h5"])
     add("import", "answer-for-other-image", {"{answers}": "{bad}/stranger.csv"}, 1, "stranger.csv", "not in")
     # point budgets
@@ -127,8 +215,11 @@ def chain(tmp_path_factory, toy_pair, toy_source, toy_target, warm_checkpoint):
 
     root = tmp_path_factory.mktemp("matrix")
     good = {"ckpt": warm_checkpoint, "masks": root / "masks.h5", "sel": root / "sel.h5", "labels": root / "labels.h5"}
-    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=good["masks"], device="cpu", quiet=True,
-                               workers=0))
+    run_extract(
+        ExtractOptions(
+            model=warm_checkpoint, target=toy_target, output=good["masks"], device="cpu", quiet=True, workers=0
+        )
+    )
     run_select(SelectOptions(masks=good["masks"], mode="ppl", output=good["sel"], points=3, quiet=True))
     run_label(LabelOptions(selection=good["sel"], target=toy_target, output=good["labels"], quiet=True))
     chosen = artifacts.read_pixel_set(good["sel"], "selection")
@@ -143,15 +234,29 @@ def chain(tmp_path_factory, toy_pair, toy_source, toy_target, warm_checkpoint):
     (bad / "stranger.csv").write_text("image_id,x,y,class\nnowhere/nowhere_000000_000019,1,1,road\n")
     with h5py.File(bad / "plain.h5", "w") as f:
         f["x"] = 1
-    for kind, path in (("checkpoint", good["ckpt"]), ("masks", good["masks"]), ("selection", good["sel"]), ("labels", good["labels"])):
+    for kind, path in (
+        ("checkpoint", good["ckpt"]),
+        ("masks", good["masks"]),
+        ("selection", good["sel"]),
+        ("labels", good["labels"]),
+    ):
         shutil.copyfile(path, bad / f"{kind}.h5")
         data = Path(path).read_bytes()
         (bad / f"truncated-{kind}.h5").write_bytes(data[: len(data) // 2])
         shutil.copyfile(path, bad / f"newer-{kind}.h5")
         with h5py.File(bad / f"newer-{kind}.h5", "a") as f:
             f.attrs["labor_schema"] = 99
-    run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=bad / "val-masks.h5", split="val",
-                               device="cpu", quiet=True, workers=0))
+    run_extract(
+        ExtractOptions(
+            model=warm_checkpoint,
+            target=toy_target,
+            output=bad / "val-masks.h5",
+            split="val",
+            device="cpu",
+            quiet=True,
+            workers=0,
+        )
+    )
     # a dataset copy with a truncated image (train and val) and a truncated label (train)
     target = bad / "corrupt-target"
     shutil.copytree(toy_pair / "target", target)
@@ -172,8 +277,15 @@ def chain(tmp_path_factory, toy_pair, toy_source, toy_target, warm_checkpoint):
     for png in (folder / "images").glob("*.png"):
         shutil.copyfile(toy_pair / "source" / "labels" / png.name, folder / "labels" / png.name)
     (folder / "classes.txt").write_text("road\nsidewalk\nbuilding\n")
-    return {**{k: str(v) for k, v in good.items()}, "bad": str(bad), "toy": str(toy_pair),
-            "src": toy_source, "tgt": toy_target, "label_png": label_png, "train_image": train_images[0]}
+    return {
+        **{k: str(v) for k, v in good.items()},
+        "bad": str(bad),
+        "toy": str(toy_pair),
+        "src": toy_source,
+        "tgt": toy_target,
+        "label_png": label_png,
+        "train_image": train_images[0],
+    }
 
 
 def run_labor(argv, capsys):
@@ -245,7 +357,9 @@ def test_a_disk_that_fills_during_the_write(tmp_path, capsys, chain, monkeypatch
         monkeypatch.setattr(h5py.Group, "create_dataset", _disk_full)
         monkeypatch.setattr(Image.Image, "save", _disk_full)
     code, _, err = run_labor(argv, capsys)
-    assert_one_line_error(code, err, 1, ["o", "No space left on device" if command in ("export", "show", "data toy") else "disk full"])
+    assert_one_line_error(
+        code, err, 1, ["o", "No space left on device" if command in ("export", "show", "data toy") else "disk full"]
+    )
     assert snapshot(out) == {}
 
 
@@ -289,8 +403,22 @@ def test_bad_input_read_in_a_worker_process(tmp_path, capsys, chain, command, wh
 
 
 def _evaluate_val(chain, out, target, workers=1):
-    return ["evaluate", "-m", chain["ckpt"], "--target", f"cityscapes:{target}", "--split", "val", "-o",
-            f"{out}/o.h5", "--device", "cpu", "--workers", str(workers), "-q"]
+    return [
+        "evaluate",
+        "-m",
+        chain["ckpt"],
+        "--target",
+        f"cityscapes:{target}",
+        "--split",
+        "val",
+        "-o",
+        f"{out}/o.h5",
+        "--device",
+        "cpu",
+        "--workers",
+        str(workers),
+        "-q",
+    ]
 
 
 @pytest.mark.parametrize("fault", ["deleted", "permission", "label-size"])
@@ -340,8 +468,9 @@ def _executable(*args, timeout=300):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "labor_cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "labor_cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("command", ["evaluate", "warmup"])

@@ -47,6 +47,8 @@ def test_class_absent_from_ground_truth_but_predicted_scores_zero_and_absent_eve
 
 def test_one_matrix_over_all_pixels_is_not_a_mean_of_per_image_scores():
     # image 1 has 1 pixel of class 1, wrong; image 2 has 99 pixels of class 1, right
-    cm = confusion_matrix(torch.tensor([0]), torch.tensor([1]), 2) + confusion_matrix(torch.ones(99, dtype=torch.long), torch.ones(99, dtype=torch.long), 2)
+    cm = confusion_matrix(torch.tensor([0]), torch.tensor([1]), 2) + confusion_matrix(
+        torch.ones(99, dtype=torch.long), torch.ones(99, dtype=torch.long), 2
+    )
     iou = iou_per_class(cm.numpy())
     assert iou[1] == pytest.approx(99 / 100)

@@ -13,10 +13,19 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.models import (
-    ARCHS, ASPPv2, Discriminator, FrozenBN, Networks, PixelSelector, SegmentationModel,
-    build_backbone, build_networks, default_dilations, output_stride,
+    ARCHS,
+    ASPPv2,
+    Discriminator,
+    FrozenBN,
+    Networks,
+    PixelSelector,
+    SegmentationModel,
+    build_backbone,
+    build_networks,
+    deeplab,
+    default_dilations,
+    output_stride,
 )
-from labor_cli.models import deeplab
 
 RESNETS = ("deeplabv2-r101", "deeplabv2-r50")
 X_SHAPE = (2, 3, 65, 97)  # odd sizes: checks the ceil(H/8) rounding
@@ -25,8 +34,10 @@ X_SHAPE = (2, 3, 65, 97)  # odd sizes: checks the ceil(H/8) rounding
 @pytest.fixture(autouse=True)
 def _no_download(monkeypatch):
     """No test may reach the network: any attempt to fetch ImageNet weights fails loudly."""
+
     def refuse(weights):
         raise AssertionError(f"a test tried to download {weights.url}")
+
     monkeypatch.setattr(deeplab, "_fetch_imagenet", refuse)
 
 
@@ -180,8 +191,7 @@ def test_aspp_is_the_sum_of_all_four_branches():
         assert conv.kernel_size == (3, 3) and conv.dilation == (d, d) and conv.padding == (d, d)
         assert conv.bias is not None
     x = x_input((2, 16, 20, 30))
-    expected = sum(F.conv2d(x, c.weight, c.bias, padding=c.dilation, dilation=c.dilation)
-                   for c in head.conv2d_list)
+    expected = sum(F.conv2d(x, c.weight, c.bias, padding=c.dilation, dilation=c.dilation) for c in head.conv2d_list)
     out = head(x)
     assert out.shape == (2, 5, 20, 30)
     torch.testing.assert_close(out, expected)
@@ -253,8 +263,7 @@ def test_selector_separate_and_shared():
     shared = PixelSelector("small", 7, shared=True)
     assert shared.backbone is None
     assert not any(n.startswith("backbone") for n, _ in shared.named_parameters())
-    assert sum(p.numel() for p in shared.parameters()) == sum(
-        p.numel() for p in sep.heads_parameters())
+    assert sum(p.numel() for p in shared.parameters()) == sum(p.numel() for p in sep.heads_parameters())
     x = x_input((2, 3, 64, 96))
     # separate: runs its own backbone on x; same as passing its own features
     l1, l2 = sep(x)
@@ -434,6 +443,7 @@ def test_small_rejects_imagenet():
 def test_imagenet_failure_says_use_a_local_file(monkeypatch):
     def offline(weights):
         raise OSError("[Errno 101] Network is unreachable\nsecond line")
+
     monkeypatch.setattr(deeplab, "_fetch_imagenet", offline)
     with pytest.raises(LaborError) as e:
         build_backbone("deeplabv2-r50", "imagenet")
@@ -450,6 +460,7 @@ def test_imagenet_uses_torchvision_weights(monkeypatch, r50_state_file):
     def fake(weights):
         asked.append(weights)
         return torch.load(r50_state_file, weights_only=True)
+
     monkeypatch.setattr(deeplab, "_fetch_imagenet", fake)
     nets = build_networks("deeplabv2-r50", 19, init="imagenet")
     assert asked == [ResNet50_Weights.IMAGENET1K_V1]  # fetched once for both backbones
@@ -483,8 +494,7 @@ def test_config_round_trip(mode):
     assert isinstance(nets.selector, PixelSelector)
     assert isinstance(nets.discriminator, Discriminator)
     config = json.loads(json.dumps(nets.config()))
-    assert config == {"arch": "small", "num_classes": 11, "init": "none",
-                      "selector_backbone": mode}
+    assert config == {"arch": "small", "num_classes": 11, "init": "none", "selector_backbone": mode}
     again = build_networks(**config)
     assert again.config() == config
     sd = nets.state_dict()
@@ -501,6 +511,7 @@ def test_same_seed_same_weights(arch):
     def weights(seed):
         torch.manual_seed(seed)
         return build_networks(arch, 19, selector_backbone="shared" if arch != "small" else "separate").state_dict()
+
     a, b, c = weights(5), weights(5), weights(6)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)

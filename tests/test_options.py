@@ -36,12 +36,38 @@ RECEIVERS = {
 # The keys of each artifact's config as labor wrote them before the options were declared
 # (an old resume file must still compare equal); the stage adds the keys that are no option.
 STORED_KEYS = {
-    "warmup": {"stage", "source", "source_split", "target", "target_split", "start_from", "labels", "arch", "init",
-               "selector_backbone", "class_set", "precision", "device", "compile", "workers", "train"},
-    "extract": {"model", "target", "split", "exclude", "candidates_per_class", "uncertain_per_image", "input_size",
-                "batch_size", "device", "precision", "compile"},
-    "select": {"masks", "mode", "points", "ratio", "min_spacing", "seed", "spacing_pool_factor",
-               "balance_power"},
+    "warmup": {
+        "stage",
+        "source",
+        "source_split",
+        "target",
+        "target_split",
+        "start_from",
+        "labels",
+        "arch",
+        "init",
+        "selector_backbone",
+        "class_set",
+        "precision",
+        "device",
+        "compile",
+        "workers",
+        "train",
+    },
+    "extract": {
+        "model",
+        "target",
+        "split",
+        "exclude",
+        "candidates_per_class",
+        "uncertain_per_image",
+        "input_size",
+        "batch_size",
+        "device",
+        "precision",
+        "compile",
+    },
+    "select": {"masks", "mode", "points", "ratio", "min_spacing", "seed", "spacing_pool_factor", "balance_power"},
     "label": {"selection", "target", "split", "merge", "masks", "annotator"},
     "import": {"answers", "selection", "format", "annotator"},
     "annotate": {"selection", "target", "split", "merge", "annotator", "unit", "journal", "session", "journal_records"},
@@ -56,10 +82,31 @@ FACTS = {  # keys the stage adds to the declared options' (facts, not options)
     "import": {"format", "annotator"},
     "annotate": {"annotator", "unit", "journal", "session", "journal_records"},
 }
-TRAIN_KEYS = {"iterations", "optimizer", "lr", "momentum", "weight_decay", "power", "lr_discriminator", "betas",
-              "lambda_adv", "lambda_target", "lambda_pseudo", "lambda_dis", "pseudo_alpha", "pseudo_from", "mask_share",
-              "source_batch",
-              "target_batch", "hflip", "source_size", "target_size", "seed", "save_every", "log_every"}
+TRAIN_KEYS = {
+    "iterations",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "power",
+    "lr_discriminator",
+    "betas",
+    "lambda_adv",
+    "lambda_target",
+    "lambda_pseudo",
+    "lambda_dis",
+    "pseudo_alpha",
+    "pseudo_from",
+    "mask_share",
+    "source_batch",
+    "target_batch",
+    "hflip",
+    "source_size",
+    "target_size",
+    "seed",
+    "save_every",
+    "log_every",
+}
 BY_COMMAND = {cls.COMMAND: cls for cls in COMMAND_OPTIONS}
 
 
@@ -172,8 +219,7 @@ def test_data_toy_inspect_and_bench_hand_on_every_option(tmp_path, monkeypatch):
     monkeypatch.setattr(toy, "make_toy_pair", recorder("toy", {}))
     argv, expected = command_line(declarations.ToyOptions, tmp_path)
     invoke(argv)
-    assert calls["toy"] == ((expected["directory"],), {"seed": 3, "size": "tiny", "force": True,
-                                                            "shift": "night"})
+    assert calls["toy"] == ((expected["directory"],), {"seed": 3, "size": "tiny", "force": True, "shift": "night"})
 
     monkeypatch.setattr(inspect, "describe", lambda path: {"described": str(path)})
     argv, expected = command_line(declarations.InspectOptions, tmp_path)
@@ -188,14 +234,17 @@ def test_data_toy_inspect_and_bench_hand_on_every_option(tmp_path, monkeypatch):
     assert printed["device"] == "cpu" and printed["results"] == [] and printed["extract_end_to_end"] == {"images": 7}
     bench_args = (o["arch"], o["device"], o["repeats"], o["warmup"], o["compile"], o["selector_backbone"])
     assert calls["bench"] == (bench_args, {})
-    assert calls["e2e"] == ((o["arch"], o["device"], o["e2e_images"], o["workers"], o["batch_size"],
-                             o["selector_backbone"]), {"compile": o["compile"], "profile_dir": o["profile"]})
+    assert calls["e2e"] == (
+        (o["arch"], o["device"], o["e2e_images"], o["workers"], o["batch_size"], o["selector_backbone"]),
+        {"compile": o["compile"], "profile_dir": o["profile"]},
+    )
     assert calls["profile"] == (([], o["profile"], o["arch"], o["device"], o["compile"], o["selector_backbone"]), {})
 
 
 @pytest.mark.parametrize("options_class", [WarmupOptions, AdaptOptions])
-def test_every_option_a_config_file_may_set_reaches_the_stage_and_the_command_line_wins(tmp_path, monkeypatch,
-                                                                                       options_class):
+def test_every_option_a_config_file_may_set_reaches_the_stage_and_the_command_line_wins(
+    tmp_path, monkeypatch, options_class
+):
     import labor_cli.stages.train as train
 
     def stage(options, **kwargs):
@@ -225,24 +274,38 @@ def test_every_option_a_config_file_may_set_reaches_the_stage_and_the_command_li
     assert len(in_file) > 25
 
 
-@pytest.mark.parametrize("content, needles", [
-    ("iterations = 5\nlr_typo = 0.1\n", ["lr_typo", "not an option of labor warmup"]),
-    ("lambda_target = 0.5\n", ["lambda_target", "not an option of labor warmup"]),  # adapt only
-    ("quiet = true\n", ["quiet", "not settable from a file", "--quiet"]),
-    ("force = true\nresume = true\n", ["force, resume", "not settable"]),
-    ("output = 'x.h5'\n", ["output", "not settable"]),
-    ("iterations = 'many'\n", ["iterations", "'many'", "expected int"]),
-    ("hflip = 1\n", ["hflip", "expected bool"]),
-    ("optimizer = 'adam'\n", ["optimizer", "'adam'", "sgd, adamw"]),
-    ("source_size = '12 by 4'\n", ["--source-size", "WIDTHxHEIGHT"]),
-    ("iterations = \n", ["not valid TOML"]),
-])
+@pytest.mark.parametrize(
+    "content, needles",
+    [
+        ("iterations = 5\nlr_typo = 0.1\n", ["lr_typo", "not an option of labor warmup"]),
+        ("lambda_target = 0.5\n", ["lambda_target", "not an option of labor warmup"]),  # adapt only
+        ("quiet = true\n", ["quiet", "not settable from a file", "--quiet"]),
+        ("force = true\nresume = true\n", ["force, resume", "not settable"]),
+        ("output = 'x.h5'\n", ["output", "not settable"]),
+        ("iterations = 'many'\n", ["iterations", "'many'", "expected int"]),
+        ("hflip = 1\n", ["hflip", "expected bool"]),
+        ("optimizer = 'adam'\n", ["optimizer", "'adam'", "sgd, adamw"]),
+        ("source_size = '12 by 4'\n", ["--source-size", "WIDTHxHEIGHT"]),
+        ("iterations = \n", ["not valid TOML"]),
+    ],
+)
 def test_a_bad_config_file_is_one_line_naming_the_key_and_the_file(tmp_path, capsys, content, needles):
     config = tmp_path / "bad.toml"
     config.write_text(content)
     with pytest.raises(SystemExit) as stop:
-        main(["warmup", "--source", "gta5:x", "--target", "cityscapes:y", "-o", str(tmp_path / "w.h5"),
-              "--config", str(config)])
+        main(
+            [
+                "warmup",
+                "--source",
+                "gta5:x",
+                "--target",
+                "cityscapes:y",
+                "-o",
+                str(tmp_path / "w.h5"),
+                "--config",
+                str(config),
+            ]
+        )
     err = capsys.readouterr().err
     assert stop.value.code in (1, 2) and len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err and str(config) in err
@@ -280,14 +343,31 @@ def test_each_command_offers_only_its_own_options_with_their_choices():
     assert "[deeplabv2-r101|deeplabv2-r50|small]" in invoke(["bench", "--help"]).output
 
 
-@pytest.mark.parametrize("argv", [
-    ["warmup", "--source", "s", "--target", "t", "-o", "w.h5", "--optimizer", "adam"],
-    ["select", "--masks", "m.h5", "--mode", "greedy", "-o", "s.h5"],
-    ["extract", "-m", "m.h5", "--target", "t", "-o", "x.h5", "--precision", "fp8"],
-    ["evaluate", "-m", "m.h5", "--target", "t", "-o", "x.h5", "--compile", "yes"],
-    ["warmup", "--source", "s", "--target", "t", "-o", "w.h5", "--lambda-target", "0.5"],  # adapt only
-    ["adapt", "-m", "w.h5", "--labels", "l.h5", "--source", "s", "--target", "t", "-o", "a.h5", "--pseudo-from", "5"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["warmup", "--source", "s", "--target", "t", "-o", "w.h5", "--optimizer", "adam"],
+        ["select", "--masks", "m.h5", "--mode", "greedy", "-o", "s.h5"],
+        ["extract", "-m", "m.h5", "--target", "t", "-o", "x.h5", "--precision", "fp8"],
+        ["evaluate", "-m", "m.h5", "--target", "t", "-o", "x.h5", "--compile", "yes"],
+        ["warmup", "--source", "s", "--target", "t", "-o", "w.h5", "--lambda-target", "0.5"],  # adapt only
+        [
+            "adapt",
+            "-m",
+            "w.h5",
+            "--labels",
+            "l.h5",
+            "--source",
+            "s",
+            "--target",
+            "t",
+            "-o",
+            "a.h5",
+            "--pseudo-from",
+            "5",
+        ],
+    ],
+)
 def test_a_wrong_choice_or_another_commands_option_is_a_usage_error(argv):
     result = invoke(argv)
     assert result.exit_code == 2, result.output
@@ -322,7 +402,7 @@ def test_train_config_keeps_its_fields_and_defaults():
     assert set(config.as_dict()) == TRAIN_KEYS
     assert config.iterations == 40000 and config.optimizer == "sgd" and config.lr == 2.5e-4
     assert config.betas == (0.9, 0.99) and config.pseudo_alpha == 0.2 and config.source_size is None
-    assert typing.get_type_hints(TrainConfig)["source_size"] == typing.Optional[tuple[int, int]]
+    assert typing.get_type_hints(TrainConfig)["source_size"] == typing.Optional[tuple[int, int]]  # noqa: UP045 - the form options.py declares
 
 
 def test_the_warm_checkpoint_records_the_config_the_earlier_code_did(warm_checkpoint, toy_source, toy_target):
@@ -332,10 +412,24 @@ def test_the_warm_checkpoint_records_the_config_the_earlier_code_did(warm_checkp
 
     from labor_cli import artifacts
 
-    before = {"stage": "warmup", "source": toy_source, "source_split": "train", "target": toy_target,
-              "target_split": "train", "start_from": None, "labels": None, "arch": "small", "init": "none",
-              "selector_backbone": "separate", "class_set": "cityscapes19", "precision": "fp32", "device": "cpu",
-              "compile": False, "workers": 0, "train": json.loads(json.dumps(dataclasses.asdict(tiny_train_config())))}
+    before = {
+        "stage": "warmup",
+        "source": toy_source,
+        "source_split": "train",
+        "target": toy_target,
+        "target_split": "train",
+        "start_from": None,
+        "labels": None,
+        "arch": "small",
+        "init": "none",
+        "selector_backbone": "separate",
+        "class_set": "cityscapes19",
+        "precision": "fp32",
+        "device": "cpu",
+        "compile": False,
+        "workers": 0,
+        "train": json.loads(json.dumps(dataclasses.asdict(tiny_train_config()))),
+    }
     config = artifacts.load_checkpoint(warm_checkpoint).config
     assert config == before
     declarations.check_same_run(warm_checkpoint, before, config)

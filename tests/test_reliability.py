@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from conftest import warmup_options
+
 from labor_cli import artifacts
 from labor_cli.errors import LaborError
 from labor_cli.options import ExtractOptions
@@ -21,7 +21,9 @@ def _warmup(toy_source, toy_target, output, **kwargs):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_saves_a_whole_checkpoint_and_resume_finishes_the_run(tmp_path, toy_source, toy_target, monkeypatch, capsys, signum):
+def test_a_signal_saves_a_whole_checkpoint_and_resume_finishes_the_run(
+    tmp_path, toy_source, toy_target, monkeypatch, capsys, signum
+):
     import labor_cli.training as training
 
     real_step, calls = training.training_step, []
@@ -47,7 +49,9 @@ def test_a_signal_saves_a_whole_checkpoint_and_resume_finishes_the_run(tmp_path,
     assert not resume_path_for(output).exists()
 
 
-def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, toy_source, toy_target, monkeypatch):
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tmp_path, toy_source, toy_target, monkeypatch
+):
     import labor_cli.training as training
 
     real_step, calls = training.training_step, []
@@ -106,12 +110,17 @@ def test_init_weights_are_loaded_weights_only(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_extract_cleanly_and_resume_equals_an_uninterrupted_run(tmp_path, toy_target, warm_checkpoint, monkeypatch, capsys, signum):
+def test_a_signal_stops_extract_cleanly_and_resume_equals_an_uninterrupted_run(
+    tmp_path, toy_target, warm_checkpoint, monkeypatch, capsys, signum
+):
     import labor_cli.stages.extract as extract
 
     def run(output, **kwargs):
-        return extract.run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=output, device="cpu",
-                                                  quiet=True, **kwargs, workers=0))
+        return extract.run_extract(
+            ExtractOptions(
+                model=warm_checkpoint, target=toy_target, output=output, device="cpu", quiet=True, **kwargs, workers=0
+            )
+        )
 
     run(tmp_path / "whole.h5")
     real, calls = extract.extract_image, []
@@ -147,8 +156,17 @@ def test_extract_resume_without_a_stopped_run_says_so(tmp_path, toy_target, warm
     from labor_cli.stages.extract import run_extract
 
     with pytest.raises(LaborError, match=r"masks.resume.h5: no stopped extraction to resume"):
-        run_extract(ExtractOptions(model=warm_checkpoint, target=toy_target, output=tmp_path / "masks.h5", device="cpu",
-                                   quiet=True, resume=True, workers=0))
+        run_extract(
+            ExtractOptions(
+                model=warm_checkpoint,
+                target=toy_target,
+                output=tmp_path / "masks.h5",
+                device="cpu",
+                quiet=True,
+                resume=True,
+                workers=0,
+            )
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -164,9 +182,39 @@ def test_kill_9_loses_at_most_the_work_since_the_last_save(tmp_path, toy_source,
     output = tmp_path / "w.h5"
     # the tests' torch settings (conftest.py), so that the weights compare bit for bit
     code = "import torch; torch.set_num_threads(2); torch.backends.mkldnn.enabled = False; from labor_cli.cli import main; main()"
-    argv = [sys.executable, "-c", code, "warmup", "--source", toy_source, "--target", toy_target, "-o", str(output),
-            "--arch", "small", "--iters", "6", "--lr", "2e-3", "--source-batch", "2", "--target-batch", "2",
-            "--save-every", "1", "--log-every", "2", "--seed", "0", "--device", "cpu", "--workers", "0", "-q"]
+    argv = [
+        sys.executable,
+        "-c",
+        code,
+        "warmup",
+        "--source",
+        toy_source,
+        "--target",
+        toy_target,
+        "-o",
+        str(output),
+        "--arch",
+        "small",
+        "--iters",
+        "6",
+        "--lr",
+        "2e-3",
+        "--source-batch",
+        "2",
+        "--target-batch",
+        "2",
+        "--save-every",
+        "1",
+        "--log-every",
+        "2",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "-q",
+    ]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     resume = resume_path_for(output)
     deadline = time.monotonic() + 240

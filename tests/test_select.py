@@ -55,10 +55,15 @@ def test_spl_returns_exactly_the_mask_pixels_minus_excluded(tmp_path):
     mask = np.zeros((5, 6), bool)
     mask[1, 2] = mask[1, 3] = mask[3, 0] = mask[4, 5] = True
     prediction = np.arange(30).reshape(5, 6) % 4
-    masks = write_masks(tmp_path / "m.h5", [
-        _image(5, 6, prediction, mask),
-        _image(4, 4, mask=np.eye(4, dtype=bool), excluded=_rows(y=[2], x=[2])),  # a damaged mask: excluded pixel inside
-    ])
+    masks = write_masks(
+        tmp_path / "m.h5",
+        [
+            _image(5, 6, prediction, mask),
+            _image(
+                4, 4, mask=np.eye(4, dtype=bool), excluded=_rows(y=[2], x=[2])
+            ),  # a damaged mask: excluded pixel inside
+        ],
+    )
     result, pixels = select(tmp_path, masks, "spl")
     assert pairs(pixels, 0) == [(1, 2), (1, 3), (3, 0), (4, 5)]
     assert pairs(pixels, 1) == [(0, 0), (1, 1), (3, 3)]
@@ -71,8 +76,11 @@ def test_spl_returns_exactly_the_mask_pixels_minus_excluded(tmp_path):
 def _ppl_image():
     # Grouped by class, most similar first (as extract stores them); values exact in float16.
     cands = [  # (y, x, class, similarity)
-        (0, 0, 0, 0.875), (0, 4, 0, 0.75), (0, 8, 0, 0.625),
-        (4, 0, 1, 0.9375), (4, 4, 1, 0.5),
+        (0, 0, 0, 0.875),
+        (0, 4, 0, 0.75),
+        (0, 8, 0, 0.625),
+        (4, 0, 1, 0.9375),
+        (4, 4, 1, 0.5),
         (8, 0, 2, 0.625),
         (8, 8, 3, 0.625),  # ties with class 2 in round 0: class index breaks the tie
     ]
@@ -110,10 +118,14 @@ def test_ppl_budget_is_exact_and_shortfall_is_reported(tmp_path):
 
 
 def test_ppl_never_returns_an_excluded_or_repeated_pixel(tmp_path):
-    candidates = _rows(y=[0, 0, 3, 5, 5], x=[0, 0, 3, 5, 6], **{"class": [0, 0, 0, 1, 1]}, similarity=[0.9, 0.8, 0.7, 0.9, 0.8])
+    candidates = _rows(
+        y=[0, 0, 3, 5, 5], x=[0, 0, 3, 5, 6], **{"class": [0, 0, 0, 1, 1]}, similarity=[0.9, 0.8, 0.7, 0.9, 0.8]
+    )
     prediction = np.zeros((8, 8), np.uint8)
     prediction[5, 5:7] = 1
-    masks = write_masks(tmp_path / "m.h5", [_image(8, 8, prediction, candidates=candidates, excluded=_rows(y=[5], x=[5]))])
+    masks = write_masks(
+        tmp_path / "m.h5", [_image(8, 8, prediction, candidates=candidates, excluded=_rows(y=[5], x=[5]))]
+    )
     _, pixels = select(tmp_path, masks, "ppl", points=5)
     assert pairs(pixels) == [(0, 0), (5, 6), (3, 3)]
     assert pixels.predicted.tolist() == [0, 1, 0]
@@ -253,7 +265,13 @@ def test_selection_round_trips_with_lineage_summary_and_config(tmp_path):
     with h5py.File(tmp_path / "sel.h5") as f:
         assert json.loads(f.attrs["lineage"]) == [{"kind": "masks", "uuid": masks_uuid, "path": str(masks)}]
         config = json.loads(f.attrs["config"])
-        assert (config["mode"], config["points"], config["ratio"], config["min_spacing"], config["seed"]) == ("ppl", 3, None, 2.5, 7)
+        assert (config["mode"], config["points"], config["ratio"], config["min_spacing"], config["seed"]) == (
+            "ppl",
+            3,
+            None,
+            2.5,
+            7,
+        )
         summary = json.loads(f.attrs["summary"])
     assert summary["pixels"] == 6 == result.total and summary["mode"] == "ppl"
 
@@ -265,28 +283,32 @@ def test_existing_output_is_refused_without_force(tmp_path):
     with pytest.raises(LaborError, match="already exists"):
         run_select(SelectOptions(masks=masks, mode="ppl", output=tmp_path / "sel.h5", points=5, quiet=True))
     with pytest.raises(LaborError, match="already exists"):  # checked before the input is even opened
-        run_select(SelectOptions(masks=tmp_path / "missing.h5", mode="ppl", output=tmp_path / "sel.h5", points=5,
-                                 quiet=True))
+        run_select(
+            SelectOptions(masks=tmp_path / "missing.h5", mode="ppl", output=tmp_path / "sel.h5", points=5, quiet=True)
+        )
     assert (tmp_path / "sel.h5").read_bytes() == before
     run_select(SelectOptions(masks=masks, mode="ppl", output=tmp_path / "sel.h5", points=5, force=True, quiet=True))
     assert artifacts.read_pixel_set(tmp_path / "sel.h5", "selection").counts().tolist() == [5]
 
 
-@pytest.mark.parametrize("mode, kwargs, message", [
-    ("greedy", {"points": 4}, "unknown mode"),
-    ("ppl", {"points": 0}, "positive"),
-    ("random", {"points": -3}, "positive"),
-    ("ppl", {}, "needs --points"),
-    ("ppl", {"ratio": 0.1}, "not --ratio"),
-    ("random", {}, "--points N .* or --ratio"),
-    ("entropy", {"points": 3, "ratio": 0.1}, "not both"),
-    ("random", {"ratio": 0.0}, r"\(0, 1\]"),
-    ("entropy", {"ratio": 1.5}, r"\(0, 1\]"),
-    ("spl", {"points": 3}, "not allowed"),
-    ("spl", {"min_spacing": 2.0}, "not allowed"),
-    ("ppl", {"points": 3, "min_spacing": -1.0}, "min-spacing"),
-    ("random", {"points": 49}, "more than the 48 pixels"),
-])
+@pytest.mark.parametrize(
+    "mode, kwargs, message",
+    [
+        ("greedy", {"points": 4}, "unknown mode"),
+        ("ppl", {"points": 0}, "positive"),
+        ("random", {"points": -3}, "positive"),
+        ("ppl", {}, "needs --points"),
+        ("ppl", {"ratio": 0.1}, "not --ratio"),
+        ("random", {}, "--points N .* or --ratio"),
+        ("entropy", {"points": 3, "ratio": 0.1}, "not both"),
+        ("random", {"ratio": 0.0}, r"\(0, 1\]"),
+        ("entropy", {"ratio": 1.5}, r"\(0, 1\]"),
+        ("spl", {"points": 3}, "not allowed"),
+        ("spl", {"min_spacing": 2.0}, "not allowed"),
+        ("ppl", {"points": 3, "min_spacing": -1.0}, "min-spacing"),
+        ("random", {"points": 49}, "more than the 48 pixels"),
+    ],
+)
 def test_bad_options_are_usage_errors(tmp_path, mode, kwargs, message):
     masks = write_masks(tmp_path / "m.h5", [_image(6, 8), _image(7, 9)])
     with pytest.raises(LaborUsageError, match=message) as error:
@@ -302,8 +324,9 @@ def test_missing_or_wrong_kind_of_masks_file(tmp_path):
     masks = write_masks(tmp_path / "m.h5", [_ppl_image()])
     select(tmp_path, masks, "ppl", points=2)
     with pytest.raises(LaborError, match="is a selection artifact, expected a masks artifact"):
-        run_select(SelectOptions(masks=tmp_path / "sel.h5", mode="ppl", output=tmp_path / "again.h5", points=2,
-                                 quiet=True))
+        run_select(
+            SelectOptions(masks=tmp_path / "sel.h5", mode="ppl", output=tmp_path / "again.h5", points=2, quiet=True)
+        )
 
 
 def test_output_may_not_replace_its_input(tmp_path):

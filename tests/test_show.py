@@ -26,11 +26,14 @@ def dataset(toy_target):
 def write_pixels(path, kind, image_ids, sizes, ys, xs, labels=None):
     counts = [len(y) for y in ys]
     pixels = artifacts.PixelSet(
-        image_ids=list(image_ids), sizes=np.asarray(sizes, dtype=np.int32).reshape(-1, 2),
+        image_ids=list(image_ids),
+        sizes=np.asarray(sizes, dtype=np.int32).reshape(-1, 2),
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        y=np.concatenate(ys).astype(np.int32), x=np.concatenate(xs).astype(np.int32),
+        y=np.concatenate(ys).astype(np.int32),
+        x=np.concatenate(xs).astype(np.int32),
         label=None if labels is None else np.concatenate(labels).astype(np.uint8),
-        class_set="cityscapes19", class_names=NAMES,
+        class_set="cityscapes19",
+        class_names=NAMES,
     )
     with artifacts.create_artifact(path, kind, {}) as f:
         artifacts.write_pixel_set(f, pixels)
@@ -48,10 +51,20 @@ POINTS_X = [np.array([5, 64, 120]), np.array([0, 127]), np.array([10]), np.array
 def test_show_selection_marks_every_point_with_limit(tmp_path, toy_target, dataset, capsys):
     ids = dataset.image_ids
     write_pixels(tmp_path / "sel.h5", "selection", ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
-    result = run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show",
-                                  limit=2, quiet=True))
+    result = run_show(
+        ShowOptions(
+            overlay=True,
+            artifact=tmp_path / "sel.h5",
+            target=toy_target,
+            output_dir=tmp_path / "show",
+            limit=2,
+            quiet=True,
+        )
+    )
     assert result.kind == "selection" and result.images == 2 and result.of_images == 4
-    assert sorted(p.name for p in (tmp_path / "show").iterdir()) == sorted(i.replace("/", "__") + ".png" for i in ids[:2])
+    assert sorted(p.name for p in (tmp_path / "show").iterdir()) == sorted(
+        i.replace("/", "__") + ".png" for i in ids[:2]
+    )
     for i, image_id in enumerate(ids[:2]):
         png, plain = png_of(tmp_path / "show", image_id), dataset.read_image(i)
         assert png.shape == plain.shape == (64, 128, 3)
@@ -67,7 +80,11 @@ def test_show_labels_draws_class_colours(tmp_path, toy_target, dataset):
     ids = dataset.image_ids[:2]
     labels = [np.array([13, 0, 255]), np.array([10, 2])]
     write_pixels(tmp_path / "labels.h5", "labels", ids, [(64, 128)] * 2, POINTS_Y[:2], POINTS_X[:2], labels)
-    run_show(ShowOptions(overlay=True, artifact=tmp_path / "labels.h5", target=toy_target, output_dir=tmp_path / "show", quiet=True))
+    run_show(
+        ShowOptions(
+            overlay=True, artifact=tmp_path / "labels.h5", target=toy_target, output_dir=tmp_path / "show", quiet=True
+        )
+    )
     colours = class_colours("cityscapes19")
     for i, image_id in enumerate(ids):
         png = png_of(tmp_path / "show", image_id)
@@ -95,8 +112,16 @@ def write_masks(path, dataset):
 
 def test_show_masks_blends_prediction_and_outlines_the_mask(tmp_path, toy_target, dataset):
     write_masks(tmp_path / "masks.h5", dataset)
-    result = run_show(ShowOptions(overlay=True, artifact=tmp_path / "masks.h5", target=toy_target, output_dir=tmp_path / "show",
-                                  limit=3, quiet=True))
+    result = run_show(
+        ShowOptions(
+            overlay=True,
+            artifact=tmp_path / "masks.h5",
+            target=toy_target,
+            output_dir=tmp_path / "show",
+            limit=3,
+            quiet=True,
+        )
+    )
     assert result.images == 3
     png = png_of(tmp_path / "show", dataset.image_ids[0])
     plain = dataset.read_image(0).astype(np.float32)
@@ -106,8 +131,11 @@ def test_show_masks_blends_prediction_and_outlines_the_mask(tmp_path, toy_target
     assert tuple(png[15, 40]) == tuple(road)  # inside the mask: the prediction at full strength
     np.testing.assert_allclose(png[40, 100], 0.5 * plain[40, 100] + 0.5 * class_colours("cityscapes19")[13], atol=1)
     # Without a target: the prediction alone.
-    result = run_show(ShowOptions(overlay=True, artifact=tmp_path / "masks.h5", target=None, output_dir=tmp_path / "alone",
-                                  quiet=True))
+    result = run_show(
+        ShowOptions(
+            overlay=True, artifact=tmp_path / "masks.h5", target=None, output_dir=tmp_path / "alone", quiet=True
+        )
+    )
     assert result.images == 4 and png_of(tmp_path / "alone", dataset.image_ids[3]).shape == (64, 128, 3)
 
 
@@ -117,33 +145,67 @@ def test_show_refuses_bad_inputs_and_leaves_nothing_half_written(tmp_path, toy_t
     with pytest.raises(LaborUsageError, match=r"sel\.h5: .*needs the target"):
         run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=None, output_dir=tmp_path / "show"))
     with pytest.raises(LaborUsageError, match="--limit"):
-        run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", limit=0))
+        run_show(
+            ShowOptions(
+                overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", limit=0
+            )
+        )
     with artifacts.create_artifact(tmp_path / "eval.h5", "evaluation", {}) as f:
         f.create_dataset("iou", data=np.zeros(19))
     with pytest.raises(LaborError, match=r"eval\.h5: is a evaluation artifact"):
-        run_show(ShowOptions(overlay=True, artifact=tmp_path / "eval.h5", target=toy_target, output_dir=tmp_path / "show"))
+        run_show(
+            ShowOptions(overlay=True, artifact=tmp_path / "eval.h5", target=toy_target, output_dir=tmp_path / "show")
+        )
     (tmp_path / "plain.txt").write_text("x")
     with pytest.raises(LaborError, match=r"plain\.txt: not a readable HDF5"):
-        run_show(ShowOptions(overlay=True, artifact=tmp_path / "plain.txt", target=toy_target, output_dir=tmp_path / "show"))
+        run_show(
+            ShowOptions(overlay=True, artifact=tmp_path / "plain.txt", target=toy_target, output_dir=tmp_path / "show")
+        )
     # An image the dataset lacks, after the first ones: refused before anything is written.
-    write_pixels(tmp_path / "bad.h5", "selection", [ids[0], "nowhere/nowhere_000000_000019"], [(64, 128)] * 2,
-                 POINTS_Y[:2], POINTS_X[:2])
+    write_pixels(
+        tmp_path / "bad.h5",
+        "selection",
+        [ids[0], "nowhere/nowhere_000000_000019"],
+        [(64, 128)] * 2,
+        POINTS_Y[:2],
+        POINTS_X[:2],
+    )
     with pytest.raises(LaborError, match=r"bad\.h5: image 'nowhere/nowhere_000000_000019' is not in"):
-        run_show(ShowOptions(overlay=True, artifact=tmp_path / "bad.h5", target=toy_target, output_dir=tmp_path / "show"))
+        run_show(
+            ShowOptions(overlay=True, artifact=tmp_path / "bad.h5", target=toy_target, output_dir=tmp_path / "show")
+        )
     assert not (tmp_path / "show").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     # Existing non-empty output: refused without force, replaced with it.
     (tmp_path / "show").mkdir()
     (tmp_path / "show" / "old.png").write_bytes(b"old")
     with pytest.raises(LaborError, match=r"show: folder exists and is not empty; pass --force"):
-        run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show"))
-    run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show", force=True,
-                         quiet=True))
+        run_show(
+            ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "show")
+        )
+    run_show(
+        ShowOptions(
+            overlay=True,
+            artifact=tmp_path / "sel.h5",
+            target=toy_target,
+            output_dir=tmp_path / "show",
+            force=True,
+            quiet=True,
+        )
+    )
     assert len(list((tmp_path / "show").iterdir())) == 4 and not (tmp_path / "show" / "old.png").exists()
     # An empty existing folder is fine without force.
     (tmp_path / "empty").mkdir()
-    run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=tmp_path / "empty", limit=1,
-                         quiet=True))
+    run_show(
+        ShowOptions(
+            overlay=True,
+            artifact=tmp_path / "sel.h5",
+            target=toy_target,
+            output_dir=tmp_path / "empty",
+            limit=1,
+            quiet=True,
+        )
+    )
     assert len(list((tmp_path / "empty").iterdir())) == 1
 
 
@@ -171,8 +233,10 @@ def test_panels_side_by_side_scaled_up_through_the_command(tmp_path, toy_target,
 
     ids = dataset.image_ids
     write_pixels(tmp_path / "sel.h5", "selection", ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
-    assert "selection: 1 PNGs (first 1 of 4)" in labor("show", tmp_path / "sel.h5", "--target", toy_target, "-o",
-                                                        tmp_path / "sel", "--limit", 1, "-q").output
+    assert (
+        "selection: 1 PNGs (first 1 of 4)"
+        in labor("show", tmp_path / "sel.h5", "--target", toy_target, "-o", tmp_path / "sel", "--limit", 1, "-q").output
+    )
     png, image = png_of(tmp_path / "sel", ids[0]), dataset.read_image(0)
     assert png.shape == (64 * 4, 128 * 4 * 2 + 4, 3)
     assert np.array_equal(png[:, :512], image.repeat(4, 0).repeat(4, 1))
@@ -185,8 +249,9 @@ def test_panels_side_by_side_scaled_up_through_the_command(tmp_path, toy_target,
     png, image = png_of(tmp_path / "labels", ids[1]), dataset.read_image(1)
     drawn = draw_labels(image, POINTS_Y[1], POINTS_X[1], labels[1], "cityscapes19")
     gap = np.full((128, 4, 3), 255, np.uint8)
-    assert np.array_equal(png, np.concatenate([image.repeat(2, 0).repeat(2, 1), gap, drawn.repeat(2, 0).repeat(2, 1)],
-                                              axis=1))
+    assert np.array_equal(
+        png, np.concatenate([image.repeat(2, 0).repeat(2, 1), gap, drawn.repeat(2, 0).repeat(2, 1)], axis=1)
+    )
 
     write_masks(tmp_path / "masks.h5", dataset)
     labor("show", tmp_path / "masks.h5", "--target", toy_target, "-o", tmp_path / "masks", "--limit", 1, "-q")

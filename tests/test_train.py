@@ -11,7 +11,11 @@ from labor_cli.stages.train import resume_path_for, run_training_stage
 
 def _weights(path):
     networks = artifacts.load_checkpoint(path).networks
-    return {f"{name}.{k}": v for name in ("segmenter", "selector", "discriminator") for k, v in getattr(networks, name).state_dict().items()}
+    return {
+        f"{name}.{k}": v
+        for name in ("segmenter", "selector", "discriminator")
+        for k, v in getattr(networks, name).state_dict().items()
+    }
 
 
 def _warmup(toy_source, toy_target, output, **kwargs):
@@ -26,7 +30,10 @@ def test_warmup_changes_the_weights_and_lowers_the_source_loss(tmp_path, toy_sou
     from labor_cli.models import build_networks
 
     fresh = build_networks("small", 19)
-    changed = [not torch.equal(v, fresh.segmenter.state_dict()[k]) for k, v in checkpoint.networks.segmenter.state_dict().items()]
+    changed = [
+        not torch.equal(v, fresh.segmenter.state_dict()[k])
+        for k, v in checkpoint.networks.segmenter.state_dict().items()
+    ]
     assert all(changed)
     history = checkpoint.state.history["seg_src"]
     assert len(history) == 30
@@ -111,8 +118,9 @@ def test_device_and_precision_selection():
 
 
 def test_bf16_autocast_runs_on_the_cpu(tmp_path, toy_source, toy_target):
-    run_training_stage(warmup_options(toy_source, toy_target, tmp_path / "w.h5", tiny_train_config(iterations=2),
-                                      precision="bf16"))
+    run_training_stage(
+        warmup_options(toy_source, toy_target, tmp_path / "w.h5", tiny_train_config(iterations=2), precision="bf16")
+    )
     assert artifacts.load_checkpoint(tmp_path / "w.h5").state.iteration == 2
 
 
@@ -158,12 +166,21 @@ def test_hflip_flips_images_and_labels_together_as_seed_and_iteration_decide():
         assert torch.equal(out["label"][i], labels[i].flip(-1) if flipped[i] else labels[i])
     again = flip_source({"image": images, "label": labels}, seed=0, iteration=7)
     assert torch.equal(again["image"], out["image"])  # a resumed run flips the same images
-    draws = [[not torch.equal(flip_source({"image": images, "label": labels}, 0, it)["image"][i], images[i]) for i in range(4)]
-             for it in range(20)]
+    draws = [
+        [
+            not torch.equal(flip_source({"image": images, "label": labels}, 0, it)["image"][i], images[i])
+            for i in range(4)
+        ]
+        for it in range(20)
+    ]
     assert 0 < sum(map(sum, draws)) < 80  # some flipped, some not
     # two processes with 2 images each take the slices of the one-process draw of 4
-    halves = [flip_source({"image": images[2 * r:2 * r + 2], "label": labels[2 * r:2 * r + 2]}, 0, 7, Rank(r, 2, r))["image"]
-              for r in range(2)]
+    halves = [
+        flip_source({"image": images[2 * r : 2 * r + 2], "label": labels[2 * r : 2 * r + 2]}, 0, 7, Rank(r, 2, r))[
+            "image"
+        ]
+        for r in range(2)
+    ]
     assert torch.equal(torch.cat(halves), out["image"])
 
 
@@ -187,8 +204,9 @@ def test_mask_share_steering_has_known_answers():
     fixed.update({"mask_share": [0.5, 0.5]}, 2)
     assert fixed.weight == pytest.approx(0.3)
     # A resumed run starts from the weight last used, steered again if it stopped at a log point.
-    resumed = MaskShareSteering(config, {"mask_share": [0.005, 0.005], "lambda_dis": [0.04, 0.04]}, 2,
-                                torch.device("cpu"))
+    resumed = MaskShareSteering(
+        config, {"mask_share": [0.005, 0.005], "lambda_dis": [0.04, 0.04]}, 2, torch.device("cpu")
+    )
     assert resumed.weight == pytest.approx(0.08)
 
 

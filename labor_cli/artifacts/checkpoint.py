@@ -61,8 +61,11 @@ def network_config(config: Any, class_names: Any) -> dict:
     is read, so a crafted one must not name a huge class count or an init to download."""
     if not isinstance(config, dict) or not set(config) <= {"arch", "num_classes", "init", "selector_backbone"}:
         raise ValueError("networks config is not the one labor writes")
-    if not isinstance(class_names, list) or not 2 <= len(class_names) <= 255 or config.get("num_classes") != len(
-            class_names):
+    if (
+        not isinstance(class_names, list)
+        or not 2 <= len(class_names) <= 255
+        or config.get("num_classes") != len(class_names)
+    ):
         raise ValueError("networks num_classes does not match class_names")
     return {**config, "init": "none"}  # the weights come from the file
 
@@ -96,8 +99,16 @@ def load_checkpoint(path: Path) -> Checkpoint:
             )
             if not 0 <= state.iteration <= state.iterations:
                 raise ValueError(f"iteration {state.iteration} of {state.iterations}")
-        except (KeyError, OSError, RuntimeError, ValueError, TypeError, AttributeError, RecursionError,
-                LaborError) as exc:
+        except (
+            KeyError,
+            OSError,
+            RuntimeError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            RecursionError,
+            LaborError,
+        ) as exc:
             raise LaborError(f"{path}: damaged checkpoint: {exc}".splitlines()[0]) from exc
         networks.eval()
         return Checkpoint(networks, class_set, class_names, state, artifact.parent(), artifact.config)

@@ -209,8 +209,10 @@ class Masks:
         pixels = self.sizes[:, 0] * self.sizes[:, 1]
         self.pixel_offsets = artifact.read("pixel_offsets", kinds="iu", ndim=1).astype(np.int64)
         self.mask_offsets = artifact.read("mask_offsets", kinds="iu", ndim=1).astype(np.int64)
-        for name, offsets, per_image in (("pixel_offsets", self.pixel_offsets, pixels),
-                                         ("mask_offsets", self.mask_offsets, (pixels + 7) // 8)):
+        for name, offsets, per_image in (
+            ("pixel_offsets", self.pixel_offsets, pixels),
+            ("mask_offsets", self.mask_offsets, (pixels + 7) // 8),
+        ):
             flat = name.removesuffix("_offsets").replace("pixel", "prediction")
             if not np.array_equal(offsets, np.concatenate([[0], np.cumsum(per_image)])):
                 raise artifact.damaged(f"{name} do not match the image sizes")
@@ -224,8 +226,9 @@ class Masks:
             offsets = artifact.read(f"{name}/offsets", kinds="iu", ndim=1).astype(np.int64)
             data = {"offsets": offsets}
             for field in fields:
-                data[field] = artifact.read(f"{name}/{field}", kinds="iu" if field in ("y", "x", "class") else "f",
-                                            ndim=1)
+                data[field] = artifact.read(
+                    f"{name}/{field}", kinds="iu" if field in ("y", "x", "class") else "f", ndim=1
+                )
                 check_offsets(artifact, f"{name}/offsets", offsets, count, len(data[field]))
             check_pixels(artifact, name, data["y"], data["x"], offsets, self.sizes)
             classes = data.get("class", np.zeros(0, dtype=np.int64))

@@ -94,7 +94,10 @@ def read_pixel_set(path: Path, kind: str) -> PixelSet:
         check_pixels(artifact, "y, x", pixels.y, pixels.x, pixels.offsets, pixels.sizes.astype(np.int64))
         for name in ("label", "predicted"):
             values = getattr(pixels, name)
-            if values is not None and len(values) and (values.min() < 0 or np.any(
-                    (values >= len(pixels.class_names)) & (values != 255))):
+            if (
+                values is not None
+                and len(values)
+                and (values.min() < 0 or np.any((values >= len(pixels.class_names)) & (values != 255)))
+            ):
                 raise artifact.damaged(f"{name} holds a class beyond the {len(pixels.class_names)} classes")
     return pixels

@@ -128,8 +128,10 @@ def _take_lock(output: Path, lock: Path) -> int | None:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise LaborError(f"{output}: another labor run (pid {holder}) is writing it or its resume file "
-                             f"(lock {lock}); wait for it to finish, or choose another output") from None
+            raise LaborError(
+                f"{output}: another labor run (pid {holder}) is writing it or its resume file "
+                f"(lock {lock}); wait for it to finish, or choose another output"
+            ) from None
         except OSError:
             os.close(fd)
             return None
@@ -344,8 +346,10 @@ def write_image_ids(f: h5py.Group, image_ids: list[str]) -> None:
 
 
 def read_image_ids(artifact: Artifact) -> list[str]:
-    return [v.decode(errors="replace") if isinstance(v, bytes) else str(v)
-            for v in artifact.read("image_ids", kinds="OSU", ndim=1)]
+    return [
+        v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+        for v in artifact.read("image_ids", kinds="OSU", ndim=1)
+    ]
 
 
 # The largest image an artifact may describe (a 16384 x 16384 photograph): sizes beyond it are
@@ -369,8 +373,9 @@ def check_offsets(artifact: Artifact, name: str, offsets: np.ndarray, count: int
         raise artifact.damaged(f"{name} do not match the {rows} rows of {count} images")
 
 
-def check_pixels(artifact: Artifact, what: str, y: np.ndarray, x: np.ndarray, offsets: np.ndarray,
-                 sizes: np.ndarray) -> None:
+def check_pixels(
+    artifact: Artifact, what: str, y: np.ndarray, x: np.ndarray, offsets: np.ndarray, sizes: np.ndarray
+) -> None:
     """Every (y, x) inside its own image."""
     image = np.repeat(np.arange(len(sizes)), np.diff(offsets))
     if len(y) and (y.min() < 0 or x.min() < 0 or np.any(y >= sizes[image, 0]) or np.any(x >= sizes[image, 1])):

@@ -9,9 +9,22 @@ from torch import nn
 
 from labor_cli.errors import LaborUsageError
 from labor_cli.models.deeplab import (
-    ARCH_TABLE, ARCHS, ASPPv2, FrozenBN, ResNetBackbone, SegmentationModel,
-    SmallBackbone, backbone_channels, build_backbone, check_arch, check_num_classes,
-    default_dilations, fold_frozen_batchnorm, output_size, output_stride, resolve_init,
+    ARCH_TABLE,
+    ARCHS,
+    ASPPv2,
+    FrozenBN,
+    ResNetBackbone,
+    SegmentationModel,
+    SmallBackbone,
+    backbone_channels,
+    build_backbone,
+    check_arch,
+    check_num_classes,
+    default_dilations,
+    fold_frozen_batchnorm,
+    output_size,
+    output_stride,
+    resolve_init,
 )
 from labor_cli.models.discriminator import Discriminator
 from labor_cli.models.selector import PixelSelector
@@ -19,10 +32,24 @@ from labor_cli.models.selector import PixelSelector
 SELECTOR_BACKBONES = ("separate", "shared")
 
 __all__ = [
-    "ARCHS", "ARCH_TABLE", "SELECTOR_BACKBONES", "ASPPv2", "Discriminator",
-    "FrozenBN", "Networks", "PixelSelector", "ResNetBackbone", "SegmentationModel",
-    "SmallBackbone", "backbone_channels", "build_backbone", "build_networks",
-    "default_dilations", "fold_frozen_batchnorm", "output_size", "output_stride",
+    "ARCHS",
+    "ARCH_TABLE",
+    "SELECTOR_BACKBONES",
+    "ASPPv2",
+    "Discriminator",
+    "FrozenBN",
+    "Networks",
+    "PixelSelector",
+    "ResNetBackbone",
+    "SegmentationModel",
+    "SmallBackbone",
+    "backbone_channels",
+    "build_backbone",
+    "build_networks",
+    "default_dilations",
+    "fold_frozen_batchnorm",
+    "output_size",
+    "output_stride",
 ]
 
 
@@ -30,9 +57,17 @@ class Networks(nn.Module):
     """A (``segmenter``), B (``selector``) and D (``discriminator``) in one module, so one
     state dict holds them all (in shared mode B has no backbone, nothing is stored twice)."""
 
-    def __init__(self, segmenter: SegmentationModel, selector: PixelSelector,
-                 discriminator: Discriminator, *, arch: str, num_classes: int,
-                 selector_backbone: str, backbone_layout: str = "torchvision"):
+    def __init__(
+        self,
+        segmenter: SegmentationModel,
+        selector: PixelSelector,
+        discriminator: Discriminator,
+        *,
+        arch: str,
+        num_classes: int,
+        selector_backbone: str,
+        backbone_layout: str = "torchvision",
+    ):
         super().__init__()
         self.segmenter = segmenter
         self.selector = selector
@@ -46,22 +81,35 @@ class Networks(nn.Module):
         """The modules the stages call themselves, the ones to compile: A's backbone and
         classifier (through features() and classify()), B's backbone (separate mode) and two
         heads, and D."""
-        parts = self.segmenter.called_modules() + [self.selector.backbone, self.selector.head1, self.selector.head2,
-                                                   self.discriminator]
+        parts = self.segmenter.called_modules() + [
+            self.selector.backbone,
+            self.selector.head1,
+            self.selector.head2,
+            self.discriminator,
+        ]
         return [module for module in parts if module is not None]
 
     def config(self) -> dict[str, Any]:
         """JSON-able; ``build_networks(**config)`` rebuilds the same architecture (init "none":
         the weights come from a checkpoint)."""
-        config = {"arch": self.arch, "num_classes": self.num_classes, "init": "none",
-                  "selector_backbone": self.selector_backbone}
+        config = {
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "init": "none",
+            "selector_backbone": self.selector_backbone,
+        }
         if self.backbone_layout != "torchvision":  # converted DeepLab-v2 models (labor_cli.models.convert)
             config["backbone_layout"] = self.backbone_layout
         return config
 
 
-def build_networks(arch: str, num_classes: int, init: str = "none",
-                   selector_backbone: str = "separate", backbone_layout: str = "torchvision") -> Networks:
+def build_networks(
+    arch: str,
+    num_classes: int,
+    init: str = "none",
+    selector_backbone: str = "separate",
+    backbone_layout: str = "torchvision",
+) -> Networks:
     """Build A, B and D. ``init`` initialises A's backbone and, in "separate" mode, B's backbone
     the same way (a downloaded or local state dict is read once and loaded into both; with
     "none" each backbone gets its own random draw). Deterministic given torch.manual_seed.
@@ -70,8 +118,7 @@ def build_networks(arch: str, num_classes: int, init: str = "none",
     check_arch(arch)
     check_num_classes(num_classes)
     if selector_backbone not in SELECTOR_BACKBONES:
-        raise LaborUsageError(
-            f"bad selector backbone {selector_backbone!r}: choose separate or shared")
+        raise LaborUsageError(f"bad selector backbone {selector_backbone!r}: choose separate or shared")
     if backbone_layout == "caffe":
         from labor_cli.models.deeplab_caffe import BLOCKS, CaffeResNetBackbone
 
@@ -93,5 +140,12 @@ def build_networks(arch: str, num_classes: int, init: str = "none",
     else:
         selector = PixelSelector(arch, num_classes, backbone=new_backbone())
     discriminator = Discriminator(num_classes, ndf=ARCH_TABLE[arch]["discriminator_width"])
-    return Networks(segmenter, selector, discriminator, arch=arch, num_classes=int(num_classes),
-                    selector_backbone=selector_backbone, backbone_layout=backbone_layout)
+    return Networks(
+        segmenter,
+        selector,
+        discriminator,
+        arch=arch,
+        num_classes=int(num_classes),
+        selector_backbone=selector_backbone,
+        backbone_layout=backbone_layout,
+    )

@@ -251,17 +251,28 @@ class SmallBackbone(nn.Module):
         w1, w2, w3, w4 = self.widths
         self.stem1 = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), _gn(16), nn.ReLU(inplace=True))
         self.stem2 = nn.Sequential(
-            nn.Conv2d(16, w1, 3, 1, 1, bias=False), _gn(w1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
+            nn.Conv2d(16, w1, 3, 1, 1, bias=False),
+            _gn(w1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
         )
         self.layer1 = SmallBlock(w1, w1)
         self.layer2 = SmallBlock(w1, w2, stride=2)
         self.layer3 = SmallBlock(w2, w3, dilation=2)
         self.layer4 = SmallBlock(w3, w4, dilation=4)
-        self.skip4 = nn.Sequential(nn.Conv2d(w1, self.skip_channels, 1, bias=False), _gn(self.skip_channels), nn.ReLU(inplace=True))
-        self.fuse4 = nn.Sequential(nn.Conv2d(w4 + self.skip_channels, self.fused_channels, 3, 1, 1, bias=False),
-                                   _gn(self.fused_channels), nn.ReLU(inplace=True))
-        self.fuse2 = nn.Sequential(nn.Conv2d(self.fused_channels + 16, self.out_channels, 3, 1, 1, bias=False),
-                                   _gn(self.out_channels), nn.ReLU(inplace=True))
+        self.skip4 = nn.Sequential(
+            nn.Conv2d(w1, self.skip_channels, 1, bias=False), _gn(self.skip_channels), nn.ReLU(inplace=True)
+        )
+        self.fuse4 = nn.Sequential(
+            nn.Conv2d(w4 + self.skip_channels, self.fused_channels, 3, 1, 1, bias=False),
+            _gn(self.fused_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.fuse2 = nn.Sequential(
+            nn.Conv2d(self.fused_channels + 16, self.out_channels, 3, 1, 1, bias=False),
+            _gn(self.out_channels),
+            nn.ReLU(inplace=True),
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -291,8 +302,7 @@ def _one_line(e: BaseException) -> str:
 def _imagenet_weights(arch: str):
     from torchvision.models import ResNet50_Weights, ResNet101_Weights
 
-    return {"deeplabv2-r101": ResNet101_Weights.IMAGENET1K_V1,
-            "deeplabv2-r50": ResNet50_Weights.IMAGENET1K_V1}[arch]
+    return {"deeplabv2-r101": ResNet101_Weights.IMAGENET1K_V1, "deeplabv2-r50": ResNet50_Weights.IMAGENET1K_V1}[arch]
 
 
 def _fetch_imagenet(weights) -> Mapping[str, Tensor]:
@@ -315,15 +325,15 @@ def _imagenet_state_dict(arch: str) -> Mapping[str, Tensor]:
 
 def _file_state_dict(path: str) -> Mapping[str, Tensor]:
     if not os.path.isfile(path):
-        raise LaborError(
-            f"{path}: no such file (--init takes none, imagenet, or the path of a local state dict)"
-        )
+        raise LaborError(f"{path}: no such file (--init takes none, imagenet, or the path of a local state dict)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise LaborError(f"{path}: not a readable state dict ({_one_line(e)})") from e
-    if not isinstance(state, Mapping) or not state or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+    if (
+        not isinstance(state, Mapping)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items())
     ):
         raise LaborError(f"{path}: not a state dict (expected a mapping of names to tensors)")
     return state
@@ -345,8 +355,7 @@ def resolve_init(arch: str, init: str) -> tuple[Mapping[str, Tensor] | None, str
 def load_backbone_state(backbone: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
     """Load a torchvision-style state dict into a backbone, checking keys and shapes first so
     that every mismatch becomes a one-line LaborError naming ``source``."""
-    given = {k: v for k, v in state.items()
-             if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    given = {k: v for k, v in state.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
     expected = backbone.state_dict()
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
@@ -368,8 +377,9 @@ def _new_backbone(arch: str) -> nn.Module:
     return ResNetBackbone(101 if arch == "deeplabv2-r101" else 50)
 
 
-def build_backbone(arch: str, init: str = "none", *,
-                   _resolved: tuple[Mapping[str, Tensor] | None, str] | None = None) -> nn.Module:
+def build_backbone(
+    arch: str, init: str = "none", *, _resolved: tuple[Mapping[str, Tensor] | None, str] | None = None
+) -> nn.Module:
     """Build the backbone of ``arch``, initialised from ``init`` (see the module docstring).
     The result has an ``out_channels`` attribute and maps N x 3 x H x W to
     N x out_channels x ceil(H/s) x ceil(W/s), s = ``output_stride(arch)``."""
@@ -395,8 +405,7 @@ class ASPPv2(nn.Module):
         super().__init__()
         self.dilations = tuple(int(d) for d in dilations)
         self.conv2d_list = nn.ModuleList(
-            nn.Conv2d(in_channels, num_classes, 3, 1, padding=d, dilation=d, bias=True)
-            for d in self.dilations
+            nn.Conv2d(in_channels, num_classes, 3, 1, padding=d, dilation=d, bias=True) for d in self.dilations
         )
         for conv in self.conv2d_list:
             conv.weight.data.normal_(0, 0.01)
@@ -415,16 +424,20 @@ def _trainable(module: nn.Module) -> list[nn.Parameter]:
 class SegmentationModel(nn.Module):
     """Model A: backbone + ASPPv2 classifier; logits at the arch's output stride."""
 
-    def __init__(self, arch: str, num_classes: int, init: str = "none", *,
-                 backbone: nn.Module | None = None, dilations=None):
+    def __init__(
+        self, arch: str, num_classes: int, init: str = "none", *, backbone: nn.Module | None = None, dilations=None
+    ):
         super().__init__()
         check_arch(arch)
         check_num_classes(num_classes)
         self.arch = arch
         self.num_classes = int(num_classes)
         self.backbone = backbone if backbone is not None else build_backbone(arch, init)
-        self.classifier = ASPPv2(self.backbone.out_channels, self.num_classes,
-                                 dilations if dilations is not None else default_dilations(arch))
+        self.classifier = ASPPv2(
+            self.backbone.out_channels,
+            self.num_classes,
+            dilations if dilations is not None else default_dilations(arch),
+        )
 
     def features(self, x: Tensor) -> Tensor:
         return self.backbone(x)
@@ -442,8 +455,7 @@ class SegmentationModel(nn.Module):
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Backbone at lr, classifier at 10 x lr (DeepLab-v2 / AdaptSegNet protocol)."""
-        return [{"params": _trainable(self.backbone), "lr": lr},
-                {"params": _trainable(self.classifier), "lr": 10 * lr}]
+        return [{"params": _trainable(self.backbone), "lr": lr}, {"params": _trainable(self.classifier), "lr": 10 * lr}]
 
 
 def check_num_classes(num_classes: int) -> int:

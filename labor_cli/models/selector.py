@@ -17,7 +17,12 @@ from typing import Any
 from torch import Tensor, nn
 
 from labor_cli.models.deeplab import (
-    ASPPv2, _trainable, backbone_channels, build_backbone, check_arch, check_num_classes,
+    ASPPv2,
+    _trainable,
+    backbone_channels,
+    build_backbone,
+    check_arch,
+    check_num_classes,
     default_dilations,
 )
 
@@ -26,8 +31,16 @@ class PixelSelector(nn.Module):
     """Model B. ``forward(x)`` or ``forward(features=...)`` -> (logits1, logits2), each
     N x C x ceil(H/s) x ceil(W/s) at the arch's output stride s."""
 
-    def __init__(self, arch: str, num_classes: int, init: str = "none", *, shared: bool = False,
-                 backbone: nn.Module | None = None, dilations=None):
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        init: str = "none",
+        *,
+        shared: bool = False,
+        backbone: nn.Module | None = None,
+        dilations=None,
+    ):
         super().__init__()
         check_arch(arch)
         check_num_classes(num_classes)

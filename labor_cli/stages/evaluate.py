@@ -18,13 +18,19 @@ from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import evaluation_subsets, index_to_label_id
 from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
 from labor_cli.distributed import Rank
+from labor_cli.drawing import palette_256
 from labor_cli.errors import LaborError
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from labor_cli.models import fold_frozen_batchnorm
-from labor_cli.drawing import palette_256
 from labor_cli.options import EvaluateOptions, resolve_workers, stored_config
 from labor_cli.runtime import (
-    CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision,
+    CompileFallback,
+    autocast,
+    configure_backends,
+    memory_format,
+    resolve_compile,
+    resolve_device,
+    resolve_precision,
 )
 from labor_cli.stages.predict import cityscapes_prediction_name
 
@@ -42,8 +48,10 @@ class FullLabelView(torch.utils.data.Dataset):
         image = self.dataset.read_image(i)
         label = self.dataset.read_label(i)
         if label.shape != image.shape[:2]:  # scored at the label's size, it would score a stretched prediction
-            raise LaborError(f"{self.dataset.label_path(i)}: label is {label.shape[1]}x{label.shape[0]}, "
-                             f"its image {image.shape[1]}x{image.shape[0]}")
+            raise LaborError(
+                f"{self.dataset.label_path(i)}: label is {label.shape[1]}x{label.shape[0]}, "
+                f"its image {image.shape[1]}x{image.shape[0]}"
+            )
         if self.size is not None:
             image = resize_image(image, self.size)
         # uint8, widened on the device
@@ -91,8 +99,9 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
     scores = {name: mean_iou(iou, classes) for name, classes in evaluation_subsets(checkpoint.class_set).items()}
     scores["pixel_accuracy"] = pixel_accuracy(confusion)
     facts = {"skipped_unreadable": skipped_files(target=dataset)} if options.skip_bad else {}
-    config = stored_config(options, input_size=size, device=str(device), precision=precision, compile=compiled.active,
-                           **facts)
+    config = stored_config(
+        options, input_size=size, device=str(device), precision=precision, compile=compiled.active, **facts
+    )
     with artifacts.create_artifact(options.output, "evaluation", config, [checkpoint.artifact], options.force) as f:
         f.create_dataset("confusion", data=confusion)
         f.create_dataset("iou", data=iou)
@@ -111,8 +120,17 @@ def inference_segmenter(checkpoint: artifacts.Checkpoint, device: torch.device):
     return model
 
 
-def confusion_over(dataset, size, model, compiled: CompileFallback, options: EvaluateOptions, device: torch.device,
-                   precision: str, checkpoint: artifacts.Checkpoint, rank: Rank) -> np.ndarray:
+def confusion_over(
+    dataset,
+    size,
+    model,
+    compiled: CompileFallback,
+    options: EvaluateOptions,
+    device: torch.device,
+    precision: str,
+    checkpoint: artifacts.Checkpoint,
+    rank: Rank,
+) -> np.ndarray:
     """The confusion matrix of A over this process's share of the images, summed over the
     processes (what rank 0 returns); prediction PNGs written on the way when asked for."""
     normalize = ImageNormalizer(device, memory_format(device))
@@ -120,8 +138,12 @@ def confusion_over(dataset, size, model, compiled: CompileFallback, options: Eva
     view = FullLabelView(dataset, size)
     if rank.distributed:
         view = torch.utils.data.Subset(view, range(rank.rank, len(dataset), rank.world_size))
-    loader = torch.utils.data.DataLoader(view, batch_size=options.batch_size,
-                                         num_workers=resolve_workers(options.workers), pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        view,
+        batch_size=options.batch_size,
+        num_workers=resolve_workers(options.workers),
+        pin_memory=device.type == "cuda",
+    )
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     with progress_bar(disable=options.quiet or not rank.is_main) as bar:
         task = bar.add_task("evaluate", total=len(view), status="")
@@ -131,8 +153,14 @@ def confusion_over(dataset, size, model, compiled: CompileFallback, options: Eva
             predictions = compiled(predict_full_resolution, model, images, tuple(labels.shape[-2:]), precision)
             confusion += confusion_matrix(predictions, labels, num_classes)
             if options.predictions or options.colour:
-                write_prediction_pngs(dataset, batch["index"].tolist(), predictions.cpu().numpy(), checkpoint.class_set,
-                                      options.predictions, options.colour)
+                write_prediction_pngs(
+                    dataset,
+                    batch["index"].tolist(),
+                    predictions.cpu().numpy(),
+                    checkpoint.class_set,
+                    options.predictions,
+                    options.colour,
+                )
             bar.update(task, advance=len(images))
     distributed.all_reduce_sum(confusion, rank)
     return confusion.cpu().numpy()

@@ -18,9 +18,9 @@ import json
 import json.scanner
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -79,8 +79,15 @@ def run_export(options: ExportOptions) -> ExportResult:
         write_points(folder / points_name, export_columns(pixels), fmt)
         if options.overlays:
             write_overlays(folder, pixels, dataset, indices, options.quiet)
-    return ExportResult(output_dir, output_dir / points_name, kind, len(pixels.image_ids), len(pixels.y),
-                        len(indices), time.perf_counter() - started)
+    return ExportResult(
+        output_dir,
+        output_dir / points_name,
+        kind,
+        len(pixels.image_ids),
+        len(pixels.y),
+        len(indices),
+        time.perf_counter() - started,
+    )
 
 
 def export_columns(pixels: PixelSet) -> dict[str, list]:
@@ -128,8 +135,10 @@ def write_overlays(folder: Path, pixels: PixelSet, dataset, indices: list[int], 
 
 def print_export(result: ExportResult) -> None:
     overlays = f" and {result.overlays} PNG overlays" if result.overlays else ""
-    stdout.print(f"export: {result.pixels} pixels of {result.images} images ({result.kind}) to "
-                 f"{result.points_file}{overlays} ({result.seconds:.1f} s)")
+    stdout.print(
+        f"export: {result.pixels} pixels of {result.images} images ({result.kind}) to "
+        f"{result.points_file}{overlays} ({result.seconds:.1f} s)"
+    )
 
 
 # --- labor import -----------------------------------------------------------------------------
@@ -146,7 +155,7 @@ class ImportResult:
     ignored: int  # answers that say "ignore" (stored as 255)
     share: float
     per_class: dict[str, int]
-    error_selected: Optional[float]
+    error_selected: float | None
     seconds: float = 0.0
 
     def summary(self) -> dict:
@@ -240,8 +249,9 @@ def selection_rows(answers: Answers, chosen: PixelSet, path: Path, selection: Pa
     for k, image_id in enumerate(answers.image_ids):
         i = position.get(image_id)
         if i is None:
-            raise LaborError(f"{path}: line {answers.line_of(k)}: image {image_id!r} is not in the selection "
-                             f"{selection}")
+            raise LaborError(
+                f"{path}: line {answers.line_of(k)}: image {image_id!r} is not in the selection {selection}"
+            )
         image[k] = i
     y, x = np.asarray(answers.y, np.int64), np.asarray(answers.x, np.int64)
     heights = chosen.sizes[image, 0].astype(np.int64) if len(image) else np.zeros(0, np.int64)
@@ -307,11 +317,13 @@ class ClassReader:
             raise BadAnswer(f"unknown class {value!r} (class set {self.class_set}: {', '.join(self.names)}; or ignore)")
         if 0 <= index < len(self.names) or index == IGNORE_INDEX:
             return index
-        raise BadAnswer(f"class index {value!r} is not in the class set {self.class_set} "
-                        f"(0..{len(self.names) - 1}, or 255 for ignore)")
+        raise BadAnswer(
+            f"class index {value!r} is not in the class set {self.class_set} "
+            f"(0..{len(self.names) - 1}, or 255 for ignore)"
+        )
 
 
-def _as_integer(value) -> Optional[int]:
+def _as_integer(value) -> int | None:
     """An integer from a JSON number or a CSV cell ('42', ' -3 '); None if it is none."""
     if isinstance(value, bool):
         return None
@@ -350,15 +362,18 @@ def parse_csv(path: Path, text: str, classes: ClassReader) -> Answers:
         fields = [name.strip().lower() for name in header]
         missing = [name for name in REQUIRED_FIELDS if name not in fields]
         if missing:
-            raise LaborError(f"{path}: malformed CSV: the header has no {', '.join(missing)} column "
-                             f"(expected image_id,x,y,class; found {','.join(header)})")
+            raise LaborError(
+                f"{path}: malformed CSV: the header has no {', '.join(missing)} column "
+                f"(expected image_id,x,y,class; found {','.join(header)})"
+            )
         column = {name: fields.index(name) for name in REQUIRED_FIELDS}
         for row in reader:
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(fields):
-                raise LaborError(f"{path}: malformed CSV: line {reader.line_num} has {len(row)} fields, "
-                                 f"the header {len(fields)}")
+                raise LaborError(
+                    f"{path}: malformed CSV: line {reader.line_num} has {len(row)} fields, the header {len(fields)}"
+                )
             try:
                 _add(answers, *(row[column[name]] for name in REQUIRED_FIELDS), classes)
             except BadAnswer as exc:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +37,13 @@ from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.models import fold_frozen_batchnorm
 from labor_cli.options import ExtractOptions, check_same_run, resolve_workers, stored_config, stored_defaults
 from labor_cli.runtime import (
-    CompileFallback, autocast, configure_backends, memory_format, resolve_compile, resolve_device, resolve_precision,
+    CompileFallback,
+    autocast,
+    configure_backends,
+    memory_format,
+    resolve_compile,
+    resolve_device,
+    resolve_precision,
 )
 from labor_cli.stages.train import resume_path_for
 from labor_cli.training import StopRequest
@@ -49,7 +55,7 @@ RESUME_MAY_DIFFER = ("device", "compile")
 class ExtractionView(torch.utils.data.Dataset):
     """Target images resized to the network's input size, with their native (H, W)."""
 
-    def __init__(self, dataset, size: Optional[tuple[int, int]]):
+    def __init__(self, dataset, size: tuple[int, int] | None):
         self.dataset, self.size = dataset, size
 
     def __len__(self) -> int:
@@ -115,7 +121,7 @@ class InOrderThread:
         while self.pending:
             self.pending.popleft().result()
 
-    def __enter__(self) -> "InOrderThread":
+    def __enter__(self) -> InOrderThread:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
@@ -148,8 +154,9 @@ def ranks_within_groups(group: torch.Tensor, score: torch.Tensor, num_groups: in
     return order, ranks
 
 
-def prototype_candidates(probabilities: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor,
-                         per_class: int) -> dict:
+def prototype_candidates(
+    probabilities: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor, per_class: int
+) -> dict:
     """PPL candidates of one image: per class, the mask pixels closest (cosine) to the class prototype.
 
     probabilities (C, H, W), prediction (H, W), mask (H, W) bool -> rows y, x, class, similarity,
@@ -203,8 +210,9 @@ def excluded_pixels(labels_path: Path, dataset) -> tuple[dict[str, np.ndarray], 
         try:
             dataset.index_of(image_id)
         except LaborError:
-            raise LaborError(f"{labels_path}: image {image_id!r} is not in {dataset.spec} split "
-                             f"{dataset.split}") from None
+            raise LaborError(
+                f"{labels_path}: image {image_id!r} is not in {dataset.spec} split {dataset.split}"
+            ) from None
         rows = labels.pixels_of(i)
         out[image_id] = np.stack([labels.y[rows], labels.x[rows]], 1)
     return out, labels
@@ -229,7 +237,7 @@ class MaskTally:
     by_class: np.ndarray
 
     @classmethod
-    def start(cls, saved: Optional[dict], num_classes: int) -> "MaskTally":
+    def start(cls, saved: dict | None, num_classes: int) -> MaskTally:
         if saved:
             return cls(saved["mask_pixels"], np.asarray(saved["mask_by_class"], dtype=np.int64))
         return cls(0, np.zeros(num_classes, dtype=np.int64))
@@ -239,7 +247,7 @@ class MaskTally:
         self.by_class += counts
 
 
-def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> Optional[ExtractResult]:
+def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> ExtractResult | None:
     """Under torchrun (``rank``) each process extracts its share of the images and rank 0 writes
     them all, in order, to the one artifact (the others return None).
 
@@ -258,8 +266,9 @@ def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> Optional[Extrac
     compiled = CompileFallback(networks.called_modules(), resolve_compile(options.compile, device, training=False))
     size = options.input_size or inputs.dataset.train_size
     facts = {"skipped_unreadable": skipped_files(target=inputs.dataset)} if options.skip_bad else {}
-    config = stored_config(options, input_size=size, device=str(device), precision=precision, compile=compiled.active,
-                           **facts)
+    config = stored_config(
+        options, input_size=size, device=str(device), precision=precision, compile=compiled.active, **facts
+    )
     resume_path = resume_path_for(output)
     saved = saved_extraction(resume_path, config, inputs.dataset.image_ids) if options.resume else None
 
@@ -274,21 +283,34 @@ def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> Optional[Extrac
     summary = write_masks(results, options, inputs, config, saved, resume_path, stop_on_signal=not rank.distributed)
     resume_path.unlink(missing_ok=True)
     images = len(inputs.dataset)
-    return ExtractResult(output, images, summary["mask_share_percent"], summary["mask_class_share_percent"],
-                         output.stat().st_size / max(1, images), time.perf_counter() - started)
+    return ExtractResult(
+        output,
+        images,
+        summary["mask_share_percent"],
+        summary["mask_class_share_percent"],
+        output.stat().st_size / max(1, images),
+        time.perf_counter() - started,
+    )
 
 
 def open_inputs(options: ExtractOptions) -> ExtractionInputs:
     checkpoint = artifacts.load_checkpoint(options.model)
-    dataset = open_dataset(options.target, options.split, class_set=checkpoint.class_set, require_labels=False,
-                           skip_bad=options.skip_bad, reads=("images",))
+    dataset = open_dataset(
+        options.target,
+        options.split,
+        class_set=checkpoint.class_set,
+        require_labels=False,
+        skip_bad=options.skip_bad,
+        reads=("images",),
+    )
     parents = [checkpoint.artifact]
     excluded_by_id = {}
     if options.exclude is not None:
         excluded_by_id, earlier = excluded_pixels(options.exclude, dataset)
         if earlier.class_set != checkpoint.class_set:
-            raise LaborError(f"{options.exclude}: labels use class set {earlier.class_set}, "
-                             f"the model {checkpoint.class_set}")
+            raise LaborError(
+                f"{options.exclude}: labels use class set {earlier.class_set}, the model {checkpoint.class_set}"
+            )
         parents.append(earlier.parent)
     sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)  # (H, W)
     return ExtractionInputs(checkpoint, dataset, sizes, excluded_by_id, parents)
@@ -304,28 +326,33 @@ def inference_networks(checkpoint: artifacts.Checkpoint, device: torch.device):
 def saved_extraction(path: Path, config: dict, image_ids: list[str]) -> dict:
     """The state of a stopped extraction in its resume file, checked to be this same run."""
     if not path.exists():
-        raise LaborError(f"{path}: no stopped extraction to resume "
-                         "(it is saved every --save-every images, and when extract is stopped by Ctrl-C or SIGTERM)")
+        raise LaborError(
+            f"{path}: no stopped extraction to resume "
+            "(it is saved every --save-every images, and when extract is stopped by Ctrl-C or SIGTERM)"
+        )
     with artifacts.open_artifact(path, "masks") as saved:
         if "resume_state" not in saved.file.attrs:
             raise LaborError(f"{path}: not a stopped extraction (no resume state); remove it to start afresh")
         state = json.loads(saved.file.attrs["resume_state"])
         ids = artifacts.read_image_ids(saved)
-    check_same_run(path, state["config"], config, may_differ=RESUME_MAY_DIFFER,
-                   defaults=stored_defaults(ExtractOptions))
+    check_same_run(
+        path, state["config"], config, may_differ=RESUME_MAY_DIFFER, defaults=stored_defaults(ExtractOptions)
+    )
     if ids != list(image_ids):
         raise LaborError(f"{path}: was saved for other images than the dataset's now; remove it to start afresh")
     return state
 
 
-def target_batches(dataset, size, start: int, options: ExtractOptions, device: torch.device,
-                   rank: Rank) -> tuple[torch.utils.data.DataLoader, int]:
+def target_batches(
+    dataset, size, start: int, options: ExtractOptions, device: torch.device, rank: Rank
+) -> tuple[torch.utils.data.DataLoader, int]:
     """This process's batches of the images from ``start`` on, and the number of rounds."""
     shard = ShardBatches(len(dataset) - start, options.batch_size, rank)
     # The items keep their own index.
     view = torch.utils.data.Subset(ExtractionView(dataset, size), range(start, len(dataset)))
-    loader = torch.utils.data.DataLoader(view, batch_sampler=shard, num_workers=resolve_workers(options.workers),
-                                         pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        view, batch_sampler=shard, num_workers=resolve_workers(options.workers), pin_memory=device.type == "cuda"
+    )
     return loader, shard.rounds()
 
 
@@ -346,15 +373,34 @@ def batch_extractor(networks, inputs: ExtractionInputs, options: ExtractOptions,
             native = tuple(batch["native_size"][j].tolist())
             with torch.no_grad():
                 excluded = inputs.excluded_by_id.get(image_ids[index])
-                out.append((index, extract_image(logits[j], heads[0][j], heads[1][j], native, excluded,
-                                                 options.candidates_per_class, options.uncertain_per_image)))
+                out.append(
+                    (
+                        index,
+                        extract_image(
+                            logits[j],
+                            heads[0][j],
+                            heads[1][j],
+                            native,
+                            excluded,
+                            options.candidates_per_class,
+                            options.uncertain_per_image,
+                        ),
+                    )
+                )
         return out
 
     return compute
 
 
-def write_masks(results, options: ExtractOptions, inputs: ExtractionInputs, config: dict, saved: Optional[dict],
-                resume_path: Path, stop_on_signal: bool) -> dict:
+def write_masks(
+    results,
+    options: ExtractOptions,
+    inputs: ExtractionInputs,
+    config: dict,
+    saved: dict | None,
+    resume_path: Path,
+    stop_on_signal: bool,
+) -> dict:
     """Rank 0: every image's rows, in order, into the masks artifact (written on a background
     thread while the next batch runs); SIGINT/SIGTERM keep the images done so far in the resume
     file. Returns the artifact's summary."""
@@ -363,9 +409,20 @@ def write_masks(results, options: ExtractOptions, inputs: ExtractionInputs, conf
     stop = StopRequest() if stop_on_signal else contextlib.nullcontext()
     done = saved["written"] if saved else 0
     next_save = done + options.save_every
-    with stop, artifacts.create_artifact(options.output, "masks", config, inputs.parents, options.force,
-                                         keep_as=resume_path, start_from=resume_path if saved else None) as f, \
-            progress_bar(disable=options.quiet) as bar, InOrderThread() as background:
+    with (
+        stop,
+        artifacts.create_artifact(
+            options.output,
+            "masks",
+            config,
+            inputs.parents,
+            options.force,
+            keep_as=resume_path,
+            start_from=resume_path if saved else None,
+        ) as f,
+        progress_bar(disable=options.quiet) as bar,
+        InOrderThread() as background,
+    ):
         if saved:
             writer = artifacts.MasksWriter.reopen(f, saved)
         else:
@@ -380,8 +437,9 @@ def write_masks(results, options: ExtractOptions, inputs: ExtractionInputs, conf
             share = 100 * tally.pixels / max(1, sizes[:done].prod(1).sum())
             bar.update(task, advance=len(batch_results), status=f"mask {share:.2f}%")
             if getattr(stop, "signal_name", None) is not None and done < len(dataset):
-                keep_for_resume(f, writer, background, tally, config, bar, stop.signal_name, done, len(dataset),
-                                resume_path)
+                keep_for_resume(
+                    f, writer, background, tally, config, bar, stop.signal_name, done, len(dataset), resume_path
+                )
             if done >= next_save and done < len(dataset):
                 save_for_resume(f, writer, background, tally, config, resume_path)
                 next_save = done + options.save_every
@@ -389,10 +447,15 @@ def write_masks(results, options: ExtractOptions, inputs: ExtractionInputs, conf
         if "resume_state" in f.attrs:
             del f.attrs["resume_state"]
         writer.close()
-        class_share = {name: 100 * float(count) / max(1, tally.pixels)
-                       for name, count in zip(checkpoint.class_names, tally.by_class)}
-        summary = {"images": len(dataset), "mask_share_percent": 100 * tally.pixels / float(sizes.prod(1).sum()),
-                   "mask_class_share_percent": class_share}
+        class_share = {
+            name: 100 * float(count) / max(1, tally.pixels)
+            for name, count in zip(checkpoint.class_names, tally.by_class)
+        }
+        summary = {
+            "images": len(dataset),
+            "mask_share_percent": 100 * tally.pixels / float(sizes.prod(1).sum()),
+            "mask_class_share_percent": class_share,
+        }
         f.attrs["summary"] = json.dumps(summary)
     return summary
 
@@ -400,8 +463,9 @@ def write_masks(results, options: ExtractOptions, inputs: ExtractionInputs, conf
 def mark_resume_state(f, writer, background: InOrderThread, tally: MaskTally, config: dict) -> None:
     """Store every image added so far, and the state --resume continues from."""
     background.wait()
-    f.attrs["resume_state"] = json.dumps({**writer.state(), "mask_pixels": tally.pixels,
-                                          "mask_by_class": tally.by_class.tolist(), "config": config})
+    f.attrs["resume_state"] = json.dumps(
+        {**writer.state(), "mask_pixels": tally.pixels, "mask_by_class": tally.by_class.tolist(), "config": config}
+    )
 
 
 def save_for_resume(f, writer, background: InOrderThread, tally: MaskTally, config: dict, resume_path: Path) -> None:
@@ -417,13 +481,26 @@ def save_for_resume(f, writer, background: InOrderThread, tally: MaskTally, conf
         temporary.unlink(missing_ok=True)
 
 
-def keep_for_resume(f, writer, background: InOrderThread, tally: MaskTally, config: dict, bar, signal_name: str,
-                    done: int, total: int, resume_path: Path) -> None:
+def keep_for_resume(
+    f,
+    writer,
+    background: InOrderThread,
+    tally: MaskTally,
+    config: dict,
+    bar,
+    signal_name: str,
+    done: int,
+    total: int,
+    resume_path: Path,
+) -> None:
     """Stop: what is written stays, with the state --resume continues from (KeepPartial)."""
     mark_resume_state(f, writer, background, tally, config)
     bar.stop()
-    stderr.print(f"{signal_name}: stopped after {done} of {total} images; saved {resume_path}. "
-                 "Run the same command with --resume to continue.", soft_wrap=True)
+    stderr.print(
+        f"{signal_name}: stopped after {done} of {total} images; saved {resume_path}. "
+        "Run the same command with --resume to continue.",
+        soft_wrap=True,
+    )
     raise artifacts.KeepPartial
 
 
@@ -450,8 +527,10 @@ def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int
     rows = {
         "candidates": prototype_candidates(probabilities, prediction, mask, per_class),
         "uncertain": most_uncertain(probabilities, excluded, uncertain),
-        "excluded": {"y": torch.as_tensor(excluded_yx[:, 0]) if excluded_yx is not None else torch.zeros(0),
-                     "x": torch.as_tensor(excluded_yx[:, 1]) if excluded_yx is not None else torch.zeros(0)},
+        "excluded": {
+            "y": torch.as_tensor(excluded_yx[:, 0]) if excluded_yx is not None else torch.zeros(0),
+            "x": torch.as_tensor(excluded_yx[:, 1]) if excluded_yx is not None else torch.zeros(0),
+        },
     }
     out = {group: {name: value.cpu().numpy() for name, value in fields.items()} for group, fields in rows.items()}
     out["prediction"] = prediction.to(torch.uint8).cpu().numpy()

@@ -15,14 +15,13 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from rich.table import Table
 
 from labor_cli import artifacts
-from labor_cli.artifacts.provenance import check_known_class_set
 from labor_cli.artifacts import PixelSet
+from labor_cli.artifacts.provenance import check_known_class_set
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import IGNORE_INDEX
@@ -32,11 +31,10 @@ from labor_cli.selection import linear_index
 from labor_cli.selection_report import SelectionReport, wrong_and_known
 from labor_cli.stages.checks import check_class_names, check_pixels, dataset_indices, read_checked_pixel_set
 
-
 # --- answer statistics, shared with labor import ----------------------------------------------
 
 
-def answered_selection(chosen: PixelSet, label: np.ndarray, predicted: Optional[np.ndarray]) -> PixelSet:
+def answered_selection(chosen: PixelSet, label: np.ndarray, predicted: np.ndarray | None) -> PixelSet:
     """A selection's pixels with their answers: the pixel set a labels artifact stores."""
     return dataclasses.replace(chosen, label=label, predicted=predicted, parent=None)
 
@@ -47,7 +45,7 @@ def per_class_counts(label: np.ndarray, names: list[str]) -> dict[str, int]:
     return {name: int(count) for name, count in zip(names, counts[: len(names)])}
 
 
-def error_rate(predicted: Optional[np.ndarray], label: np.ndarray) -> Optional[float]:
+def error_rate(predicted: np.ndarray | None, label: np.ndarray) -> float | None:
     """Percent of pixels with a known ground truth and a known prediction where A is wrong."""
     if predicted is None:
         return None
@@ -55,7 +53,7 @@ def error_rate(predicted: Optional[np.ndarray], label: np.ndarray) -> Optional[f
     return 100.0 * wrong / known if known else None
 
 
-def percent(value: Optional[float]) -> str:
+def percent(value: float | None) -> str:
     """A percentage to one decimal, or two below 1% (a 40-point selection holds a fraction of a percent)."""
     if value is None:
         return "-"
@@ -74,9 +72,16 @@ def without_images(pixels: PixelSet, image_ids: set[str]) -> PixelSet:
     def pick(values):
         return None if values is None else values[rows]
 
-    return dataclasses.replace(pixels, image_ids=[pixels.image_ids[i] for i in keep], sizes=pixels.sizes[keep],
-                               offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), y=pick(pixels.y),
-                               x=pick(pixels.x), label=pick(pixels.label), predicted=pick(pixels.predicted))
+    return dataclasses.replace(
+        pixels,
+        image_ids=[pixels.image_ids[i] for i in keep],
+        sizes=pixels.sizes[keep],
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        y=pick(pixels.y),
+        x=pick(pixels.x),
+        label=pick(pixels.label),
+        predicted=pick(pixels.predicted),
+    )
 
 
 @dataclass
@@ -92,13 +97,13 @@ class LabelResult:
     ignored_total: int
     per_class: dict[str, int]  # all labels of the output, per class
     per_class_round: dict[str, int]  # this round's selected pixels, per class
-    error_selected: Optional[float]  # percent: A wrong on the selected non-ignored pixels
-    error_all: Optional[float]  # percent: A wrong on all non-ignored pixels of the selection's images (needs masks)
-    errors_covered: Optional[float] = None  # percent of those wrong pixels that were selected (needs masks)
-    report: Optional[SelectionReport] = None  # next to random and entropy at the same budget (needs masks)
+    error_selected: float | None  # percent: A wrong on the selected non-ignored pixels
+    error_all: float | None  # percent: A wrong on all non-ignored pixels of the selection's images (needs masks)
+    errors_covered: float | None = None  # percent of those wrong pixels that were selected (needs masks)
+    report: SelectionReport | None = None  # next to random and entropy at the same budget (needs masks)
     class_names: tuple[str, ...] = ()
-    round_labels: Optional[np.ndarray] = None  # this round's answers (for the class coverage)
-    merged_from: Optional[Path] = None
+    round_labels: np.ndarray | None = None  # this round's answers (for the class coverage)
+    merged_from: Path | None = None
     seconds: float = 0.0
 
     def summary(self) -> dict:
@@ -125,7 +130,7 @@ class LabelResult:
         to random's (expected) and entropy's at the same per-image budget; and the class coverage."""
         figures = self.report.figures()
 
-        def rounded(value: Optional[float]) -> Optional[float]:
+        def rounded(value: float | None) -> float | None:
             return None if value is None else round(value, 4)
 
         compared = {}
@@ -133,8 +138,10 @@ class LabelResult:
             compared[f"{name}_error_percent"] = rounded(values["error_rate"])
             compared[f"{name}_errors_covered_percent"] = rounded(values["errors_covered"])
         coverage = self.report.class_coverage(self.round_labels, list(self.class_names))
-        return {"compared": compared,
-                "class_coverage": {name: {k: round(v, 4) for k, v in row.items()} for name, row in coverage.items()}}
+        return {
+            "compared": compared,
+            "class_coverage": {name: {k: round(v, 4) for k, v in row.items()} for name, row in coverage.items()},
+        }
 
 
 @dataclass
@@ -142,10 +149,10 @@ class GroundTruthAnswers:
     """The ground truth at the selected pixels, and A's error over all pixels (with --masks)."""
 
     label: np.ndarray  # (P,) uint8, 255 where the ground truth is ignored
-    predicted: Optional[np.ndarray]  # (P,) A's class at each pixel, if the selection or the masks know it
+    predicted: np.ndarray | None  # (P,) A's class at each pixel, if the selection or the masks know it
     wrong_all: int = 0  # pixels of the images where A is wrong (--masks)
     known_all: int = 0  # pixels of the images with a known ground truth and prediction (--masks)
-    report: Optional[SelectionReport] = None  # --masks: the selection next to random and entropy
+    report: SelectionReport | None = None  # --masks: the selection next to random and entropy
 
 
 def run_label(options: LabelOptions) -> LabelResult:
@@ -158,8 +165,9 @@ def run_label(options: LabelOptions) -> LabelResult:
     chosen = read_checked_pixel_set(selection, "selection")
     earlier = read_earlier_labels(Path(options.merge), chosen, selection) if options.merge is not None else None
     check_known_class_set(selection, chosen.class_set)
-    dataset = open_dataset(options.target, options.split, class_set=chosen.class_set, skip_bad=options.skip_bad,
-                           reads=("labels",))
+    dataset = open_dataset(
+        options.target, options.split, class_set=chosen.class_set, skip_bad=options.skip_bad, reads=("labels",)
+    )
     dataset.check_classes(chosen.class_set, "target")
     if dataset.unreadable_ids:
         chosen = without_images(chosen, set(dataset.unreadable_ids))
@@ -185,15 +193,17 @@ def read_earlier_labels(merge: Path, chosen: PixelSet, selection: Path) -> Pixel
     """--merge: the labels of earlier rounds, of the selection's class set."""
     earlier = artifacts.read_pixel_set(merge, "labels")
     if earlier.class_set != chosen.class_set:
-        raise LaborError(f"{merge}: labels use class set {earlier.class_set}, but the selection {selection} uses "
-                         f"{chosen.class_set}")
+        raise LaborError(
+            f"{merge}: labels use class set {earlier.class_set}, but the selection {selection} uses {chosen.class_set}"
+        )
     check_class_names(earlier, merge)
     check_pixels(earlier, merge, "labels")
     return earlier
 
 
-def answer_from_ground_truth(chosen: PixelSet, indices: list[int], dataset,
-                             options: LabelOptions) -> GroundTruthAnswers:
+def answer_from_ground_truth(
+    chosen: PixelSet, indices: list[int], dataset, options: LabelOptions
+) -> GroundTruthAnswers:
     """Each selected pixel's ground truth; with --masks, A's class there (if the selection lacks
     it) and A's error over every pixel of the images."""
     with contextlib.ExitStack() as stack:
@@ -243,13 +253,16 @@ def _uncertain_not_excluded(masks: artifacts.Masks, row: int, shape: tuple[int, 
 def _read_truth(dataset, index: int, size: np.ndarray) -> np.ndarray:
     truth = dataset.read_label(index)
     if truth.shape != tuple(int(v) for v in size):
-        raise LaborError(f"{dataset.label_path(index)}: label is {truth.shape[1]}x{truth.shape[0]}, "
-                         f"its image {int(size[1])}x{int(size[0])}")
+        raise LaborError(
+            f"{dataset.label_path(index)}: label is {truth.shape[1]}x{truth.shape[0]}, "
+            f"its image {int(size[1])}x{int(size[0])}"
+        )
     return truth
 
 
-def label_result(options: LabelOptions, fresh: PixelSet, merged: PixelSet, already: int,
-                 answers: GroundTruthAnswers) -> LabelResult:
+def label_result(
+    options: LabelOptions, fresh: PixelSet, merged: PixelSet, already: int, answers: GroundTruthAnswers
+) -> LabelResult:
     names = list(fresh.class_names)
     with_masks = options.masks is not None
     wrong_selected = wrong_and_known(fresh.predicted, fresh.label)[0] if fresh.predicted is not None else 0
@@ -278,8 +291,9 @@ def label_result(options: LabelOptions, fresh: PixelSet, merged: PixelSet, alrea
 def _match_masks(opened: artifacts.Masks, path: Path, chosen: PixelSet, selection: Path) -> list[int]:
     """Row of each selection image in the masks artifact (matched by image id, sizes checked)."""
     if opened.class_set != chosen.class_set:
-        raise LaborError(f"{path}: masks use class set {opened.class_set}, but the selection {selection} uses "
-                         f"{chosen.class_set}")
+        raise LaborError(
+            f"{path}: masks use class set {opened.class_set}, but the selection {selection} uses {chosen.class_set}"
+        )
     position = {image_id: i for i, image_id in enumerate(opened.image_ids)}
     rows = []
     for i, image_id in enumerate(chosen.image_ids):
@@ -328,8 +342,10 @@ def merge_pixel_sets(earlier: PixelSet, fresh: PixelSet, index_of) -> tuple[Pixe
             new = np.ones(rows.stop - rows.start, dtype=bool)
             if image_id in earlier_at:
                 old_rows = earlier.pixels_of(earlier_at[image_id])
-                new = ~np.isin(linear_index(fresh.y[rows], fresh.x[rows], size),
-                               linear_index(earlier.y[old_rows], earlier.x[old_rows], size))
+                new = ~np.isin(
+                    linear_index(fresh.y[rows], fresh.x[rows], size),
+                    linear_index(earlier.y[old_rows], earlier.x[old_rows], size),
+                )
                 already += int((~new).sum())
             ys.append(fresh.y[rows][new]), xs.append(fresh.x[rows][new]), labels.append(fresh.label[rows][new])
             predicted.append(predicted_of(fresh, rows)[new])
@@ -362,15 +378,20 @@ def print_label(result: LabelResult) -> None:
         f"{result.share:.3f}% of all pixels ({result.seconds:.1f} s) -> {result.output}"
     )
     if result.ignored:
-        stdout.print(f"  ground truth ignored at {result.ignored} selected pixel(s): stored as 255, "
-                     "not used in training")
+        stdout.print(
+            f"  ground truth ignored at {result.ignored} selected pixel(s): stored as 255, not used in training"
+        )
     if result.error_selected is not None and result.error_all is not None:
-        stdout.print(f"  A is wrong on {percent(result.error_selected)} of the selected pixels vs "
-                     f"{percent(result.error_all)} of all pixels; the selection holds "
-                     f"{percent(result.errors_covered)} of A's wrong pixels")
+        stdout.print(
+            f"  A is wrong on {percent(result.error_selected)} of the selected pixels vs "
+            f"{percent(result.error_all)} of all pixels; the selection holds "
+            f"{percent(result.errors_covered)} of A's wrong pixels"
+        )
     elif result.error_selected is not None:
-        stdout.print(f"  A is wrong on {percent(result.error_selected)} of the selected pixels "
-                     "(pass --masks for its error rate over all pixels)")
+        stdout.print(
+            f"  A is wrong on {percent(result.error_selected)} of the selected pixels "
+            "(pass --masks for its error rate over all pixels)"
+        )
     if result.report is not None:
         print_comparison(result)
     print_class_table(result.per_class_round, result.per_class if result.merged_from is not None else None)
@@ -380,12 +401,20 @@ def print_comparison(result: LabelResult) -> None:
     """The selection next to random and entropy at the same budget, and its class coverage."""
     summary = result.comparison()
     compared, coverage = summary["compared"], summary["class_coverage"]
-    table = Table("same budget per image", "A wrong on the pixels", "share of A's wrong pixels held",
-                  title="what this selection does (labor label --masks)")
-    for name, title in (("selection", "this selection"), ("random", "random (expected)"),
-                        ("entropy", "entropy (A's most uncertain)")):
-        table.add_row(title, percent(compared[f"{name}_error_percent"]),
-                      percent(compared[f"{name}_errors_covered_percent"]))
+    table = Table(
+        "same budget per image",
+        "A wrong on the pixels",
+        "share of A's wrong pixels held",
+        title="what this selection does (labor label --masks)",
+    )
+    for name, title in (
+        ("selection", "this selection"),
+        ("random", "random (expected)"),
+        ("entropy", "entropy (A's most uncertain)"),
+    ):
+        table.add_row(
+            title, percent(compared[f"{name}_error_percent"]), percent(compared[f"{name}_errors_covered_percent"])
+        )
     stdout.print(table)
     classes = Table("class", "share of the labels", "share of A's predicted area", title="class coverage")
     for name, row in coverage.items():
@@ -394,7 +423,7 @@ def print_comparison(result: LabelResult) -> None:
     stdout.print(classes)
 
 
-def print_class_table(round_counts: dict[str, int], total_counts: Optional[dict[str, int]]) -> None:
+def print_class_table(round_counts: dict[str, int], total_counts: dict[str, int] | None) -> None:
     columns = ["class", "this round"] + (["total"] if total_counts is not None else [])
     table = Table(*columns)
     for name, count in round_counts.items():

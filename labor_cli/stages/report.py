@@ -37,5 +37,7 @@ def print_training(result) -> None:
 def print_extract(result) -> None:
     top = sorted(result.class_share.items(), key=lambda item: -item[1])[:5]
     classes = ", ".join(f"{name} {share:.0f}%" for name, share in top if share > 0)
-    stdout.print(f"{result.images} images, mask {result.mask_share:.2f}% of pixels (by A's class: {classes}); "
-                 f"{result.bytes_per_image / 1024:.1f} KiB per image, {result.seconds:.1f} s -> {result.output}")
+    stdout.print(
+        f"{result.images} images, mask {result.mask_share:.2f}% of pixels (by A's class: {classes}); "
+        f"{result.bytes_per_image / 1024:.1f} KiB per image, {result.seconds:.1f} s -> {result.output}"
+    )

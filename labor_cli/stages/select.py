@@ -68,8 +68,9 @@ def check_select_options(mode: str, points: int | None, ratio: float | None, min
         if points is not None and ratio is not None:
             raise LaborUsageError(f"--mode {mode}: give --points or --ratio, not both")
         if points is None and ratio is None:
-            raise LaborUsageError(f"--mode {mode} needs --points N (per image) or --ratio R "
-                                  "(fraction of each image's pixels)")
+            raise LaborUsageError(
+                f"--mode {mode} needs --points N (per image) or --ratio R (fraction of each image's pixels)"
+            )
     if points is not None and points <= 0:
         raise LaborUsageError(f"--points must be a positive number of points per image, got {points}")
     if ratio is not None and not (0.0 < ratio <= 1.0):
@@ -107,8 +108,9 @@ def _check_uncertain_stored(masks: artifacts.Masks, masks_path: Path, wanted: np
         )
 
 
-def _predicted_at(masks: artifacts.Masks, masks_path: Path, i: int, chosen: selection.Chosen,
-                  check: bool) -> np.ndarray:
+def _predicted_at(
+    masks: artifacts.Masks, masks_path: Path, i: int, chosen: selection.Chosen, check: bool
+) -> np.ndarray:
     """A's class at the chosen pixels.
 
     PPL candidates carry it (D(k) holds the mask pixels A predicts as k), which spares decoding
@@ -147,9 +149,13 @@ class Choices:
     def pixel_set(self, masks: artifacts.Masks) -> artifacts.PixelSet:
         offsets = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)]).astype(np.int64)
         return artifacts.PixelSet(
-            image_ids=list(masks.image_ids), sizes=masks.sizes.astype(np.int32), offsets=offsets,
+            image_ids=list(masks.image_ids),
+            sizes=masks.sizes.astype(np.int32),
+            offsets=offsets,
             y=np.concatenate(self.ys) if self.ys else np.zeros(0, np.int32),
-            x=np.concatenate(self.xs) if self.xs else np.zeros(0, np.int32), label=None, class_set=masks.class_set,
+            x=np.concatenate(self.xs) if self.xs else np.zeros(0, np.int32),
+            label=None,
+            class_set=masks.class_set,
             class_names=list(masks.class_names),
             predicted=np.concatenate(self.predicted).astype(np.uint8) if self.predicted else np.zeros(0, np.uint8),
         )
@@ -199,8 +205,9 @@ def requested_counts(masks: artifacts.Masks, masks_path: Path, options: SelectOp
     return wanted
 
 
-def choose_all(masks: artifacts.Masks, masks_path: Path, options: SelectOptions, wanted: np.ndarray,
-               min_spacing: float) -> Choices:
+def choose_all(
+    masks: artifacts.Masks, masks_path: Path, options: SelectOptions, wanted: np.ndarray, min_spacing: float
+) -> Choices:
     """The mode's choice in every image, never a pixel labeled before."""
     choices = Choices()
     checked = False
@@ -225,19 +232,27 @@ def choose(masks: artifacts.Masks, i: int, options: SelectOptions, wanted: int, 
         return selection.spl_pixels(masks.mask(i), excluded)
     if options.mode == "ppl":
         rows = masks.rows("candidates", i)
-        return selection.ppl_pick(rows["y"], rows["x"], rows["class"], rows["similarity"], wanted, shape, min_spacing,
-                                  excluded)
+        return selection.ppl_pick(
+            rows["y"], rows["x"], rows["class"], rows["similarity"], wanted, shape, min_spacing, excluded
+        )
     if options.mode == "entropy":
         rows = masks.rows("uncertain", i)
         return selection.entropy_pick(rows["y"], rows["x"], rows["entropy"], wanted, shape, min_spacing, excluded)
     if options.mode == "balanced":
-        return selection.balanced_pick(masks.prediction(i), wanted, selection.image_rng(options.seed, i),
-                                       options.balance_power, min_spacing, excluded)
+        return selection.balanced_pick(
+            masks.prediction(i),
+            wanted,
+            selection.image_rng(options.seed, i),
+            options.balance_power,
+            min_spacing,
+            excluded,
+        )
     return selection.random_pick(shape, wanted, selection.image_rng(options.seed, i), min_spacing, excluded)
 
 
-def select_result(options: SelectOptions, masks: artifacts.Masks, pixel_set: artifacts.PixelSet, wanted: np.ndarray,
-                  choices: Choices) -> SelectResult:
+def select_result(
+    options: SelectOptions, masks: artifacts.Masks, pixel_set: artifacts.PixelSet, wanted: np.ndarray, choices: Choices
+) -> SelectResult:
     got = np.asarray(choices.counts, dtype=np.int64).reshape(-1)
     names = list(masks.class_names)
     per_class = np.bincount(pixel_set.predicted, minlength=len(names))
@@ -245,17 +260,30 @@ def select_result(options: SelectOptions, masks: artifacts.Masks, pixel_set: art
     class_counts.update({str(k): int(per_class[k]) for k in range(len(names), len(per_class)) if per_class[k]})
     lacking = np.maximum(wanted - got, 0) if options.mode != "spl" else np.zeros(len(got), dtype=np.int64)
     result = SelectResult(
-        mode=options.mode, images=len(got), pixels_per_image=got, labeled_share=pixel_set.labeled_share(),
-        class_counts=class_counts, shortfall_images=int((lacking > 0).sum()), shortfall_pixels=int(lacking.sum()),
-        seconds=0.0, output=Path(options.output), points=options.points, ratio=options.ratio,
-        min_spacing=float(options.min_spacing), seed=options.seed, spacing_relaxed_images=int(choices.spacing_relaxed),
+        mode=options.mode,
+        images=len(got),
+        pixels_per_image=got,
+        labeled_share=pixel_set.labeled_share(),
+        class_counts=class_counts,
+        shortfall_images=int((lacking > 0).sum()),
+        shortfall_pixels=int(lacking.sum()),
+        seconds=0.0,
+        output=Path(options.output),
+        points=options.points,
+        ratio=options.ratio,
+        min_spacing=float(options.min_spacing),
+        seed=options.seed,
+        spacing_relaxed_images=int(choices.spacing_relaxed),
     )
     result.summary = {
         "mode": options.mode,
         "images": len(got),
         "pixels": result.total,
-        "pixels_per_image": {"mean": float(got.mean()) if len(got) else 0.0, "min": int(got.min()) if len(got) else 0,
-                             "max": int(got.max()) if len(got) else 0},
+        "pixels_per_image": {
+            "mean": float(got.mean()) if len(got) else 0.0,
+            "min": int(got.min()) if len(got) else 0,
+            "max": int(got.max()) if len(got) else 0,
+        },
         "labeled_share_percent": result.labeled_share,
         "class_counts": class_counts,
         "shortfall_images": result.shortfall_images,

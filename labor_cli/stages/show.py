@@ -17,9 +17,9 @@ The drawing itself is labor_cli/drawing.py's, which ``labor export --overlays`` 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -28,8 +28,17 @@ from labor_cli.artifacts.provenance import check_known_class_set
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset
 from labor_cli.drawing import (
-    check_output_folder, draw_classes, draw_labels, draw_mask, draw_prediction, mark_points, output_folder,
-    panel_scale, png_name, save_png, side_by_side,
+    check_output_folder,
+    draw_classes,
+    draw_labels,
+    draw_mask,
+    draw_prediction,
+    mark_points,
+    output_folder,
+    panel_scale,
+    png_name,
+    save_png,
+    side_by_side,
 )
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.options import ShowOptions
@@ -112,8 +121,9 @@ def _panels(options: ShowOptions, panels: list[np.ndarray]) -> np.ndarray:
     return side_by_side(panels, panel_scale(panels[0].shape[1], options.scale))
 
 
-def _write_pngs(options: ShowOptions, image_ids: list[str], draw: Callable[[int], np.ndarray],
-                description: str) -> list[Path]:
+def _write_pngs(
+    options: ShowOptions, image_ids: list[str], draw: Callable[[int], np.ndarray], description: str
+) -> list[Path]:
     names = [png_name(image_id) for image_id in image_ids]
     with output_folder(options.output_dir, options.force) as folder, progress_bar(disable=options.quiet) as bar:
         task = bar.add_task(description, total=len(image_ids), status="")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -27,7 +28,12 @@ from labor_cli.errors import LaborError
 from labor_cli.history import loss_history_path
 from labor_cli.models.init import build_initialised_networks, default_init
 from labor_cli.options import (
-    AdaptOptions, WarmupOptions, check_same_run, resolve_workers, stored_config, stored_defaults,
+    AdaptOptions,
+    WarmupOptions,
+    check_same_run,
+    resolve_workers,
+    stored_config,
+    stored_defaults,
 )
 from labor_cli.runtime import configure_backends, resolve_compile, resolve_device, resolve_precision, seed_everything
 from labor_cli.training import TargetPoints, train
@@ -52,8 +58,8 @@ class TrainingInputs:
     class_set: str
     source: Any  # the datasets (labor_cli.data.datasets.SegmentationDataset)
     target: Any
-    checkpoint: Optional[Checkpoint] = None  # adapt's starting point
-    target_points: Optional[TargetPoints] = None  # adapt's annotated target pixels
+    checkpoint: Checkpoint | None = None  # adapt's starting point
+    target_points: TargetPoints | None = None  # adapt's annotated target pixels
     parents: list[artifacts.Parent] = field(default_factory=list)
 
 
@@ -88,9 +94,24 @@ def run_training_stage(options: WarmupOptions | AdaptOptions, rank: Rank = Rank(
     target_view = SegmentationView(inputs.target, config.target_size or inputs.target.train_size, with_labels=False)
     history_csv = loss_history_path(output)
     try:
-        state = train(networks, config, options.COMMAND, source_view, target_view, inputs.target_points,
-                      placement.device, placement.precision, placement.workers, save, resume_path, resume_state,
-                      options.quiet, rank=rank, compile_networks=placement.compiled, history_csv=history_csv)
+        state = train(
+            networks,
+            config,
+            options.COMMAND,
+            source_view,
+            target_view,
+            inputs.target_points,
+            placement.device,
+            placement.precision,
+            placement.workers,
+            save,
+            resume_path,
+            resume_state,
+            options.quiet,
+            rank=rank,
+            compile_networks=placement.compiled,
+            history_csv=history_csv,
+        )
         networks.to("cpu")
         if rank.is_main:
             save(state, output, replace=options.force)
@@ -111,8 +132,14 @@ def open_inputs(options: WarmupOptions | AdaptOptions) -> TrainingInputs:
     class_set = checkpoint.class_set if checkpoint else options.classes
     class_set = class_set or default_class_set(parse_dataset_spec(options.source)[0])
     source = open_dataset(options.source, options.source_split, class_set=class_set, skip_bad=options.skip_bad)
-    target = open_dataset(options.target, options.target_split, class_set=class_set, require_labels=False,
-                          skip_bad=options.skip_bad, reads=("images",))
+    target = open_dataset(
+        options.target,
+        options.target_split,
+        class_set=class_set,
+        require_labels=False,
+        skip_bad=options.skip_bad,
+        reads=("images",),
+    )
     source.check_classes(class_set, "source")
     if target.label_path(0) is not None:
         target.check_classes(class_set, "target")
@@ -124,8 +151,9 @@ def open_inputs(options: WarmupOptions | AdaptOptions) -> TrainingInputs:
     return inputs
 
 
-def load_target_points(labels_path: Path, target_dataset,
-                       checkpoint_class_set: str) -> tuple[TargetPoints, artifacts.Parent]:
+def load_target_points(
+    labels_path: Path, target_dataset, checkpoint_class_set: str
+) -> tuple[TargetPoints, artifacts.Parent]:
     """The annotated pixels of a labels artifact, checked against the target dataset."""
     labels = artifacts.read_pixel_set(labels_path, "labels")
     if labels.class_set != checkpoint_class_set:
@@ -138,41 +166,62 @@ def load_target_points(labels_path: Path, target_dataset,
         try:
             index = target_dataset.index_of(image_id)
         except LaborError:
-            raise LaborError(f"{labels_path}: image {image_id!r} is not in {target_dataset.spec} split "
-                             f"{target_dataset.split}") from None
+            raise LaborError(
+                f"{labels_path}: image {image_id!r} is not in {target_dataset.spec} split {target_dataset.split}"
+            ) from None
         height, width = (int(v) for v in labels.sizes[i])
         if target_dataset.image_size(index) != (width, height):
-            raise LaborError(f"{labels_path}: image {image_id!r} is {width}x{height} there but "
-                             f"{target_dataset.image_size(index)[0]}x{target_dataset.image_size(index)[1]} in "
-                             f"{target_dataset.spec}")
+            raise LaborError(
+                f"{labels_path}: image {image_id!r} is {width}x{height} there but "
+                f"{target_dataset.image_size(index)[0]}x{target_dataset.image_size(index)[1]} in "
+                f"{target_dataset.spec}"
+            )
         rows = labels.pixels_of(i)
         keep = labels.label[rows] != 255
-        yx = torch.stack([torch.from_numpy(labels.y[rows][keep].astype("int64")),
-                          torch.from_numpy(labels.x[rows][keep].astype("int64"))], 1)
-        points.by_index[index] = {"yx": yx, "label": torch.from_numpy(labels.label[rows][keep].astype("int64")),
-                                  "size": (height, width)}
+        yx = torch.stack(
+            [
+                torch.from_numpy(labels.y[rows][keep].astype("int64")),
+                torch.from_numpy(labels.x[rows][keep].astype("int64")),
+            ],
+            1,
+        )
+        points.by_index[index] = {
+            "yx": yx,
+            "label": torch.from_numpy(labels.label[rows][keep].astype("int64")),
+            "size": (height, width),
+        }
     return points, labels.parent
 
 
 def resolve_placement(options: WarmupOptions | AdaptOptions, rank: Rank) -> Placement:
     device = resolve_device(options.device, rank)
-    placement = Placement(device, resolve_precision(options.precision, device),
-                          resolve_compile(options.compile, device, training=True,
-                                          iterations=options.train.iterations), resolve_workers(options.workers))
+    placement = Placement(
+        device,
+        resolve_precision(options.precision, device),
+        resolve_compile(options.compile, device, training=True, iterations=options.train.iterations),
+        resolve_workers(options.workers),
+    )
     configure_backends(device)
     return placement
 
 
-def stored_run_config(options: WarmupOptions | AdaptOptions, inputs: TrainingInputs, placement: Placement,
-                      rank: Rank) -> dict:
+def stored_run_config(
+    options: WarmupOptions | AdaptOptions, inputs: TrainingInputs, placement: Placement, rank: Rank
+) -> dict:
     """The checkpoint's config: the options as resolved, and adapt's networks as its checkpoint had them."""
-    facts: dict[str, Any] = {"stage": options.COMMAND, "class_set": inputs.class_set, "precision": placement.precision,
-                             "device": str(placement.device), "compile": placement.compiled,
-                             "workers": placement.workers}
+    facts: dict[str, Any] = {
+        "stage": options.COMMAND,
+        "class_set": inputs.class_set,
+        "precision": placement.precision,
+        "device": str(placement.device),
+        "compile": placement.compiled,
+        "workers": placement.workers,
+    }
     if inputs.checkpoint is not None:
         networks = inputs.checkpoint.networks
-        facts.update(arch=networks.arch, selector_backbone=networks.selector_backbone,
-                     init=f"checkpoint {options.model}")
+        facts.update(
+            arch=networks.arch, selector_backbone=networks.selector_backbone, init=f"checkpoint {options.model}"
+        )
     else:
         facts["init"] = resolved_init(options)
     if options.skip_bad:
@@ -182,20 +231,26 @@ def stored_run_config(options: WarmupOptions | AdaptOptions, inputs: TrainingInp
     return {"start_from": None, "labels": None, **stored_config(options, **facts)}
 
 
-def starting_networks(options: WarmupOptions | AdaptOptions, inputs: TrainingInputs, run_config: dict,
-                      resume_path: Path) -> tuple[Any, Optional[TrainingState]]:
+def starting_networks(
+    options: WarmupOptions | AdaptOptions, inputs: TrainingInputs, run_config: dict, resume_path: Path
+) -> tuple[Any, TrainingState | None]:
     """Networks from the resume file (--resume), from the checkpoint (adapt), or fresh (warmup)."""
     if options.resume:
         if not resume_path.exists():
             raise LaborError(f"{resume_path}: no saved run to resume (it is written every --save-every iterations)")
         saved = artifacts.load_checkpoint(resume_path)
-        check_same_run(resume_path, saved.config, run_config, may_differ=RESUME_MAY_DIFFER,
-                       defaults=stored_defaults(type(options)))
+        check_same_run(
+            resume_path, saved.config, run_config, may_differ=RESUME_MAY_DIFFER, defaults=stored_defaults(type(options))
+        )
         return saved.networks, saved.state
     if inputs.checkpoint is not None:
         return inputs.checkpoint.networks, None
-    networks, _ = build_initialised_networks(options.arch, len(class_names(inputs.class_set)), resolved_init(options),
-                                             selector_backbone=options.selector_backbone)
+    networks, _ = build_initialised_networks(
+        options.arch,
+        len(class_names(inputs.class_set)),
+        resolved_init(options),
+        selector_backbone=options.selector_backbone,
+    )
     return networks, None
 
 
@@ -206,15 +261,22 @@ def resolved_init(options: WarmupOptions) -> str:
 
 def checkpoint_writer(networks, inputs: TrainingInputs, run_config: dict) -> Callable[..., None]:
     """save(state, path, replace=True): the networks and ``state`` as a checkpoint artifact."""
+
     def save(state: TrainingState, path: Path, replace: bool = True) -> None:
         with artifacts.create_artifact(path, "checkpoint", run_config, inputs.parents, force=replace) as f:
             artifacts.write_checkpoint(f, networks, inputs.class_set, list(class_names(inputs.class_set)), state)
-            f.attrs["summary"] = json.dumps({"iterations_done": state.iteration,
-                                             "loss_last_50": {k: round(v, 4) for k, v in last_losses(state).items()}})
+            f.attrs["summary"] = json.dumps(
+                {
+                    "iterations_done": state.iteration,
+                    "loss_last_50": {k: round(v, 4) for k, v in last_losses(state).items()},
+                }
+            )
 
     return save
 
 
 def last_losses(state: TrainingState) -> dict[str, float]:
     """Each loss's mean over the last 50 iterations."""
-    return {name: float(values[-min(len(values), 50):].mean()) for name, values in state.history.items() if len(values)}
+    return {
+        name: float(values[-min(len(values), 50) :].mean()) for name, values in state.history.items() if len(values)
+    }

@@ -282,8 +282,8 @@ def annotate(options: AnnotateOptions) -> None:
 
     result = run_annotate(options)
     print_annotate(result)
-    if result.how == "stopped":  # Ctrl-C or SIGTERM: the answers are saved, but the exit says it was cut short
-        raise typer.Exit(130)
+    if result.how == "stopped":  # Ctrl-C or SIGTERM: the answers are saved (and said so), exit 130
+        raise Interrupted
 
 
 @command("show", ShowOptions)
@@ -427,8 +427,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     except LaborError as exc:
         print(f"labor: error{_rank_note()}: {original_message(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        if not _rank_note():
+    except KeyboardInterrupt as exc:
+        if not isinstance(exc, Interrupted) and not _rank_note():  # a reported stop needs no second line
             print("labor: interrupted", file=sys.stderr)
         sys.exit(130)
     except SystemExit as exc:

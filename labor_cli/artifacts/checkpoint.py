@@ -59,8 +59,11 @@ class Checkpoint:
 def network_config(config: Any, class_names: Any) -> dict:
     """The stored networks' config, checked: the architecture is rebuilt from it before any weight
     is read, so a crafted one must not name a huge class count or an init to download."""
-    if not isinstance(config, dict) or not set(config) <= {"arch", "num_classes", "init", "selector_backbone"}:
+    known = {"arch", "num_classes", "init", "selector_backbone", "backbone_layout"}  # Networks.config()'s keys
+    if not isinstance(config, dict) or not set(config) <= known:
         raise ValueError("networks config is not the one labor writes")
+    if config.get("backbone_layout", "torchvision") not in ("torchvision", "caffe"):
+        raise ValueError(f"unknown backbone_layout {config.get('backbone_layout')!r}")
     if (
         not isinstance(class_names, list)
         or not 2 <= len(class_names) <= 255

@@ -164,7 +164,8 @@ def test_a_full_disk_during_a_checkpoint_save_keeps_the_last_one(tmp_path, capsy
     code, err = run_labor(argv, capsys)
     line = one_line(err)
     assert code == 1 and "w.resume.h5: disk full while writing; nothing was written" in line, line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.resume.h5"]
+    # The loss-history CSV stays with the resume file it complements.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.losses.csv", "w.resume.h5"]
     assert artifacts.load_checkpoint(tmp_path / "w.resume.h5").state.iteration == 1  # the save before, whole
 
 

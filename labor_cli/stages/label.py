@@ -30,6 +30,7 @@ from labor_cli.options import LabelOptions, stored_config
 from labor_cli.selection import linear_index
 from labor_cli.selection_report import SelectionReport, wrong_and_known
 from labor_cli.stages.checks import check_class_names, check_pixels, dataset_indices, read_checked_pixel_set
+from labor_cli.stages.select import excluded_linear
 
 # --- answer statistics, shared with labor import ----------------------------------------------
 
@@ -243,11 +244,9 @@ def _uncertain_not_excluded(masks: artifacts.Masks, row: int, shape: tuple[int, 
     """A's stored most uncertain pixels of an image (most uncertain first) less the pixels labeled
     in earlier rounds, as `labor select --mode entropy` would see them; and how many pixels could
     be chosen at all."""
-    uncertain, excluded = masks.rows("uncertain", row), masks.rows("excluded", row)
-    linear = linear_index(uncertain["y"], uncertain["x"], shape)
-    excluded_linear = np.unique(linear_index(excluded["y"], excluded["x"], shape))
-    keep = ~np.isin(linear, excluded_linear)
-    return uncertain["y"][keep], uncertain["x"][keep], shape[0] * shape[1] - len(excluded_linear)
+    uncertain, excluded = masks.rows("uncertain", row), excluded_linear(masks, row, shape)
+    keep = ~np.isin(linear_index(uncertain["y"], uncertain["x"], shape), excluded)
+    return uncertain["y"][keep], uncertain["x"][keep], shape[0] * shape[1] - len(excluded)
 
 
 def _read_truth(dataset, index: int, size: np.ndarray) -> np.ndarray:

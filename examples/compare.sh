@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The comparison on the toy pairs at equal label budgets, for each pair and seed:
 #   source only; adversarial UDA (no labels);
-#   one round of 40 points per image: random, entropy, LabOR-PPL (PPL_SPACING px apart), ours (balanced);
+#   one round of 40 points per image: random, entropy, LabOR-PPL (PPL_SPACING px apart), ours (balanced),
+#     and two ceilings that read the target's ground truth (examples/oracle_select.py): class budgets from the
+#     true classes (oracle40), and the same with A's wrong pixels first (oracle-errors40);
 #   one round at LabOR-SPL's pixel ratio: LabOR-SPL, random, ours (balanced); all target pixels labeled;
 #   five rounds of 8 points per image (ROUND_ITERS adapt iterations each, labels accumulate): random, LabOR-PPL, ours.
 # Every one-round method adapts the same UDA warmup with the toy-adapt preset (300 iterations).
@@ -10,7 +12,8 @@
 # Environment: PAIRS="photo night" (the toy's two kinds of shift), METHODS (one-round methods, default all),
 # ROUND_METHODS="random ppl balanced" and ROUND_SEEDS (default: SEEDS), BASELINES="source-only uda",
 # WARMUP_SEED (set: every seed adapts that seed's warmup, so the seeds vary the selection and the adapt round only),
-# LABOR (the command, default labor), PYTHON (with h5py, default python3).
+# FIGURES=DIR (draw, per pair, mIoU against the labeled share and IoU per class into DIR; needs labor[plot]),
+# LABOR (the command, default labor), PYTHON (one that imports labor_cli, as the activated .venv's python3 does; default python3).
 # Steps whose artifact exists are kept (rerun to resume, or to add methods and seeds). Prints, per pair: mIoU
 # (mean, sd, per seed), where each selection falls (A's error there and the share of A's wrong pixels it holds,
 # next to random's and entropy's at the same budget), and IoU per class. Raw numbers: RUNS_DIR/results.json.
@@ -18,7 +21,7 @@ set -euo pipefail
 RUNS=${1:-runs/compare}; shift || true
 SEEDS=${*:-0 1 2}
 PAIRS=${PAIRS:-photo night}
-METHODS=${METHODS:-random40 entropy40 ppl40 balanced40 spl random-spl-ratio balanced-spl-ratio all}
+METHODS=${METHODS:-random40 entropy40 ppl40 balanced40 oracle40 oracle-errors40 spl random-spl-ratio balanced-spl-ratio all}
 ROUND_METHODS=${ROUND_METHODS-random ppl balanced}
 ROUND_SEEDS=${ROUND_SEEDS:-$SEEDS}
 BASELINES=${BASELINES-source-only uda}
@@ -26,6 +29,7 @@ LABOR=${LABOR:-labor}
 PYTHON=${PYTHON:-python3}
 PPL_SPACING=${PPL_SPACING:-8}  # pixels between LabOR-PPL points (docs/method.md's choice)
 ROUNDS=${ROUNDS:-5}; ROUND_POINTS=${ROUND_POINTS:-8}; ROUND_ITERS=${ROUND_ITERS:-60}
+HERE=$(dirname "$0")
 keep() { [ -e "$1" ]; }
 
 share_of() {  # the labeled share of a labels artifact, as a fraction of the pixels
@@ -43,6 +47,14 @@ select_options() {  # the options of `labor select` for a one-round method
     balanced-spl-ratio) echo --mode balanced --ratio "$(spl_ratio)" --seed "$seed" ;;
     all) echo --mode random --ratio 1.0 ;;
     *) echo "unknown method $1" >&2; exit 2 ;;
+  esac
+}
+
+make_selection() {  # make_selection METHOD OUTPUT: `labor select`, or a ceiling that reads the ground truth
+  case $1 in
+    oracle40) $PYTHON "$HERE/oracle_select.py" "$masks" "$T" --points 40 --seed "$seed" -o "$2" >/dev/null ;;
+    oracle-errors40) $PYTHON "$HERE/oracle_select.py" "$masks" "$T" --points 40 --seed "$seed" --errors-first -o "$2" >/dev/null ;;
+    *) $LABOR select --masks "$masks" $(select_options "$1") -o "$2" -q >/dev/null ;;
   esac
 }
 
@@ -87,7 +99,7 @@ for pair in $PAIRS; do
       keep "$d/eval-$m.h5" || $LABOR evaluate -m "$d/$m.h5" --target "$T" -o "$d/eval-$m.h5" -q >/dev/null
     done
     for m in $METHODS; do
-      keep "$d/sel-$m.h5" || $LABOR select --masks "$masks" $(select_options "$m") -o "$d/sel-$m.h5" -q >/dev/null
+      keep "$d/sel-$m.h5" || make_selection "$m" "$d/sel-$m.h5"
       keep "$d/lab-$m.h5" || $LABOR label --selection "$d/sel-$m.h5" --target "$T" --masks "$masks" -o "$d/lab-$m.h5" -q >/dev/null
       keep "$d/model-$m.h5" || $LABOR adapt -m "$uda" --labels "$d/lab-$m.h5" --source "$S" --target "$T" \
         --config toy-adapt --seed "$seed" -o "$d/model-$m.h5" -q
@@ -104,4 +116,20 @@ for pair in $PAIRS; do
   done
 done
 
-$PYTHON "$(dirname "$0")/compare_tables.py" "$RUNS" --seeds $SEEDS --pairs $PAIRS --spacing "$PPL_SPACING"
+$PYTHON "$HERE/compare_tables.py" "$RUNS" --seeds $SEEDS --pairs $PAIRS --spacing "$PPL_SPACING"
+
+if [ -n "${FIGURES:-}" ]; then
+  mkdir -p "$FIGURES"
+  for pair in $PAIRS; do
+    r=$RUNS/$pair/seed
+    $LABOR plot budget --label "adversarial UDA=${r}*/eval-uda.h5" \
+      --label "random=${r}*/eval-random40.h5" --label "random=${r}*/eval-random-spl-ratio.h5" \
+      --label "ours (balanced)=${r}*/eval-balanced40.h5" --label "ours (balanced)=${r}*/eval-balanced-spl-ratio.h5" \
+      --label "LabOR (PPL, SPL)=${r}*/eval-ppl40.h5" --label "LabOR (PPL, SPL)=${r}*/eval-spl.h5" \
+      --label "ceiling: true classes=${r}*/eval-oracle40.h5" --label "all pixels=${r}*/eval-all.h5" \
+      -o "$FIGURES/compare-$pair-budget.png" --size 900x600 --force
+    $LABOR plot classes --label "random=${r}*/eval-random40.h5" --label "LabOR-PPL=${r}*/eval-ppl40.h5" \
+      --label "ours (balanced)=${r}*/eval-balanced40.h5" --label "ceiling: true classes=${r}*/eval-oracle40.h5" \
+      -o "$FIGURES/compare-$pair-classes.png" --size 1400x600 --force
+  done
+fi

@@ -23,6 +23,8 @@ METHODS = [
     ("entropy, 40 points / image", "entropy40", "entropy40"),
     ("LabOR-PPL, 40 points / image, {spacing} px apart", "ppl40", "ppl40"),
     ("**ours (balanced), 40 points / image**", "balanced40", "balanced40"),
+    ("ceiling: true classes balanced, 40 points / image (reads the ground truth)", "oracle40", "oracle40"),
+    ("ceiling: the same, A's wrong pixels first (reads the ground truth)", "oracle-errors40", "oracle-errors40"),
     ("LabOR-SPL, whole mask", "spl", "spl"),
     ("random, at SPL's pixel ratio", "random-spl-ratio", "random-spl-ratio"),
     ("**ours (balanced), at SPL's pixel ratio**", "balanced-spl-ratio", "balanced-spl-ratio"),

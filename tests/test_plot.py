@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -143,6 +144,20 @@ def test_budget_points_come_from_the_lineage(chain):
     assert math.isclose(first.miou, np.mean(seed_mious)) and math.isclose(first.miou_sd, np.std(seed_mious, ddof=1))
     warm = series["adversarial warmup"][0]
     assert warm.share == 0 and math.isclose(warm.miou, 35.0)  # nan class left out of the mean
+
+
+def test_one_round_at_two_budgets_gives_two_points():
+    def point(share, miou, rounds=1):
+        return plot.EvalPoint(Path(f"e{share}-{miou}.h5"), miou, share, "random", rounds)
+
+    # 40 points per image on three seeds (shares a little apart), a 2% ratio on two, 2 rounds on one
+    points = [point(0.12, 60.0), point(0.13, 62.0), point(0.125, 61.0), point(2.1, 65.0), point(2.2, 64.0)]
+    points.append(point(0.24, 63.0, rounds=2))
+    forty, two_rounds, ratio = plot.budget_series({"random": points})["random"]
+    assert (forty.count, two_rounds.count, ratio.count) == (3, 1, 2)
+    assert math.isclose(forty.share, 0.125) and math.isclose(forty.miou, 61.0) and math.isclose(forty.miou_sd, 1.0)
+    assert math.isclose(ratio.share, 2.15) and math.isclose(ratio.miou, 64.5)
+    assert math.isclose(two_rounds.share, 0.24)
 
 
 def test_labels_name_and_order_the_methods(chain, tmp_path):

@@ -4,8 +4,8 @@
   OUTPUT.losses.csv, labor_cli.history) against the iteration, raw and smoothed.
 - ``budget``: for a set of evaluation artifacts, mIoU against the share of target pixels the
   evaluated model was trained with (from its labels artifact, found through the lineage). One
-  series per method, a point per budget (adapt round), mean and standard deviation over the
-  artifacts of that method and budget (seeds); methods without target labels are drawn as
+  series per method, a point per budget (the number of adapt rounds, and the labeled share),
+  mean and standard deviation over the artifacts of that method and budget (seeds); methods without target labels are drawn as
   horizontal lines. Methods are named by ``--label NAME=GLOB`` (the artifacts a glob matches),
   or else from the lineage: the selection mode and budget of the labels (``ppl, 40 points``),
   ``source only`` / ``adversarial warmup`` for warmups.
@@ -259,14 +259,28 @@ class BudgetPoint:
     count: int
 
 
+# Evaluations of a method with the same number of rounds whose labeled shares are within this
+# factor of each other are one budget (seeds vary the share a little; 40 points against a 2% mask
+# are two budgets).
+SAME_BUDGET_FACTOR = 1.25
+
+
 def budget_series(groups: dict[str, list[EvalPoint]]) -> dict[str, list[BudgetPoint]]:
-    """Per method, one point per number of labels rounds: mean and sd (over seeds) of share and mIoU."""
+    """Per method, one point per budget (number of labels rounds, and labeled share within
+    SAME_BUDGET_FACTOR): mean and sd (over seeds) of share and mIoU, by increasing share."""
     series = {}
     for name, points in groups.items():
-        by_rounds: dict[int, list[EvalPoint]] = {}
-        for point in points:
-            by_rounds.setdefault(point.rounds, []).append(point)
-        series[name] = [_mean_sd(by_rounds[rounds]) for rounds in sorted(by_rounds)]
+        budgets: list[list[EvalPoint]] = []
+        for point in sorted(points, key=lambda p: (p.rounds, p.share)):
+            first = budgets[-1][0] if budgets else None
+            same = first is not None and point.rounds == first.rounds
+            if same and not point.share <= first.share * SAME_BUDGET_FACTOR:  # nan shares stay together
+                same = math.isnan(point.share) and math.isnan(first.share)
+            if same:
+                budgets[-1].append(point)
+            else:
+                budgets.append([point])
+        series[name] = sorted((_mean_sd(b) for b in budgets), key=lambda b: (b.share, b.count))
     return series
 
 

@@ -21,18 +21,13 @@ from labor_cli.distributed import Rank
 from labor_cli.drawing import palette_256
 from labor_cli.errors import LaborError
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
-from labor_cli.models import fold_frozen_batchnorm
 from labor_cli.options import EvaluateOptions, resolve_workers, stored_config
 from labor_cli.runtime import (
     CompileFallback,
     autocast,
-    configure_backends,
     memory_format,
-    resolve_compile,
-    resolve_device,
-    resolve_precision,
 )
-from labor_cli.stages.predict import cityscapes_prediction_name
+from labor_cli.stages.predict import cityscapes_prediction_name, prepare_inference
 
 
 class FullLabelView(torch.utils.data.Dataset):
@@ -84,11 +79,9 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
     checkpoint = artifacts.load_checkpoint(options.model)
     dataset = open_dataset(options.target, options.split, class_set=checkpoint.class_set, skip_bad=options.skip_bad)
     dataset.check_classes(checkpoint.class_set, "evaluation target")
-    device = resolve_device(options.device, rank)
-    precision = resolve_precision(options.precision, device)
+    inference = prepare_inference(checkpoint, options.device, options.precision, options.compile, rank)
+    model, device, precision, compiled = inference.model, inference.device, inference.precision, inference.compiled
     size = options.input_size or dataset.train_size
-    model = inference_segmenter(checkpoint, device)
-    compiled = CompileFallback(model.called_modules(), resolve_compile(options.compile, device, training=False))
 
     started = time.perf_counter()
     confusion = confusion_over(dataset, size, model, compiled, options, device, precision, checkpoint, rank)
@@ -109,15 +102,6 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
         f.attrs["class_names"] = json.dumps(checkpoint.class_names)
         f.attrs["scores"] = json.dumps(scores)
     return EvaluationResult(list(checkpoint.class_names), confusion, iou, scores, len(dataset), seconds)
-
-
-def inference_segmenter(checkpoint: artifacts.Checkpoint, device: torch.device):
-    """A on the device, in eval mode, its FrozenBNs folded into the convolutions."""
-    model = checkpoint.networks.segmenter
-    fold_frozen_batchnorm(model)  # inference only, and these weights are never saved
-    model = model.to(device, memory_format=memory_format(device)).eval()
-    configure_backends(device)
-    return model
 
 
 def confusion_over(

@@ -27,7 +27,7 @@ from labor_cli import __version__, artifacts
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import class_colours, index_to_label_id
-from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
+from labor_cli.data.transforms import ImageNormalizer
 from labor_cli.drawing import check_output_folder, output_folder
 from labor_cli.errors import LaborUsageError
 from labor_cli.models import fold_frozen_batchnorm
@@ -41,6 +41,7 @@ from labor_cli.runtime import (
     resolve_device,
     resolve_precision,
 )
+from labor_cli.stages.extract import ExtractionView
 
 RECORD_FILE = "predictions.json"
 
@@ -50,23 +51,6 @@ def cityscapes_prediction_name(image_id: str, colour: bool = False) -> str:
     '..._pred_color.png'): the image's own base name first, as cityscapesScripts matches it."""
     base = image_id.replace("\\", "/").rsplit("/", 1)[-1]
     return f"{base}_pred_{'color' if colour else 'labelIds'}.png"
-
-
-class ImageView(torch.utils.data.Dataset):
-    """Images resized to the network's input size, with their own (H, W); no labels read."""
-
-    def __init__(self, dataset, size: tuple[int, int] | None):
-        self.dataset, self.size = dataset, size
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict:
-        image = self.dataset.read_image(i)
-        native = image.shape[:2]
-        if self.size is not None:
-            image = resize_image(image, self.size)
-        return {"image": image_as_tensor(image), "index": i, "height": native[0], "width": native[1]}
 
 
 @dataclass
@@ -81,7 +65,7 @@ class Inference:
 
 
 def prepare_inference(checkpoint, device: str, precision: str, compile: str, rank=None) -> Inference:
-    """What evaluate does before its loop, shared: fold FrozenBN (inference only, never saved),
+    """What predict and evaluate do before their loops: fold FrozenBN (inference only, never saved),
     move A to the device in its memory format, cuDNN autotuning, torch.compile if asked."""
     torch_device = resolve_device(device, rank)
     model = checkpoint.networks.segmenter
@@ -137,7 +121,7 @@ def run_predict(options: PredictOptions) -> PredictResult:
     size = options.input_size or dataset.train_size
     inference = prepare_inference(checkpoint, options.device, options.precision, options.compile)
     loader = torch.utils.data.DataLoader(
-        ImageView(dataset, size),
+        ExtractionView(dataset, size),
         batch_size=options.batch_size,
         num_workers=resolve_workers(options.workers),
         pin_memory=inference.device.type == "cuda",
@@ -169,7 +153,7 @@ def run_predict(options: PredictOptions) -> PredictResult:
         task = bar.add_task("predict", total=len(dataset), status="")
         for batch in loader:
             images = inference.normalize(batch["image"].to(inference.device, non_blocking=True))
-            sizes = list(zip(batch["height"].tolist(), batch["width"].tolist()))
+            sizes = [tuple(native) for native in batch["native_size"].tolist()]
             predictions = inference.compiled(predict_native, inference.model, images, sizes, inference.precision)
             for index, prediction in zip(batch["index"].tolist(), predictions):
                 classes = prediction.cpu().numpy().astype(np.uint8)

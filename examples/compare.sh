@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The comparison on the toy pairs at equal label budgets, for each pair and seed:
 #   source only; adversarial UDA (no labels);
-#   one round of 40 points per image: random, entropy, LabOR-PPL (PPL_SPACING px apart), ours (balanced),
+#   one round of 40 points per image: random, entropy, LabOR-PPL (PPL_SPACING px apart), ours (balanced: its
+#     default strata, pairs of A's class and runner-up class, and the class strata alone),
 #     and two ceilings that read the target's ground truth (examples/oracle_select.py): class budgets from the
 #     true classes (oracle40), and the same with A's wrong pixels first (oracle-errors40);
-#   one round at LabOR-SPL's pixel ratio: LabOR-SPL, random, ours (balanced); all target pixels labeled;
-#   five rounds of 8 points per image (ROUND_ITERS adapt iterations each, labels accumulate): random, LabOR-PPL, ours.
+#   one round at LabOR-SPL's pixel ratio: LabOR-SPL, random, ours (both); all target pixels labeled;
+#   five rounds of 8 points per image (ROUND_ITERS adapt iterations each, labels accumulate): random, LabOR-PPL, ours
+#     (class strata).
 # Every one-round method adapts the same UDA warmup with the toy-adapt preset (300 iterations).
 #
 #   examples/compare.sh [RUNS_DIR] [SEEDS...]        e.g. examples/compare.sh runs/compare 0 1 2
-# Environment: PAIRS="photo night" (the toy's two kinds of shift), METHODS (one-round methods, default all),
+# Environment: PAIRS="photo night" (the toy's two kinds of shift), METHODS (one-round methods, default all; "" none),
 # ROUND_METHODS="random ppl balanced" and ROUND_SEEDS (default: SEEDS), BASELINES="source-only uda",
 # WARMUP_SEED (set: every seed adapts that seed's warmup, so the seeds vary the selection and the adapt round only),
 # FIGURES=DIR (draw, per pair, mIoU against the labeled share and IoU per class into DIR; needs labor[plot]),
@@ -21,7 +23,7 @@ set -euo pipefail
 RUNS=${1:-runs/compare}; shift || true
 SEEDS=${*:-0 1 2}
 PAIRS=${PAIRS:-photo night}
-METHODS=${METHODS:-random40 entropy40 ppl40 balanced40 oracle40 oracle-errors40 spl random-spl-ratio balanced-spl-ratio all}
+METHODS=${METHODS-random40 entropy40 ppl40 balanced40 balanced-pair40 oracle40 oracle-errors40 spl random-spl-ratio balanced-spl-ratio balanced-pair-spl-ratio all}
 ROUND_METHODS=${ROUND_METHODS-random ppl balanced}
 ROUND_SEEDS=${ROUND_SEEDS:-$SEEDS}
 BASELINES=${BASELINES-source-only uda}
@@ -41,10 +43,12 @@ select_options() {  # the options of `labor select` for a one-round method
     random40) echo --mode random --points 40 --seed "$seed" ;;
     entropy40) echo --mode entropy --points 40 ;;
     ppl40) echo --mode ppl --points 40 --min-spacing "$PPL_SPACING" ;;
-    balanced40) echo --mode balanced --points 40 --seed "$seed" ;;
+    balanced40) echo --mode balanced --strata class --points 40 --seed "$seed" ;;
+    balanced-pair40) echo --mode balanced --strata class-pair --points 40 --seed "$seed" ;;
     spl) echo --mode spl ;;
     random-spl-ratio) echo --mode random --ratio "$(spl_ratio)" --seed "$seed" ;;
-    balanced-spl-ratio) echo --mode balanced --ratio "$(spl_ratio)" --seed "$seed" ;;
+    balanced-spl-ratio) echo --mode balanced --strata class --ratio "$(spl_ratio)" --seed "$seed" ;;
+    balanced-pair-spl-ratio) echo --mode balanced --strata class-pair --ratio "$(spl_ratio)" --seed "$seed" ;;
     all) echo --mode random --ratio 1.0 ;;
     *) echo "unknown method $1" >&2; exit 2 ;;
   esac
@@ -109,6 +113,7 @@ for pair in $PAIRS; do
       for m in $ROUND_METHODS; do
         case $m in
           ppl) rounds ppl ppl --min-spacing "$PPL_SPACING" ;;
+          balanced) rounds balanced balanced --strata class --seed "$seed" ;;
           *) rounds "$m" "$m" --seed "$seed" ;;
         esac
       done ;;
@@ -124,12 +129,13 @@ if [ -n "${FIGURES:-}" ]; then
     r=$RUNS/$pair/seed
     $LABOR plot budget --label "adversarial UDA=${r}*/eval-uda.h5" \
       --label "random=${r}*/eval-random40.h5" --label "random=${r}*/eval-random-spl-ratio.h5" \
-      --label "ours (balanced)=${r}*/eval-balanced40.h5" --label "ours (balanced)=${r}*/eval-balanced-spl-ratio.h5" \
+      --label "ours (balanced)=${r}*/eval-balanced-pair40.h5" --label "ours (balanced)=${r}*/eval-balanced-pair-spl-ratio.h5" \
+      --label "ours, class strata=${r}*/eval-balanced40.h5" --label "ours, class strata=${r}*/eval-balanced-spl-ratio.h5" \
       --label "LabOR (PPL, SPL)=${r}*/eval-ppl40.h5" --label "LabOR (PPL, SPL)=${r}*/eval-spl.h5" \
       --label "ceiling: true classes=${r}*/eval-oracle40.h5" --label "all pixels=${r}*/eval-all.h5" \
       -o "$FIGURES/compare-$pair-budget.png" --size 900x600 --force
     $LABOR plot classes --label "random=${r}*/eval-random40.h5" --label "LabOR-PPL=${r}*/eval-ppl40.h5" \
-      --label "ours (balanced)=${r}*/eval-balanced40.h5" --label "ceiling: true classes=${r}*/eval-oracle40.h5" \
+      --label "ours (balanced)=${r}*/eval-balanced-pair40.h5" --label "ceiling: true classes=${r}*/eval-oracle40.h5" \
       -o "$FIGURES/compare-$pair-classes.png" --size 1400x600 --force
   done
 fi

@@ -22,16 +22,22 @@ METHODS = [
     ("random, 40 points / image", "random40", "random40"),
     ("entropy, 40 points / image", "entropy40", "entropy40"),
     ("LabOR-PPL, 40 points / image, {spacing} px apart", "ppl40", "ppl40"),
-    ("**ours (balanced), 40 points / image**", "balanced40", "balanced40"),
+    ("**ours (balanced: class-pair strata, the default), 40 points / image**", "balanced-pair40", "balanced-pair40"),
+    ("ours, class strata (`--strata class`), 40 points / image", "balanced40", "balanced40"),
     ("ceiling: true classes balanced, 40 points / image (reads the ground truth)", "oracle40", "oracle40"),
     ("ceiling: the same, A's wrong pixels first (reads the ground truth)", "oracle-errors40", "oracle-errors40"),
     ("LabOR-SPL, whole mask", "spl", "spl"),
     ("random, at SPL's pixel ratio", "random-spl-ratio", "random-spl-ratio"),
-    ("**ours (balanced), at SPL's pixel ratio**", "balanced-spl-ratio", "balanced-spl-ratio"),
+    (
+        "**ours (balanced: class-pair strata, the default), at SPL's pixel ratio**",
+        "balanced-pair-spl-ratio",
+        "balanced-pair-spl-ratio",
+    ),
+    ("ours, class strata, at SPL's pixel ratio", "balanced-spl-ratio", "balanced-spl-ratio"),
     ("all target pixels labeled", "all", "all"),
     ("random, 5 rounds of 8 points", "random-5x8", "random-5x8"),
     ("LabOR-PPL, 5 rounds of 8 points", "ppl-5x8", "ppl-5x8"),
-    ("ours (balanced), 5 rounds of 8 points", "balanced-5x8", "balanced-5x8"),
+    ("ours (balanced, class strata), 5 rounds of 8 points", "balanced-5x8", "balanced-5x8"),
 ]
 
 
@@ -70,6 +76,7 @@ def pair_tables(runs: Path, pair: str, seeds: list[str], spacing: str) -> dict:
             "class_names": evaluations[0][1],
             "iou": [statistics.mean(e[2][k] for e in evaluations) for k in range(len(evaluations[0][1]))],
             "labeled_percent": [s["labeled_share_percent"] for s in summaries] or [0.0],
+            "error_rate_selected_percent": [s.get("error_rate_selected_percent") for s in summaries],
             "summaries": summaries,
         }
     return results

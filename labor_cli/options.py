@@ -40,6 +40,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_CHOICES = ("auto", "on", "off")
 OPTIMIZERS = ("sgd", "adamw")
 SELECT_MODES = ("ppl", "spl", "balanced", "random", "entropy")
+BALANCE_STRATA = ("class", "class-pair")
 EXPORT_FORMATS = ("csv", "json")
 TOY_SIZES = ("default", "tiny")
 PLOTS = ("curves", "budget", "classes")
@@ -386,6 +387,12 @@ class SelectOptions:
         default=0.5,
         help="balanced: class budgets proportional to A's predicted area to "
         "this power (1: as random, 0: equal per class).",
+    )
+    strata: str = option(
+        default="class-pair",
+        choices=BALANCE_STRATA,
+        help="balanced: what the budget is split over: class-pair (A's class and its runner-up "
+        "class) or class (A's class alone), docs/method.md.",
     )
     seed: int = option(default=0, help="Seed (random mode and ties); the same seed gives the same selection.")
     force: bool = force_option()

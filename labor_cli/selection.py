@@ -8,8 +8,9 @@ pixels in priority order (the first one is the one the mode wants most). The sta
 - :func:`ppl_pick`: the paper's prototype rule (docs/method.md): points dealt to classes round-robin, each class
   giving its next most representative candidate (cosine similarity to the class prototype).
 - :func:`random_pick`: uniform over the image's pixels, never an excluded one.
-- :func:`balanced_pick`: ours: uniform within each predicted class, class budgets proportional to
-  the class's area to a power (docs/method.md, "Selection modes beyond the paper").
+- :func:`balanced_pick`: ours: uniform within each predicted class (or each pair of predicted and
+  runner-up class), budgets proportional to the group's area to a power (docs/method.md,
+  "Selection modes beyond the paper").
 - :func:`entropy_pick`: A's most uncertain pixels, highest entropy first.
 
 Minimum spacing (:func:`pick_spaced`) is a preference, the budget is exact: among the first
@@ -314,6 +315,7 @@ def balanced_pick(
     min_spacing: float = 0.0,
     excluded: np.ndarray | None = None,
     pool_factor: int = SPACING_POOL_FACTOR,
+    runner_up: np.ndarray | None = None,
 ) -> Chosen:
     """n pixels drawn uniformly within each of A's predicted classes, with class budgets
     proportional to the class's area to the power ``power`` (:func:`class_budgets`).
@@ -321,17 +323,21 @@ def balanced_pick(
     A uniform draw gives a class points in proportion to its area, so a class A predicts on a
     few hundred pixels gets almost none; power 0.5 gives it more at the expense of the large
     classes (road, building, sky) while every class keeps points all over its area, confident
-    errors included. Excluded pixels are never chosen; the result is grouped by class.
+    errors included. With ``runner_up`` (A's second class per pixel) the groups are the pairs
+    (class, runner-up): a class's area splits by what A would say otherwise, and each part gets
+    its own budget. Excluded pixels are never chosen; the result is grouped by class.
     """
     height, width = prediction.shape
-    flat = prediction.reshape(-1)
-    available = np.ones(flat.size, dtype=bool)
+    groups = prediction.reshape(-1).astype(np.int64)
+    if runner_up is not None:
+        groups = groups * 256 + runner_up.reshape(-1)  # uint8 classes: the pair as one sortable key
+    available = np.ones(groups.size, dtype=bool)
     if excluded is not None and len(excluded):
         available[np.asarray(excluded, dtype=np.int64)] = False
-    classes = flat[available].astype(np.int64)
+    keys = groups[available]
     pixels = np.flatnonzero(available)
-    order = np.argsort(classes, kind="stable")
-    present, starts, areas = np.unique(classes[order], return_index=True, return_counts=True)
+    order = np.argsort(keys, kind="stable")
+    present, starts, areas = np.unique(keys[order], return_index=True, return_counts=True)
     budgets = class_budgets(areas, n, power)
     ys, xs, relaxed = [], [], False
     for start, area, budget in zip(starts, areas, budgets):

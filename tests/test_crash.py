@@ -122,6 +122,15 @@ def test_an_extraction_that_dies_keeps_its_periodic_save(
     with h5py.File(tmp_path / "masks.resume.h5") as f:
         assert '"written": 2' in f.attrs["resume_state"]
     monkeypatch.setattr(masks.MasksWriter, "add", real_add)
+    # a resume file an older labor saved (no runner-up map) is refused, not completed without it
+    older = tmp_path / "older"
+    older.mkdir()
+    shutil.copyfile(tmp_path / "masks.resume.h5", older / "masks.resume.h5")
+    with h5py.File(older / "masks.resume.h5", "a") as f:
+        del f["runner_up"]
+    code, err = run_labor(extract_argv(warm_checkpoint, toy_target, older / "masks.h5", "--resume"), capsys)
+    assert code == 1 and "masks.resume.h5: was saved by an older labor (no runner-up map)" in one_line(err)
+    shutil.rmtree(older)
     code, err = run_labor(extract_argv(warm_checkpoint, toy_target, output, "--resume"), capsys)
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks.h5"]

@@ -28,6 +28,9 @@ def test_two_heads_that_disagree_exactly_on_a_drawn_region_give_exactly_that_mas
     np.testing.assert_array_equal(unpack_mask(rows["mask_packed"], (12, 16)), expected)
     assert rows["prediction"].dtype == np.uint8
     np.testing.assert_array_equal(rows["prediction"], logits.argmax(0).numpy())
+    # the runner-up: the second of A's classes by logit, never the prediction itself
+    np.testing.assert_array_equal(rows["runner_up"], logits.argsort(0, descending=True)[1].numpy())
+    assert rows["runner_up"].dtype == np.uint8
     # the mask's pixels counted by A's class
     np.testing.assert_array_equal(rows["mask_by_class"], np.bincount(logits.argmax(0).numpy()[expected], minlength=3))
 
@@ -196,3 +199,38 @@ def test_a_resnet_checkpoint_is_extracted_and_evaluated_with_folded_batchnorm(tm
         )
     )
     assert result.confusion.sum() > 0
+
+
+def test_the_executable_extracts_the_runner_up_and_balanced_selects_over_class_pairs(
+    tmp_path, warm_checkpoint, toy_target
+):
+    """Through `labor` with default loader workers: extract stores a runner-up map that is never
+    the prediction, and the default balanced selection gives every (class, runner-up) pair of an
+    image the budget class_budgets computes from the pairs' areas."""
+    import subprocess
+    import sys
+
+    from labor_cli import selection
+
+    def labor(*args):
+        result = subprocess.run(
+            [sys.executable, "-m", "labor_cli", *map(str, args)], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+
+    masks_path, selection_path = tmp_path / "masks.h5", tmp_path / "sel.h5"
+    labor("extract", "-m", warm_checkpoint, "--target", toy_target, "-o", masks_path, "--device", "cpu", "-q")
+    labor("select", "--masks", masks_path, "--mode", "balanced", "--points", "9", "--seed", "3", "-o", selection_path)
+    chosen = artifacts.read_pixel_set(selection_path, "selection")
+    with artifacts.Masks(masks_path) as masks:
+        assert masks.has_runner_up and len(masks) > 1
+        for i in range(len(masks)):
+            prediction, runner_up = masks.prediction(i), masks.runner_up(i)
+            assert not (prediction == runner_up).any()
+            pairs = prediction.astype(np.int64) * 256 + runner_up
+            keys, areas = np.unique(pairs, return_counts=True)
+            s = chosen.pixels_of(i)
+            got = pairs[chosen.y[s], chosen.x[s]]
+            expected = selection.class_budgets(areas, 9, 0.5)
+            assert [int((got == k).sum()) for k in keys] == expected.tolist()
+            np.testing.assert_array_equal(chosen.predicted[s], prediction[chosen.y[s], chosen.x[s]])

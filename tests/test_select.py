@@ -18,11 +18,14 @@ def _rows(**columns):
     return {name: np.asarray(values) for name, values in columns.items()}
 
 
-def _image(h, w, prediction=None, mask=None, candidates=None, uncertain=None, excluded=None):
-    """One image of a hand-made masks artifact; missing groups are empty."""
+def _image(h, w, prediction=None, mask=None, candidates=None, uncertain=None, excluded=None, runner_up=None):
+    """One image of a hand-made masks artifact; missing groups are empty, the runner-up is the
+    next class."""
+    prediction = np.zeros((h, w), np.uint8) if prediction is None else np.asarray(prediction, np.uint8)
     return {
         "size": (h, w),
-        "prediction": np.zeros((h, w), np.uint8) if prediction is None else np.asarray(prediction, np.uint8),
+        "prediction": prediction,
+        "runner_up": (prediction + 1) % len(CLASSES) if runner_up is None else np.asarray(runner_up, np.uint8),
         "mask": np.zeros((h, w), bool) if mask is None else np.asarray(mask, bool),
         "candidates": candidates or _rows(y=[], x=[], **{"class": []}, similarity=[]),
         "uncertain": uncertain or _rows(y=[], x=[], entropy=[]),
@@ -35,7 +38,8 @@ def write_masks(path, images):
     with artifacts.create_artifact(path, "masks", {}, []) as f:
         writer = artifacts.MasksWriter(f, ids, np.array([im["size"] for im in images]), "test4", CLASSES)
         for i, im in enumerate(images):
-            writer.add(i, im["prediction"], im["mask"], {k: im[k] for k in ("candidates", "uncertain", "excluded")})
+            groups = {k: im[k] for k in ("candidates", "uncertain", "excluded")}
+            writer.add(i, im["prediction"], im["runner_up"], im["mask"], groups)
         writer.close()
     return path
 
@@ -395,6 +399,52 @@ def test_balanced_draws_each_class_budget_inside_the_class_and_follows_the_seed(
     assert (0, 0) not in pairs(a) and (5, 5) not in pairs(a) and len(set(pairs(a))) == 20
     assert pairs(a) == pairs(b) and pairs(a) != pairs(c)
     assert result.class_counts["road"] == 14 and result.summary["mode"] == "balanced"
+
+
+def test_balanced_over_class_pairs_splits_a_class_by_its_runner_up(tmp_path):
+    """The default strata: the pairs (A's class, A's runner-up), each with its own budget."""
+    prediction = np.zeros((40, 50), np.uint8)
+    prediction[:, 45:] = 1  # 200 pixels of class 1
+    runner_up = np.full((40, 50), 2, np.uint8)
+    runner_up[:, :2] = 3  # 80 of class 0's pixels would otherwise be class 3
+    runner_up[:, 45:] = 0
+    masks = write_masks(tmp_path / "m.h5", [_image(40, 50, prediction=prediction, runner_up=runner_up)])
+    _, pair = select(tmp_path, masks, "balanced", name="pair.h5", points=20, seed=1)  # the default strata
+    groups = prediction[pair.y, pair.x].astype(int) * 4 + runner_up[pair.y, pair.x]
+    expected = selection.class_budgets(np.array([1720, 80, 200]), 20, 0.5)  # (0, 2), (0, 3), (1, 0)
+    assert np.bincount(groups, minlength=5)[[2, 3, 4]].tolist() == expected.tolist() == [13, 3, 4]
+    np.testing.assert_array_equal(pair.predicted, prediction[pair.y, pair.x])
+    assert len(set(pairs(pair))) == 20
+
+    # one runner-up per class: the pairs are the classes, and the draws are class strata's own
+    plain = write_masks(tmp_path / "plain.h5", [_image(40, 50, prediction=prediction)])
+    _, by_pair = select(tmp_path, plain, "balanced", name="a.h5", points=20, seed=1)
+    _, by_class = select(tmp_path, plain, "balanced", name="b.h5", points=20, seed=1, strata="class")
+    assert pairs(by_pair) == pairs(by_class)
+
+
+def test_class_pairs_need_a_stored_runner_up(tmp_path):
+    masks = write_masks(tmp_path / "m.h5", [_image(10, 10)])
+    with h5py.File(masks, "a") as f:
+        del f["runner_up"]
+        f["runner_up"] = np.zeros(99, np.uint8)  # one byte short of the 10x10 image
+    with pytest.raises(LaborError, match=r"m\.h5: damaged masks artifact: 'runner_up' does not hold the 100 bytes"):
+        select(tmp_path, masks, "balanced", points=5)
+    with h5py.File(masks, "a") as f:
+        del f["runner_up"]  # as an older labor extract wrote it
+    with pytest.raises(
+        LaborError,
+        match=r"m\.h5: --mode balanced --strata class-pair \(the default\) needs A's runner-up class.*"
+        r"re-run `labor extract`, or select with --strata class",
+    ):
+        select(tmp_path, masks, "balanced", name="pair.h5", points=5)
+    assert not (tmp_path / "pair.h5").exists()
+    # class strata and the other modes do not read it
+    for mode, extra in (("balanced", {"strata": "class"}), ("random", {}), ("spl", {})):
+        _, chosen = select(
+            tmp_path, masks, mode, name=f"{mode}.h5", **({"points": 5} if mode != "spl" else {}), **extra
+        )
+        assert len(chosen.y) == (5 if mode != "spl" else 0)
 
 
 def test_balanced_at_a_ratio_and_power_one_spreads_like_area(tmp_path):

@@ -106,7 +106,7 @@ def write_masks(path, dataset):
             prediction[32:] = 13  # road on top, car below
             mask = np.zeros((64, 128), bool)
             mask[10:20, 30:50] = True
-            writer.add(i, prediction, mask, empty)
+            writer.add(i, prediction, np.full_like(prediction, 1), mask, empty)
         writer.close()
 
 

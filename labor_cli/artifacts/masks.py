@@ -2,6 +2,8 @@
 
 Per image, in its own pixel grid (H, W):
   prediction  A's class per pixel (uint8), flat over all images; image i at pixel_offsets[i]
+  runner_up   A's second most probable class per pixel, laid out as prediction (optional: older
+              artifacts lack it; ``labor select --strata class-pair`` needs it)
   mask        the inconsistency mask minus excluded pixels, np.packbits of H*W bits; image i
               at mask_offsets[i]
   candidates/ PPL's candidates: per class, the mask pixels closest (cosine) to the class
@@ -61,7 +63,11 @@ class MasksWriter:
         f.create_dataset("pixel_offsets", data=np.concatenate([[0], np.cumsum(pixels)]))
         f.create_dataset("mask_offsets", data=np.concatenate([[0], np.cumsum(packed)]))
         # gzip level 1: A's piecewise-constant maps shrink well and decode 3x faster than lzf's.
-        for name, length, chunk in (("prediction", int(pixels.sum()), 1 << 18), ("mask", int(packed.sum()), 1 << 16)):
+        for name, length, chunk in (
+            ("prediction", int(pixels.sum()), 1 << 18),
+            ("runner_up", int(pixels.sum()), 1 << 18),
+            ("mask", int(packed.sum()), 1 << 16),
+        ):
             f.create_dataset(
                 name,
                 shape=(length,),
@@ -88,13 +94,13 @@ class MasksWriter:
     def _open_streams(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="labor-gzip")
         self.prediction = GzipChunkStream(self.f["prediction"], int(self.pixel_offsets[self.written]), self.pool)
+        self.runner_up = GzipChunkStream(self.f["runner_up"], int(self.pixel_offsets[self.written]), self.pool)
         self.mask = GzipChunkStream(self.f["mask"], int(self.mask_offsets[self.written]), self.pool)
 
     def state(self) -> dict:
         """Where the writing stands (JSON): what :meth:`reopen` continues from. Everything added
         so far is stored first, so the file can be kept as it is."""
-        self.prediction.flush()
-        self.mask.flush()
+        self.flush()
         return {"written": self.written, "group_offsets": {k: v.tolist() for k, v in self.group_offsets.items()}}
 
     @classmethod
@@ -112,16 +118,28 @@ class MasksWriter:
         self._open_streams()
         return self
 
-    def add(self, i: int, prediction: np.ndarray, mask: np.ndarray, groups: dict[str, dict[str, np.ndarray]]) -> None:
-        """Image i, in order: prediction (H, W) uint8, mask (H, W) bool or already packed (uint8,
-        as ``np.packbits`` of the flattened mask), and the rows of each group."""
+    def add(
+        self,
+        i: int,
+        prediction: np.ndarray,
+        runner_up: np.ndarray,
+        mask: np.ndarray,
+        groups: dict[str, dict[str, np.ndarray]],
+    ) -> None:
+        """Image i, in order: A's first and second class (H, W) uint8, the mask (H, W) bool or
+        already packed (uint8, as ``np.packbits`` of the flattened mask), and the rows of each group."""
         if i != self.written:
             raise ValueError(f"masks must be written in image order (got {i}, expected {self.written})")
         packed = mask if mask.dtype == np.uint8 else np.packbits(mask.reshape(-1))
         expected = self.mask_offsets[i + 1] - self.mask_offsets[i]
         if packed.size != expected:
             raise ValueError(f"image {i}: the mask has {packed.size} packed bytes, its size needs {expected}")
+        if np.shape(runner_up) != np.shape(prediction):
+            raise ValueError(
+                f"image {i}: runner-up map {np.shape(runner_up)} is not the prediction's {np.shape(prediction)}"
+            )
         self.prediction.append(np.ascontiguousarray(prediction, dtype=np.uint8).reshape(-1))
+        self.runner_up.append(np.ascontiguousarray(runner_up, dtype=np.uint8).reshape(-1))
         self.mask.append(packed)
         for group_name, fields in MASK_GROUPS.items():
             rows = groups[group_name]
@@ -134,9 +152,12 @@ class MasksWriter:
             self.group_offsets[group_name][i + 1] = start + count
         self.written += 1
 
+    def flush(self) -> None:
+        for stream in (self.prediction, self.runner_up, self.mask):
+            stream.flush()
+
     def close(self) -> None:
-        self.prediction.flush()
-        self.mask.flush()
+        self.flush()
         self.pool.shutdown()
         for group_name in MASK_GROUPS:
             self.f[group_name]["offsets"][...] = self.group_offsets[group_name]
@@ -219,6 +240,15 @@ class Masks:
             dataset = f.get(flat)
             if not isinstance(dataset, h5py.Dataset) or dataset.shape != (offsets[-1],) or dataset.dtype != np.uint8:
                 raise artifact.damaged(f"{flat!r} does not hold the {offsets[-1]} bytes its offsets describe")
+        # Optional: artifacts written before extract stored it have no runner_up.
+        runner_up = f.get("runner_up")
+        self.has_runner_up = runner_up is not None
+        if self.has_runner_up and (
+            not isinstance(runner_up, h5py.Dataset)
+            or runner_up.shape != (self.pixel_offsets[-1],)
+            or runner_up.dtype != np.uint8
+        ):
+            raise artifact.damaged(f"'runner_up' does not hold the {self.pixel_offsets[-1]} bytes its offsets describe")
         self.class_set = read_class_set(artifact)
         self.class_names = read_class_names(artifact)
         self.groups = {}
@@ -251,6 +281,12 @@ class Masks:
     def prediction(self, i: int) -> np.ndarray:
         height, width = self.sizes[i]
         flat = self.artifact.file["prediction"][self.pixel_offsets[i] : self.pixel_offsets[i + 1]]
+        return flat.reshape(height, width)
+
+    def runner_up(self, i: int) -> np.ndarray:
+        """A's second most probable class per pixel of image i (only where ``has_runner_up``)."""
+        height, width = self.sizes[i]
+        flat = self.artifact.file["runner_up"][self.pixel_offsets[i] : self.pixel_offsets[i + 1]]
         return flat.reshape(height, width)
 
     def mask(self, i: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Per image, at its own resolution (logits upsampled bilinearly, docs/method.md):
   the inconsistency mask M = argmax C1 != argmax C2, minus the pixels already labeled;
-  A's prediction;
+  A's prediction and its runner-up (the second most probable class);
   PPL's candidates: for each class k, the mask pixels A predicts as k (D(k)), ranked by the
   cosine similarity of their probability vectors to the prototype mu(k) = mean over D(k);
   A's most uncertain pixels (entropy), for the entropy baseline.
@@ -335,6 +335,8 @@ def saved_extraction(path: Path, config: dict, image_ids: list[str]) -> dict:
             raise LaborError(f"{path}: not a stopped extraction (no resume state); remove it to start afresh")
         state = json.loads(saved.file.attrs["resume_state"])
         ids = artifacts.read_image_ids(saved)
+        if "runner_up" not in saved.file:
+            raise LaborError(f"{path}: was saved by an older labor (no runner-up map); remove it to start afresh")
     check_same_run(
         path, state["config"], config, may_differ=RESUME_MAY_DIFFER, defaults=stored_defaults(ExtractOptions)
     )
@@ -432,7 +434,9 @@ def write_masks(
             for index, rows in batch_results:
                 tally.add(rows.pop("mask_by_class"))
                 # Written on a background thread, while this one starts the next batch on the device.
-                background.submit(writer.add, index, rows.pop("prediction"), rows.pop("mask_packed"), rows)
+                background.submit(
+                    writer.add, index, rows.pop("prediction"), rows.pop("runner_up"), rows.pop("mask_packed"), rows
+                )
                 done += 1
             share = 100 * tally.pixels / max(1, sizes[:done].prod(1).sum())
             bar.update(task, advance=len(batch_results), status=f"mask {share:.2f}%")
@@ -506,7 +510,8 @@ def keep_for_resume(
 
 def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int, uncertain: int) -> dict:
     """Everything the masks artifact keeps of one image, as numpy arrays on the host:
-    ``prediction`` (H, W) uint8, ``mask_packed`` (the mask, ``pack_bits``), ``mask_by_class``
+    ``prediction`` and ``runner_up`` (H, W) uint8 (A's first and second class),
+    ``mask_packed`` (the mask, ``pack_bits``), ``mask_by_class``
     (the mask's pixels counted by A's class) and the rows of each group. The per-pixel work
     stays on the device; only these cross to the host."""
     height, width = native_size
@@ -518,6 +523,8 @@ def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int
     num_classes = logits.shape[0]
     probabilities = upsampled[:num_classes].softmax(0)
     prediction = probabilities.argmax(0)
+    # The runner-up from the logits: the same order, without a second pass over the probabilities.
+    runner_up = upsampled[:num_classes].scatter(0, prediction[None], float("-inf")).argmax(0)
     disagree = upsampled[num_classes : 2 * num_classes].argmax(0) != upsampled[2 * num_classes :].argmax(0)
     excluded = torch.zeros(height, width, dtype=torch.bool, device=logits.device)
     if excluded_yx is not None and len(excluded_yx):
@@ -534,6 +541,7 @@ def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int
     }
     out = {group: {name: value.cpu().numpy() for name, value in fields.items()} for group, fields in rows.items()}
     out["prediction"] = prediction.to(torch.uint8).cpu().numpy()
+    out["runner_up"] = runner_up.to(torch.uint8).cpu().numpy()
     out["mask_packed"] = pack_bits(mask).cpu().numpy()
     out["mask_by_class"] = torch.bincount(prediction[mask], minlength=num_classes).cpu().numpy()
     return out

@@ -1,9 +1,9 @@
 """labor select: choose the pixels to ask the annotator about, from a masks artifact (no model, no GPU).
 
 Modes: spl (every pixel of the inconsistency mask) and ppl (prototype points dealt to classes
-round-robin) are LabOR's; balanced is ours (uniform within each of A's predicted classes, with
-class budgets proportional to the class's area to a power: docs/method.md); random (uniform) and
-entropy (A's most uncertain pixels) are baselines.
+round-robin) are LabOR's; balanced is ours (uniform within each pair of A's class and runner-up
+class, or each of A's classes, with budgets proportional to the group's area to a power:
+docs/method.md); random (uniform) and entropy (A's most uncertain pixels) are baselines.
 Coordinates are in each image's own pixel grid; pixels labeled in earlier rounds (the masks
 artifact's ``excluded`` rows) are never chosen again. The choice functions live in
 labor_cli/selection.py; this module reads, loops over images, and writes the artifact.
@@ -172,6 +172,12 @@ def run_select(options: SelectOptions) -> SelectResult:
     artifacts.check_output_path(output, options.force)
     started = time.perf_counter()
     with artifacts.Masks(masks_path) as masks:
+        if options.mode == "balanced" and options.strata == "class-pair" and not masks.has_runner_up:
+            raise LaborError(
+                f"{masks_path}: --mode balanced --strata class-pair (the default) needs A's runner-up class, "
+                "which this masks artifact does not store (an older labor extract wrote it); re-run "
+                "`labor extract`, or select with --strata class"
+            )
         wanted = requested_counts(masks, masks_path, options)
         choices = choose_all(masks, masks_path, options, wanted, min_spacing)
         pixel_set = choices.pixel_set(masks)
@@ -247,6 +253,7 @@ def choose(masks: artifacts.Masks, i: int, options: SelectOptions, wanted: int, 
             options.balance_power,
             min_spacing,
             excluded,
+            runner_up=masks.runner_up(i) if options.strata == "class-pair" else None,
         )
     return selection.random_pick(shape, wanted, selection.image_rng(options.seed, i), min_spacing, excluded)
 

@@ -7,12 +7,12 @@
 #     true classes (oracle40), and the same with A's wrong pixels first (oracle-errors40);
 #   one round at LabOR-SPL's pixel ratio: LabOR-SPL, random, ours (both); all target pixels labeled;
 #   five rounds of 8 points per image (ROUND_ITERS adapt iterations each, labels accumulate): random, LabOR-PPL, ours
-#     (class strata).
+#     (class strata, and class pairs: balanced-pair).
 # Every one-round method adapts the same UDA warmup with the toy-adapt preset (300 iterations).
 #
 #   examples/compare.sh [RUNS_DIR] [SEEDS...]        e.g. examples/compare.sh runs/compare 0 1 2
 # Environment: PAIRS="photo night" (the toy's two kinds of shift), METHODS (one-round methods, default all; "" none),
-# ROUND_METHODS="random ppl balanced" and ROUND_SEEDS (default: SEEDS), BASELINES="source-only uda",
+# ROUND_METHODS="random ppl balanced balanced-pair" and ROUND_SEEDS (default: SEEDS), BASELINES="source-only uda",
 # WARMUP_SEED (set: every seed adapts that seed's warmup, so the seeds vary the selection and the adapt round only),
 # FIGURES=DIR (draw, per pair, mIoU against the labeled share and IoU per class into DIR; needs labor[plot]),
 # LABOR (the command, default labor), PYTHON (one that imports labor_cli, as the activated .venv's python3 does; default python3).
@@ -24,7 +24,7 @@ RUNS=${1:-runs/compare}; shift || true
 SEEDS=${*:-0 1 2}
 PAIRS=${PAIRS:-photo night}
 METHODS=${METHODS-random40 entropy40 ppl40 balanced40 balanced-pair40 oracle40 oracle-errors40 spl random-spl-ratio balanced-spl-ratio balanced-pair-spl-ratio all}
-ROUND_METHODS=${ROUND_METHODS-random ppl balanced}
+ROUND_METHODS=${ROUND_METHODS-random ppl balanced balanced-pair}
 ROUND_SEEDS=${ROUND_SEEDS:-$SEEDS}
 BASELINES=${BASELINES-source-only uda}
 LABOR=${LABOR:-labor}
@@ -114,6 +114,7 @@ for pair in $PAIRS; do
         case $m in
           ppl) rounds ppl ppl --min-spacing "$PPL_SPACING" ;;
           balanced) rounds balanced balanced --strata class --seed "$seed" ;;
+          balanced-pair) rounds balanced-pair balanced --strata class-pair --seed "$seed" ;;
           *) rounds "$m" "$m" --seed "$seed" ;;
         esac
       done ;;

@@ -37,6 +37,7 @@ METHODS = [
     ("all target pixels labeled", "all", "all"),
     ("random, 5 rounds of 8 points", "random-5x8", "random-5x8"),
     ("LabOR-PPL, 5 rounds of 8 points", "ppl-5x8", "ppl-5x8"),
+    ("ours (balanced, class-pair strata), 5 rounds of 8 points", "balanced-pair-5x8", "balanced-pair-5x8"),
     ("ours (balanced, class strata), 5 rounds of 8 points", "balanced-5x8", "balanced-5x8"),
 ]
 

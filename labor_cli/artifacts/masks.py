@@ -230,25 +230,21 @@ class Masks:
         pixels = self.sizes[:, 0] * self.sizes[:, 1]
         self.pixel_offsets = artifact.read("pixel_offsets", kinds="iu", ndim=1).astype(np.int64)
         self.mask_offsets = artifact.read("mask_offsets", kinds="iu", ndim=1).astype(np.int64)
+        # Optional: artifacts written before extract stored it have no runner_up.
+        self.has_runner_up = "runner_up" in f
+        flat_maps = [("prediction", self.pixel_offsets), ("mask", self.mask_offsets)]
+        if self.has_runner_up:
+            flat_maps.append(("runner_up", self.pixel_offsets))
         for name, offsets, per_image in (
             ("pixel_offsets", self.pixel_offsets, pixels),
             ("mask_offsets", self.mask_offsets, (pixels + 7) // 8),
         ):
-            flat = name.removesuffix("_offsets").replace("pixel", "prediction")
             if not np.array_equal(offsets, np.concatenate([[0], np.cumsum(per_image)])):
                 raise artifact.damaged(f"{name} do not match the image sizes")
+        for flat, offsets in flat_maps:
             dataset = f.get(flat)
             if not isinstance(dataset, h5py.Dataset) or dataset.shape != (offsets[-1],) or dataset.dtype != np.uint8:
                 raise artifact.damaged(f"{flat!r} does not hold the {offsets[-1]} bytes its offsets describe")
-        # Optional: artifacts written before extract stored it have no runner_up.
-        runner_up = f.get("runner_up")
-        self.has_runner_up = runner_up is not None
-        if self.has_runner_up and (
-            not isinstance(runner_up, h5py.Dataset)
-            or runner_up.shape != (self.pixel_offsets[-1],)
-            or runner_up.dtype != np.uint8
-        ):
-            raise artifact.damaged(f"'runner_up' does not hold the {self.pixel_offsets[-1]} bytes its offsets describe")
         self.class_set = read_class_set(artifact)
         self.class_names = read_class_names(artifact)
         self.groups = {}
@@ -279,14 +275,15 @@ class Masks:
         return {name: values[start:stop] for name, values in data.items() if name != "offsets"}
 
     def prediction(self, i: int) -> np.ndarray:
-        height, width = self.sizes[i]
-        flat = self.artifact.file["prediction"][self.pixel_offsets[i] : self.pixel_offsets[i + 1]]
-        return flat.reshape(height, width)
+        return self._class_map("prediction", i)
 
     def runner_up(self, i: int) -> np.ndarray:
         """A's second most probable class per pixel of image i (only where ``has_runner_up``)."""
+        return self._class_map("runner_up", i)
+
+    def _class_map(self, name: str, i: int) -> np.ndarray:
         height, width = self.sizes[i]
-        flat = self.artifact.file["runner_up"][self.pixel_offsets[i] : self.pixel_offsets[i + 1]]
+        flat = self.artifact.file[name][self.pixel_offsets[i] : self.pixel_offsets[i + 1]]
         return flat.reshape(height, width)
 
     def mask(self, i: int) -> np.ndarray:

@@ -523,7 +523,7 @@ def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int
     num_classes = logits.shape[0]
     probabilities = upsampled[:num_classes].softmax(0)
     prediction = probabilities.argmax(0)
-    # The runner-up from the logits: the same order, without a second pass over the probabilities.
+    # The runner-up: the logits' argmax with A's class masked out (softmax keeps their order).
     runner_up = upsampled[:num_classes].scatter(0, prediction[None], float("-inf")).argmax(0)
     disagree = upsampled[num_classes : 2 * num_classes].argmax(0) != upsampled[2 * num_classes :].argmax(0)
     excluded = torch.zeros(height, width, dtype=torch.bool, device=logits.device)

@@ -6,9 +6,9 @@
   evaluated model was trained with (from its labels artifact, found through the lineage). One
   series per method, a point per budget (the number of adapt rounds, and the labeled share),
   mean and standard deviation over the artifacts of that method and budget (seeds); methods
-  without target labels are drawn as horizontal lines. Methods are named by ``--label NAME=GLOB`` (the artifacts a glob matches),
-  or else from the lineage: the selection mode and budget of the labels (``ppl, 40 points``),
-  ``source only`` / ``adversarial warmup`` for warmups.
+  without target labels are drawn as horizontal lines. Methods are named by ``--label
+  NAME=GLOB`` (the artifacts a glob matches), or else from the lineage: the selection mode and
+  budget of the labels (``ppl, 40 points``), ``source only`` / ``adversarial warmup`` for warmups.
 - ``classes``: IoU per class, one bar per method (mean over its artifacts, standard deviation as
   error bar).
 

@@ -5,9 +5,9 @@ which no real selection can, to measure how much room a better selection has on 
 
 Per image, the budget is split over the classes of the ground truth (not A's prediction) in
 proportion to each class's area to the power --balance-power (0.5: `labor select --mode
-balanced --strata class`'s rule, with every class known exactly), by the same largest-remainder rule; inside a
-class the pixels are drawn uniformly, or, with --errors-first, A's wrong pixels first (then the
-rest). Pixels labeled in earlier rounds (the masks' excluded pixels) are never drawn. Writes a
+balanced --strata class`'s rule, with every class known exactly), by the same largest-remainder
+rule; inside a class the pixels are drawn uniformly, or, with --errors-first, A's wrong pixels
+first (then the rest). Pixels labeled in earlier rounds (the masks' excluded pixels) are never drawn. Writes a
 selection artifact that `labor label` answers like any other; examples/compare.sh runs these as
 methods `oracle40` and `oracle-errors40`. Needs the labels of the target's split.
 """

@@ -323,34 +323,44 @@ def balanced_pick(
     A uniform draw gives a class points in proportion to its area, so a class A predicts on a
     few hundred pixels gets almost none; power 0.5 gives it more at the expense of the large
     classes (road, building, sky) while every class keeps points all over its area, confident
-    errors included. With ``runner_up`` (A's second class per pixel) the groups are the pairs
-    (class, runner-up): a class's area splits by what A would say otherwise, and each part gets
-    its own budget. Excluded pixels are never chosen; the result is grouped by class.
+    errors included. With ``runner_up`` (A's second class per pixel), each class's budget is
+    split again, the same way, over the class's pixels grouped by their runner-up class: a
+    class's area splits by what A would say otherwise. The class budgets come first, so a class
+    split into many runner-up groups gets no more than its own budget. Excluded pixels are never
+    chosen; the result is grouped by class.
     """
     height, width = prediction.shape
-    groups = prediction.reshape(-1).astype(np.int64)
-    if runner_up is not None:
-        groups = groups * 256 + runner_up.reshape(-1)  # uint8 classes: the pair as one sortable key
-    available = np.ones(groups.size, dtype=bool)
+    available = np.ones(prediction.size, dtype=bool)
     if excluded is not None and len(excluded):
         available[np.asarray(excluded, dtype=np.int64)] = False
-    keys = groups[available]
     pixels = np.flatnonzero(available)
-    order = np.argsort(keys, kind="stable")
-    present, starts, areas = np.unique(keys[order], return_index=True, return_counts=True)
-    budgets = class_budgets(areas, n, power)
     ys, xs, relaxed = [], [], False
-    for start, area, budget in zip(starts, areas, budgets):
-        if budget == 0:
-            continue
-        members = pixels[order[start : start + area]]
-        draws = int(budget) if min_spacing <= 1.0 else min(int(area), pool_factor * int(budget))
-        linear = members[rng.choice(int(area), size=draws, replace=False)]
-        y, x = np.divmod(linear, width)
-        kept, was_relaxed = pick_spaced(y, x, int(budget), min_spacing, (height, width), pool_factor)
-        ys.append(y[kept])
-        xs.append(x[kept])
-        relaxed |= was_relaxed
+    for members, budget in _split(pixels, prediction.reshape(-1)[pixels], n, power):
+        groups = [(members, budget)]
+        if runner_up is not None:
+            groups = _split(members, runner_up.reshape(-1)[members], budget, power)
+        for group, group_budget in groups:
+            area = len(group)
+            draws = group_budget if min_spacing <= 1.0 else min(area, pool_factor * group_budget)
+            linear = group[rng.choice(area, size=draws, replace=False)]
+            y, x = np.divmod(linear, width)
+            kept, was_relaxed = pick_spaced(y, x, group_budget, min_spacing, (height, width), pool_factor)
+            ys.append(y[kept])
+            xs.append(x[kept])
+            relaxed |= was_relaxed
     y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
     x = np.concatenate(xs) if xs else np.zeros(0, np.int64)
     return Chosen(y.astype(np.int32), x.astype(np.int32), relaxed, prediction[y, x].astype(np.uint8))
+
+
+def _split(pixels: np.ndarray, keys: np.ndarray, n: int, power: float) -> list[tuple[np.ndarray, int]]:
+    """The pixels grouped by key (ascending), each group with its share of n (:func:`class_budgets`);
+    groups with no share are left out."""
+    order = np.argsort(keys, kind="stable")
+    _, starts, areas = np.unique(keys[order], return_index=True, return_counts=True)
+    budgets = class_budgets(areas, n, power)
+    return [
+        (pixels[order[start : start + area]], int(budget))
+        for start, area, budget in zip(starts, areas, budgets)
+        if budget > 0
+    ]

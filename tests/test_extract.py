@@ -205,8 +205,8 @@ def test_the_executable_extracts_the_runner_up_and_balanced_selects_over_class_p
     tmp_path, warm_checkpoint, toy_target
 ):
     """Through `labor` with default loader workers: extract stores a runner-up map that is never
-    the prediction, and the default balanced selection gives every (class, runner-up) pair of an
-    image the budget class_budgets computes from the pairs' areas."""
+    the prediction, and the default balanced selection gives every class of an image the budget
+    class_budgets computes from the classes' areas, split over its runner-up classes the same way."""
     import subprocess
     import sys
 
@@ -227,10 +227,11 @@ def test_the_executable_extracts_the_runner_up_and_balanced_selects_over_class_p
         for i in range(len(masks)):
             prediction, runner_up = masks.prediction(i), masks.runner_up(i)
             assert not (prediction == runner_up).any()
-            pairs = prediction.astype(np.int64) * 256 + runner_up
-            keys, areas = np.unique(pairs, return_counts=True)
             s = chosen.pixels_of(i)
-            got = pairs[chosen.y[s], chosen.x[s]]
-            expected = selection.class_budgets(areas, 9, 0.5)
-            assert [int((got == k).sum()) for k in keys] == expected.tolist()
+            classes, class_areas = np.unique(prediction, return_counts=True)
+            for c, budget in zip(classes, selection.class_budgets(class_areas, 9, 0.5)):
+                seconds, areas = np.unique(runner_up[prediction == c], return_counts=True)
+                got = runner_up[chosen.y[s], chosen.x[s]][prediction[chosen.y[s], chosen.x[s]] == c]
+                expected = selection.class_budgets(areas, int(budget), 0.5)
+                assert [int((got == k).sum()) for k in seconds] == expected.tolist()
             np.testing.assert_array_equal(chosen.predicted[s], prediction[chosen.y[s], chosen.x[s]])

@@ -402,7 +402,7 @@ def test_balanced_draws_each_class_budget_inside_the_class_and_follows_the_seed(
 
 
 def test_balanced_over_class_pairs_splits_a_class_by_its_runner_up(tmp_path):
-    """The default strata: the pairs (A's class, A's runner-up), each with its own budget."""
+    """The default strata: class budgets first, then each class's budget over its runner-up classes."""
     prediction = np.zeros((40, 50), np.uint8)
     prediction[:, 45:] = 1  # 200 pixels of class 1
     runner_up = np.full((40, 50), 2, np.uint8)
@@ -411,8 +411,9 @@ def test_balanced_over_class_pairs_splits_a_class_by_its_runner_up(tmp_path):
     masks = write_masks(tmp_path / "m.h5", [_image(40, 50, prediction=prediction, runner_up=runner_up)])
     _, pair = select(tmp_path, masks, "balanced", name="pair.h5", points=20, seed=1)  # the default strata
     groups = prediction[pair.y, pair.x].astype(int) * 4 + runner_up[pair.y, pair.x]
-    expected = selection.class_budgets(np.array([1720, 80, 200]), 20, 0.5)  # (0, 2), (0, 3), (1, 0)
-    assert np.bincount(groups, minlength=5)[[2, 3, 4]].tolist() == expected.tolist() == [13, 3, 4]
+    assert selection.class_budgets(np.array([1800, 200]), 20, 0.5).tolist() == [15, 5]  # classes 0, 1
+    assert selection.class_budgets(np.array([1720, 80]), 15, 0.5).tolist() == [12, 3]  # class 0: (0, 2), (0, 3)
+    assert np.bincount(groups, minlength=5)[[2, 3, 4]].tolist() == [12, 3, 5]
     np.testing.assert_array_equal(pair.predicted, prediction[pair.y, pair.x])
     assert len(set(pairs(pair))) == 20
 

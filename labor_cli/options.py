@@ -391,8 +391,8 @@ class SelectOptions:
     strata: str = option(
         default="class-pair",
         choices=BALANCE_STRATA,
-        help="balanced: what the budget is split over: class-pair (A's class and its runner-up "
-        "class) or class (A's class alone), docs/method.md.",
+        help="balanced: what the budget is split over: class-pair (A's classes, then each class's "
+        "budget over its runner-up classes) or class (A's classes alone), docs/method.md.",
     )
     seed: int = option(default=0, help="Seed (random mode and ties); the same seed gives the same selection.")
     force: bool = force_option()

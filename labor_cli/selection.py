@@ -8,9 +8,9 @@ pixels in priority order (the first one is the one the mode wants most). The sta
 - :func:`ppl_pick`: the paper's prototype rule (docs/method.md): points dealt to classes round-robin, each class
   giving its next most representative candidate (cosine similarity to the class prototype).
 - :func:`random_pick`: uniform over the image's pixels, never an excluded one.
-- :func:`balanced_pick`: ours: uniform within each predicted class (or each pair of predicted and
-  runner-up class), budgets proportional to the group's area to a power (docs/method.md,
-  "Selection modes beyond the paper").
+- :func:`balanced_pick`: ours: uniform within each predicted class, budgets proportional to the
+  class's area to a power, each class's budget split again over its runner-up classes when they
+  are given (docs/method.md, "Selection modes beyond the paper").
 - :func:`entropy_pick`: A's most uncertain pixels, highest entropy first.
 
 Minimum spacing (:func:`pick_spaced`) is a preference, the budget is exact: among the first

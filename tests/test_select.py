@@ -424,6 +424,25 @@ def test_balanced_over_class_pairs_splits_a_class_by_its_runner_up(tmp_path):
     assert pairs(by_pair) == pairs(by_class)
 
 
+def test_class_pairs_keep_the_class_budgets_at_small_budgets(tmp_path):
+    """A class split over many runner-up classes gets its class budget, not a point per group: at
+    4 points, the large class 0 (four runner-ups) and the small class 1 keep --strata class's 3 and 1."""
+    prediction = np.zeros((40, 40), np.uint8)
+    prediction[:, 36:] = 1  # 160 pixels of class 1, 1440 of class 0
+    runner_up = np.full((40, 40), 0, np.uint8)
+    for k, columns in enumerate((slice(0, 9), slice(9, 18), slice(18, 27), slice(27, 36))):
+        runner_up[:, columns] = 2 + k  # class 0's pixels in four runner-up groups of 360
+    masks = write_masks(tmp_path / "m.h5", [_image(40, 40, prediction=prediction, runner_up=runner_up)])
+    _, by_pair = select(tmp_path, masks, "balanced", name="pair.h5", points=4, seed=2)
+    _, by_class = select(tmp_path, masks, "balanced", name="class.h5", points=4, seed=2, strata="class")
+    assert np.bincount(prediction[by_pair.y, by_pair.x], minlength=2).tolist() == [3, 1]
+    assert np.bincount(prediction[by_class.y, by_class.x], minlength=2).tolist() == [3, 1]
+    # one budget over all five (class, runner-up) groups would have left class 1 without a point
+    assert selection.class_budgets(np.array([360, 360, 360, 360, 160]), 4, 0.5).tolist() == [1, 1, 1, 1, 0]
+    groups = runner_up[by_pair.y, by_pair.x][prediction[by_pair.y, by_pair.x] == 0]
+    assert len(set(groups.tolist())) == 3  # class 0's three points in three of its four groups
+
+
 def test_class_pairs_need_a_stored_runner_up(tmp_path):
     masks = write_masks(tmp_path / "m.h5", [_image(10, 10)])
     with h5py.File(masks, "a") as f:

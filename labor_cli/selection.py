@@ -324,10 +324,10 @@ def balanced_pick(
     few hundred pixels gets almost none; power 0.5 gives it more at the expense of the large
     classes (road, building, sky) while every class keeps points all over its area, confident
     errors included. With ``runner_up`` (A's second class per pixel), each class's budget is
-    split again, the same way, over the class's pixels grouped by their runner-up class: a
-    class's area splits by what A would say otherwise. The class budgets come first, so a class
-    split into many runner-up groups gets no more than its own budget. Excluded pixels are never
-    chosen; the result is grouped by class.
+    split again over the class's pixels grouped by their runner-up class, with the same shares
+    rounded at random (:func:`sampled_budgets`): a class's area splits by what A would say
+    otherwise. The class budgets come first, so a class split into many runner-up groups gets no
+    more than its own budget. Excluded pixels are never chosen; the result is grouped by class.
     """
     height, width = prediction.shape
     available = np.ones(prediction.size, dtype=bool)
@@ -338,7 +338,7 @@ def balanced_pick(
     for members, budget in _split(pixels, prediction.reshape(-1)[pixels], n, power):
         groups = [(members, budget)]
         if runner_up is not None:
-            groups = _split(members, runner_up.reshape(-1)[members], budget, power)
+            groups = _split(members, runner_up.reshape(-1)[members], budget, power, rng)
         for group, group_budget in groups:
             area = len(group)
             draws = group_budget if min_spacing <= 1.0 else min(area, pool_factor * group_budget)
@@ -353,14 +353,45 @@ def balanced_pick(
     return Chosen(y.astype(np.int32), x.astype(np.int32), relaxed, prediction[y, x].astype(np.uint8))
 
 
-def _split(pixels: np.ndarray, keys: np.ndarray, n: int, power: float) -> list[tuple[np.ndarray, int]]:
-    """The pixels grouped by key (ascending), each group with its share of n (:func:`class_budgets`);
-    groups with no share are left out."""
+def _split(
+    pixels: np.ndarray, keys: np.ndarray, n: int, power: float, rng: np.random.Generator | None = None
+) -> list[tuple[np.ndarray, int]]:
+    """The pixels grouped by key (ascending), each group with its share of n: :func:`class_budgets`,
+    or with ``rng`` :func:`sampled_budgets`; groups with no share are left out."""
     order = np.argsort(keys, kind="stable")
     _, starts, areas = np.unique(keys[order], return_index=True, return_counts=True)
-    budgets = class_budgets(areas, n, power)
+    budgets = class_budgets(areas, n, power) if rng is None else sampled_budgets(areas, n, power, rng)
     return [
         (pixels[order[start : start + area]], int(budget))
         for start, area, budget in zip(starts, areas, budgets)
         if budget > 0
     ]
+
+
+def group_shares(areas: np.ndarray, n: int, power: float) -> np.ndarray:
+    """The unrounded shares of ``n`` that :func:`class_budgets` rounds: proportional to
+    ``areas ** power``, none above its area, what a full group cannot take going to the others."""
+    areas = np.asarray(areas, dtype=np.float64)
+    total = min(float(n), float(areas.sum()))
+    shares = np.zeros(len(areas))
+    left = total
+    for _ in range(len(areas)):  # each pass fills every group or caps one more
+        weights = np.where(shares < areas, areas**power, 0.0)
+        shares = np.minimum(shares + weights / weights.sum() * left, areas)
+        left = total - shares.sum()
+        if left <= 1e-9:
+            break
+    return shares
+
+
+def sampled_budgets(areas: np.ndarray, n: int, power: float, rng: np.random.Generator) -> np.ndarray:
+    """:func:`group_shares` rounded at random (systematic sampling: one uniform offset): each group
+    gets the floor or the ceiling of its share, exactly n in all, and its share on average.
+
+    Largest remainders would give a budget smaller than the number of groups to the largest
+    groups every time; in rounds of a few points that is the same kind of pixel round after round.
+    """
+    shares = group_shares(areas, n, power)
+    edges = np.concatenate([[0.0], np.cumsum(shares)])
+    edges[-1] = min(float(n), float(np.sum(areas)))  # the exact total, free of rounding error
+    return np.diff(np.floor(edges + rng.random())).astype(np.int64)

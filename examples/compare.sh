@@ -2,7 +2,7 @@
 # The comparison on the toy pairs at equal label budgets, for each pair and seed:
 #   source only; adversarial UDA (no labels);
 #   one round of 40 points per image: random, entropy, LabOR-PPL (PPL_SPACING px apart), ours (balanced: its
-#     default strata, pairs of A's class and runner-up class, and the class strata alone),
+#     default strata, A's classes then their runner-up classes, and the class strata alone),
 #     and two ceilings that read the target's ground truth (examples/oracle_select.py): class budgets from the
 #     true classes (oracle40), and the same with A's wrong pixels first (oracle-errors40);
 #   one round at LabOR-SPL's pixel ratio: LabOR-SPL, random, ours (both); all target pixels labeled;
@@ -15,6 +15,7 @@
 # ROUND_METHODS="random ppl balanced balanced-pair" and ROUND_SEEDS (default: SEEDS), BASELINES="source-only uda",
 # WARMUP_SEED (set: every seed adapts that seed's warmup, so the seeds vary the selection and the adapt round only),
 # FIGURES=DIR (draw, per pair, mIoU against the labeled share and IoU per class into DIR; needs labor[plot]),
+# TABLES_ONLY=1 (print the tables and draw the figures from the artifacts already there; run nothing),
 # LABOR (the command, default labor), PYTHON (one that imports labor_cli, as the activated .venv's python3 does; default python3).
 # Steps whose artifact exists are kept (rerun to resume, or to add methods and seeds). Prints, per pair: mIoU
 # (mean, sd, per seed), where each selection falls (A's error there and the share of A's wrong pixels it holds,
@@ -87,6 +88,7 @@ rounds() {  # rounds NAME MODE [select options...]: ROUNDS rounds of ROUND_POINT
 }
 
 for pair in $PAIRS; do
+  [ -n "${TABLES_ONLY:-}" ] && break  # tables and figures from what is there; nothing is run
   DATA=$RUNS/$pair/data
   keep "$DATA" || $LABOR data toy "$DATA" --shift "$pair" >/dev/null
   S="gta5:$DATA/source"; T="cityscapes:$DATA/target"

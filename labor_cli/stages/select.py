@@ -2,8 +2,9 @@
 
 Modes: spl (every pixel of the inconsistency mask) and ppl (prototype points dealt to classes
 round-robin) are LabOR's; balanced is ours (uniform within each of A's classes, budgets
-proportional to the class's area to a power, each class's budget split the same way over its
-pixels' runner-up classes unless --strata class: docs/method.md); random (uniform) and entropy (A's most uncertain pixels) are baselines.
+proportional to the class's area to a power, each class's budget split over its pixels'
+runner-up classes, rounded at random, unless --strata class: docs/method.md); random (uniform)
+and entropy (A's most uncertain pixels) are baselines.
 Coordinates are in each image's own pixel grid; pixels labeled in earlier rounds (the masks
 artifact's ``excluded`` rows) are never chosen again. The choice functions live in
 labor_cli/selection.py; this module reads, loops over images, and writes the artifact.

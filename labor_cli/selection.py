@@ -369,8 +369,9 @@ def _split(
 
 
 def group_shares(areas: np.ndarray, n: int, power: float) -> np.ndarray:
-    """The unrounded shares of ``n`` that :func:`class_budgets` rounds: proportional to
-    ``areas ** power``, none above its area, what a full group cannot take going to the others."""
+    """Unrounded shares of ``n``, by :func:`class_budgets`'s rule: proportional to
+    ``areas ** power``, none above its area, what a full group cannot take going to the others
+    (class_budgets rounds pass by pass, so where a cap is hit its result may differ by one)."""
     areas = np.asarray(areas, dtype=np.float64)
     total = min(float(n), float(areas.sum()))
     shares = np.zeros(len(areas))
@@ -393,5 +394,5 @@ def sampled_budgets(areas: np.ndarray, n: int, power: float, rng: np.random.Gene
     """
     shares = group_shares(areas, n, power)
     edges = np.concatenate([[0.0], np.cumsum(shares)])
-    edges[-1] = min(float(n), float(np.sum(areas)))  # the exact total, free of rounding error
+    edges[-1] = round(edges[-1])  # the total is a whole number; drop the sum's rounding error
     return np.diff(np.floor(edges + rng.random())).astype(np.int64)

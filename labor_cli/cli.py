@@ -354,7 +354,7 @@ def inspect_(options: InspectOptions) -> None:
 
 @command("demo", DemoOptions)
 def demo(options: DemoOptions) -> None:
-    """The whole chain on the embedded toy pair: warmup, LabOR-PPL and LabOR-SPL, and a results table."""
+    """The whole chain on the embedded toy pair: warmup, then LabOR-PPL, random and ours at 40 points per image, and a results table."""
     from labor_cli.stages.demo import print_demo, run_demo
 
     print_demo(run_demo(options))

@@ -37,6 +37,8 @@ def png_name(image_id: str) -> str:
 def check_output_folder(path: Path, force: bool) -> None:
     """Refuse before any work: an existing non-empty folder without --force, a file, an unwritable parent."""
     path = Path(path)
+    if path.name in ("", ".."):  # '.', '/', '..': the folder is written beside its name and renamed into place
+        raise LaborError(f"{path}: expected a folder name to write into (e.g. {path / 'out'})")
     if path.exists() and not path.is_dir():
         raise LaborError(f"{path}: is a file, expected a folder to write into")
     if path.is_dir() and not force:

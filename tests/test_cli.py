@@ -218,6 +218,7 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
             "nowhere",
         ),
         (["convert", "{tmp}/plain.h5", "-o", "{tmp}/c.h5"], 1, "plain.h5: not a readable PyTorch weights file"),
+        (["select", "--masks", "{tmp}/plain.h5", "--mode", "ppl", "--points", "2", "-o", "/"], 1, "/: already exists"),
     ],
 )
 def test_bad_input_gives_one_line_an_exit_code_and_no_traceback(tmp_path, args, code, message):

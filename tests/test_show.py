@@ -3,6 +3,8 @@ overlay of the image's size."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -207,6 +209,16 @@ def test_show_refuses_bad_inputs_and_leaves_nothing_half_written(tmp_path, toy_t
         )
     )
     assert len(list((tmp_path / "empty").iterdir())) == 1
+
+
+def test_an_output_folder_without_a_name_is_refused(tmp_path, toy_target, dataset, monkeypatch):
+    """-o . names no folder to write beside and rename into place: one line, before any work."""
+    write_pixels(tmp_path / "sel.h5", "selection", dataset.image_ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(LaborError, match=r"^\.: expected a folder name"):
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=Path(".")))
+    assert not list((tmp_path / "here").iterdir())
 
 
 def test_mark_points_changes_each_point_even_on_marker_coloured_pixels():

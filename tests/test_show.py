@@ -221,6 +221,22 @@ def test_an_output_folder_without_a_name_is_refused(tmp_path, toy_target, datase
     assert not list((tmp_path / "here").iterdir())
 
 
+def test_an_output_folder_that_holds_the_input_is_refused_even_with_force(tmp_path, toy_target, dataset):
+    """--force replaces the output folder whole: never when that would delete the artifact it reads."""
+    from labor_cli.options import ExportOptions
+    from labor_cli.stages.exchange import run_export
+
+    (tmp_path / "run").mkdir()
+    write_pixels(tmp_path / "run" / "sel.h5", "selection", dataset.image_ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
+    for options in (
+        ShowOptions(artifact=tmp_path / "run" / "sel.h5", target=toy_target, output_dir=tmp_path / "run", force=True),
+        ExportOptions(artifact=tmp_path / "run" / "sel.h5", output_dir=tmp_path / "run", force=True, quiet=True),
+    ):
+        with pytest.raises(LaborUsageError, match=r"run: the folder holds the input .*sel\.h5"):
+            (run_show if isinstance(options, ShowOptions) else run_export)(options)
+        assert [p.name for p in (tmp_path / "run").iterdir()] == ["sel.h5"]
+
+
 def test_mark_points_changes_each_point_even_on_marker_coloured_pixels():
     image = np.zeros((50, 60, 3), np.uint8)
     image[:, :30] = (255, 0, 255)  # magenta half: the markers there must be green

@@ -67,7 +67,7 @@ def run_export(options: ExportOptions) -> ExportResult:
     kind = artifact_kind(path)
     if kind not in ("selection", "labels"):
         raise LaborError(f"{path}: is a {kind} artifact; export writes the pixels of a selection or labels artifact")
-    check_output_folder(output_dir, options.force)
+    check_output_folder(output_dir, options.force, inputs=(path,))
     pixels = read_checked_pixel_set(path, kind)
     dataset, indices = None, []
     if options.overlays:

@@ -219,6 +219,12 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
         ),
         (["convert", "{tmp}/plain.h5", "-o", "{tmp}/c.h5"], 1, "plain.h5: not a readable PyTorch weights file"),
         (["select", "--masks", "{tmp}/plain.h5", "--mode", "ppl", "--points", "2", "-o", "/"], 1, "/: already exists"),
+        (
+            ["extract", "-m", "{tmp}/plain.h5", "--target", "cityscapes:{tmp}", "-o", "{tmp}/e.h5", "--workers", "-1"],
+            2,
+            "--workers",
+        ),
+        (["bench", "--device", "cpu", "--e2e-images", "-5"], 2, "--e2e-images"),
     ],
 )
 def test_bad_input_gives_one_line_an_exit_code_and_no_traceback(tmp_path, args, code, message):

@@ -226,6 +226,36 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
         ),
         (["bench", "--device", "cpu", "--e2e-images", "-5"], 2, "--e2e-images"),
         (["bench", "--device", "cpu", "--profile", "{tmp}/plain.h5"], 1, "plain.h5: is a file, expected a folder"),
+        (
+            [
+                "evaluate",
+                "-m",
+                "/nowhere/model.h5",
+                "--target",
+                "cityscapes:{tmp}",
+                "-o",
+                "{tmp}/e.h5",
+                "--colour",
+                "{tmp}",
+            ],
+            1,
+            ": folder exists and is not empty; pass --force",
+        ),
+        (
+            [
+                "evaluate",
+                "-m",
+                "{tmp}/p",
+                "--target",
+                "cityscapes:{tmp}",
+                "-o",
+                "{tmp}/e.h5",
+                "--predictions",
+                "{tmp}/plain.h5",
+            ],
+            1,
+            "plain.h5: is a file, expected a folder",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_an_exit_code_and_no_traceback(tmp_path, args, code, message):

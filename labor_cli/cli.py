@@ -373,6 +373,8 @@ def bench(options: BenchOptions) -> None:
         speedups,
     )
 
+    if options.profile and os.path.exists(options.profile) and not os.path.isdir(options.profile):  # before timing
+        raise LaborError(f"{options.profile}: is a file, expected a folder to write into")
     results = run_bench(
         options.arch, options.device, options.repeats, options.warmup, options.compile, options.selector_backbone
     )

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from labor_cli.data.labels import IGNORE_INDEX, class_colours
-from labor_cli.errors import LaborError
+from labor_cli.errors import LaborError, LaborUsageError
 
 # Marker colours: each point gets the one farther from the image's colour at that pixel.
 MARKER_COLOURS = np.array([[255, 0, 255], [0, 255, 0]], dtype=np.uint8)  # magenta, green
@@ -34,9 +34,15 @@ def png_name(image_id: str) -> str:
     return image_id.replace("/", "__").replace("\\", "__") + ".png"
 
 
-def check_output_folder(path: Path, force: bool) -> None:
-    """Refuse before any work: an existing non-empty folder without --force, a file, an unwritable parent."""
+def check_output_folder(path: Path, force: bool, inputs: tuple = ()) -> None:
+    """Refuse before any work: an existing non-empty folder without --force, a file, an unwritable parent,
+    a folder that holds one of the command's ``inputs`` (--force would delete it with the folder)."""
     path = Path(path)
+    for given in inputs:
+        if given is not None and Path(given).resolve().is_relative_to(path.resolve()):
+            raise LaborUsageError(f"{path}: the folder holds the input {given}, which replacing it would delete")
+    if path.name in ("", ".."):  # '.', '/', '..': the folder is written beside its name and renamed into place
+        raise LaborError(f"{path}: expected a folder name to write into (e.g. {path / 'out'})")
     if path.exists() and not path.is_dir():
         raise LaborError(f"{path}: is a file, expected a folder to write into")
     if path.is_dir() and not force:

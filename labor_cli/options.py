@@ -129,7 +129,7 @@ def compile_option() -> Any:
 
 
 def workers_option() -> Any:
-    return option(default=None, stored=False, help="Data-loader worker processes (default: min(8, CPUs - 1)).")
+    return option(default=None, min=0, stored=False, help="Data-loader worker processes (default: min(8, CPUs - 1)).")
 
 
 def input_size_option() -> Any:
@@ -647,7 +647,9 @@ class DemoOptions:
     points: int = option(default=40, help="PPL budget: points per target image.")
     warmup_iters: Optional[int] = option(default=None, help="Override the toy-warmup preset's iterations.")
     adapt_iters: Optional[int] = option(default=None, help="Override the toy-adapt preset's iterations.")
-    workers: int = option(default=0, help="Data-loader workers (0: load in the training process; best on 2 cores).")
+    workers: int = option(
+        default=0, min=0, help="Data-loader workers (0: load in the training process; best on 2 cores)."
+    )
     force: bool = force_option("Redo every step (deletes WORKDIR first).")
     quiet: bool = quiet_option()
 
@@ -676,6 +678,7 @@ class BenchOptions:
     )
     e2e_images: int = option(
         default=0,
+        min=0,
         help="Also time `labor extract` end to end on this many synthetic PNGs (decoding and writing included).",
     )
     workers: Optional[int] = workers_option()

@@ -459,6 +459,15 @@ def test_code_in_a_pickle_is_refused(tmp_path):
         convert.read_field_model(f"advent:{tmp_path / 'evil.pth'}")
 
 
+def test_a_plain_pickle_is_refused_in_one_line_without_torch_warnings(tmp_path, recwarn):
+    import pickle
+
+    (tmp_path / "plain.pth").write_bytes(pickle.dumps({"x": 1}, protocol=4))
+    with pytest.raises(LaborError, match=r"plain\.pth: not a readable PyTorch weights file"):
+        convert.read_field_model(f"advent:{tmp_path / 'plain.pth'}")
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
 def test_split_heads_average_to_the_classifier():
     torch.manual_seed(0)
     classifier, one, two = (ASPPv2(32, 5) for _ in range(3))

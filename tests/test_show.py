@@ -3,6 +3,8 @@ overlay of the image's size."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -207,6 +209,32 @@ def test_show_refuses_bad_inputs_and_leaves_nothing_half_written(tmp_path, toy_t
         )
     )
     assert len(list((tmp_path / "empty").iterdir())) == 1
+
+
+def test_an_output_folder_without_a_name_is_refused(tmp_path, toy_target, dataset, monkeypatch):
+    """-o . names no folder to write beside and rename into place: one line, before any work."""
+    write_pixels(tmp_path / "sel.h5", "selection", dataset.image_ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(LaborError, match=r"^\.: expected a folder name"):
+        run_show(ShowOptions(overlay=True, artifact=tmp_path / "sel.h5", target=toy_target, output_dir=Path(".")))
+    assert not list((tmp_path / "here").iterdir())
+
+
+def test_an_output_folder_that_holds_the_input_is_refused_even_with_force(tmp_path, toy_target, dataset):
+    """--force replaces the output folder whole: never when that would delete the artifact it reads."""
+    from labor_cli.options import ExportOptions
+    from labor_cli.stages.exchange import run_export
+
+    (tmp_path / "run").mkdir()
+    write_pixels(tmp_path / "run" / "sel.h5", "selection", dataset.image_ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
+    for options in (
+        ShowOptions(artifact=tmp_path / "run" / "sel.h5", target=toy_target, output_dir=tmp_path / "run", force=True),
+        ExportOptions(artifact=tmp_path / "run" / "sel.h5", output_dir=tmp_path / "run", force=True, quiet=True),
+    ):
+        with pytest.raises(LaborUsageError, match=r"run: the folder holds the input .*sel\.h5"):
+            (run_show if isinstance(options, ShowOptions) else run_export)(options)
+        assert [p.name for p in (tmp_path / "run").iterdir()] == ["sel.h5"]
 
 
 def test_mark_points_changes_each_point_even_on_marker_coloured_pixels():

@@ -74,6 +74,9 @@ def output_lock(output: Path) -> Iterator[None]:
     its process dies, so a killed run never blocks the next one; the file itself goes on release.
     Stale temporary files of killed runs are removed once the lock is held (no one else writes them)."""
     output = Path(output)
+    if output.name in ("", ".."):  # '.', '/', '..': no name to lock; the stage refuses it in its own words
+        yield
+        return
     created = _make_folders(output.parent)
     if created is None:  # cannot create the folder: the stage says so in its own words
         yield

@@ -29,6 +29,7 @@ A ``module.`` prefix (DataParallel) is removed everywhere. Everything is read wi
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,9 @@ def load_weights_file(path: Path) -> Mapping[str, Any]:
     if not path.is_file():
         raise LaborError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warning about a pickle protocol is not the file's problem
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file, a pickle with code in it, not a torch file...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise LaborError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {first})") from exc

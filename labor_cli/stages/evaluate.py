@@ -18,7 +18,7 @@ from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import evaluation_subsets, index_to_label_id
 from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
 from labor_cli.distributed import Rank
-from labor_cli.drawing import palette_256
+from labor_cli.drawing import check_output_folder, palette_256
 from labor_cli.errors import LaborError
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from labor_cli.options import EvaluateOptions, resolve_workers, stored_config
@@ -76,6 +76,9 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
     """Under torchrun (``rank``) process r evaluates images r, r + W, ...; the confusion matrices
     are summed over the processes and rank 0 writes the artifact (the others return None)."""
     artifacts.check_output_path(options.output, options.force)
+    for folder in (options.predictions, options.colour) if rank.is_main else ():  # rank 0 only: others may write
+        if folder is not None:
+            check_output_folder(folder, options.force, inputs=(options.model,))
     checkpoint = artifacts.load_checkpoint(options.model)
     dataset = open_dataset(options.target, options.split, class_set=checkpoint.class_set, skip_bad=options.skip_bad)
     dataset.check_classes(checkpoint.class_set, "evaluation target")

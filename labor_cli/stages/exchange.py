@@ -67,7 +67,7 @@ def run_export(options: ExportOptions) -> ExportResult:
     kind = artifact_kind(path)
     if kind not in ("selection", "labels"):
         raise LaborError(f"{path}: is a {kind} artifact; export writes the pixels of a selection or labels artifact")
-    check_output_folder(output_dir, options.force)
+    check_output_folder(output_dir, options.force, inputs=(path,))
     pixels = read_checked_pixel_set(path, kind)
     dataset, indices = None, []
     if options.overlays:
@@ -344,6 +344,8 @@ def _add(answers: Answers, image_id, x, y, value, classes: ClassReader) -> None:
     for name, given, read in (("x", x, coordinates[0]), ("y", y, coordinates[1])):
         if read is None:
             raise BadAnswer(f"{name} {given!r} is not an integer pixel coordinate")
+        if not -(2**31) <= read < 2**31:  # no image is this large; numpy's int64 could not even hold some
+            raise BadAnswer(f"{name} {given!r} is out of range for a pixel coordinate")
     label = classes(value)
     answers.image_ids.append(image_id.strip())
     answers.x.append(coordinates[0])
@@ -390,6 +392,8 @@ def parse_json(path: Path, text: str, classes: ClassReader) -> Answers:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LaborError(f"{path}: malformed JSON: line {exc.lineno}: {exc.msg}") from None
+    except RecursionError:
+        raise LaborError(f"{path}: malformed JSON: nested too deeply") from None
     if not isinstance(items, list):
         raise LaborError(f"{path}: malformed JSON: {JSON_EXPECTED}")
     for k, item in enumerate(items):

@@ -98,8 +98,8 @@ class PredictResult:
     seconds: float
 
 
-def _check_folders(output_dir: Path, colour_dir: Path | None, force: bool) -> None:
-    check_output_folder(output_dir, force)
+def _check_folders(output_dir: Path, colour_dir: Path | None, force: bool, model: Path | None = None) -> None:
+    check_output_folder(output_dir, force, inputs=(model,))
     if colour_dir is not None:
         inside = Path(colour_dir).resolve().is_relative_to(Path(output_dir).resolve())
         if inside:
@@ -107,13 +107,13 @@ def _check_folders(output_dir: Path, colour_dir: Path | None, force: bool) -> No
                 f"--colour {colour_dir}: must not be inside {output_dir} (the Cityscapes evaluator "
                 "searches it recursively and would find two predictions per image)"
             )
-        check_output_folder(colour_dir, force)
+        check_output_folder(colour_dir, force, inputs=(model,))
 
 
 def run_predict(options: PredictOptions) -> PredictResult:
     output_dir, colour_dir, force = Path(options.output_dir), options.colour, options.force
     model_path, target, split, skip_bad = options.model, options.target, options.split, options.skip_bad
-    _check_folders(output_dir, colour_dir, force)
+    _check_folders(output_dir, colour_dir, force, model_path)
     checkpoint = artifacts.load_checkpoint(model_path)
     dataset = open_dataset(
         target, split, class_set=checkpoint.class_set, require_labels=False, skip_bad=skip_bad, reads=("images",)

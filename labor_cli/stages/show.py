@@ -67,7 +67,7 @@ def run_show(options: ShowOptions) -> ShowResult:
         raise LaborError(f"{artifact}: is a {kind} artifact; show draws {', '.join(SHOWN_KINDS)} artifacts")
     if options.target is None and kind != "masks":
         raise LaborUsageError(f"{artifact}: drawing a {kind} artifact needs the target images: pass --target KIND:PATH")
-    check_output_folder(output_dir, options.force)
+    check_output_folder(output_dir, options.force, inputs=(artifact,))
     started = time.perf_counter()
     draw_masks_or_pixels = _show_masks if kind == "masks" else _show_pixels
     files, of_images = draw_masks_or_pixels(options, kind)

@@ -268,3 +268,30 @@ def test_bad_input_gives_one_line_an_exit_code_and_no_traceback(tmp_path, args, 
     if code == 1:
         assert len(result.stderr.strip().splitlines()) == 1
     assert not any(p.name in ("e.h5", "s.h5", "w.h5", "c.h5", "p.png", "p") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate", "-m", "{f}", "--target", "cityscapes:{tmp}", "-o", "{f}"],
+        ["extract", "-m", "{f}", "--target", "cityscapes:{tmp}", "-o", "{f}"],
+        ["label", "--selection", "{tmp}/s.h5", "--target", "cityscapes:{tmp}", "--merge", "{f}", "-o", "{f}"],
+        ["import", "{tmp}/a.csv", "--selection", "{f}", "-o", "{f}"],
+        ["adapt", "-m", "{tmp}/w.h5", "--labels", "{f}", "--source", "gta5:{tmp}", "--target", "cityscapes:{tmp}"]
+        + ["-o", "{f}"],
+        ["convert", "advent:{f}", "-o", "{f}"],
+        ["plot", "budget", "{f}", "-o", "{f}"],
+        ["select", "--masks", "{f}", "--mode", "random", "--points", "2", "-o", "{f}"],
+    ],
+)
+def test_an_output_that_is_one_of_the_inputs_is_refused_even_with_force(tmp_path, args):
+    """The new artifact's lineage names its inputs; replacing one (evaluate -o model.h5 --force) would lose it."""
+    given = tmp_path / "mine.h5"
+    with h5py.File(given, "w") as f:
+        f["x"] = 1
+    before = given.read_bytes()
+    result = labor(*[a.format(tmp=tmp_path, f=given) for a in args], "--force", check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "would replace its own input" in result.stderr and str(given) in result.stderr
+    assert given.read_bytes() == before

@@ -154,7 +154,7 @@ def test_show_refuses_bad_inputs_and_leaves_nothing_half_written(tmp_path, toy_t
         )
     with artifacts.create_artifact(tmp_path / "eval.h5", "evaluation", {}) as f:
         f.create_dataset("iou", data=np.zeros(19))
-    with pytest.raises(LaborError, match=r"eval\.h5: is a evaluation artifact"):
+    with pytest.raises(LaborError, match=r"eval\.h5: is an evaluation artifact"):
         run_show(
             ShowOptions(overlay=True, artifact=tmp_path / "eval.h5", target=toy_target, output_dir=tmp_path / "show")
         )

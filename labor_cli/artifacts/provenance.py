@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from labor_cli import __version__
-from labor_cli.errors import Interrupted, LaborError
+from labor_cli.errors import Interrupted, LaborError, LaborUsageError
 
 # kind -> schema version this package writes and the newest it reads.
 SCHEMA_VERSIONS: dict[str, int] = {
@@ -38,13 +38,23 @@ SCHEMA_VERSIONS: dict[str, int] = {
 }
 
 
+def a_kind(kind: str) -> str:
+    """'an evaluation artifact', 'a masks artifact': an artifact kind as error messages name it."""
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} artifact"
+
+
 def command_line() -> str:
     return shlex.join([Path(sys.argv[0]).name] + sys.argv[1:])
 
 
-def check_output_path(path: Path, force: bool) -> None:
-    """Refuse before any work is done: an existing output without --force, or an unwritable folder."""
+def check_output_path(path: Path, force: bool, inputs: tuple = ()) -> None:
+    """Refuse before any work is done: an output that is one of the stage's ``inputs`` (even with
+    --force: the new artifact's lineage names that input, and a failed run would lose it), an
+    existing output without --force, or an unwritable folder."""
     path = Path(path)
+    for given in inputs:
+        if given is not None and Path(given).resolve() == path.resolve():
+            raise LaborUsageError(f"-o {path}: the output would replace its own input {given}; write another file")
     if path.exists() and not force:
         raise LaborError(f"{path}: already exists; pass --force to replace it")
     if path.is_dir():
@@ -259,7 +269,7 @@ def _open_checked(path: Path, kind: str | None) -> h5py.File:
             raise LaborError(f"{path}: not a labor artifact (no {known}labor_kind attribute)")
         found = str(found)
         if kind is not None and found != kind:
-            raise LaborError(f"{path}: is a {found} artifact, expected a {kind} artifact")
+            raise LaborError(f"{path}: is {a_kind(found)}, expected {a_kind(kind)}")
         try:
             schema = int(f.attrs.get("labor_schema", 0))
         except (TypeError, ValueError):

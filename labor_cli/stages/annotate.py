@@ -319,7 +319,7 @@ def open_annotation(options: AnnotateOptions) -> Annotation:
         items = make_items(chosen, unit, advance=lambda: bar.advance(task))
     store = AnswerStore(chosen, items, journal)
     saved_records = _own_output_records(output, journal.header["session"]) if journal.exists else None
-    artifacts.check_output_path(output, options.force or saved_records is not None)
+    artifacts.check_output_path(output, options.force or saved_records is not None, inputs=(selection, options.merge))
     return Annotation(
         options,
         chosen,

@@ -21,6 +21,7 @@ from labor_cli.models.convert import (
     class_set_for,
     file_digest,
     networks_from_field,
+    parse_weights_spec,
     read_discriminator,
     read_field_model,
 )
@@ -39,7 +40,8 @@ class ConvertResult:
 
 def run_convert(options: ConvertOptions) -> ConvertResult:
     output, discriminator = Path(options.output), options.discriminator
-    artifacts.check_output_path(output, options.force)
+    field_files = [options.weights] + ([discriminator] if discriminator is not None else [])
+    artifacts.check_output_path(output, options.force, inputs=tuple(parse_weights_spec(f)[1] for f in field_files))
     model = read_field_model(options.weights)
     class_set = class_set_for(model, options.classes)
     networks = networks_from_field(model, selector_backbone=options.selector_backbone, seed=options.seed)

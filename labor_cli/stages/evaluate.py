@@ -75,7 +75,7 @@ def predict_full_resolution(model, images: torch.Tensor, label_size: tuple[int, 
 def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationResult | None:
     """Under torchrun (``rank``) process r evaluates images r, r + W, ...; the confusion matrices
     are summed over the processes and rank 0 writes the artifact (the others return None)."""
-    artifacts.check_output_path(options.output, options.force)
+    artifacts.check_output_path(options.output, options.force, inputs=(options.model,))
     for folder in (options.predictions, options.colour) if rank.is_main else ():  # rank 0 only: others may write
         if folder is not None:
             check_output_folder(folder, options.force, inputs=(options.model,))

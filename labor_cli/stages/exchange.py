@@ -66,7 +66,9 @@ def run_export(options: ExportOptions) -> ExportResult:
         raise LaborUsageError("--overlays needs the target images: pass --target KIND:PATH")
     kind = artifact_kind(path)
     if kind not in ("selection", "labels"):
-        raise LaborError(f"{path}: is a {kind} artifact; export writes the pixels of a selection or labels artifact")
+        raise LaborError(
+            f"{path}: is {artifacts.a_kind(kind)}; export writes the pixels of a selection or labels artifact"
+        )
     check_output_folder(output_dir, options.force, inputs=(path,))
     pixels = read_checked_pixel_set(path, kind)
     dataset, indices = None, []
@@ -192,7 +194,7 @@ def run_import(options: ImportOptions) -> ImportResult:
     """The annotators' answers (CSV image_id,x,y,class or a JSON list) as a labels artifact."""
     started = time.perf_counter()
     answers_path, selection, output = Path(options.answers), Path(options.selection), Path(options.output)
-    artifacts.check_output_path(output, options.force)
+    artifacts.check_output_path(output, options.force, inputs=(answers_path, selection))
     chosen = read_checked_pixel_set(selection, "selection")
     answers = read_answers(answers_path, list(chosen.class_names), chosen.class_set)
     label, answered = answered_labels(answers, chosen, answers_path, selection)

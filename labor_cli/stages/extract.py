@@ -257,7 +257,7 @@ def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> ExtractResult |
     if options.candidates_per_class <= 0 or options.uncertain_per_image <= 0:
         raise LaborUsageError("--candidates-per-class and --uncertain-per-image must be positive")
     output = Path(options.output)
-    artifacts.check_output_path(output, options.force)
+    artifacts.check_output_path(output, options.force, inputs=(options.model, options.exclude))
     inputs = open_inputs(options)
     device = resolve_device(options.device, rank)
     precision = resolve_precision(options.precision, device)

@@ -162,7 +162,7 @@ def run_label(options: LabelOptions) -> LabelResult:
     ``skip_bad``: images whose ground-truth file is unreadable are left out of the labels."""
     started = time.perf_counter()
     selection, output = Path(options.selection), Path(options.output)
-    artifacts.check_output_path(output, options.force)
+    artifacts.check_output_path(output, options.force, inputs=(selection, options.masks, options.merge))
     chosen = read_checked_pixel_set(selection, "selection")
     earlier = read_earlier_labels(Path(options.merge), chosen, selection) if options.merge is not None else None
     check_known_class_set(selection, chosen.class_set)

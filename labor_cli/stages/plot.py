@@ -402,7 +402,7 @@ def run_plot(options: PlotOptions) -> PlotResult:
     if kind not in PLOTS:
         raise LaborUsageError(f"unknown plot {kind!r}: choose one of {', '.join(PLOTS)}")
     output = Path(options.output)
-    artifacts.check_output_path(output, options.force)
+    artifacts.check_output_path(output, options.force, inputs=tuple(inputs))
     plt = require_matplotlib()
     parsed = parse_labels(list(labels))
     paths = _expand(list(inputs), parsed)

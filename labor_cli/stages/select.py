@@ -168,9 +168,7 @@ def run_select(options: SelectOptions) -> SelectResult:
     min_spacing = float(options.min_spacing)
     check_select_options(options.mode, options.points, options.ratio, min_spacing, options.seed)
     check_balance_power(options.balance_power)
-    if output.resolve() == masks_path.resolve():
-        raise LaborUsageError(f"-o {output}: the output would replace its own input masks artifact")
-    artifacts.check_output_path(output, options.force)
+    artifacts.check_output_path(output, options.force, inputs=(masks_path,))
     started = time.perf_counter()
     with artifacts.Masks(masks_path) as masks:
         if options.mode == "balanced" and options.strata == "class-pair" and not masks.has_runner_up:

@@ -64,7 +64,7 @@ def run_show(options: ShowOptions) -> ShowResult:
         raise LaborUsageError(f"--limit {options.limit}: must be at least 1")
     kind = artifact_kind(artifact)
     if kind not in SHOWN_KINDS:
-        raise LaborError(f"{artifact}: is a {kind} artifact; show draws {', '.join(SHOWN_KINDS)} artifacts")
+        raise LaborError(f"{artifact}: is {artifacts.a_kind(kind)}; show draws {', '.join(SHOWN_KINDS)} artifacts")
     if options.target is None and kind != "masks":
         raise LaborUsageError(f"{artifact}: drawing a {kind} artifact needs the target images: pass --target KIND:PATH")
     check_output_folder(output_dir, options.force, inputs=(artifact,))

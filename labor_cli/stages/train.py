@@ -79,7 +79,8 @@ def run_training_stage(options: WarmupOptions | AdaptOptions, rank: Rank = Rank(
     config = options.train
     config.check()
     output = Path(options.output)
-    artifacts.check_output_path(output, options.force)
+    input_files = (options.model, options.labels) if isinstance(options, AdaptOptions) else ()
+    artifacts.check_output_path(output, options.force, inputs=input_files)
     resume_path = resume_path_for(output)
 
     inputs = open_inputs(options)

@@ -156,9 +156,12 @@ _interrupt_reported = False  # set once a Ctrl-C has been reported: typer's exit
 
 @contextlib.contextmanager
 def out_of_memory_hint(options: Any):
-    """A GPU out of memory is one line that says what to lower (the resume file, if any, is kept)."""
+    """A GPU out of memory is one line that says what to lower (the resume file, if any, is kept);
+    so is the machine's (a show --scale or plot --size too large for it)."""
     try:
         yield
+    except MemoryError as exc:
+        raise LaborError("out of memory") from exc
     except Exception as exc:
         torch = sys.modules.get("torch")
         if torch is None or not isinstance(exc, torch.OutOfMemoryError):

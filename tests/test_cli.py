@@ -225,6 +225,8 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
             "--workers",
         ),
         (["bench", "--device", "cpu", "--e2e-images", "-5"], 2, "--e2e-images"),
+        (["show", "{tmp}/plain.h5", "-o", "{tmp}/p", "--scale", "100"], 2, "--scale 100: at most 16"),
+        (["plot", "budget", "{tmp}/plain.h5", "-o", "{tmp}/p.png", "--size", "100000x100"], 2, "at most 16384"),
         (["bench", "--device", "cpu", "--profile", "{tmp}/plain.h5"], 1, "plain.h5: is a file, expected a folder"),
         (
             [
@@ -295,3 +297,17 @@ def test_an_output_that_is_one_of_the_inputs_is_refused_even_with_force(tmp_path
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "would replace its own input" in result.stderr and str(given) in result.stderr
     assert given.read_bytes() == before
+
+
+def test_out_of_memory_is_one_labor_error():
+    """A MemoryError (show --scale, plot --size, a batch too large for the machine) becomes the one-line
+    LaborError main prints; other errors pass through untouched."""
+    from labor_cli import cli
+    from labor_cli.errors import LaborError
+
+    with pytest.raises(LaborError, match="^out of memory$"):
+        with cli.out_of_memory_hint(object()):
+            raise MemoryError
+    with pytest.raises(ValueError, match="unrelated"):
+        with cli.out_of_memory_hint(object()):
+            raise ValueError("unrelated")

@@ -32,6 +32,7 @@ from labor_cli.history import LOSS_COLUMNS, read_loss_history_csv
 from labor_cli.options import PLOTS, PlotOptions
 
 DEFAULT_SIZE = (1200, 800)  # pixels, at DPI
+MAX_SIDE = 16384  # pixels; a figure of 16384x16384 is 1 GiB of RGBA
 DPI = 100
 
 
@@ -397,6 +398,8 @@ def _expand(inputs: list[str], labels: list[tuple[str, str]]) -> list[Path]:
 def run_plot(options: PlotOptions) -> PlotResult:
     kind, inputs, labels, smooth = options.kind, options.inputs or [], options.label or [], options.smooth
     size = options.size or DEFAULT_SIZE
+    if max(size) > MAX_SIDE:
+        raise LaborUsageError(f"--size {size[0]}x{size[1]}: at most {MAX_SIDE} pixels a side")
     if smooth < 1:
         raise LaborUsageError(f"--smooth {smooth}: must be at least 1")
     if kind not in PLOTS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import evaluation_subsets, index_to_label_id
 from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
 from labor_cli.distributed import Rank
-from labor_cli.drawing import check_output_folder, palette_256
+from labor_cli.drawing import check_output_folder, output_folder, palette_256
 from labor_cli.errors import LaborError
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from labor_cli.options import EvaluateOptions, resolve_workers, stored_config
@@ -87,24 +88,35 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
     size = options.input_size or dataset.train_size
 
     started = time.perf_counter()
-    confusion = confusion_over(dataset, size, model, compiled, options, device, precision, checkpoint, rank)
-    if not rank.is_main:
-        return None
-    seconds = time.perf_counter() - started
-    iou = iou_per_class(confusion)
-    scores = {name: mean_iou(iou, classes) for name, classes in evaluation_subsets(checkpoint.class_set).items()}
-    scores["pixel_accuracy"] = pixel_accuracy(confusion)
-    facts = {"skipped_unreadable": skipped_files(target=dataset)} if options.skip_bad else {}
-    config = stored_config(
-        options, input_size=size, device=str(device), precision=precision, compile=compiled.active, **facts
-    )
-    with artifacts.create_artifact(options.output, "evaluation", config, [checkpoint.artifact], options.force) as f:
-        f.create_dataset("confusion", data=confusion)
-        f.create_dataset("iou", data=iou)
-        artifacts.write_image_ids(f, dataset.image_ids)
-        f.attrs["class_names"] = json.dumps(checkpoint.class_names)
-        f.attrs["scores"] = json.dumps(scores)
-    return EvaluationResult(list(checkpoint.class_names), confusion, iou, scores, len(dataset), seconds)
+    with contextlib.ExitStack() as folders:
+        # One process fills temporary folders that replace --predictions/--colour once everything is
+        # written (a Ctrl-C leaves nothing half-written); under torchrun every rank writes in place.
+        png_dirs = [
+            folders.enter_context(output_folder(Path(folder), options.force))
+            if folder and not rank.distributed
+            else folder
+            for folder in (options.predictions, options.colour)
+        ]
+        confusion = confusion_over(
+            dataset, size, model, compiled, options, device, precision, checkpoint, rank, png_dirs
+        )
+        if not rank.is_main:
+            return None
+        seconds = time.perf_counter() - started
+        iou = iou_per_class(confusion)
+        scores = {name: mean_iou(iou, classes) for name, classes in evaluation_subsets(checkpoint.class_set).items()}
+        scores["pixel_accuracy"] = pixel_accuracy(confusion)
+        facts = {"skipped_unreadable": skipped_files(target=dataset)} if options.skip_bad else {}
+        config = stored_config(
+            options, input_size=size, device=str(device), precision=precision, compile=compiled.active, **facts
+        )
+        with artifacts.create_artifact(options.output, "evaluation", config, [checkpoint.artifact], options.force) as f:
+            f.create_dataset("confusion", data=confusion)
+            f.create_dataset("iou", data=iou)
+            artifacts.write_image_ids(f, dataset.image_ids)
+            f.attrs["class_names"] = json.dumps(checkpoint.class_names)
+            f.attrs["scores"] = json.dumps(scores)
+        return EvaluationResult(list(checkpoint.class_names), confusion, iou, scores, len(dataset), seconds)
 
 
 def confusion_over(
@@ -117,9 +129,11 @@ def confusion_over(
     precision: str,
     checkpoint: artifacts.Checkpoint,
     rank: Rank,
+    png_dirs: list,
 ) -> np.ndarray:
     """The confusion matrix of A over this process's share of the images, summed over the
-    processes (what rank 0 returns); prediction PNGs written on the way when asked for."""
+    processes (what rank 0 returns); prediction PNGs written on the way into ``png_dirs``
+    (label ids, colour; None: not asked for)."""
     normalize = ImageNormalizer(device, memory_format(device))
     num_classes = len(checkpoint.class_names)
     view = FullLabelView(dataset, size)
@@ -139,14 +153,9 @@ def confusion_over(
             labels = batch["label"].to(device, non_blocking=True)
             predictions = compiled(predict_full_resolution, model, images, tuple(labels.shape[-2:]), precision)
             confusion += confusion_matrix(predictions, labels, num_classes)
-            if options.predictions or options.colour:
+            if any(png_dirs):
                 write_prediction_pngs(
-                    dataset,
-                    batch["index"].tolist(),
-                    predictions.cpu().numpy(),
-                    checkpoint.class_set,
-                    options.predictions,
-                    options.colour,
+                    dataset, batch["index"].tolist(), predictions.cpu().numpy(), checkpoint.class_set, *png_dirs
                 )
             bar.update(task, advance=len(images))
     distributed.all_reduce_sum(confusion, rank)

@@ -215,7 +215,7 @@ class TrainConfig:
         metavar="WIDTHxHEIGHT",
         help="Target training size WIDTHxHEIGHT (default: the dataset's).",
     )
-    seed: int = option(default=0, help="Random seed: the same command twice gives the same weights on the CPU.")
+    seed: int = option(default=0, min=0, help="Random seed: the same command twice gives the same weights on the CPU.")
     save_every: int = option(default=1000, help="Save a resumable checkpoint every N iterations.")
     log_every: int = option(default=10, help="Update the progress display (and check losses) every N iterations.")
 
@@ -534,7 +534,7 @@ class ConvertOptions:
         metavar="[FORMAT:]PATH",
         help="The field's output-space discriminator to start D from (default: fresh).",
     )
-    seed: int = option(default=0, help="Seed of B's head split and of D's fresh weights.")
+    seed: int = option(default=0, min=0, help="Seed of B's head split and of D's fresh weights.")
     force: bool = force_option()
 
 
@@ -609,7 +609,7 @@ class ToyOptions:
     directory: Path = option(
         argument=True, help="Folder to create: DIR/source (GTA5 layout) and DIR/target (Cityscapes layout)."
     )
-    seed: int = option(default=0, help="Random seed; the same seed gives the same bytes.")
+    seed: int = option(default=0, min=0, help="Random seed; the same seed gives the same bytes.")
     size: str = option(default="default", choices=TOY_SIZES, help="Preset: default (the demo's) or tiny (tests).")
     shift: str = option(
         default="photo",
@@ -643,7 +643,7 @@ class DemoOptions:
     COMMAND: ClassVar[str] = "demo"
 
     workdir: Path = option(default=Path("runs/demo"), help="Folder for the toy pair and every artifact of the demo.")
-    seed: int = option(default=0, help="Seed of the toy pair and of training.")
+    seed: int = option(default=0, min=0, help="Seed of the toy pair and of training.")
     points: int = option(default=40, help="PPL budget: points per target image.")
     warmup_iters: Optional[int] = option(default=None, help="Override the toy-warmup preset's iterations.")
     adapt_iters: Optional[int] = option(default=None, help="Override the toy-adapt preset's iterations.")

@@ -184,6 +184,8 @@ def test_existing_output_needs_force_and_unwritable_folder_is_refused(tmp_path, 
     monkeypatch.setattr(artifacts.os, "access", lambda folder, mode: False)
     with pytest.raises(LaborError, match="permission denied"):
         artifacts.check_output_path(tmp_path / "sub" / "out.h5", force=False)
+    with pytest.raises(LaborError, match=r"out\.h5: it is a file, not a folder"):
+        artifacts.check_output_path(path / "inside.h5", force=False)
 
 
 def test_disk_full_during_write_leaves_nothing(tmp_path, monkeypatch):

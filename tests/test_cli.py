@@ -213,6 +213,11 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
         (["select", "--masks", "{tmp}/plain.h5", "--mode", "ppl", "--points", "0", "-o", "{tmp}/s.h5"], 2, "points"),
         (["warmup", "--source", "nonsense", "--target", "cityscapes:{tmp}", "-o", "{tmp}/w.h5"], 2, "nonsense"),
         (
+            ["warmup", "--source", "gta5:{tmp}", "--target", "cityscapes:{tmp}", "-o", "{tmp}/w.h5", "--seed", "-1"],
+            2,
+            "seed",
+        ),
+        (
             ["warmup", "--source", "gta5:{tmp}/nowhere", "--target", "cityscapes:{tmp}", "-o", "{tmp}/w.h5"],
             1,
             "nowhere",

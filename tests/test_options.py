@@ -240,6 +240,7 @@ def test_data_toy_inspect_and_bench_hand_on_every_option(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "profile_bench", recorder("profile", None))
     monkeypatch.setattr(runtime, "resolve_device", lambda spec: "cpu")
     argv, o = command_line(declarations.BenchOptions, tmp_path)
+    o["profile"].unlink()  # --profile names a folder to write into; a file there is refused
     printed = json.loads(invoke(argv).output)  # --json
     assert printed["device"] == "cpu" and printed["results"] == [] and printed["extract_end_to_end"] == {"images": 7}
     bench_args = (o["arch"], o["device"], o["repeats"], o["warmup"], o["compile"], o["selector_backbone"])

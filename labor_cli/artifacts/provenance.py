@@ -49,7 +49,7 @@ def command_line() -> str:
 
 def check_output_path(path: Path, force: bool, inputs: tuple = ()) -> None:
     """Refuse before any work is done: an output that is one of the stage's ``inputs`` (even with
-    --force: the new artifact's lineage names that input, and a failed run would lose it), an
+    --force: the new artifact's lineage names that input, which replacing it would lose), an
     existing output without --force, or an unwritable folder."""
     path = Path(path)
     for given in inputs:
@@ -63,7 +63,9 @@ def check_output_path(path: Path, force: bool, inputs: tuple = ()) -> None:
     existing = folder
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir():
+        raise LaborError(f"{path}: cannot write in {existing}: it is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise LaborError(f"{path}: cannot write in {existing} (permission denied)")
 
 

@@ -200,6 +200,16 @@ def test_bad_options_are_usage_errors(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_folder_without_a_name_is_refused_before_drawing(tmp_path, monkeypatch):
+    """`labor data toy .` in an empty folder: the pair is drawn beside its folder and renamed into place,
+    which '.' cannot be; refused up front, not after drawing every image."""
+    monkeypatch.chdir(tmp_path)
+    drawn = []
+    with pytest.raises(LaborError, match=r"^\.: expected a folder name"):
+        toy.make_toy_pair(Path("."), size="tiny", progress=lambda done, total: drawn.append(done))
+    assert drawn == [] and list(tmp_path.iterdir()) == []
+
+
 def test_the_real_loaders_read_the_pair(pair):
     datasets = pytest.importorskip("labor_cli.data.datasets")
     root, _ = pair

@@ -116,6 +116,8 @@ def _dataset_json(name: str, size: tuple[int, int], seed: int, shift: str | None
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:
+    if out_dir.name in ("", ".."):  # '.', '/', '..': the pair is drawn beside its name and renamed into place
+        raise LaborError(f"{out_dir}: expected a folder name to write into (e.g. {out_dir / 'toy'})")
     if out_dir.exists() and not out_dir.is_dir():
         raise LaborError(f"{out_dir}: exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:

@@ -577,6 +577,11 @@ def test_import_refuses_bad_answers(tmp_path, truth):
         (f"{header}{ids[0]},four,1,road\n", r"coord\.csv: line 2: x 'four' is not an integer", "coord.csv"),
         (f"{header}{ids[0]},{10**20},1,road\n", rf"big\.csv: line 2: x '{10**20}' is out of range", "big.csv"),
         ("[" * 100000 + "]" * 100000, r"deep\.json: malformed JSON: nested too deeply", "deep.json"),
+        (
+            f'[{{"image_id": "{ids[0]}", "x": {"[" * 600}{"]" * 600}, "y": 1, "class": "road"}}]',
+            r"nested\.json: item 1: x .* is not an integer",
+            "nested.json",
+        ),
         ("", r"empty\.csv: malformed CSV: empty file", "empty.csv"),
         (f"{header}{good}{ids[0]},4,1,sky\n", r"twice\.csv: lines 2 and 3 give pixel \(x=4, y=1\)", "twice.csv"),
         ('[{"image_id": "a", "x": 1,', r"broken\.json: malformed JSON: line 1", "broken.json"),

@@ -409,7 +409,11 @@ def parse_json(path: Path, text: str, classes: ClassReader) -> Answers:
                 raise BadAnswer(f"{JSON_EXPECTED}, found {json.dumps(item)[:80]}")
             _add(answers, *(item[name] for name in REQUIRED_FIELDS), classes)
         except BadAnswer as exc:
-            raise LaborError(f"{path}: line {answers.line_of(k)}: {exc}") from None
+            try:
+                where = f"line {answers.line_of(k)}"
+            except RecursionError:  # the pure-Python parser that finds the lines nests less deeply than json's
+                where = f"item {k + 1}"
+            raise LaborError(f"{path}: {where}: {exc}") from None
     return answers
 
 

@@ -242,6 +242,12 @@ class TrainConfig:
             raise LaborUsageError(f"--mask-share {self.mask_share}: must be in [0, 1) (0: a fixed --lambda-dis)")
         if self.pseudo_from is not None and self.pseudo_from < 0:
             raise LaborUsageError(f"--pseudo-from {self.pseudo_from}: must be >= 0")
+        if not 0 <= self.momentum < 1:
+            raise LaborUsageError(f"--momentum {self.momentum}: must be in [0, 1)")
+        if self.power < 0:  # a negative power would raise the learning rate as the run goes on
+            raise LaborUsageError(f"--power {self.power}: must be >= 0")
+        if self.lr_discriminator < 0:
+            raise LaborUsageError(f"--lr-d {self.lr_discriminator}: must be >= 0")
 
     def warmup_pseudo_from(self) -> int:
         """The warmup iteration from which B learns A's pseudo labels (--pseudo-from, or half the run)."""

@@ -461,3 +461,20 @@ def test_a_resume_file_from_before_an_option_existed_counts_as_its_default(tmp_p
         declarations.check_same_run(tmp_path / "r.h5", older, changed, defaults=defaults)
     with pytest.raises(declarations.LaborError, match="different run"):  # without defaults a missing key differs
         declarations.check_same_run(tmp_path / "r.h5", older, now)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"momentum": 1.0}, r"--momentum 1.0: must be in \[0, 1\)"),
+        ({"momentum": -0.1}, "--momentum"),
+        ({"power": -1.0}, r"--power -1.0: must be >= 0"),
+        ({"lr_discriminator": -1e-4}, "--lr-d"),
+        ({"pseudo_from": -5}, "--pseudo-from"),
+        ({"iterations": 0}, "--iterations 0: must be positive"),
+    ],
+)
+def test_training_values_out_of_range_are_usage_errors(values, message):
+    TrainConfig().check()  # the defaults pass
+    with pytest.raises(declarations.LaborUsageError, match=message):
+        TrainConfig(**values).check()

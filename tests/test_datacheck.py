@@ -83,6 +83,19 @@ def test_a_label_folder_without_images_is_an_error(toy_pair, tmp_path):
     assert any("no leftImg8bit/test folder" in e for e in check.errors)
 
 
+def test_a_listed_train_split_does_not_call_the_val_labels_unpaired(toy_pair, tmp_path):
+    """The toy source lists train.txt and val.txt: a label of val has no image *in train*, and is no orphan;
+    a label no image claims at all is one, under 'all'."""
+    root = copy_of(toy_pair, tmp_path, "source")
+    clean = run_data_check(f"gta5:{root}", workers=1)
+    assert clean.errors == [] and clean.warnings == [] and exit_code(clean) == 0
+    orphan = root / "labels" / "99999.png"
+    shutil.copy(next((root / "labels").glob("*.png")), orphan)
+    by_split = {s.split: s for s in run_data_check(f"gta5:{root}", workers=1).splits}
+    assert by_split["all"].orphan_labels == [str(orphan)]
+    assert by_split["train"].orphan_labels == [] and by_split["val"].orphan_labels == []
+
+
 def test_gta5_images_without_labels_are_a_warning(toy_pair, tmp_path):
     root = copy_of(toy_pair, tmp_path, "source")
     listed = [name.removesuffix(".png") for name in (root / "val.txt").read_text().split()]

@@ -161,7 +161,11 @@ def orphan_labels(dataset: SegmentationDataset) -> list[str]:
     claimed = {str(dataset.label_path(i)) for i in range(len(dataset)) if dataset.label_path(i) is not None}
     if isinstance(dataset, CityscapesDataset):
         candidates = (dataset.root / "gtFine" / dataset.split).glob(f"*/*{dataset.LABEL_SUFFIX}")
-    elif dataset.split in ALL_SPLITS and (dataset.root / dataset.label_dir).is_dir():
+    elif (
+        dataset.split in ALL_SPLITS
+        and not (dataset.root / f"{dataset.split}.txt").is_file()  # 'train' covers every image only unlisted
+        and (dataset.root / dataset.label_dir).is_dir()
+    ):
         candidates = (dataset.root / dataset.label_dir).glob("*.png")
     else:
         return []  # a listed split: the labels of other splits are not orphans

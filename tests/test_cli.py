@@ -222,7 +222,11 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
             1,
             "nowhere",
         ),
-        (["convert", "{tmp}/plain.h5", "-o", "{tmp}/c.h5"], 1, "plain.h5: not a readable PyTorch weights file"),
+        (
+            ["convert", "{tmp}/plain.h5", "-o", "{tmp}/c.h5"],
+            1,
+            "plain.h5: not a readable PyTorch weights file: an HDF5",
+        ),
         (["select", "--masks", "{tmp}/plain.h5", "--mode", "ppl", "--points", "2", "-o", "/"], 1, "/: already exists"),
         (
             ["extract", "-m", "{tmp}/plain.h5", "--target", "cityscapes:{tmp}", "-o", "{tmp}/e.h5", "--workers", "-1"],

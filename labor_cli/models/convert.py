@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import torch
 from torch import Tensor
 
@@ -95,6 +96,8 @@ def load_weights_file(path: Path) -> Mapping[str, Any]:
     """torch.load with weights_only, every failure one line naming the file."""
     if not path.is_file():
         raise LaborError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
+    if h5py.is_hdf5(path):  # torch's own message would suggest weights_only=False, which cannot help
+        raise LaborError(f"{path}: not a readable PyTorch weights file: an HDF5 file (a labor artifact?), not a .pth")
     try:
         with warnings.catch_warnings():  # torch's warning about a pickle protocol is not the file's problem
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)

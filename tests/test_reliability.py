@@ -152,22 +152,38 @@ def test_a_signal_stops_extract_cleanly_and_resume_equals_an_uninterrupted_run(
             np.testing.assert_array_equal(resumed[name][()], whole[name][()], err_msg=name)
 
 
-def test_extract_resume_without_a_stopped_run_says_so(tmp_path, toy_target, warm_checkpoint):
-    from labor_cli.stages.extract import run_extract
+def test_resume_with_nothing_saved_starts_from_the_beginning_in_extract_and_adapt(
+    tmp_path, toy_source, toy_target, warm_checkpoint
+):
+    """Through the executable, as a retry loop runs it: extract killed before its first save,
+    then --resume; adapt likewise. Each runs whole, says so in one line, and writes what a run
+    without --resume writes."""
+    import subprocess
+    import sys
 
-    with pytest.raises(LaborError, match=r"masks.resume.h5: no stopped extraction to resume"):
-        run_extract(
-            ExtractOptions(
-                model=warm_checkpoint,
-                target=toy_target,
-                output=tmp_path / "masks.h5",
-                device="cpu",
-                quiet=True,
-                resume=True,
-                workers=0,
-            )
-        )
-    assert list(tmp_path.iterdir()) == []
+    def labor(*args):
+        done = subprocess.run([sys.executable, "-m", "labor_cli", *map(str, args)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    extract = ["extract", "-m", warm_checkpoint, "--target", toy_target, "--device", "cpu", "--quiet"]
+    labor(*extract, "-o", tmp_path / "plain.h5")
+    err = labor(*extract, "-o", tmp_path / "masks.h5", "--resume")
+    assert f"{tmp_path / 'masks.resume.h5'}: nothing saved yet" in err and "starting from the beginning" in err
+    assert len(err.strip().splitlines()) == 1, err
+    with h5py.File(tmp_path / "masks.h5") as resumed, h5py.File(tmp_path / "plain.h5") as plain:
+        assert resumed.attrs["summary"] == plain.attrs["summary"]
+        np.testing.assert_array_equal(resumed["mask"][()], plain["mask"][()])
+        np.testing.assert_array_equal(resumed["prediction"][()], plain["prediction"][()])
+    assert not (tmp_path / "masks.resume.h5").exists()
+
+    labor("select", "--masks", tmp_path / "plain.h5", "--mode", "random", "--points", 5, "-o", tmp_path / "sel.h5")
+    labor("label", "--selection", tmp_path / "sel.h5", "--target", toy_target, "-o", tmp_path / "labels.h5")
+    adapt = ["adapt", "-m", warm_checkpoint, "--labels", tmp_path / "labels.h5", "--source", toy_source]
+    adapt += ["--target", toy_target, "--iterations", 2, "--source-batch", 1, "--target-batch", 1, "--quiet"]
+    err = labor(*adapt, "-o", tmp_path / "adapted.h5", "--resume")
+    assert f"{tmp_path / 'adapted.resume.h5'}: nothing saved yet" in err
+    assert artifacts.load_checkpoint(tmp_path / "adapted.h5").state.iteration == 2
 
 
 def test_kill_9_loses_at_most_the_work_since_the_last_save(tmp_path, toy_source, toy_target, warm_checkpoint):

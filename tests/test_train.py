@@ -90,10 +90,21 @@ def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, toy
     assert all(np.array_equal(columns[k].astype(np.float32), a[k]) for k in LOSS_COLUMNS)
 
 
+def test_resume_with_nothing_saved_starts_from_the_beginning(tmp_path, toy_source, toy_target, capsys):
+    """A run killed before its first save leaves no resume file: --resume runs it whole and says so."""
+    _warmup(toy_source, toy_target, tmp_path / "straight.h5")
+    output = tmp_path / "w.h5"
+    result = _warmup(toy_source, toy_target, output, resume=True)
+    err = capsys.readouterr().err
+    assert f"{resume_path_for(output)}: nothing saved yet" in err and "starting from the beginning" in err
+    assert result.iterations == 6
+    straight, resumed = _weights(tmp_path / "straight.h5"), _weights(output)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["straight.h5", "straight.losses.csv", "w.h5", "w.losses.csv"]
+
+
 def test_resume_refuses_a_run_with_other_options(tmp_path, toy_source, toy_target, monkeypatch):
     output = tmp_path / "w.h5"
-    with pytest.raises(LaborError, match="no saved run to resume"):
-        _warmup(toy_source, toy_target, output, resume=True)
     import shutil
 
     _warmup(toy_source, toy_target, tmp_path / "done.h5")

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from labor_cli import artifacts, distributed
+from labor_cli.artifacts import resume_path_for
 from labor_cli.console import progress_bar, stderr
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
@@ -36,6 +37,7 @@ from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.models import fold_frozen_batchnorm
 from labor_cli.options import ExtractOptions, check_same_run, resolve_workers, stored_config, stored_defaults
+from labor_cli.resume import continue_saved_run
 from labor_cli.runtime import (
     CompileFallback,
     autocast,
@@ -45,7 +47,6 @@ from labor_cli.runtime import (
     resolve_device,
     resolve_precision,
 )
-from labor_cli.stages.train import resume_path_for
 from labor_cli.training import StopRequest
 
 # What may differ between a stopped extraction and its --resume: where and how fast it runs.
@@ -270,7 +271,8 @@ def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> ExtractResult |
         options, input_size=size, device=str(device), precision=precision, compile=compiled.active, **facts
     )
     resume_path = resume_path_for(output)
-    saved = saved_extraction(resume_path, config, inputs.dataset.image_ids) if options.resume else None
+    resuming = continue_saved_run(resume_path, options.resume, "images", say=rank.is_main)
+    saved = saved_extraction(resume_path, config, inputs.dataset.image_ids) if resuming else None
 
     started = time.perf_counter()
     compute = batch_extractor(networks, inputs, options, device, precision)
@@ -325,11 +327,6 @@ def inference_networks(checkpoint: artifacts.Checkpoint, device: torch.device):
 
 def saved_extraction(path: Path, config: dict, image_ids: list[str]) -> dict:
     """The state of a stopped extraction in its resume file, checked to be this same run."""
-    if not path.exists():
-        raise LaborError(
-            f"{path}: no stopped extraction to resume "
-            "(it is saved every --save-every images, and when extract is stopped by Ctrl-C or SIGTERM)"
-        )
     with artifacts.open_artifact(path, "masks") as saved:
         if "resume_state" not in saved.file.attrs:
             raise LaborError(f"{path}: not a stopped extraction (no resume state); remove it to start afresh")

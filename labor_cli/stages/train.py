@@ -35,6 +35,7 @@ from labor_cli.options import (
     stored_config,
     stored_defaults,
 )
+from labor_cli.resume import continue_saved_run
 from labor_cli.runtime import configure_backends, resolve_compile, resolve_device, resolve_precision, seed_everything
 from labor_cli.training import TargetPoints, train
 
@@ -87,7 +88,7 @@ def run_training_stage(options: WarmupOptions | AdaptOptions, rank: Rank = Rank(
     placement = resolve_placement(options, rank)
     run_config = stored_run_config(options, inputs, placement, rank)
     seed_everything(config.seed)
-    networks, resume_state = starting_networks(options, inputs, run_config, resume_path)
+    networks, resume_state = starting_networks(options, inputs, run_config, resume_path, rank)
     save = checkpoint_writer(networks, inputs, run_config)
 
     started = time.perf_counter()
@@ -233,12 +234,10 @@ def stored_run_config(
 
 
 def starting_networks(
-    options: WarmupOptions | AdaptOptions, inputs: TrainingInputs, run_config: dict, resume_path: Path
+    options: WarmupOptions | AdaptOptions, inputs: TrainingInputs, run_config: dict, resume_path: Path, rank: Rank
 ) -> tuple[Any, TrainingState | None]:
     """Networks from the resume file (--resume), from the checkpoint (adapt), or fresh (warmup)."""
-    if options.resume:
-        if not resume_path.exists():
-            raise LaborError(f"{resume_path}: no saved run to resume (it is written every --save-every iterations)")
+    if continue_saved_run(resume_path, options.resume, "iterations", say=rank.is_main):
         saved = artifacts.load_checkpoint(resume_path)
         check_same_run(
             resume_path, saved.config, run_config, may_differ=RESUME_MAY_DIFFER, defaults=stored_defaults(type(options))

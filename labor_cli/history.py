@@ -6,7 +6,8 @@ can be followed (``tail -f``) and plotted (``labor plot curves``) before it ends
 
 Format: a header row, then one row per iteration (the iteration number counts the steps done,
 1 for the first), in the columns ``iteration``, the names of training.HISTORY_NAMES (the losses,
-B's mask share and the discrepancy weight used), ``lr``
+the share of target pixels where B's heads differ, the share the mask keeps within --mask-share,
+and the discrepancy weight used), ``lr``
 (the learning rate of A's backbone at that step; empty where unknown). Losses are written in
 the shortest decimal form that reads back to the same float32 (as the checkpoint stores them).
 
@@ -29,7 +30,18 @@ import numpy as np
 from labor_cli.errors import LaborError
 
 # training.HISTORY_NAMES (this module does not import torch); tests/test_history.py keeps them equal.
-LOSS_COLUMNS = ("seg_src", "seg_tgt", "adv", "disc", "sel_src", "sel_pseudo", "dis", "mask_share", "lambda_dis")
+LOSS_COLUMNS = (
+    "seg_src",
+    "seg_tgt",
+    "adv",
+    "disc",
+    "sel_src",
+    "sel_pseudo",
+    "dis",
+    "mask_share",
+    "mask_kept",
+    "lambda_dis",
+)
 COLUMNS = ("iteration",) + LOSS_COLUMNS + ("lr",)
 
 

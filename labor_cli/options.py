@@ -189,9 +189,9 @@ class TrainConfig:
     )
     mask_share: float = option(
         default=0.022,
-        help="Steer --lambda-dis so that B's heads disagree on this share of "
-        "the target pixels (the paper's SPL: about 2.2%); 0: keep "
-        "--lambda-dis fixed.",
+        help="SPL's budget (the paper's: about 2.2%): the mask keeps at most this share of each target "
+        "image's pixels, and --lambda-dis is steered so that it fills it; 0: every pixel where B's "
+        "heads differ, and --lambda-dis fixed.",
     )
     pseudo_alpha: float = option(
         default=0.2, help="Per class, the most confident fraction of A's pixels kept as pseudo labels."
@@ -348,6 +348,11 @@ class ExtractOptions:
         default=256, help="PPL candidates kept per class and image (an upper bound on --points)."
     )
     uncertain_per_image: int = option(default=4096, help="Most uncertain pixels kept per image (for --mode entropy).")
+    mask_share: Optional[float] = option(
+        default=None,
+        help="SPL's budget: the mask keeps at most this share of each image's pixels, those where B's "
+        "heads differ most (default: the checkpoint's --mask-share; 0: every pixel where they differ).",
+    )
     input_size: Optional[tuple[int, int]] = input_size_option()
     batch_size: int = option(default=1, min=1, help="Images per forward pass.")
     device: str = device_option()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from labor_cli import distributed, losses
+from labor_cli import distributed, inconsistency, losses
 from labor_cli.artifacts import TrainingState
 from labor_cli.console import progress_bar, stderr
 from labor_cli.data.transforms import ImageNormalizer
@@ -32,9 +32,10 @@ from labor_cli.options import TrainConfig
 from labor_cli.runtime import CompileFallback, autocast, memory_format, seed_worker
 
 LOSS_NAMES = ("seg_src", "seg_tgt", "adv", "disc", "sel_src", "sel_pseudo", "dis")
-# Recorded per iteration beside the losses: the share of target pixels where B's heads disagree
-# (on the feature grid) and the discrepancy weight used.
-HISTORY_NAMES = LOSS_NAMES + ("mask_share", "lambda_dis")
+# Recorded per iteration beside the losses, on the feature grid of the target images: the share
+# of pixels where B's heads disagree, the share the mask keeps within --mask-share of each image
+# (labor_cli.inconsistency), and the discrepancy weight used.
+HISTORY_NAMES = LOSS_NAMES + ("mask_share", "mask_kept", "lambda_dis")
 
 
 class StreamSampler(torch.utils.data.Sampler):
@@ -241,7 +242,7 @@ def training_step(
         lambda_dis = torch.tensor(config.lambda_dis, device=source["image"].device)
     segmenter = _segmenter_step(networks, config, source, target, points, precision, adapt)
     loss_disc = _discriminator_step(networks.discriminator, config, segmenter, precision)
-    loss_sel_src, loss_sel_pseudo, loss_dis, mask_share = _selector_step(
+    loss_sel_src, loss_sel_pseudo, loss_dis, mask_share, mask_kept = _selector_step(
         networks.selector, config, source, target, points, segmenter, precision, pseudo, lambda_dis
     )
     if rank.distributed:
@@ -259,6 +260,7 @@ def training_step(
         loss_sel_pseudo,
         loss_dis,
         mask_share,
+        mask_kept,
         lambda_dis,
     )
     return {name: value.detach().float() for name, value in zip(HISTORY_NAMES, values)}
@@ -332,7 +334,8 @@ def _selector_step(
 ) -> tuple[torch.Tensor, ...]:
     """B: both heads on source labels, 5 (pseudo labels from A, when ``pseudo``), minus 6 (the
     heads' discrepancy on target pixels, heads only, on detached backbone features). Also returns
-    the share of target pixels where the heads' classes differ (the mask, on the feature grid)."""
+    the share of target pixels where the heads' classes differ, and the share of them the mask
+    keeps within --mask-share of each image (on the feature grid)."""
     xs, ys, xt = source["image"], source["label"], target["image"]
     label_size, target_size = tuple(ys.shape[-2:]), tuple(xt.shape[-2:])
     use_pseudo = pseudo and config.lambda_pseudo > 0
@@ -361,21 +364,30 @@ def _selector_step(
         ) + losses.segmentation_loss(losses.upsample(head2_t, target_size), pseudo)
     loss_dis = losses.discrepancy(head1_d, head2_d)
     (loss_sel_src + config.lambda_pseudo * loss_sel_pseudo - lambda_dis * loss_dis).backward()
-    mask_share = (head1_d.argmax(1) != head2_d.argmax(1)).float().mean()
-    return loss_sel_src, loss_sel_pseudo, loss_dis, mask_share
+    differ = head1_d.argmax(1) != head2_d.argmax(1)
+    mask_kept = inconsistency.budget_share(differ, config.mask_share)
+    return loss_sel_src, loss_sel_pseudo, loss_dis, differ.float().mean(), mask_kept
 
 
 class MaskShareSteering:
-    """The discrepancy weight that keeps B's mask near --mask-share (0: --lambda-dis, fixed).
+    """The discrepancy weight that keeps B's mask filling its budget, --mask-share of each
+    image's pixels (0: --lambda-dis, fixed).
 
     The paper gives the mask's size (SPL labels about 2.2% of the pixels), not the weight that
-    makes it. Every log_every iterations the weight is multiplied by sqrt(wanted / measured share
-    over those iterations), clamped to [1e-3, 10]. Its inputs are the recorded history, and the
+    makes it. Every log_every iterations the weight is multiplied by sqrt(wanted / measured),
+    clamped to [1e-3, 10]: measured is the share the mask keeps within the budget over those
+    iterations (``mask_kept``), wanted FILL of the budget. A mask larger than its budget is cut
+    to it (labor_cli.inconsistency), so the kept share never overshoots, and a weight too high
+    for a while costs nothing; the share where the heads differ, which swings with the data and
+    with B's pseudo labels, is recorded beside it. Its inputs are the recorded history, and the
     weight is rounded to float32 as the history stores it, so a resumed run steers as an
     uninterrupted one does.
     """
 
     LOWEST, HIGHEST = 1e-3, 10.0
+    # The kept share cannot pass the budget, so the steering aims just below it: at the budget
+    # itself it could only ever raise the weight.
+    FILL = 0.95
 
     def __init__(self, config: TrainConfig, history: dict[str, list[float]], iteration: int, device: torch.device):
         self.config, self.device = config, device
@@ -387,10 +399,10 @@ class MaskShareSteering:
 
     def update(self, history: dict[str, list[float]], iteration: int) -> None:
         """At a multiple of log_every (the history flushed): steer from the last log_every shares."""
-        wanted, every = self.config.mask_share, self.config.log_every
-        if wanted <= 0 or iteration % every != 0 or len(history["mask_share"]) < every:
+        wanted, every = self.FILL * self.config.mask_share, self.config.log_every
+        if wanted <= 0 or iteration % every != 0 or len(history["mask_kept"]) < every:
             return
-        measured = float(np.mean(np.asarray(history["mask_share"][-every:], dtype=np.float32)))
+        measured = float(np.mean(np.asarray(history["mask_kept"][-every:], dtype=np.float32)))
         factor = (wanted / max(measured, wanted / 10)) ** 0.5
         self.weight = float(np.float32(min(self.HIGHEST, max(self.LOWEST, self.weight * factor))))
         self.tensor = torch.tensor(self.weight, dtype=torch.float32, device=self.device)
@@ -621,7 +633,9 @@ def save_and_stop(state: TrainingState, save, resume_path: Path, stop: StopReque
 def _status(means: dict[str, float], lr: float, rate: float) -> str:
     shown = " ".join(f"{name} {means[name]:.3f}" for name in LOSS_NAMES if name in means and means[name] != 0)
     mask = (
-        f" mask {100 * means['mask_share']:.1f}% lambda_dis {means['lambda_dis']:.3g}" if "mask_share" in means else ""
+        f" mask {100 * means['mask_share']:.1f}% (kept {100 * means['mask_kept']:.1f}%) lambda_dis {means['lambda_dis']:.3g}"
+        if "mask_share" in means
+        else ""
     )
     return f"{shown}{mask} lr {lr:.2e} {rate:.1f} img/s"
 

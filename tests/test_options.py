@@ -61,6 +61,7 @@ STORED_KEYS = {
         "exclude",
         "candidates_per_class",
         "uncertain_per_image",
+        "mask_share",
         "input_size",
         "batch_size",
         "device",

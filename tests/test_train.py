@@ -198,25 +198,28 @@ def test_hflip_flips_images_and_labels_together_as_seed_and_iteration_decide():
 def test_mask_share_steering_has_known_answers():
     from labor_cli.training import MaskShareSteering
 
+    # The steering aims at FILL = 0.95 of the budget: 0.02 -> 0.019, read from the kept share.
     config = tiny_train_config(mask_share=0.02, log_every=2, lambda_dis=0.01)
-    history = {"mask_share": [0.005, 0.005], "lambda_dis": []}
-    steering = MaskShareSteering(config, {"mask_share": [], "lambda_dis": []}, 0, torch.device("cpu"))
+    history = {"mask_share": [0.5, 0.5], "mask_kept": [0.00475, 0.00475], "lambda_dis": []}
+    steering = MaskShareSteering(config, {"mask_kept": [], "lambda_dis": []}, 0, torch.device("cpu"))
     assert steering.weight == pytest.approx(0.01)
-    steering.update(history, 2)  # sqrt(0.02 / 0.005) = 2
+    steering.update(history, 2)  # sqrt(0.019 / 0.00475) = 2; the share where the heads differ is not read
     assert steering.weight == pytest.approx(0.02) and steering.tensor.item() == pytest.approx(0.02)
     steering.update(history, 3)  # not a multiple of log_every: unchanged
     assert steering.weight == pytest.approx(0.02)
-    steering.update({"mask_share": [0.0, 0.0]}, 4)  # no mask at all: at most sqrt(10) a step
+    steering.update({"mask_kept": [0.0, 0.0]}, 4)  # no mask at all: at most sqrt(10) a step
     assert steering.weight == pytest.approx(0.02 * 10**0.5, rel=1e-6)
+    steering.update({"mask_kept": [0.02, 0.02]}, 6)  # a full budget: down by sqrt(0.95)
+    assert steering.weight == pytest.approx(0.02 * 10**0.5 * 0.95**0.5, rel=1e-6)
     steering.weight = 9.0
-    steering.update({"mask_share": [0.0, 0.0]}, 6)
+    steering.update({"mask_kept": [0.0, 0.0]}, 8)
     assert steering.weight == 10.0  # clamped
     fixed = MaskShareSteering(tiny_train_config(mask_share=0.0, lambda_dis=0.3), {}, 0, torch.device("cpu"))
-    fixed.update({"mask_share": [0.5, 0.5]}, 2)
+    fixed.update({"mask_kept": [0.5, 0.5]}, 2)
     assert fixed.weight == pytest.approx(0.3)
     # A resumed run starts from the weight last used, steered again if it stopped at a log point.
     resumed = MaskShareSteering(
-        config, {"mask_share": [0.005, 0.005], "lambda_dis": [0.04, 0.04]}, 2, torch.device("cpu")
+        config, {"mask_kept": [0.00475, 0.00475], "lambda_dis": [0.04, 0.04]}, 2, torch.device("cpu")
     )
     assert resumed.weight == pytest.approx(0.08)
 
@@ -229,9 +232,11 @@ def test_warmup_steers_lambda_dis_and_b_learns_pseudo_labels_from_pseudo_from(tm
     weights = history["lambda_dis"]
     assert weights[0] == weights[1] == np.float32(0.01)  # steered at iterations 2, 4, 6 only
     assert weights[2] == weights[3] != weights[1] and weights[4] == weights[5] != weights[3]
-    shares = history["mask_share"]
+    shares, kept = history["mask_share"], history["mask_kept"]
     assert ((shares >= 0) & (shares <= 1)).all()
-    expected = np.float32(0.01 * (0.3 / max(float(np.mean(shares[:2])), 0.03)) ** 0.5)
+    assert ((kept <= shares + 1e-7) & (kept <= np.float32(0.3) + 1e-7)).all()  # each image capped at 30%
+    wanted = 0.95 * 0.3
+    expected = np.float32(0.01 * (wanted / max(float(np.mean(kept[:2])), wanted / 10)) ** 0.5)
     assert weights[2] == pytest.approx(expected, rel=1e-6)
     fixed = tiny_train_config(iterations=4, mask_share=0.0, lambda_dis=0.05, save_every=100)
     _warmup(toy_source, toy_target, tmp_path / "f.h5", config=fixed)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from labor_cli import artifacts, distributed
+from labor_cli import artifacts, distributed, inconsistency
 from labor_cli.artifacts import resume_path_for
 from labor_cli.console import progress_bar, stderr
 from labor_cli.data.datasets import open_dataset, skipped_files
@@ -36,7 +36,14 @@ from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_i
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.models import fold_frozen_batchnorm
-from labor_cli.options import ExtractOptions, check_same_run, resolve_workers, stored_config, stored_defaults
+from labor_cli.options import (
+    ExtractOptions,
+    TrainConfig,
+    check_same_run,
+    resolve_workers,
+    stored_config,
+    stored_defaults,
+)
 from labor_cli.resume import continue_saved_run
 from labor_cli.runtime import (
     CompileFallback,
@@ -140,6 +147,8 @@ class ExtractResult:
     output: Path
     images: int
     mask_share: float  # percent of all pixels
+    differ_share: float  # percent of all pixels where B's heads differ (before the budget)
+    mask_budget: float  # percent of each image's pixels the mask may keep (0: no budget)
     class_share: dict[str, float]  # percent of the mask pixels, by A's class
     bytes_per_image: float
     seconds: float
@@ -228,6 +237,7 @@ class ExtractionInputs:
     sizes: np.ndarray  # (N, 2) native (H, W) of every image
     excluded_by_id: dict[str, np.ndarray]  # image id -> (P, 2) (y, x) labeled before
     parents: list[artifacts.Parent]
+    mask_share: float  # SPL's budget per image (labor_cli.inconsistency); 0: none
 
 
 @dataclass
@@ -236,16 +246,19 @@ class MaskTally:
 
     pixels: int
     by_class: np.ndarray
+    differ_pixels: int  # where B's heads differ, before the budget
 
     @classmethod
     def start(cls, saved: dict | None, num_classes: int) -> MaskTally:
         if saved:
-            return cls(saved["mask_pixels"], np.asarray(saved["mask_by_class"], dtype=np.int64))
-        return cls(0, np.zeros(num_classes, dtype=np.int64))
+            by_class = np.asarray(saved["mask_by_class"], dtype=np.int64)
+            return cls(saved["mask_pixels"], by_class, saved.get("differ_pixels", saved["mask_pixels"]))
+        return cls(0, np.zeros(num_classes, dtype=np.int64), 0)
 
-    def add(self, counts: np.ndarray) -> None:
+    def add(self, counts: np.ndarray, differ_pixels: int) -> None:
         self.pixels += int(counts.sum())
         self.by_class += counts
+        self.differ_pixels += differ_pixels
 
 
 def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> ExtractResult | None:
@@ -257,6 +270,8 @@ def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> ExtractResult |
     ``resume`` continues from it, and the artifact equals an uninterrupted run's."""
     if options.candidates_per_class <= 0 or options.uncertain_per_image <= 0:
         raise LaborUsageError("--candidates-per-class and --uncertain-per-image must be positive")
+    if options.mask_share is not None and not 0 <= options.mask_share < 1:
+        raise LaborUsageError(f"--mask-share {options.mask_share}: must be in [0, 1) (0: no budget)")
     output = Path(options.output)
     artifacts.check_output_path(output, options.force, inputs=(options.model, options.exclude))
     inputs = open_inputs(options)
@@ -268,7 +283,13 @@ def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> ExtractResult |
     size = options.input_size or inputs.dataset.train_size
     facts = {"skipped_unreadable": skipped_files(target=inputs.dataset)} if options.skip_bad else {}
     config = stored_config(
-        options, input_size=size, device=str(device), precision=precision, compile=compiled.active, **facts
+        options,
+        input_size=size,
+        mask_share=inputs.mask_share,
+        device=str(device),
+        precision=precision,
+        compile=compiled.active,
+        **facts,
     )
     resume_path = resume_path_for(output)
     resuming = continue_saved_run(resume_path, options.resume, "images", say=rank.is_main)
@@ -289,6 +310,8 @@ def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> ExtractResult |
         output,
         images,
         summary["mask_share_percent"],
+        summary["differ_share_percent"],
+        summary["mask_budget_percent"],
         summary["mask_class_share_percent"],
         output.stat().st_size / max(1, images),
         time.perf_counter() - started,
@@ -315,7 +338,10 @@ def open_inputs(options: ExtractOptions) -> ExtractionInputs:
             )
         parents.append(earlier.parent)
     sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)  # (H, W)
-    return ExtractionInputs(checkpoint, dataset, sizes, excluded_by_id, parents)
+    mask_share = options.mask_share
+    if mask_share is None:  # the budget the checkpoint's training steered its mask to
+        mask_share = checkpoint.config.get("train", {}).get("mask_share", TrainConfig().mask_share)
+    return ExtractionInputs(checkpoint, dataset, sizes, excluded_by_id, parents, float(mask_share))
 
 
 def inference_networks(checkpoint: artifacts.Checkpoint, device: torch.device):
@@ -383,6 +409,7 @@ def batch_extractor(networks, inputs: ExtractionInputs, options: ExtractOptions,
                             excluded,
                             options.candidates_per_class,
                             options.uncertain_per_image,
+                            inputs.mask_share,
                         ),
                     )
                 )
@@ -429,7 +456,7 @@ def write_masks(
         task = bar.add_task("extract", total=len(dataset), completed=done, status="")
         for batch_results in results:
             for index, rows in batch_results:
-                tally.add(rows.pop("mask_by_class"))
+                tally.add(rows.pop("mask_by_class"), rows.pop("differ_pixels"))
                 # Written on a background thread, while this one starts the next batch on the device.
                 background.submit(
                     writer.add, index, rows.pop("prediction"), rows.pop("runner_up"), rows.pop("mask_packed"), rows
@@ -455,6 +482,8 @@ def write_masks(
         summary = {
             "images": len(dataset),
             "mask_share_percent": 100 * tally.pixels / float(sizes.prod(1).sum()),
+            "differ_share_percent": 100 * tally.differ_pixels / float(sizes.prod(1).sum()),
+            "mask_budget_percent": 100 * inputs.mask_share,
             "mask_class_share_percent": class_share,
         }
         f.attrs["summary"] = json.dumps(summary)
@@ -465,7 +494,13 @@ def mark_resume_state(f, writer, background: InOrderThread, tally: MaskTally, co
     """Store every image added so far, and the state --resume continues from."""
     background.wait()
     f.attrs["resume_state"] = json.dumps(
-        {**writer.state(), "mask_pixels": tally.pixels, "mask_by_class": tally.by_class.tolist(), "config": config}
+        {
+            **writer.state(),
+            "mask_pixels": tally.pixels,
+            "mask_by_class": tally.by_class.tolist(),
+            "differ_pixels": tally.differ_pixels,
+            "config": config,
+        }
     )
 
 
@@ -505,12 +540,15 @@ def keep_for_resume(
     raise artifacts.KeepPartial
 
 
-def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int, uncertain: int) -> dict:
+def extract_image(
+    logits, head1, head2, native_size, excluded_yx, per_class: int, uncertain: int, mask_share: float = 0.0
+) -> dict:
     """Everything the masks artifact keeps of one image, as numpy arrays on the host:
     ``prediction`` and ``runner_up`` (H, W) uint8 (A's first and second class),
-    ``mask_packed`` (the mask, ``pack_bits``), ``mask_by_class``
-    (the mask's pixels counted by A's class) and the rows of each group. The per-pixel work
-    stays on the device; only these cross to the host."""
+    ``mask_packed`` (the mask within its budget ``mask_share``, labor_cli.inconsistency;
+    ``pack_bits``), ``mask_by_class`` (the mask's pixels counted by A's class), ``differ_pixels``
+    (where the heads differ, outside the excluded pixels, before the budget) and the rows of each
+    group. The per-pixel work stays on the device; only these cross to the host."""
     height, width = native_size
     # One upsampling of A's and both heads' logits, in fp32 and the plain (C, H, W) layout: a
     # channels_last network hands out channels-last logits, and every per-pixel step below
@@ -527,7 +565,15 @@ def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int
     if excluded_yx is not None and len(excluded_yx):
         yx = torch.as_tensor(excluded_yx, device=logits.device).long()
         excluded[yx[:, 0], yx[:, 1]] = True
-    mask = disagree & ~excluded
+    differ = disagree & ~excluded
+    budget = inconsistency.budget_pixels(mask_share, height, width)
+    differ_pixels = int(differ.sum())
+    mask = differ
+    if budget is not None and differ_pixels > budget:
+        discrepancy = inconsistency.head_discrepancy(
+            upsampled[num_classes : 2 * num_classes], upsampled[2 * num_classes :]
+        )
+        mask = inconsistency.within_budget(differ, discrepancy, budget)
     rows = {
         "candidates": prototype_candidates(probabilities, prediction, mask, per_class),
         "uncertain": most_uncertain(probabilities, excluded, uncertain),
@@ -541,4 +587,5 @@ def extract_image(logits, head1, head2, native_size, excluded_yx, per_class: int
     out["runner_up"] = runner_up.to(torch.uint8).cpu().numpy()
     out["mask_packed"] = pack_bits(mask).cpu().numpy()
     out["mask_by_class"] = torch.bincount(prediction[mask], minlength=num_classes).cpu().numpy()
+    out["differ_pixels"] = differ_pixels
     return out

@@ -48,8 +48,9 @@ class StageResult:
     output: Path
     iterations: int
     seconds: float
-    final_losses: dict[str, float]
+    final_losses: dict[str, float]  # and B's mask share and weight: each one's mean over the last 50 iterations
     class_set: str
+    mask_budget: float  # --mask-share
 
 
 @dataclass
@@ -125,7 +126,8 @@ def run_training_stage(options: WarmupOptions | AdaptOptions, rank: Rank = Rank(
         raise
     if rank.is_main:
         resume_path.unlink(missing_ok=True)
-    return StageResult(output, state.iteration, time.perf_counter() - started, last_losses(state), inputs.class_set)
+    seconds = time.perf_counter() - started
+    return StageResult(output, state.iteration, seconds, last_losses(state), inputs.class_set, config.mask_share)
 
 
 def open_inputs(options: WarmupOptions | AdaptOptions) -> TrainingInputs:

@@ -20,7 +20,6 @@ import pytest
 from typer.testing import CliRunner
 
 from labor_cli import artifacts
-from labor_cli.annotate.regions import connected_regions
 from labor_cli.annotate.server import AnnotateServer
 from labor_cli.cli import app, main
 from labor_cli.data.datasets import open_dataset
@@ -346,19 +345,6 @@ def test_bad_requests_get_400_and_the_server_goes_on(tmp_path, toy_target, truth
 # --- SPL: regions ------------------------------------------------------------------------------
 
 
-def test_connected_regions_on_a_hand_made_mask():
-    # 0 0 0 0 0 0
-    # 0 A A 0 B 0      A: a 2x2 block; B: a diagonal line (8-connected); C: a lone pixel
-    # 0 A A 0 0 B
-    # 0 0 0 0 0 0
-    # C 0 0 0 0 0
-    y = np.array([2, 1, 1, 2, 1, 2, 4])
-    x = np.array([5, 1, 2, 1, 4, 2, 0])
-    region = connected_regions(y, x, width=6)
-    assert region.tolist() == [1, 0, 0, 0, 1, 0, 2]  # numbered by each region's first pixel in raster order
-    assert connected_regions(np.zeros(0), np.zeros(0), 6).tolist() == []
-
-
 def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, truth, capsys):
     ids = list(truth)[:2]
     shape = truth[ids[0]].shape
@@ -369,7 +355,8 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
     order = np.random.default_rng(0).permutation(len(ys[0]))  # the selection's row order does not matter
     ys[0], xs[0] = ys[0][order], xs[0][order]
     write_selection(tmp_path / "spl.h5", ids, [shape, shape], ys, xs, mode="spl")
-    annotation = open_annotation(annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"))
+    faithful = annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5", min_region=1)
+    annotation = open_annotation(faithful)
     with serving(annotation) as (client, _):
         session = client.get("/api/session")[1]
         assert session["unit"] == "region" and session["items"] == 4
@@ -403,12 +390,7 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
     assert data["summary"]["mixed"] == 1 and data["summary"]["mixed_pixels"] == 5
     assert data["summary"]["labels_per_minute"] == pytest.approx(60 * 4 / 14.0, abs=1e-3)
     assert data["config"]["unit"] == "region"
-    print_annotate(
-        run_annotate(
-            annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"),
-            ready=lambda server: threading.Thread(target=server.shutdown).start(),
-        )
-    )
+    print_annotate(run_annotate(faithful, ready=lambda server: threading.Thread(target=server.shutdown).start()))
     out = capsys.readouterr().out
     assert "1 region answered mixed (5 pixels): left out" in out and "unchanged" in out
 

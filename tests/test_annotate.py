@@ -8,9 +8,11 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from labor_cli import artifacts
-from labor_cli.annotate.server import AnnotateServer
+from labor_cli.annotate.server import WORKERS, AnnotateServer
 from labor_cli.cli import app, main
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours, class_names
@@ -393,6 +395,122 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
     print_annotate(run_annotate(faithful, ready=lambda server: threading.Thread(target=server.shutdown).start()))
     out = capsys.readouterr().out
     assert "1 region answered mixed (5 pixels): left out" in out and "unchanged" in out
+
+
+# --- the server holds --------------------------------------------------------------------------
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw bytes to the server and read its whole reply (the connection closes after one request)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(data)
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    return reply
+
+
+def json_reply(reply: bytes) -> tuple[int, dict]:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head, reply[:300]
+    return int(head.split()[1]), json.loads(body)
+
+
+def post_bytes(body: bytes, length: int | None = None) -> bytes:
+    size = len(body) if length is None else length
+    return (
+        f"POST /api/answer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode() + body
+
+
+@pytest.fixture
+def one_point_session(tmp_path, toy_target, truth):
+    ids = list(truth)[:1]
+    point_selection(tmp_path / "sel.h5", truth, ids, count=3, ignored=0)
+    return open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
+
+
+def test_every_malformed_body_is_a_400_with_one_line_of_json(one_point_session, capfd):
+    annotation = one_point_session
+    image = annotation.chosen.image_ids[0]
+    x, y = int(annotation.chosen.x[0]), int(annotation.chosen.y[0])
+    good = {"image_id": image, "x": x, "y": y, "class": "car"}
+    with serving(annotation) as (client, _):
+        port = client.port
+        cases = [  # (raw request, what the error says)
+            (post_bytes(b"[" * 30_000 + b"]" * 30_000), "nested too deeply"),  # under the 64 KiB cap
+            (post_bytes(b'{"a":' * 10_000 + b"1" + b"}" * 10_000), "nested too deeply"),
+            (post_bytes(b"\xff\xfe{}"), "malformed JSON body"),
+            (post_bytes(b'{"x": 1e999999}'), "missing image_id"),
+            (post_bytes(json.dumps({**good, "seconds": 10**400}).encode()), "seconds"),
+            (post_bytes(json.dumps({**good, "x": 10**400}).encode()), "is not in the selection"),
+            (post_bytes(json.dumps({**good, "keys": -1}).encode()), "keys -1"),
+            (post_bytes(json.dumps({**good, "accepted": "yes"}).encode()), "accepted 'yes'"),
+            (post_bytes(json.dumps({**good, "split": {"road": [x, y]}}).encode()), "for a region"),
+            (post_bytes(b"{}", length=-5), "body of -5 bytes"),
+            (post_bytes(b"{}").replace(b"Content-Length: 2", b"Content-Length: two"), "missing Content-Length"),
+            (b"GET / HTTP/1.x\r\n\r\n", "Bad request version"),
+            (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", ""),  # a request line past http.server's limit
+            (b"GET / HTTP/1.1\r\n" + b"X-Long: " + b"a" * 20_000 + b"\r\n\r\n", ""),  # a head past MAX_HEAD
+        ]
+        for request, message in cases:
+            status, reply = json_reply(raw_exchange(port, request))
+            assert 400 <= status < 500 and message in reply["error"] and "\n" not in reply["error"], (
+                request[:60],
+                reply,
+            )
+        # A 10 MB body (the cap is 64 KiB): read and thrown away, so that the 400 reaches the client.
+        status, reply = json_reply(raw_exchange(port, post_bytes(b" " * 10_000_000)))
+        assert status == 400 and reply["error"] == "body of 10000000 bytes (at most 65536)"
+        assert client.post("/api/answer", good)[0] == 200  # and the server goes on
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_clients_that_hang_up_are_forgotten_quietly(one_point_session, capfd):
+    """200 clients declare a 1000-byte body, send one byte of it and hang up: no traceback, no thread
+    spent on them, and the server answers the next request."""
+    with serving(one_point_session) as (client, _):
+        for _ in range(200):
+            with socket.create_connection(("127.0.0.1", client.port), timeout=5) as connection:
+                connection.sendall(post_bytes(b"{", length=1000))
+        # And clients that hang up before reading a reply (here: a whole request, then gone at once).
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", client.port), timeout=5) as connection:
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+                connection.sendall(b"GET /image/0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert client.get("/api/state")[0] == 200
+    assert capfd.readouterr().err == ""
+
+
+def test_stalled_connections_time_out_and_leave_the_server_answering(one_point_session):
+    """Slowloris: 200 connections that never finish their request hold no thread, the server keeps
+    answering others at once, and each stalled connection is closed when its time is up."""
+    server = AnnotateServer(one_point_session, "127.0.0.1", 0, request_timeout=1.5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    threads_before = threading.active_count()
+    stalled = []
+    try:
+        port = server.server_address[1]
+        for k in range(200):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+            connection.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n" if k % 2 else post_bytes(b"{", 500))
+            stalled.append(connection)
+        started = time.monotonic()
+        status, reply = Client(server).get("/api/state")
+        assert status == 200 and reply["progress"]["items"] == 3
+        assert time.monotonic() - started < 1.0  # answered at once, not after the stalled ones
+        assert threading.active_count() <= threads_before + WORKERS
+        for connection in stalled:  # each is closed by the server once its 1.5 s are up
+            assert connection.recv(1) == b""
+        assert time.monotonic() - started < 10
+    finally:
+        for connection in stalled:
+            connection.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 # --- merging and refusals ----------------------------------------------------------------------

@@ -305,8 +305,11 @@ class AnnotateHandler(BaseHTTPRequestHandler):
         pass
 
     def send_error(self, code, message=None, explain=None) -> None:
-        """http.server's own refusals (a bad request line, headers too long) as one-line JSON too."""
+        """http.server's own refusals (a bad request line, headers too long) as one-line JSON too, with a
+        status line even where the request line was too broken to name a version."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
         self._json(code, {"error": message or HTTPStatus(code).phrase})
 
     def do_GET(self) -> None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labor_cli.data.labels import IGNORE_INDEX
+
 DEFAULT_MIN_REGION = 4  # pixels: smaller fragments are merged into a neighbour or dropped
 DEFAULT_REACH = 2  # pixels (Chebyshev): how far a fragment looks for a neighbour of its class
 
@@ -216,9 +218,15 @@ def _fragment_targets(
     return target
 
 
+def unit_of_mode(mode: str | None) -> str:
+    """What a person answers for a selection of this `labor select --mode`: SPL regions, else points."""
+    return "region" if mode == "spl" else "point"
+
+
 @dataclass
 class RegionCounts:
-    """What grouping a selection costs and moves, summed over its images (``add`` one at a time)."""
+    """What grouping a selection costs and moves, summed over its images (``add`` one at a time).
+    With the ground truth at the pixels, also how many regions span more than one of its classes."""
 
     grouping: Grouping
     images: int = 0
@@ -227,16 +235,32 @@ class RegionCounts:
     single_pixel: int = 0  # regions of one pixel
     merged_pixels: int = 0
     dropped_pixels: int = 0
+    mixed: int | None = None  # regions whose pixels hold more than one ground-truth class (ignored left out)
+    mixed_pixels: int | None = None
+    minority_pixels: int | None = None  # pixels wrong if each region is given its commonest true class
     per_image: list[int] = field(default_factory=list)
 
-    def add(self, found: ImageRegions) -> None:
+    def add(self, found: ImageRegions, truth: np.ndarray | None = None) -> None:
         self.images += 1
         self.pixels += len(found.region)
         self.regions += found.count
-        self.single_pixel += int((found.sizes() == 1).sum())
+        sizes = found.sizes()
+        self.single_pixel += int((sizes == 1).sum())
         self.merged_pixels += found.merged_pixels
         self.dropped_pixels += found.dropped_pixels
         self.per_image.append(found.count)
+        if truth is not None:
+            self._add_truth(found, sizes, np.asarray(truth, np.int64))
+
+    def _add_truth(self, found: ImageRegions, sizes: np.ndarray, truth: np.ndarray) -> None:
+        known = (found.region >= 0) & (truth != IGNORE_INDEX)
+        votes = np.bincount(found.region[known] * 256 + truth[known], minlength=found.count * 256).reshape(
+            found.count, 256
+        )
+        classes = (votes > 0).sum(1)
+        self.mixed = (self.mixed or 0) + int((classes > 1).sum())
+        self.mixed_pixels = (self.mixed_pixels or 0) + int(sizes[classes > 1].sum())
+        self.minority_pixels = (self.minority_pixels or 0) + int(known.sum() - votes.max(1, initial=0).sum())
 
     @property
     def regions_per_image(self) -> float:
@@ -246,7 +270,36 @@ class RegionCounts:
     def pixels_per_image(self) -> float:
         return self.pixels / self.images if self.images else 0.0
 
+    def describe(self) -> str:
+        """One line: the regions, how many a person answers per image, what grouping moved, and how mixed
+        they are (with the ground truth)."""
+        line = (
+            f"{_count(self.pixels, 'pixel')} grouped into {_count(self.regions, 'region')} "
+            f"({self.regions_per_image:.1f} per image), {self.grouping.describe()}"
+        )
+        if self.merged_pixels or self.dropped_pixels:
+            line += (
+                f"; {_count(self.merged_pixels, 'pixel')} merged into a neighbour, "
+                f"{_count(self.dropped_pixels, 'pixel')} left out"
+            )
+        if self.mixed is not None and self.regions:
+            asked = self.pixels - self.dropped_pixels
+            line += (
+                f"; {_count(self.mixed, 'region')} ({100 * self.mixed / self.regions:.1f}%) "
+                f"span{'s' if self.mixed == 1 else ''} more than one true class, "
+                f"{100 * self.minority_pixels / max(asked, 1):.1f}% of the asked pixels are off their region's "
+                "commonest true class"
+            )
+        return line
+
     def summary(self) -> dict:
+        truth = {}
+        if self.mixed is not None:
+            truth = {
+                "regions_spanning_classes": self.mixed,
+                "pixels_in_such_regions": self.mixed_pixels,
+                "pixels_off_the_commonest_class": self.minority_pixels,
+            }
         return {
             "grouping": self.grouping.record(),
             "images": self.images,
@@ -256,14 +309,21 @@ class RegionCounts:
             "single_pixel_regions": self.single_pixel,
             "merged_pixels": self.merged_pixels,
             "dropped_pixels": self.dropped_pixels,
+            **truth,
         }
 
 
-def count_regions(pixels, grouping: Grouping) -> RegionCounts:
-    """The regions of every image of a pixel set (a selection: y, x, predicted, sizes, offsets)."""
+def count_regions(pixels, grouping: Grouping, truth: np.ndarray | None = None) -> RegionCounts:
+    """The regions of every image of a pixel set (a selection: y, x, predicted, sizes, offsets);
+    ``truth``: the ground-truth class at each of its pixels (255 ignored), for the mixing figures."""
     counts = RegionCounts(grouping)
     for i in range(len(pixels.image_ids)):
         rows = pixels.pixels_of(i)
         classes = None if pixels.predicted is None else pixels.predicted[rows]
-        counts.add(group_regions(pixels.y[rows], pixels.x[rows], classes, int(pixels.sizes[i][1]), grouping))
+        found = group_regions(pixels.y[rows], pixels.x[rows], classes, int(pixels.sizes[i][1]), grouping)
+        counts.add(found, None if truth is None else truth[rows])
     return counts
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"

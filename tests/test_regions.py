@@ -206,3 +206,26 @@ def test_the_command_line_default_is_the_library_default():
 
     field = next(f for f in dataclasses.fields(AnnotateOptions) if f.name == "min_region")
     assert field.default == DEFAULT_MIN_REGION
+
+
+def test_count_regions_with_the_ground_truth_says_how_mixed_the_regions_are():
+    # One image: region a = 4 road pixels whose truth is road, road, car, 255 (ignored);
+    # region b = 4 pixels, all truth sky. Region a spans two true classes; 1 pixel is off its commonest.
+    y, x, classes, width = drawn("00..55\n00..55")
+    pixels = PixelSet(
+        image_ids=["a"],
+        sizes=np.array([[2, width]], np.int32),
+        offsets=np.array([0, len(y)]),
+        y=y.astype(np.int32),
+        x=x.astype(np.int32),
+        label=None,
+        class_set="cityscapes19",
+        class_names=[str(k) for k in range(19)],
+        predicted=classes.astype(np.uint8),
+    )
+    truth_map = np.array([[0, 0, 9, 9, 10, 10], [13, 255, 9, 9, 10, 10]])
+    counts = count_regions(pixels, Grouping(min_region=4), truth_map[y, x])
+    summary = counts.summary()
+    assert (summary["regions"], summary["regions_spanning_classes"], summary["pixels_in_such_regions"]) == (2, 1, 4)
+    assert summary["pixels_off_the_commonest_class"] == 1
+    assert "1 region (50.0%) spans more than one true class, 12.5% of the asked pixels" in counts.describe()

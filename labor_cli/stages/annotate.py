@@ -54,7 +54,7 @@ from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.options import AnnotateOptions, stored_config
-from labor_cli.regions import DEFAULT_REACH, Grouping, RegionCounts
+from labor_cli.regions import DEFAULT_REACH, Grouping, RegionCounts, unit_of_mode
 from labor_cli.stages.checks import dataset_indices, read_checked_pixel_set
 from labor_cli.stages.label import error_rate, merge_pixel_sets, per_class_counts, read_earlier_labels
 
@@ -403,7 +403,7 @@ def open_annotation(options: AnnotateOptions) -> Annotation:
     if not len(chosen.y):
         raise LaborError(f"{selection}: selects no pixels: nothing to annotate")
     with artifacts.open_artifact(selection, "selection") as artifact:
-        unit = "region" if artifact.config.get("mode") == "spl" else "point"
+        unit = unit_of_mode(artifact.config.get("mode"))
     earlier = None
     if options.merge is not None:
         earlier = read_earlier_labels(Path(options.merge), chosen, selection)
@@ -472,7 +472,7 @@ def run_annotate(options: AnnotateOptions, ready: Callable | None = None) -> Ann
     stdout.print(f"annotate: {progress['items']} {unit} in {progress['images']} images{resumed}", soft_wrap=True)
     counts = annotation.store.items.counts
     if counts is not None:
-        stdout.print("  " + regions_line(counts), soft_wrap=True)
+        stdout.print("  " + counts.describe(), soft_wrap=True)
     stdout.print(
         f"open {server.url} in a browser; Finish on the page, or Ctrl-C here, saves {annotation.output}",
         soft_wrap=True,
@@ -489,21 +489,6 @@ def run_annotate(options: AnnotateOptions, ready: Callable | None = None) -> Ann
         if annotation.unsaved():
             return annotation.save("stopped")
         return annotation.result("stopped")[0]
-
-
-def regions_line(counts: RegionCounts) -> str:
-    """What grouping made of an SPL selection, in one line."""
-    grouping = counts.grouping
-    line = (
-        f"{_count(counts.pixels, 'pixel')} grouped into {_count(counts.regions, 'region')} "
-        f"({counts.regions_per_image:.1f} per image): {grouping.describe()}"
-    )
-    if counts.merged_pixels or counts.dropped_pixels:
-        line += (
-            f"; {_count(counts.merged_pixels, 'pixel')} merged into a neighbour, "
-            f"{_count(counts.dropped_pixels, 'pixel')} left out"
-        )
-    return line
 
 
 @contextlib.contextmanager
@@ -576,7 +561,7 @@ def print_cost(result: AnnotateResult) -> None:
     unit, figures = result.unit, result.figures
     images = max(result.selection_images, 1)
     if result.regions is not None:
-        stdout.print("  " + regions_line(result.regions), soft_wrap=True)
+        stdout.print("  " + result.regions.describe(), soft_wrap=True)
     asked = f"  the selection asks {result.items / images:.1f} {unit}s per image"
     if figures is not None and figures.keys:
         asked += (

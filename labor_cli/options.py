@@ -467,7 +467,6 @@ class AnnotateOptions:
     # 4: labor_cli.regions.DEFAULT_MIN_REGION (tests/test_regions.py keeps the two equal).
     min_region: int = option(
         default=4,
-        min=1,
         help="SPL: regions of fewer pixels are merged into a near region of A's same class, or left out "
         "(1: every mask pixel is asked, the faithful SPL).",
     )

@@ -420,7 +420,7 @@ def open_annotation(options: AnnotateOptions) -> Annotation:
     )
     records = journal.read()
     grouping = journal.grouping(wanted) if unit == "region" else None
-    if grouping is not None and grouping != wanted and not options.quiet:
+    if grouping is not None and grouping != wanted:
         stdout.print(f"annotate: continuing {journal.path} with its regions: {grouping.describe()}", soft_wrap=True)
     with progress_bar(disable=options.quiet or unit != "region") as bar:  # an SPL selection's regions take a while
         task = bar.add_task("regions", total=len(chosen.image_ids), status="")
@@ -530,17 +530,20 @@ def print_annotate(result: AnnotateResult) -> None:
     if result.mixed:
         stdout.print(
             f"  {_count(result.mixed, 'region')} answered mixed ({_count(result.mixed_pixels, 'pixel')}): "
-            "left out of the labels"
+            "left out of the labels",
+            soft_wrap=True,
         )
     if result.figures is not None and result.figures.split:
         stdout.print(
             f"  {_count(result.figures.split, 'region')} split: {_count(result.figures.split_pixels, 'pixel')} "
-            "given another class than the rest of their region"
+            "given another class than the rest of their region",
+            soft_wrap=True,
         )
     if result.already_labeled:
         stdout.print(
             f"  {_count(result.already_labeled, 'answered pixel')} already labeled in {result.merged_from}: "
-            "the earlier answer is kept"
+            "the earlier answer is kept",
+            soft_wrap=True,
         )
     if result.agreement is not None and result.agreement.shared:
         stdout.print(f"  {result.agreement.describe('the earlier labels', 'this session')}", soft_wrap=True)
@@ -567,7 +570,7 @@ def print_cost(result: AnnotateResult) -> None:
         asked += (
             f"; {_count(figures.keys, 'keypress')} so far ({figures.keys / max(result.answered, 1):.1f} per answer)"
         )
-    stdout.print(asked)
+    stdout.print(asked, soft_wrap=True)
     if result.labels_per_minute is not None:
         idle = ""
         if figures is not None and figures.idle_seconds > 0:
@@ -593,4 +596,5 @@ def _seconds(value: float | None) -> str:
 
 
 def _count(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+    many = word + ("es" if word.endswith("s") else "s")
+    return f"{count} {word if count == 1 else many}"

@@ -194,7 +194,7 @@ function renderSuggestion(suggested) {
 }
 
 function plural(count, word) {
-  return `${count} ${word}${count === 1 ? "" : "s"}`;
+  return `${count} ${count === 1 ? word : word + (word.endsWith("s") ? "es" : "s")}`;
 }
 
 function answerName(answer) {

@@ -333,7 +333,7 @@ def test_suggestions_accepted_answers_time_and_keys(tmp_path, toy_target, truth,
     out = capsys.readouterr().out
     assert "A's suggestion taken (key a) for 2 of 4 answers (50%): 3.0 s each, against 13.0 s" in out
     assert "80 s beyond 20 s per answer not counted (--idle-cap)" in out
-    assert "the selection asks 4.0 points per image; 7 keypresses so far (1.8 per answer)" in out
+    assert "the selection asks 4.0 points per image; 7 keypresses spent (1.8 per answer, 7.0 per image)" in out
 
 
 def test_redo_gives_back_what_undo_took_and_a_new_answer_ends_it(tmp_path, toy_target, truth):

@@ -568,7 +568,8 @@ def print_cost(result: AnnotateResult) -> None:
     asked = f"  the selection asks {result.items / images:.1f} {unit}s per image"
     if figures is not None and figures.keys:
         asked += (
-            f"; {_count(figures.keys, 'keypress')} so far ({figures.keys / max(result.answered, 1):.1f} per answer)"
+            f"; {_count(figures.keys, 'keypress')} spent ({figures.keys / max(result.answered, 1):.1f} per answer, "
+            f"{figures.keys / images:.1f} per image)"
         )
     stdout.print(asked, soft_wrap=True)
     if result.labels_per_minute is not None:
@@ -577,7 +578,7 @@ def print_cost(result: AnnotateResult) -> None:
             idle = f"; {figures.idle_seconds:.0f} s beyond {result.idle_cap:g} s per answer not counted (--idle-cap)"
         stdout.print(
             f"  the person's time: {result.seconds_answering:.0f} s answering, {result.labels_per_minute:.1f} "
-            f"{unit}s per minute ({result.seconds_answering / max(result.answered, 1):.1f} s each){idle}",
+            f"{unit}s per minute ({_seconds(result.seconds_answering / max(result.answered, 1))} each){idle}",
             soft_wrap=True,
         )
     if figures is not None and figures.suggested:
@@ -592,7 +593,9 @@ def print_cost(result: AnnotateResult) -> None:
 
 
 def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} s"
+    if value is None:
+        return "-"
+    return f"{value:.1f} s" if value >= 1 else f"{value:.2f} s"
 
 
 def _count(count: int, word: str) -> str:

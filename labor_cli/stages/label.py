@@ -456,9 +456,10 @@ def print_questions(questions: Questions) -> None:
     """An SPL selection as a person answers it in labor annotate, grouped and faithful."""
     stdout.print(f"  a person answers it in labor annotate: {questions.regions.describe()}", soft_wrap=True)
     faithful = questions.faithful
+    mixed = "" if faithful.mixed is None else f", {faithful.mixed} spanning more than one true class"
     stdout.print(
         f"  the faithful SPL (labor annotate --min-region 1): {faithful.regions} regions "
-        f"({faithful.regions_per_image:.1f} per image, {faithful.single_pixel} of one pixel)",
+        f"({faithful.regions_per_image:.1f} per image, {faithful.single_pixel} of one pixel{mixed})",
         soft_wrap=True,
     )
 

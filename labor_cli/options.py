@@ -469,6 +469,18 @@ class AnnotateOptions:
     )
     # 8765: a fixed port, so the URL stays the same when the command is run again to continue.
     port: int = option(default=8765, min=0, stored=False, help="Port to serve the page on (0: any free one).")
+    # 4: labor_cli.regions.DEFAULT_MIN_REGION (tests/test_regions.py keeps the two equal).
+    min_region: int = option(
+        default=4,
+        help="SPL: regions of fewer pixels are merged into a near region of A's same class, or left out "
+        "(1: every mask pixel is asked, the faithful SPL).",
+    )
+    idle_cap: float = option(
+        default=30.0, help="Seconds of one answer that count as the person's time (more is time away)."
+    )
+    annotator: Optional[str] = option(
+        default=None, stored_as="annotator_name", help="Who answers: a name recorded with every answer."
+    )
     force: bool = force_option()
     quiet: bool = quiet_option()
 

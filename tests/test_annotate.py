@@ -8,9 +8,11 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,8 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from labor_cli import artifacts
-from labor_cli.annotate.regions import connected_regions
-from labor_cli.annotate.server import AnnotateServer
+from labor_cli.annotate.server import WORKERS, AnnotateServer
 from labor_cli.cli import app, main
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours, class_names
@@ -282,6 +283,83 @@ def test_undo_and_changed_answers_replay_from_the_journal(tmp_path, toy_target, 
     assert result.seconds_answering == 4.0
 
 
+def test_suggestions_accepted_answers_time_and_keys(tmp_path, toy_target, truth, capsys):
+    """A's class is suggested per point; an answer that takes it says so in the journal and the artifact;
+    the summary gives the acceptance rate and the seconds per answer with and without it (each answer
+    counted at most --idle-cap seconds), and the keypresses."""
+    ids = list(truth)[:1]
+    selection = point_selection(tmp_path / "sel.h5", truth, ids, count=4, ignored=0)
+    image = ids[0]
+    xs, ys, suggested = selection.x.tolist(), selection.y.tolist(), selection.predicted.tolist()
+    options = annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5", idle_cap=20.0, annotator="ann")
+    annotation = open_annotation(options)
+    with serving(annotation) as (client, _):
+        assert client.get("/api/session")[1]["suggestions"] is True
+        assert client.get("/api/image/0")[1]["suggested"] == suggested
+        own = (suggested[2] + 1) % 19
+        requests = [  # (x, y, class, accepted, seconds, keys)
+            (0, suggested[0], True, 2.0, 1),
+            (1, suggested[1], True, 4.0, 1),
+            (2, own, False, 100.0, 3),  # the person was away: 20 s counted
+            (3, suggested[3], False, 6.0, 2),  # A's class, typed: not "accepted"
+        ]
+        for k, value, accepted, seconds, keys in requests:
+            body = {"image_id": image, "x": xs[k], "y": ys[k], "class": value, "seconds": seconds}
+            status, reply = client.post("/api/answer", {**body, "accepted": accepted, "keys": keys})
+            assert status == 200, reply
+        wrong = {"image_id": image, "x": xs[2], "y": ys[2], "class": own, "accepted": True}
+        status, reply = client.post("/api/answer", wrong)
+        assert status == 400 and "is not A's suggestion" in reply["error"]
+        summary = client.post("/api/finish")[1]["summary"]
+    assert summary["suggested"] == 4 and summary["accepted"] == 2 and summary["acceptance_rate"] == 0.5
+    assert summary["seconds_per_answer_accepted"] == 3.0 and summary["seconds_per_answer_own"] == 13.0
+    assert summary["seconds_answering"] == 32.0 and summary["idle_seconds_left_out"] == 80.0
+    assert summary["keypresses"] == 7 and summary["keypresses_per_image"] == 7.0 and summary["idle_cap_seconds"] == 20.0
+    data = read_h5(tmp_path / "person.h5")
+    with h5py.File(tmp_path / "person.h5") as f:
+        accepted, annotator = f["accepted"][()].tolist(), f["annotator"][()].tolist()
+        annotators = json.loads(f.attrs["annotators"])
+    assert accepted == [1, 1, 0, 0] and annotator == [0, 0, 0, 0] and annotators == ["ann"]
+    assert data["label"].tolist() == [suggested[0], suggested[1], own, suggested[3]]
+    assert data["seconds"].tolist() == [2.0, 4.0, 20.0, 6.0]
+    assert data["config"]["annotator"] == "person" and data["config"]["annotator_name"] == "ann"
+    assert data["config"]["idle_cap"] == 20.0
+    journal = [json.loads(line) for line in journal_path_for(tmp_path / "person.h5").read_text().splitlines()]
+    assert journal[0]["labor_annotate"] == 2 and "regions" not in journal[0]  # points: no grouping
+    first = journal[1]
+    assert first["suggested"] == NAMES[suggested[0]] and first["accepted"] is True and first["annotator"] == "ann"
+    assert journal[3]["seconds"] == 100.0  # the journal keeps what the page measured; the cap is applied on reading
+    print_annotate(annotation.result("finished")[0])
+    out = capsys.readouterr().out
+    assert "A's suggestion taken (key a) for 2 of 4 answers (50%): 3.0 s each, against 13.0 s" in out
+    assert "80 s beyond 20 s per answer not counted (--idle-cap)" in out
+    assert "the selection asks 4.0 points per image; 7 keypresses spent (1.8 per answer, 7.0 per image)" in out
+
+
+def test_redo_gives_back_what_undo_took_and_a_new_answer_ends_it(tmp_path, toy_target, truth):
+    ids = list(truth)[:1]
+    selection = point_selection(tmp_path / "sel.h5", truth, ids, count=2, ignored=0)
+    image, (x0, x1), (y0, y1) = ids[0], selection.x.tolist(), selection.y.tolist()
+    annotation = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
+    car, road = NAMES.index("car"), NAMES.index("road")
+    with serving(annotation) as (client, _):
+        assert client.post("/api/redo")[1]["item"] is None  # nothing to redo yet
+        client.post("/api/answer", {"image_id": image, "x": x0, "y": y0, "class": "car"})
+        client.post("/api/answer", {"image_id": image, "x": x0, "y": y0, "class": "road"})
+        assert client.post("/api/undo")[1]["answer"] == car
+        assert client.post("/api/undo")[1]["answer"] is None
+        reply = client.post("/api/redo")[1]
+        assert (reply["item"], reply["answer"], reply["progress"]["can_redo"]) == (0, car, True)
+        assert client.post("/api/redo")[1]["answer"] == road
+        assert client.post("/api/redo")[1]["item"] is None
+        client.post("/api/undo")
+        client.post("/api/answer", {"image_id": image, "x": x1, "y": y1, "class": "sky"})  # ends the redo
+        assert client.post("/api/redo")[1]["item"] is None
+        assert client.get("/api/state")[1]["answers"] == [car, NAMES.index("sky")]
+    replayed = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
+    assert replayed.store.value_words() == [car, NAMES.index("sky")] and not replayed.store.undone
+
+
 def test_bad_requests_get_400_and_the_server_goes_on(tmp_path, toy_target, truth):
     ids = list(truth)[:1]
     selection = point_selection(tmp_path / "sel.h5", truth, ids, count=4, ignored=0)
@@ -346,19 +424,6 @@ def test_bad_requests_get_400_and_the_server_goes_on(tmp_path, toy_target, truth
 # --- SPL: regions ------------------------------------------------------------------------------
 
 
-def test_connected_regions_on_a_hand_made_mask():
-    # 0 0 0 0 0 0
-    # 0 A A 0 B 0      A: a 2x2 block; B: a diagonal line (8-connected); C: a lone pixel
-    # 0 A A 0 0 B
-    # 0 0 0 0 0 0
-    # C 0 0 0 0 0
-    y = np.array([2, 1, 1, 2, 1, 2, 4])
-    x = np.array([5, 1, 2, 1, 4, 2, 0])
-    region = connected_regions(y, x, width=6)
-    assert region.tolist() == [1, 0, 0, 0, 1, 0, 2]  # numbered by each region's first pixel in raster order
-    assert connected_regions(np.zeros(0), np.zeros(0), 6).tolist() == []
-
-
 def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, truth, capsys):
     ids = list(truth)[:2]
     shape = truth[ids[0]].shape
@@ -369,7 +434,8 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
     order = np.random.default_rng(0).permutation(len(ys[0]))  # the selection's row order does not matter
     ys[0], xs[0] = ys[0][order], xs[0][order]
     write_selection(tmp_path / "spl.h5", ids, [shape, shape], ys, xs, mode="spl")
-    annotation = open_annotation(annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"))
+    faithful = annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5", min_region=1)
+    annotation = open_annotation(faithful)
     with serving(annotation) as (client, _):
         session = client.get("/api/session")[1]
         assert session["unit"] == "region" and session["items"] == 4
@@ -403,14 +469,254 @@ def test_spl_regions_one_answer_each_and_mixed_left_out(tmp_path, toy_target, tr
     assert data["summary"]["mixed"] == 1 and data["summary"]["mixed_pixels"] == 5
     assert data["summary"]["labels_per_minute"] == pytest.approx(60 * 4 / 14.0, abs=1e-3)
     assert data["config"]["unit"] == "region"
-    print_annotate(
-        run_annotate(
-            annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"),
-            ready=lambda server: threading.Thread(target=server.shutdown).start(),
-        )
-    )
+    print_annotate(run_annotate(faithful, ready=lambda server: threading.Thread(target=server.shutdown).start()))
     out = capsys.readouterr().out
     assert "1 region answered mixed (5 pixels): left out" in out and "unchanged" in out
+
+
+# A band along a boundary as SPL gives it (digits: A's class at each selected pixel), placed at (10, 20):
+# A predicts road (0) on the left part and car (13, drawn "c") on the right; a 2-pixel car fragment one
+# pixel off the car part is merged into it; a lone road pixel far away is left out.
+SPL_BAND = """
+000ccc......
+000ccc.cc...
+............
+............
+...........0
+"""
+
+
+def band_selection(path, truth, image_id):
+    ys, xs, predicted = [], [], []
+    for row, line in enumerate(SPL_BAND.strip().split()):
+        for column, char in enumerate(line):
+            if char != ".":
+                ys.append(10 + row), xs.append(20 + column), predicted.append(13 if char == "c" else int(char))
+    shape = truth[image_id].shape
+    write_selection(
+        path, [image_id], [shape], [np.array(ys)], [np.array(xs)], mode="spl", predicted=[np.array(predicted)]
+    )
+    return np.array(xs), np.array(ys)
+
+
+def test_spl_regions_grouped_by_class_split_and_fragments_left_out(tmp_path, toy_target, truth, capsys):
+    image = list(truth)[0]
+    band_selection(tmp_path / "spl.h5", truth, image)
+    road, car, sky = NAMES.index("road"), NAMES.index("car"), NAMES.index("sky")
+    annotation = open_annotation(annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"))
+    with serving(annotation) as (client, _):
+        session = client.get("/api/session")[1]
+        assert session["items"] == 2 and session["regions"]["merged_pixels"] == 2
+        assert session["regions"]["dropped_pixels"] == 1
+        items = client.get("/api/image/0")[1]
+        assert [sorted(zip(p[0::2], p[1::2])) for p in items["pixels"]] == [
+            sorted((20 + c, 10 + r) for r in (0, 1) for c in (0, 1, 2)),
+            sorted([(23 + c, 10 + r) for r in (0, 1) for c in (0, 1, 2)] + [(27, 11), (28, 11)]),
+        ]
+        assert items["suggested"] == [road, car] and items["left_out"] == [31, 14]
+        status, reply = client.post("/api/answer", {"image_id": image, "x": 31, "y": 14, "class": "road"})
+        assert status == 400 and "is in no region (a fragment left out)" in reply["error"]
+        client.post("/api/answer", {"image_id": image, "x": 20, "y": 10, "class": "road", "accepted": True})
+        # The car part holds two pixels of sky: the person splits the region.
+        split = {"image_id": image, "x": 23, "y": 10, "class": "car", "split": {"sky": [27, 11, 28, 11]}}
+        bad = [
+            ({**split, "split": {"sky": [20, 10]}}, "not in the answered region"),
+            ({**split, "split": {"mixed": [27, 11]}}, "expected a class"),
+            ({**split, "split": {"sky": [27]}}, "flat list"),
+            ({**split, "class": "mixed"}, "cannot be split"),
+            ({**split, "accepted": True}, "cannot be split"),
+        ]
+        for body, message in bad:
+            status, reply = client.post("/api/answer", body)
+            assert status == 400 and message in reply["error"], (body, reply)
+        reply = client.post("/api/answer", split)[1]
+        assert reply["split"] == {str(sky): [27, 11, 28, 11]}
+        assert client.post("/api/undo")[1]["split"] is None  # undo takes the split back too
+        assert client.post("/api/redo")[1]["split"] == {str(sky): [27, 11, 28, 11]}
+        assert client.get("/api/image/0")[1]["splits"] == [None, {str(sky): [27, 11, 28, 11]}]
+        summary = client.post("/api/finish")[1]["summary"]
+    labels = artifacts.read_pixel_set(tmp_path / "person.h5", "labels")
+    got = {(int(a), int(b)): int(c) for a, b, c in zip(labels.x, labels.y, labels.label)}
+    assert len(got) == 14 and (31, 14) not in got
+    assert got[(27, 11)] == got[(28, 11)] == sky and got[(23, 10)] == car and got[(20, 11)] == road
+    assert summary["split_regions"] == 1 and summary["split_pixels"] == 2
+    assert summary["regions"]["regions"] == 2 and summary["items_per_image"] == 2.0
+    data = read_h5(tmp_path / "person.h5")
+    assert data["config"]["regions"] == {"split_by_class": True, "min_region": 4, "reach": 2}
+    header = json.loads(journal_path_for(tmp_path / "person.h5").read_text().splitlines()[0])
+    assert header["regions"] == data["config"]["regions"]
+    # The faithful SPL: every pixel asked, nothing merged or left out.
+    faithful = open_annotation(annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "all.h5", min_region=1))
+    assert len(faithful.store.items) == 4 and (faithful.store.items.item_of_row >= 0).all()
+
+
+def test_a_version_1_journal_continues_with_its_connected_regions(tmp_path, toy_target, truth, capsys):
+    """A journal from before regions were grouped: its regions were the mask's connected regions (A's
+    classes ignored), so it is continued with those, and says so."""
+    image = list(truth)[0]
+    band_selection(tmp_path / "spl.h5", truth, image)
+    with h5py.File(tmp_path / "spl.h5") as f:
+        uuid = f.attrs["uuid"]
+    header = {"labor_annotate": 1, "session": "s1", "selection": str(tmp_path / "spl.h5"), "selection_uuid": uuid,
+              "unit": "region", "class_set": "cityscapes19", "created": "2025-01-01T00:00:00+00:00"}  # fmt: skip
+    answer = {"image_id": image, "x": 20, "y": 10, "class": "car", "seconds": 3.0, "time": "2025-01-01T00:00:05+00:00"}
+    journal = journal_path_for(tmp_path / "person.h5")
+    journal.write_text(json.dumps(header) + "\n" + json.dumps(answer) + "\n")
+    annotation = open_annotation(annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"))
+    assert "continuing" in capsys.readouterr().out
+    items = annotation.store.items
+    assert items.grouping.split_by_class is False and len(items) == 3  # the band, the fragment, the lone pixel
+    labels = annotation.store.labels().pixels
+    assert len(labels.y) == 12 and set(labels.label.tolist()) == {NAMES.index("car")}  # the whole band
+    journal.write_text(json.dumps({**header, "labor_annotate": 3}) + "\n")
+    with pytest.raises(LaborError, match=r"journal version 3, newer than this labor reads \(2\); update labor"):
+        open_annotation(annotate_options(tmp_path / "spl.h5", toy_target, tmp_path / "person.h5"))
+
+
+def test_stopped_with_no_answers_names_no_journal_and_counts_in_words(tmp_path, toy_target, truth, capsys):
+    """Ctrl-C (here SIGTERM, which the command takes alike) before any answer: nothing written, and no
+    journal named; after one answer: "1 pixel"."""
+    ids = list(truth)[:1]
+    point_selection(tmp_path / "sel.h5", truth, ids, count=3, ignored=0)
+    options = annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "p.h5")
+
+    def stop_after(answers: int):
+        def ready(server):
+            def work():
+                client = Client(server)
+                client.get("/api/state")  # serving (and so SIGTERM handled) by the time this is answered
+                answer_all(client, truth, skip=range(answers, 3))
+                os.kill(os.getpid(), signal.SIGTERM)
+
+            threading.Thread(target=work, daemon=True).start()
+
+        return ready
+
+    print_annotate(run_annotate(options, ready=stop_after(0)))
+    out = capsys.readouterr().out
+    assert "annotate stopped: 0 of 3 points answered, 3 left; 0 pixels labeled this round" in out
+    assert "(nothing written)" in out and "jsonl" not in out and "to continue" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sel.h5"]
+    print_annotate(run_annotate(options, ready=stop_after(1)))
+    out = capsys.readouterr().out
+    assert "1 of 3 points answered, 2 left; 1 pixel labeled this round" in out
+    assert "to continue, run the same command again" in out
+
+
+# --- the server holds --------------------------------------------------------------------------
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw bytes to the server and read its whole reply (the connection closes after one request)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(data)
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    return reply
+
+
+def json_reply(reply: bytes) -> tuple[int, dict]:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head, reply[:300]
+    return int(head.split()[1]), json.loads(body)
+
+
+def post_bytes(body: bytes, length: int | None = None) -> bytes:
+    size = len(body) if length is None else length
+    return (
+        f"POST /api/answer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode() + body
+
+
+@pytest.fixture
+def one_point_session(tmp_path, toy_target, truth):
+    ids = list(truth)[:1]
+    point_selection(tmp_path / "sel.h5", truth, ids, count=3, ignored=0)
+    return open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "person.h5"))
+
+
+def test_every_malformed_body_is_a_400_with_one_line_of_json(one_point_session, capfd):
+    annotation = one_point_session
+    image = annotation.chosen.image_ids[0]
+    x, y = int(annotation.chosen.x[0]), int(annotation.chosen.y[0])
+    good = {"image_id": image, "x": x, "y": y, "class": "car"}
+    with serving(annotation) as (client, _):
+        port = client.port
+        cases = [  # (raw request, what the error says)
+            (post_bytes(b"[" * 30_000 + b"]" * 30_000), "nested too deeply"),  # under the 64 KiB cap
+            (post_bytes(b'{"a":' * 10_000 + b"1" + b"}" * 10_000), "nested too deeply"),
+            (post_bytes(b"\xff\xfe{}"), "malformed JSON body"),
+            (post_bytes(b'{"x": 1e999999}'), "missing image_id"),
+            (post_bytes(json.dumps({**good, "seconds": 10**400}).encode()), "seconds"),
+            (post_bytes(json.dumps({**good, "x": 10**400}).encode()), "is not in the selection"),
+            (post_bytes(json.dumps({**good, "keys": -1}).encode()), "keys -1"),
+            (post_bytes(json.dumps({**good, "accepted": "yes"}).encode()), "accepted 'yes'"),
+            (post_bytes(json.dumps({**good, "split": {"road": [x, y]}}).encode()), "for a region"),
+            (post_bytes(b"{}", length=-5), "body of -5 bytes"),
+            (post_bytes(b"{}").replace(b"Content-Length: 2", b"Content-Length: two"), "missing Content-Length"),
+            (b"GET / HTTP/1.x\r\n\r\n", "Bad request version"),
+            (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", ""),  # a request line past http.server's limit
+            (b"GET / HTTP/1.1\r\n" + b"X-Long: " + b"a" * 20_000 + b"\r\n\r\n", ""),  # a head past MAX_HEAD
+        ]
+        for request, message in cases:
+            status, reply = json_reply(raw_exchange(port, request))
+            assert 400 <= status < 500 and message in reply["error"] and "\n" not in reply["error"], (
+                request[:60],
+                reply,
+            )
+        # A 10 MB body (the cap is 64 KiB): read and thrown away, so that the 400 reaches the client.
+        status, reply = json_reply(raw_exchange(port, post_bytes(b" " * 10_000_000)))
+        assert status == 400 and reply["error"] == "body of 10000000 bytes (at most 65536)"
+        assert client.post("/api/answer", good)[0] == 200  # and the server goes on
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_clients_that_hang_up_are_forgotten_quietly(one_point_session, capfd):
+    """200 clients declare a 1000-byte body, send one byte of it and hang up: no traceback, no thread
+    spent on them, and the server answers the next request."""
+    with serving(one_point_session) as (client, _):
+        for _ in range(200):
+            with socket.create_connection(("127.0.0.1", client.port), timeout=5) as connection:
+                connection.sendall(post_bytes(b"{", length=1000))
+        # And clients that hang up before reading a reply (here: a whole request, then gone at once).
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", client.port), timeout=5) as connection:
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+                connection.sendall(b"GET /image/0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert client.get("/api/state")[0] == 200
+    assert capfd.readouterr().err == ""
+
+
+def test_stalled_connections_time_out_and_leave_the_server_answering(one_point_session):
+    """Slowloris: 200 connections that never finish their request hold no thread, the server keeps
+    answering others at once, and each stalled connection is closed when its time is up."""
+    server = AnnotateServer(one_point_session, "127.0.0.1", 0, request_timeout=1.5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    threads_before = threading.active_count()
+    stalled = []
+    try:
+        port = server.server_address[1]
+        for k in range(200):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+            connection.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n" if k % 2 else post_bytes(b"{", 500))
+            stalled.append(connection)
+        started = time.monotonic()
+        status, reply = Client(server).get("/api/state")
+        assert status == 200 and reply["progress"]["items"] == 3
+        assert time.monotonic() - started < 1.0  # answered at once, not after the stalled ones
+        assert threading.active_count() <= threads_before + WORKERS
+        for connection in stalled:  # each is closed by the server once its 1.5 s are up
+            assert connection.recv(1) == b""
+        assert time.monotonic() - started < 10
+    finally:
+        for connection in stalled:
+            connection.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 # --- merging and refusals ----------------------------------------------------------------------
@@ -444,6 +750,50 @@ def test_merge_gives_labor_label_merge(tmp_path, toy_target, truth):
     rows = labels.pixels_of(0)  # image 0: round 1 only, simulated: no seconds
     assert np.isnan(person["seconds"][rows]).all()
     assert np.isfinite(person["seconds"]).sum() == len(labels.y) - 10  # every pixel of round 2 not already labeled
+
+
+def test_two_annotators_merged_agreement_and_who_answered(tmp_path, toy_target, truth, capsys):
+    """Alice answers a selection; Bob answers it with --merge alice's labels: the summary says how often
+    they agree on the pixels both answered, and the artifact keeps who gave each kept answer."""
+    image = list(truth)[0]
+    selection = point_selection(tmp_path / "sel.h5", truth, [image], count=6, ignored=0)
+    xs, ys = selection.x.tolist(), selection.y.tolist()
+    alice = open_annotation(annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "alice.h5", annotator="alice"))
+    with serving(alice) as (client, _):
+        for k in range(4):  # Alice answers the first four points with the ground truth
+            value = int(truth[image][ys[k], xs[k]])
+            client.post("/api/answer", {"image_id": image, "x": xs[k], "y": ys[k], "class": value, "accepted": False})
+        client.post("/api/finish")
+    bob = open_annotation(
+        annotate_options(
+            tmp_path / "sel.h5", toy_target, tmp_path / "bob.h5", annotator="bob", merge=tmp_path / "alice.h5"
+        )
+    )
+    with serving(bob) as (client, _):
+        for k in range(6):  # Bob answers all six; on point 0 he says otherwise, on point 1 he is unsure
+            value = int(truth[image][ys[k], xs[k]])
+            answer = (value + 1) % 19 if k == 0 else "unsure" if k == 1 else value
+            client.post("/api/answer", {"image_id": image, "x": xs[k], "y": ys[k], "class": answer})
+        summary = client.post("/api/finish")[1]["summary"]
+    agreement = summary["agreement_with_merged"]
+    assert (agreement["shared_pixels"], agreement["compared_pixels"], agreement["agreed_pixels"]) == (4, 3, 2)
+    with h5py.File(tmp_path / "bob.h5") as f:
+        names = json.loads(f.attrs["annotators"])
+        who = [names[k] for k in f["annotator"][()]]
+        accepted = f["accepted"][()].tolist()
+    assert who == ["alice"] * 4 + ["bob"] * 2  # the earlier answer is kept where both answered
+    assert accepted == [0] * 6
+    print_annotate(bob.result("finished")[0])
+    out = capsys.readouterr().out
+    assert "the earlier labels and this session agree on 2 of the 3 pixels both give a class (66.7%" in out
+    # Labels from before `accepted` and `annotator` (a simulated round here) merge with 255: unknown.
+    simulate(tmp_path / "sel.h5", toy_target, tmp_path / "simulated.h5")
+    carol = open_annotation(
+        annotate_options(tmp_path / "sel.h5", toy_target, tmp_path / "carol.h5", merge=tmp_path / "simulated.h5")
+    )
+    carol.save("saved")
+    with h5py.File(tmp_path / "carol.h5") as f:
+        assert f["accepted"][()].tolist() == [255] * 6 and f["annotator"][()].tolist() == [255] * 6
 
 
 def test_refusals_are_one_line_and_write_nothing(tmp_path, toy_target, truth):
@@ -592,6 +942,12 @@ def test_cli_bad_input_is_one_error_line_and_writes_nothing(tmp_path, toy_target
          f"{tmp_path / 'other.h5'}: is a selection artifact, expected a labels artifact"),
         (["--selection", tmp_path / "sel.h5", "-o", tmp_path / "taken.h5"], 1,
          f"{tmp_path / 'taken.h5'}: already exists; pass --force to replace it"),
+        (["--selection", tmp_path / "sel.h5", "--min-region", "0"], 2, "--min-region 0: must be at least 1"),
+        (["--selection", tmp_path / "sel.h5", "--idle-cap", "0"], 2, "--idle-cap 0.0: must be more than 0"),
+        (["--selection", tmp_path / "sel.h5", "--idle-cap", "nan"], 2, "--idle-cap nan: must be more than 0"),
+        (["--selection", tmp_path / "sel.h5", "--idle-cap", "-5"], 2, "--idle-cap -5.0: must be more than 0"),
+        (["--selection", tmp_path / "sel.h5", "--annotator", " "], 2, "--annotator ' ': expected a name of 1 to 100"),
+        (["--selection", tmp_path / "sel.h5", "--annotator", "x" * 101], 2, "expected a name of 1 to 100"),
     ]  # fmt: skip
     for extra, code, message in cases:
         got_code, err = labor_error(capsys, *base, *extra)
@@ -626,5 +982,8 @@ def test_cli_help_lists_annotate_with_its_options():
     runner = CliRunner()
     assert "annotate" in runner.invoke(app, ["--help"]).output
     help_text = runner.invoke(app, ["annotate", "--help"]).output
-    for flag in ("--selection", "--target", "--output", "--split", "--merge", "--host", "--port", "--force"):
+    not_a_number = runner.invoke(app, ["annotate", "--selection", "s", "--target", "t", "-o", "o", "--min-region", "x"])
+    assert not_a_number.exit_code == 2 and "--min-region" in not_a_number.output
+    flags = ("--selection", "--target", "--output", "--split", "--merge", "--host", "--port", "--min-region")
+    for flag in flags + ("--idle-cap", "--annotator", "--force"):
         assert flag in help_text

@@ -614,3 +614,142 @@ def test_import_refuses_bad_answers(tmp_path, truth):
     with pytest.raises(LaborError, match=r"out\.h5: already exists"):
         run_import(ImportOptions(answers=answers, selection=sel, output=tmp_path / "out.h5"))
     run_import(ImportOptions(answers=answers, selection=sel, output=tmp_path / "out.h5", force=True))
+
+
+# --- what a selection costs a person, and agreement on merged pixels ----------------------------
+
+
+def write_spl_selection(path, image_id, shape, picture: str, top: int = 20, left: int = 10):
+    """An SPL selection drawn as text (a digit: a selected pixel and A's class there), placed at (top, left)."""
+    ys, xs, predicted = [], [], []
+    for row, line in enumerate(picture.strip().split()):
+        for column, char in enumerate(line):
+            if char != ".":
+                ys.append(top + row), xs.append(left + column), predicted.append(int(char))
+    pixels = artifacts.PixelSet(
+        image_ids=[image_id],
+        sizes=np.array([shape], np.int32),
+        offsets=np.array([0, len(ys)]),
+        y=np.array(ys, np.int32),
+        x=np.array(xs, np.int32),
+        label=None,
+        class_set="cityscapes19",
+        class_names=NAMES,
+        predicted=np.array(predicted, np.uint8),
+    )
+    with artifacts.create_artifact(path, "selection", {"mode": "spl"}) as f:
+        artifacts.write_pixel_set(f, pixels)
+    return pixels
+
+
+# Regions at annotate's default grouping (--min-region 4, reach 2): the road block (12 pixels) with the
+# 2-pixel road fragment 2 pixels away merged in; the building column (4); the car (4, 8-connected); the
+# lone building pixel is left out (the near car is another class). Faithful (--min-region 1): 5 regions.
+SPL_PICTURE = """
+0000.00.......2
+0000..........2
+0000..........2
+..............2
+.......2..33...
+.........33....
+"""
+
+
+def test_masks_show_what_an_spl_selection_costs_a_person(tmp_path, toy_target, truth, capsys):
+    image_id = list(truth)[0]
+    write_spl_selection(tmp_path / "spl.h5", image_id, truth[image_id].shape, SPL_PICTURE)
+    write_masks(tmp_path / "masks.h5", truth, [image_id], wrong_rows=16, uncertain_rows=1)
+    result = run_label(
+        LabelOptions(
+            selection=tmp_path / "spl.h5",
+            target=toy_target,
+            output=tmp_path / "labels.h5",
+            masks=tmp_path / "masks.h5",
+            quiet=True,
+        )
+    )
+    summary = read_h5(tmp_path / "labels.h5")["summary"]
+    questions = summary["questions"]
+    assert questions["unit"] == "region" and questions["per_image"] == 3.0
+    regions = questions["regions"]
+    assert (regions["regions"], regions["merged_pixels"], regions["dropped_pixels"]) == (3, 2, 1)
+    assert "regions_spanning_classes" in regions  # the ground truth was at hand
+    assert questions["faithful_regions"]["regions"] == 5 and questions["faithful_regions"]["single_pixel_regions"] == 1
+    assert summary["compared"]["keypresses_per_image"] == {"selection": 3.0, "points_same_budget": 23.0}
+    print_label(result)
+    out = capsys.readouterr().out
+    assert "a person answers it in labor annotate: 23 pixels grouped into 3 regions (3.0 per image)" in out
+    assert "2 pixels merged into a neighbour, 1 pixel left out" in out
+    assert "keypresses / image" in out and "the faithful SPL (labor annotate --min-region 1): 5 regions" in out
+
+    exported = run_export(ExportOptions(artifact=tmp_path / "spl.h5", output_dir=tmp_path / "export"))
+    assert exported.unit == "region" and exported.regions.regions == 3 and exported.faithful.regions == 5
+    print_export(exported)
+    out = capsys.readouterr().out
+    assert (
+        "one key per region: 3.0 keypresses per image; the faithful SPL (--min-region 1) 5.0, point by point 23.0"
+        in out
+    )
+
+
+def test_export_of_points_says_one_key_per_point(tmp_path, truth, capsys):
+    make_selection(tmp_path / "sel.h5", truth, list(truth), count=10, ignored=0)
+    print_export(run_export(ExportOptions(artifact=tmp_path / "sel.h5", output_dir=tmp_path / "export")))
+    assert (
+        f"a person answers it point by point: {10 * len(truth)} keypresses, 10.0 per image" in capsys.readouterr().out
+    )
+
+
+def test_agreement_of_two_label_sets_on_shared_pixels():
+    from labor_cli.agreement import agreement
+
+    def labels(ys, xs, values):
+        return artifacts.PixelSet(
+            image_ids=["a"],
+            sizes=np.array([[10, 10]], np.int32),
+            offsets=np.array([0, len(ys)]),
+            y=np.array(ys, np.int32),
+            x=np.array(xs, np.int32),
+            label=np.array(values, np.uint8),
+            class_set="cityscapes19",
+            class_names=NAMES,
+        )
+
+    # Shared: (0,0) (0,1) (0,2) (0,3) (0,4); (0,4) is 255 in one of them; (5,5) and (6,6) in one set only.
+    first = labels([0, 0, 0, 0, 0, 5], [0, 1, 2, 3, 4, 5], [0, 0, 1, 1, 7, 3])
+    second = labels([0, 0, 0, 0, 0, 6], [3, 2, 1, 0, 4, 6], [1, 1, 1, 0, 255, 3])
+    found = agreement(first, second)
+    assert (found.shared, found.compared, found.agreed) == (5, 4, 3)
+    # Observed 3/4; chance: first 0,0,1,1 and second 0,1,1,1 -> (2*1 + 2*3) / 16 = 0.5; kappa = 0.5.
+    assert found.kappa == pytest.approx(0.5)
+    assert found.summary()["agreement_percent"] == 75.0
+    assert "agree on 3 of the 4 pixels both give a class (75.0%, Cohen's kappa 0.50); 1 more" in found.describe(
+        "A", "B"
+    )
+    none = agreement(first, labels([9], [9], [2]))
+    assert (none.shared, none.compared, none.kappa) == (0, 0, None)
+
+
+def test_merge_reports_how_the_earlier_labels_agree_with_the_ground_truth(tmp_path, toy_target, truth, capsys):
+    image_id = list(truth)[0]
+    shape = truth[image_id].shape
+    y, x = pick_pixels(truth[image_id], 6, seed=4)
+    earlier = truth[image_id][y, x].copy()
+    earlier[0] = (earlier[0] + 1) % 19  # the earlier annotator got one pixel wrong
+    earlier[1] = 255  # and was unsure of another
+    write_pixels(tmp_path / "person.h5", "labels", [image_id], [shape], [y], [x], labels=[earlier])
+    write_pixels(tmp_path / "sel.h5", "selection", [image_id], [shape], [y[:5]], [x[:5]])  # 5 of its 6 pixels
+    result = run_label(
+        LabelOptions(
+            selection=tmp_path / "sel.h5",
+            target=toy_target,
+            output=tmp_path / "merged.h5",
+            merge=tmp_path / "person.h5",
+            quiet=True,
+        )
+    )
+    assert (result.agreement.shared, result.agreement.compared, result.agreement.agreed) == (5, 4, 3)
+    assert read_h5(tmp_path / "merged.h5")["summary"]["agreement_with_merged"]["agreement_percent"] == 75.0
+    print_label(result)
+    out = capsys.readouterr().out
+    assert "and the ground truth agree on 3 of the 4 pixels both give a class (75.0%" in out

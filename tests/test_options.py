@@ -81,7 +81,21 @@ STORED_KEYS = {
     },
     "label": {"selection", "target", "split", "merge", "masks", "annotator"},
     "import": {"answers", "selection", "format", "annotator"},
-    "annotate": {"selection", "target", "split", "merge", "annotator", "unit", "journal", "session", "journal_records"},
+    "annotate": {
+        "selection",
+        "target",
+        "split",
+        "merge",
+        "min_region",
+        "idle_cap",
+        "annotator_name",
+        "annotator",
+        "unit",
+        "regions",
+        "journal",
+        "session",
+        "journal_records",
+    },
     "evaluate": {"model", "target", "split", "input_size", "device", "precision", "compile", "batch_size"},
 }
 STORED_KEYS["adapt"] = STORED_KEYS["warmup"]
@@ -91,7 +105,7 @@ FACTS = {  # keys the stage adds to the declared options' (facts, not options)
     "select": {"spacing_pool_factor"},
     "label": {"annotator"},
     "import": {"format", "annotator"},
-    "annotate": {"annotator", "unit", "journal", "session", "journal_records"},
+    "annotate": {"annotator", "unit", "regions", "journal", "session", "journal_records"},
 }
 TRAIN_KEYS = {
     "iterations",

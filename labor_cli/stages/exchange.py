@@ -32,6 +32,7 @@ from labor_cli.data.labels import IGNORE_INDEX
 from labor_cli.drawing import check_output_folder, mark_points, output_folder, png_name, save_png
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.options import EXPORT_FORMATS, ExportOptions, ImportOptions, stored_config
+from labor_cli.regions import Grouping, RegionCounts, count_regions, unit_of_mode
 from labor_cli.stages.checks import artifact_kind, dataset_indices, image_of_rows, pixel_keys, read_checked_pixel_set
 from labor_cli.stages.label import answered_selection, error_rate, per_class_counts, percent, print_class_table
 
@@ -53,6 +54,9 @@ class ExportResult:
     pixels: int
     overlays: int = 0
     seconds: float = 0.0
+    unit: str = "point"  # what a person answers in labor annotate: points, or an SPL selection's regions
+    regions: RegionCounts | None = None  # an SPL selection's regions (annotate's default grouping)
+    faithful: RegionCounts | None = None  # and every mask pixel asked (--min-region 1)
 
 
 def run_export(options: ExportOptions) -> ExportResult:
@@ -81,7 +85,7 @@ def run_export(options: ExportOptions) -> ExportResult:
         write_points(folder / points_name, export_columns(pixels), fmt)
         if options.overlays:
             write_overlays(folder, pixels, dataset, indices, options.quiet)
-    return ExportResult(
+    result = ExportResult(
         output_dir,
         output_dir / points_name,
         kind,
@@ -90,6 +94,14 @@ def run_export(options: ExportOptions) -> ExportResult:
         len(indices),
         time.perf_counter() - started,
     )
+    if kind == "selection":
+        with artifacts.open_artifact(path, "selection") as artifact:
+            result.unit = unit_of_mode(artifact.config.get("mode"))
+        if result.unit == "region":
+            result.regions = count_regions(pixels, Grouping())
+            result.faithful = count_regions(pixels, Grouping(min_region=1))
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 def export_columns(pixels: PixelSet) -> dict[str, list]:
@@ -140,6 +152,20 @@ def print_export(result: ExportResult) -> None:
     stdout.print(
         f"export: {result.pixels} pixels of {result.images} images ({result.kind}) to "
         f"{result.points_file}{overlays} ({result.seconds:.1f} s)"
+    )
+    if result.kind != "selection" or not result.images:
+        return
+    if result.regions is None:
+        stdout.print(
+            f"  a person answers it point by point: {result.pixels} keypresses, "
+            f"{result.pixels / result.images:.1f} per image (labor annotate: one key per point)"
+        )
+        return
+    stdout.print(f"  in labor annotate: {result.regions.describe()}", soft_wrap=True)
+    stdout.print(
+        f"  one key per region: {result.regions.regions_per_image:.1f} keypresses per image; the faithful SPL "
+        f"(--min-region 1) {result.faithful.regions_per_image:.1f}, point by point {result.pixels / result.images:.1f}",
+        soft_wrap=True,
     )
 
 

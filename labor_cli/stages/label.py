@@ -20,6 +20,7 @@ import numpy as np
 from rich.table import Table
 
 from labor_cli import artifacts
+from labor_cli.agreement import Agreement, agreement
 from labor_cli.artifacts import PixelSet
 from labor_cli.artifacts.provenance import check_known_class_set
 from labor_cli.console import progress_bar, stdout
@@ -27,6 +28,7 @@ from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import IGNORE_INDEX
 from labor_cli.errors import LaborError
 from labor_cli.options import LabelOptions, stored_config
+from labor_cli.regions import Grouping, RegionCounts, count_regions, unit_of_mode
 from labor_cli.selection import linear_index
 from labor_cli.selection_report import SelectionReport, wrong_and_known
 from labor_cli.stages.checks import check_class_names, check_pixels, dataset_indices, read_checked_pixel_set
@@ -86,6 +88,47 @@ def without_images(pixels: PixelSet, image_ids: set[str]) -> PixelSet:
 
 
 @dataclass
+class Questions:
+    """What a person answers for a selection in `labor annotate`: its points, or an SPL selection's
+    regions (annotate's default grouping, and the faithful SPL's, --min-region 1)."""
+
+    unit: str  # "point" or "region"
+    images: int
+    pixels: int
+    regions: RegionCounts | None = None
+    faithful: RegionCounts | None = None
+
+    @property
+    def per_image(self) -> float:
+        asked = self.regions.regions if self.regions is not None else self.pixels
+        return asked / self.images if self.images else 0.0
+
+    def keypresses_per_image(self) -> dict[str, float]:
+        """One key per question: this selection's, and point by point (random, entropy, PPL) at its budget."""
+        points = self.pixels / self.images if self.images else 0.0
+        return {"selection": round(self.per_image, 3), "points_same_budget": round(points, 3)}
+
+    def summary(self) -> dict:
+        return {
+            "unit": self.unit,
+            "per_image": round(self.per_image, 3),
+            "regions": None if self.regions is None else self.regions.summary(),
+            "faithful_regions": None if self.faithful is None else self.faithful.summary(),
+        }
+
+
+def selection_questions(selection: Path, chosen: PixelSet, truth: np.ndarray | None) -> Questions:
+    """The questions of a selection (``truth``: the ground truth at its pixels, for the mixing figures)."""
+    with artifacts.open_artifact(selection, "selection") as artifact:
+        unit = unit_of_mode(artifact.config.get("mode"))
+    questions = Questions(unit, len(chosen.image_ids), len(chosen.y))
+    if unit == "region":
+        questions.regions = count_regions(chosen, Grouping(), truth)
+        questions.faithful = count_regions(chosen, Grouping(min_region=1), truth)
+    return questions
+
+
+@dataclass
 class LabelResult:
     output: Path
     images: int  # images in the output (both rounds when merged)
@@ -106,6 +149,8 @@ class LabelResult:
     round_labels: np.ndarray | None = None  # this round's answers (for the class coverage)
     merged_from: Path | None = None
     seconds: float = 0.0
+    agreement: Agreement | None = None  # --merge: the earlier labels against this round's on shared pixels
+    questions: Questions | None = None  # what a person would answer for the selection
 
     def summary(self) -> dict:
         return {
@@ -123,6 +168,8 @@ class LabelResult:
             "per_class_this_round": self.per_class_round,
             "per_class": self.per_class,
             "merged_from": None if self.merged_from is None else str(self.merged_from),
+            "agreement_with_merged": None if self.agreement is None else self.agreement.summary(),
+            "questions": None if self.questions is None else self.questions.summary(),
             **(self.comparison() if self.report is not None else {}),
         }
 
@@ -139,6 +186,8 @@ class LabelResult:
             compared[f"{name}_error_percent"] = rounded(values["error_rate"])
             compared[f"{name}_errors_covered_percent"] = rounded(values["errors_covered"])
         coverage = self.report.class_coverage(self.round_labels, list(self.class_names))
+        if self.questions is not None:
+            compared["keypresses_per_image"] = self.questions.keypresses_per_image()
         return {
             "compared": compared,
             "class_coverage": {name: {k: round(v, 4) for k, v in row.items()} for name, row in coverage.items()},
@@ -180,6 +229,8 @@ def run_label(options: LabelOptions) -> LabelResult:
     fresh = answered_selection(chosen, answers.label, answers.predicted)
     merged, already = merge_pixel_sets(earlier, fresh, dataset.index_of) if earlier is not None else (fresh, 0)
     result = label_result(options, fresh, merged, already, answers)
+    result.questions = selection_questions(selection, chosen, answers.label)
+    result.agreement = agreement(earlier, fresh) if earlier is not None else None
     facts = {"skipped_unreadable": skipped_files(target=dataset)} if options.skip_bad else {}
     config = stored_config(options, annotator="ground truth", **facts)
     parents = [chosen.parent] + ([earlier.parent] if earlier is not None else [])
@@ -391,28 +442,51 @@ def print_label(result: LabelResult) -> None:
             f"  A is wrong on {percent(result.error_selected)} of the selected pixels "
             "(pass --masks for its error rate over all pixels)"
         )
+    if result.agreement is not None:
+        merged = f"the merged labels ({result.merged_from})"
+        stdout.print(f"  {result.agreement.describe(merged, 'the ground truth')}", soft_wrap=True)
+    if result.questions is not None and result.questions.regions is not None:
+        print_questions(result.questions)
     if result.report is not None:
         print_comparison(result)
     print_class_table(result.per_class_round, result.per_class if result.merged_from is not None else None)
+
+
+def print_questions(questions: Questions) -> None:
+    """An SPL selection as a person answers it in labor annotate, grouped and faithful."""
+    stdout.print(f"  a person answers it in labor annotate: {questions.regions.describe()}", soft_wrap=True)
+    faithful = questions.faithful
+    mixed = "" if faithful.mixed is None else f", {faithful.mixed} spanning more than one true class"
+    stdout.print(
+        f"  the faithful SPL (labor annotate --min-region 1): {faithful.regions} regions "
+        f"({faithful.regions_per_image:.1f} per image, {faithful.single_pixel} of one pixel{mixed})",
+        soft_wrap=True,
+    )
 
 
 def print_comparison(result: LabelResult) -> None:
     """The selection next to random and entropy at the same budget, and its class coverage."""
     summary = result.comparison()
     compared, coverage = summary["compared"], summary["class_coverage"]
+    keys = compared.get("keypresses_per_image", {})
     table = Table(
         "same budget per image",
         "A wrong on the pixels",
         "share of A's wrong pixels held",
+        "keypresses / image",
         title="what this selection does (labor label --masks)",
+        caption="keypresses: one per question in labor annotate; random, entropy and PPL ask point by point",
     )
-    for name, title in (
-        ("selection", "this selection"),
-        ("random", "random (expected)"),
-        ("entropy", "entropy (A's most uncertain)"),
+    for name, title, cost in (
+        ("selection", "this selection", keys.get("selection")),
+        ("random", "random (expected)", keys.get("points_same_budget")),
+        ("entropy", "entropy (A's most uncertain)", keys.get("points_same_budget")),
     ):
         table.add_row(
-            title, percent(compared[f"{name}_error_percent"]), percent(compared[f"{name}_errors_covered_percent"])
+            title,
+            percent(compared[f"{name}_error_percent"]),
+            percent(compared[f"{name}_errors_covered_percent"]),
+            "-" if cost is None else f"{cost:.1f}",
         )
     stdout.print(table)
     classes = Table("class", "share of the labels", "share of A's predicted area", title="class coverage")

@@ -44,6 +44,11 @@ MASK_GROUPS = {
 MASK_DTYPES = {"y": np.int32, "x": np.int32, "class": np.uint8, "similarity": np.float16, "entropy": np.float16}
 
 
+def compression_threads() -> int:
+    """The masks writer's gzip threads."""
+    return min(4, os.cpu_count() or 1)
+
+
 def unpack_mask(packed: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The (H, W) bool mask stored as ``np.packbits`` of its flattened pixels (the first pixel in
     the high bit of the first byte)."""
@@ -92,7 +97,7 @@ class MasksWriter:
         self._open_streams()
 
     def _open_streams(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="labor-gzip")
+        self.pool = ThreadPoolExecutor(max_workers=compression_threads(), thread_name_prefix="labor-gzip")
         self.prediction = GzipChunkStream(self.f["prediction"], int(self.pixel_offsets[self.written]), self.pool)
         self.runner_up = GzipChunkStream(self.f["runner_up"], int(self.pixel_offsets[self.written]), self.pool)
         self.mask = GzipChunkStream(self.f["mask"], int(self.mask_offsets[self.written]), self.pool)

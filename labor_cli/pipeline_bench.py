@@ -169,57 +169,54 @@ def made_up_rows(prediction: np.ndarray, other: np.ndarray, seed: int = 0, per_c
 # --- timing ----------------------------------------------------------------------------------
 
 
-def _median_ms(fn: Callable[[int], object], indices: range) -> float:
-    """Median milliseconds of fn(i) over ``indices`` (after one untimed call)."""
-    fn(indices[0])
-    times = []
-    for i in indices:
-        started = time.perf_counter()
-        fn(i)
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+def _timed(fn: Callable, *args) -> tuple[float, object]:
+    """(milliseconds, result) of one call, in CPU time of this thread: what the step costs, without
+    the waits for a core that a busy machine adds to its wall time."""
+    started = time.thread_time()
+    result = fn(*args)
+    return (time.thread_time() - started) * 1000, result
 
 
-def _bare_decoders(view) -> dict[str, Callable[[int], object]]:
-    """The plain decoders a worker is held against: each reads the file and decodes it."""
+def _pillow(path: Path) -> None:
     from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()  # into Pillow's own buffer, no conversion
+
+
+def _libpng(path: Path) -> None:
     from torchcodec.decoders import decode_png
 
-    def pillow(i: int):
-        with Image.open(view.dataset.image_path(i)) as image:
-            image.load()  # into Pillow's own buffer, no conversion
-
-    def libpng(i: int):
-        return decode_png(view.dataset.image_path(i).read_bytes(), mode="UNCHANGED")
-
-    return {"Pillow": pillow, "libpng (TorchCodec)": libpng}
+    decode_png(path.read_bytes(), mode="UNCHANGED")
 
 
-def time_worker_steps(view, images: int) -> tuple[dict[str, float], dict[str, float]]:
-    """ms per image of the view's steps and of the bare decoders, on one thread as in a loader
-    worker: ({"decode", "resize", "item"}, {decoder: ms})."""
+# The plain decoders a worker is held against: each reads the file and decodes it, nothing more.
+BARE_DECODERS = {"Pillow": _pillow, "libpng (TorchCodec)": _libpng}
+
+
+def time_worker_steps(view, images: int) -> dict[str, float]:
+    """Median ms per image of the view's steps (decode, resize, and the whole item), on one
+    thread as in a loader worker, each image through every step in turn (interleaved: the
+    machine's load falls on all of them alike)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    samples: dict[str, list[float]] = {"decode": [], "resize": [], "item": []}
     try:
-        indices = range(images)
-        decoded = {}
-
-        def decode(i: int):
-            decoded[i % DISTINCT_SCENES] = view.decode(i)
-
-        steps = {
-            "decode": _median_ms(decode, indices),
-            "resize": _median_ms(lambda i: view.resize(decoded[i % DISTINCT_SCENES]), indices),
-            "item": _median_ms(view.__getitem__, indices),
-        }
-        bare = {name: _median_ms(fn, indices) for name, fn in _bare_decoders(view).items()}
+        view[0]  # untimed: first imports and allocations
+        for i in range(images):
+            ms, image = _timed(view.decode, i)
+            samples["decode"].append(ms)
+            samples["resize"].append(_timed(view.resize, image)[0])
+            samples["item"].append(_timed(view.__getitem__, i)[0])
     finally:
         torch.set_num_threads(threads)
-    return steps, bare
+    return {step: statistics.median(times) for step, times in samples.items()}
 
 
 class TimedItems(torch.utils.data.Dataset):
-    """A view's items, each with the seconds the worker took to make it (``item_s``)."""
+    """A view's items, each with the ms the worker took to make it (``item_ms``) and, just
+    before, to decode its file with each bare decoder (``bare_ms``): paired in time, so that
+    their ratio holds on a busy machine."""
 
     def __init__(self, view):
         self.view = view
@@ -228,29 +225,30 @@ class TimedItems(torch.utils.data.Dataset):
         return len(self.view)
 
     def __getitem__(self, i: int) -> dict:
-        started = time.perf_counter()
-        item = self.view[i]
-        return {**item, "item_s": time.perf_counter() - started}
+        path = self.view.dataset.image_path(i)
+        bare = {name: _timed(decode, path)[0] for name, decode in BARE_DECODERS.items()}
+        ms, item = _timed(self.view.__getitem__, i)
+        return {**item, "item_ms": ms, "bare_ms": bare}
 
 
 class TimedCollate:
     """A collate function that also hands on, as plain numbers (a tensor would cost the hand-off
-    a file descriptor more), the seconds the worker took for each item and for the collation."""
+    a file descriptor more), TimedItems' figures and the ms it took itself, in the worker."""
 
     def __init__(self, collate):
         self.collate = collate
 
     def __call__(self, items: list[dict]) -> dict:
-        item_s = [item.pop("item_s") for item in items]
-        started = time.perf_counter()
-        batch = self.collate(items)
-        return {**batch, "item_s": item_s, "collate_s": time.perf_counter() - started}
+        timings = [(item.pop("item_ms"), item.pop("bare_ms")) for item in items]
+        ms, batch = _timed(self.collate, items)
+        return {**batch, "timings": timings, "collate_ms": ms}
 
 
 @dataclass
 class HandOff:
     item_ms: float  # in the worker, per image
     collate_ms: float  # in the worker, per image
+    bare_ms: dict[str, float]  # in the worker, per image, by decoder
     receive_ms: float  # in the main process: a ready batch from the worker's queue, per image
     pin_ms: float | None  # in the main process, CUDA only
 
@@ -260,24 +258,31 @@ def time_hand_off(loader, wait_s: float, device: torch.device) -> HandOff:
     main process waits ``wait_s`` (the first batch, while the worker starts, 1 s more), so that the
     batch is ready and taking it times the hand-off alone."""
     items, collates, receives, pins = [], [], [], []
+    bare: dict[str, list[float]] = {name: [] for name in BARE_DECODERS}
     batches = iter(loader)
     time.sleep(1.0)
     while True:
         time.sleep(wait_s)
-        started = time.perf_counter()
-        batch = next(batches, None)
+        ms, batch = _timed(next, batches, None)
         if batch is None:
             break
         count = len(batch["index"])
-        receives.append((time.perf_counter() - started) * 1000 / count)
+        receives.append(ms / count)
         if device.type == "cuda":
-            started = time.perf_counter()
-            batch["image"].pin_memory()
-            pins.append((time.perf_counter() - started) * 1000 / count)
-        items += [seconds * 1000 for seconds in batch["item_s"]]
-        collates.append(batch["collate_s"] * 1000 / count)
-    pin = statistics.median(pins) if pins else None
-    return HandOff(statistics.median(items), statistics.median(collates), statistics.median(receives), pin)
+            pins.append(_timed(batch["image"].pin_memory)[0] / count)
+        for item_ms, bare_ms in batch["timings"]:
+            items.append(item_ms)
+            for name, decode_ms in bare_ms.items():
+                bare[name].append(decode_ms)
+        collates.append(batch["collate_ms"] / count)
+    median = statistics.median
+    return HandOff(
+        median(items),
+        median(collates),
+        {name: median(times) for name, times in bare.items()},
+        median(receives),
+        median(pins) if pins else None,
+    )
 
 
 @dataclass
@@ -340,7 +345,6 @@ class Measured:
     """The timings the stage driver gathered, before they are put together."""
 
     steps: dict[str, float]  # time_worker_steps: decode, resize, item
-    bare: dict[str, float]
     hand_off: HandOff
     post: MainThreadTimes
     writer: MainThreadTimes
@@ -394,7 +398,7 @@ def build_report(measured: Measured, setting: dict) -> PipelineReport:
         png_mb=setting["png_mb"],
         device=setting["device"],
         steps=steps,
-        bare_decode_ms=dict(m.bare),
+        bare_decode_ms=dict(m.hand_off.bare_ms),
         worker_ms=worker_ms,
         main_ms=main_ms,
         compression_ms=m.writer.elsewhere_ms,

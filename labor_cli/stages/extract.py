@@ -366,8 +366,24 @@ def extraction_loader(view, batches, workers: int, device: torch.device) -> torc
     """Extraction's loader (``labor bench --pipeline`` times it): ``workers`` processes, batches
     collated in shared memory, pinned by a thread of this process on CUDA."""
     return torch.utils.data.DataLoader(
-        view, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda"
+        view,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate_extraction,
+        pin_memory=device.type == "cuda",
     )
+
+
+def collate_extraction(items: list[dict]) -> dict:
+    """ExtractionView's items as a batch: the images stacked into one tensor (in shared memory,
+    in a loader worker), the native sizes (N, 2) and indices (N,) as numpy arrays. These travel
+    inside the pickled batch, where each tensor would cost the main process a file descriptor
+    fetched from the worker, a round trip that waits for the worker to be scheduled."""
+    return {
+        "image": torch.utils.data.default_collate([item["image"] for item in items]),
+        "native_size": np.stack([np.asarray(item["native_size"]) for item in items]),
+        "index": np.array([item["index"] for item in items], dtype=np.int64),
+    }
 
 
 def batch_extractor(networks, inputs: ExtractionInputs, options: ExtractOptions, device: torch.device, precision: str):

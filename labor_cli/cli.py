@@ -365,7 +365,7 @@ def demo(options: DemoOptions) -> None:
 
 @command("bench", BenchOptions)
 def bench(options: BenchOptions) -> None:
-    """Time the reference path (fp32, eager, channels-first) against the default path, side by side."""
+    """Time the reference path (fp32, eager, channels-first) against the default path, side by side; with --pipeline, what extract does per image outside the networks (decode, resize, hand-off, post-processing, writing) instead."""
     from labor_cli.runtime import resolve_device
     from labor_cli.stages.bench import (
         as_json,

@@ -10,11 +10,13 @@ temporary folder), with the networks left out so that it runs on a CPU:
                  the writer thread, the progress), writing (the masks writer's thread) and
                  compression (its gzip pool, in parallel)
 
-Each step is timed on its own, single-threaded as in a loader worker; the worker's total is timed
-inside a real loader worker. The rows the writer gets are made up from the rendered scenes' label
-maps (what extract_image would hand it), since the networks are not run. The stage driver
-(labor_cli/stages/bench.py) hands in the extraction view, its loader and the main process's
-consumer of the rows, so that what is timed is extract's own code.
+Times are CPU time of the thread doing the step (``time.thread_time``), so that the waits a busy
+machine adds are left out. The worker's steps are timed one after the other on one thread, as in
+a loader worker, image by image; the worker's total is timed inside a real loader worker, next to
+bare decodes of the same file, so that their ratio holds under load. The rows the writer gets are
+made up from the rendered scenes' label maps (what extract_image would hand it), since the
+networks are not run. The stage driver (labor_cli/stages/bench.py) builds extract's own view,
+loader and main loop and hands them to the timers here.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     antialiased uint8 kernel, which gives exactly Pillow's pixels there, in a fifth of the time:
     both compute in integers a filter whose inner weights (1, 3, 3, 1) / 8 are exact and whose
     border weights (3, 3, 1) / 7 leave no ties to round apart, and both round halves up
-    (tests/test_datasets.py holds them equal on noise). At other scales their fixed-point weights
+    (tests/test_pipeline.py holds them equal on noise). At other scales their fixed-point weights
     differ and about 0.1-4% of the pixels come out one level apart, so Pillow resizes those."""
     size = (int(size[0]), int(size[1]))
     width, height = _size_of(image)

@@ -20,7 +20,7 @@ import typer
 
 from labor_cli import __version__
 from labor_cli import options as declarations
-from labor_cli.errors import Interrupted, LaborError
+from labor_cli.errors import Interrupted, LaborError, LaborUsageError
 from labor_cli.options import (
     AdaptOptions,
     AnnotateOptions,
@@ -365,7 +365,7 @@ def demo(options: DemoOptions) -> None:
 
 @command("bench", BenchOptions)
 def bench(options: BenchOptions) -> None:
-    """Time the reference path (fp32, eager, channels-first) against the default path, side by side."""
+    """Time the reference path (fp32, eager, channels-first) against the default path, side by side; with --pipeline, what extract does per image outside the networks (decode, resize, hand-off, post-processing, writing) instead."""
     from labor_cli.runtime import resolve_device
     from labor_cli.stages.bench import (
         as_json,
@@ -376,6 +376,16 @@ def bench(options: BenchOptions) -> None:
         speedups,
     )
 
+    if options.pipeline:  # the loader and the writer alone, the networks left out
+        from labor_cli.stages.bench import bench_pipeline, print_pipeline
+
+        if options.e2e_images or options.profile:
+            raise LaborUsageError(
+                "--pipeline times the loader and the writer alone: give --e2e-images and --profile in another run"
+            )
+        report = bench_pipeline(options.pipeline_images, options.pipeline_size, options.batch_size, options.device)
+        print_pipeline(report, options.as_json)
+        return
     if options.profile and os.path.exists(options.profile) and not os.path.isdir(options.profile):  # before timing
         raise LaborError(f"{options.profile}: is a file, expected a folder to write into")
     results = run_bench(

@@ -705,7 +705,20 @@ class BenchOptions:
         help="Also time `labor extract` end to end on this many synthetic PNGs (decoding and writing included).",
     )
     workers: Optional[int] = workers_option()
-    batch_size: int = option(default=4, min=1, help="Extraction batch size for the end-to-end run.")
+    batch_size: int = option(default=4, min=1, help="Extraction batch size for the end-to-end run and --pipeline.")
+    pipeline: bool = option(
+        default=False,
+        help="Instead of the networks' rows: time what `labor extract` does per image outside the networks "
+        "(decode, resize, hand-off to the main process, post-processing, writing the masks) on synthetic "
+        "street-scene PNGs, against a bare decode, and the loader workers 60 and 100 images/s need.",
+    )
+    pipeline_images: int = option(default=16, min=1, help="PNGs that --pipeline times.")
+    pipeline_size: Optional[tuple[int, int]] = option(
+        default=None,
+        parse=parse_size,
+        metavar="WIDTHxHEIGHT",
+        help="Size of --pipeline's PNGs (default 2048x1024, Cityscapes'; the network input is half of it).",
+    )
     profile: Optional[Path] = option(
         default=None,
         help="Also write where each workload's time goes (torch.profiler "

@@ -256,6 +256,8 @@ def test_data_toy_inspect_and_bench_hand_on_every_option(tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "resolve_device", lambda spec: "cpu")
     argv, o = command_line(declarations.BenchOptions, tmp_path)
     o["profile"].unlink()  # --profile names a folder to write into; a file there is refused
+    pipeline = ["--pipeline", "--pipeline-images", str(o["pipeline_images"]), "--pipeline-size", "33x22"]
+    argv = [a for a in argv if a not in pipeline]  # --pipeline runs alone (below)
     printed = json.loads(invoke(argv).output)  # --json
     assert printed["device"] == "cpu" and printed["results"] == [] and printed["extract_end_to_end"] == {"images": 7}
     bench_args = (o["arch"], o["device"], o["repeats"], o["warmup"], o["compile"], o["selector_backbone"])
@@ -265,6 +267,11 @@ def test_data_toy_inspect_and_bench_hand_on_every_option(tmp_path, monkeypatch):
         {"compile": o["compile"], "profile_dir": o["profile"]},
     )
     assert calls["profile"] == (([], o["profile"], o["arch"], o["device"], o["compile"], o["selector_backbone"]), {})
+    monkeypatch.setattr(bench, "bench_pipeline", recorder("pipeline", None))
+    monkeypatch.setattr(bench, "print_pipeline", recorder("print_pipeline", None))
+    invoke(["bench", *pipeline, "--batch-size", str(o["batch_size"]), "--device", o["device"], "--json"])
+    assert calls["pipeline"] == ((o["pipeline_images"], o["pipeline_size"], o["batch_size"], o["device"]), {})
+    assert calls["print_pipeline"] == ((None, True), {})
 
 
 @pytest.mark.parametrize("options_class", [WarmupOptions, AdaptOptions])

@@ -17,7 +17,15 @@ The layout of each kind is in docs/artifacts.md.
 import os  # noqa: F401
 
 from labor_cli.artifacts.checkpoint import Checkpoint, TrainingState, load_checkpoint, write_checkpoint
-from labor_cli.artifacts.masks import MASK_DTYPES, MASK_GROUPS, GzipChunkStream, Masks, MasksWriter, unpack_mask
+from labor_cli.artifacts.masks import (
+    MASK_DTYPES,
+    MASK_GROUPS,
+    GzipChunkStream,
+    Masks,
+    MasksWriter,
+    compression_threads,
+    unpack_mask,
+)
 from labor_cli.artifacts.pixel_sets import PixelSet, read_pixel_set, write_pixel_set
 from labor_cli.artifacts.provenance import (
     SCHEMA_VERSIONS,
@@ -63,6 +71,7 @@ __all__ = [
     "a_kind",
     "check_output_path",
     "command_line",
+    "compression_threads",
     "create_artifact",
     "load_checkpoint",
     "lock_path_for",

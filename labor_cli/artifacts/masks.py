@@ -44,6 +44,11 @@ MASK_GROUPS = {
 MASK_DTYPES = {"y": np.int32, "x": np.int32, "class": np.uint8, "similarity": np.float16, "entropy": np.float16}
 
 
+def compression_threads() -> int:
+    """The masks writer's gzip threads."""
+    return min(4, os.cpu_count() or 1)
+
+
 def unpack_mask(packed: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The (H, W) bool mask stored as ``np.packbits`` of its flattened pixels (the first pixel in
     the high bit of the first byte)."""
@@ -92,10 +97,13 @@ class MasksWriter:
         self._open_streams()
 
     def _open_streams(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="labor-gzip")
+        self.pool = ThreadPoolExecutor(max_workers=compression_threads(), thread_name_prefix="labor-gzip")
         self.prediction = GzipChunkStream(self.f["prediction"], int(self.pixel_offsets[self.written]), self.pool)
         self.runner_up = GzipChunkStream(self.f["runner_up"], int(self.pixel_offsets[self.written]), self.pool)
         self.mask = GzipChunkStream(self.f["mask"], int(self.mask_offsets[self.written]), self.pool)
+        self.rows = GroupRows(
+            self.f, {name: int(offsets[self.written]) for name, offsets in self.group_offsets.items()}
+        )
 
     def state(self) -> dict:
         """Where the writing stands (JSON): what :meth:`reopen` continues from. Everything added
@@ -141,26 +149,67 @@ class MasksWriter:
         self.prediction.append(np.ascontiguousarray(prediction, dtype=np.uint8).reshape(-1))
         self.runner_up.append(np.ascontiguousarray(runner_up, dtype=np.uint8).reshape(-1))
         self.mask.append(packed)
-        for group_name, fields in MASK_GROUPS.items():
-            rows = groups[group_name]
-            count = len(rows[fields[0]])
-            start = self.group_offsets[group_name][i]
-            for name in fields:
-                dataset = self.f[group_name][name]
-                dataset.resize((start + count,))
-                dataset[start:] = np.asarray(rows[name], dtype=MASK_DTYPES[name])
-            self.group_offsets[group_name][i + 1] = start + count
+        counts = self.rows.append(groups)
+        for group_name, count in counts.items():
+            self.group_offsets[group_name][i + 1] = self.group_offsets[group_name][i] + count
         self.written += 1
 
     def flush(self) -> None:
         for stream in (self.prediction, self.runner_up, self.mask):
             stream.flush()
+        self.rows.flush()
 
     def close(self) -> None:
         self.flush()
         self.pool.shutdown()
         for group_name in MASK_GROUPS:
             self.f[group_name]["offsets"][...] = self.group_offsets[group_name]
+
+
+ROWS_PER_BLOCK = 1 << 16  # GroupRows stores the rows of several images at once
+
+
+class GroupRows:
+    """Appends the groups' rows (candidates, uncertain, excluded) to their resizable datasets in
+    blocks of ROWS_PER_BLOCK rows or more: one resize and one write per field and block, where
+    one per field and image cost the writer's thread (which holds the GIL) about 5 ms an image."""
+
+    def __init__(self, f: h5py.File, stored: dict[str, int]):
+        self.datasets = {group: {name: f[group][name] for name in fields} for group, fields in MASK_GROUPS.items()}
+        self.stored = dict(stored)  # rows in each group's datasets
+        self.pending = {group: {name: [] for name in fields} for group, fields in MASK_GROUPS.items()}
+        self.pending_rows = 0
+
+    def append(self, groups: dict[str, dict[str, np.ndarray]]) -> dict[str, int]:
+        """One image's rows of every group; returns their count per group."""
+        counts = {}
+        for group_name, fields in MASK_GROUPS.items():
+            columns = {name: np.asarray(groups[group_name][name], dtype=MASK_DTYPES[name]) for name in fields}
+            lengths = {len(column) for column in columns.values()}
+            if len(lengths) != 1:
+                raise ValueError(f"{group_name}: fields of different lengths {sorted(lengths)}")
+            for name, column in columns.items():
+                self.pending[group_name][name].append(column)
+            counts[group_name] = lengths.pop()
+            self.pending_rows += counts[group_name]
+        if self.pending_rows >= ROWS_PER_BLOCK:
+            self.flush()
+        return counts
+
+    def flush(self) -> None:
+        """Store every row appended so far."""
+        for group_name, fields in MASK_GROUPS.items():
+            start = self.stored[group_name]
+            for name in fields:
+                block = self.pending[group_name][name]
+                column = np.concatenate(block) if block else np.zeros(0, dtype=MASK_DTYPES[name])
+                block.clear()
+                if len(column):
+                    dataset = self.datasets[group_name][name]
+                    dataset.resize((start + len(column),))
+                    dataset[start:] = column
+            self.stored[group_name] = start + len(column)
+        self.pending_rows = 0
 
 
 class GzipChunkStream:
@@ -182,11 +231,20 @@ class GzipChunkStream:
         self.in_flight: deque = deque()  # (chunk offset, future of its compressed bytes), in order
 
     def append(self, data: np.ndarray) -> None:
-        self.pending += memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
-        full = len(self.pending) // self.chunk * self.chunk
+        """``data``'s whole chunks are compressed from it in place (no copy): it must not change
+        until it is stored (``flush``); the rest waits in ``pending``."""
+        view = memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
+        if self.pending:  # the partly filled chunk first
+            taken = min(len(view), self.chunk - len(self.pending))
+            self.pending += view[:taken]
+            view = view[taken:]
+            if len(self.pending) == self.chunk:
+                self._compress(self.pending)  # handed over whole: a new buffer takes its place
+                self.pending = bytearray()
+        full = len(view) // self.chunk * self.chunk
         for start in range(0, full, self.chunk):
-            self._compress(bytes(self.pending[start : start + self.chunk]))
-        del self.pending[:full]
+            self._compress(view[start : start + self.chunk])
+        self.pending += view[full:]
         self._store(wait=False)
 
     def flush(self) -> None:

@@ -26,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from labor_cli.compile_policy import compile_break_even
+from labor_cli.errors import LaborUsageError
 from labor_cli.models import build_networks, fold_frozen_batchnorm
 from labor_cli.runtime import CompileFallback, configure_backends, resolve_compile, resolve_device
 from labor_cli.stages.extract import extract_image
@@ -633,3 +635,79 @@ def _where(frame) -> str:
             ours = place(frame)
         frame = frame.f_back
     return leaf if ours in (None, leaf) else f"{leaf} <- {ours}"
+
+
+def bench_pipeline(images: int = 16, size: tuple[int, int] | None = None, batch_size: int = 4, device: str = "auto"):
+    """`labor bench --pipeline`: extract's loader (ExtractionView in a one-worker loader), its
+    main loop (write_masks) and the masks writer, timed per image on ``images`` synthetic PNGs
+    of ``size`` (W, H; default 2048x1024), the networks left out (labor_cli/pipeline_bench.py)."""
+    import tempfile
+
+    from labor_cli import artifacts
+    from labor_cli import pipeline_bench as pb
+    from labor_cli.data.datasets import open_dataset
+    from labor_cli.stages.extract import ExtractionView, ShardBatches, extraction_loader
+
+    size = size or pb.DEFAULT_SIZE
+    if min(size) < pb.MIN_SIDE:
+        raise LaborUsageError(f"--pipeline-size {size[0]}x{size[1]}: at least {pb.MIN_SIDE} pixels each way")
+    torch_device = resolve_device(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        maps = pb.write_scenes(Path(tmp) / "cityscapes", images, size)
+        dataset = open_dataset(
+            f"cityscapes:{Path(tmp) / 'cityscapes'}", "train", require_labels=False, reads=("images",)
+        )
+        view = ExtractionView(dataset, dataset.train_size)
+        steps = pb.time_worker_steps(view, images)
+        loader = extraction_loader(pb.TimedItems(view), ShardBatches(images, batch_size), 1, torch_device)
+        loader.collate_fn = pb.TimedCollate(loader.collate_fn)
+        # by then the worker has the next batch ready (it decodes each file three times: twice bare)
+        wait_s = 4 * batch_size * steps["item"] / 1000 + 0.05
+        hand_off = pb.time_hand_off(loader, wait_s, torch_device)
+        rows = [pb.made_up_rows(maps[k], maps[(k + 1) % len(maps)], seed=k) for k in range(len(maps))]
+        masks = Path(tmp) / "masks.h5"
+        post = pb.time_consumer(_masks_consumer(dataset, masks), rows, images, batch_size)
+        kib = masks.stat().st_size / 1024 / images
+
+        writing = pb.time_writer(Path(tmp) / "writer.h5", dataset.image_ids, rows, images)
+        setting = {
+            "images": images,
+            "native_size": size,
+            "input_size": dataset.train_size,
+            "batch_size": batch_size,
+            "png_mb": sum(dataset.image_path(i).stat().st_size for i in range(images)) / images / 1e6,
+            "device": str(torch_device),
+            "compression_threads": artifacts.compression_threads(),
+            "artifact_kib_per_image": kib,
+        }
+        return pb.build_report(pb.Measured(steps, hand_off, post, writing), setting)
+
+
+def print_pipeline(report, as_json: bool) -> None:
+    """`labor bench --pipeline`'s table and verdicts, or its JSON."""
+    from labor_cli import pipeline_bench
+
+    if as_json:
+        print(json.dumps({"device": report.device, "pipeline": report.as_json()}, indent=2))
+    else:
+        pipeline_bench.print_report(report)
+
+
+def _masks_consumer(dataset, output: Path):
+    """extract's main loop (write_masks) over batches of (index, rows), writing ``output``."""
+    from labor_cli import artifacts
+    from labor_cli.data.labels import class_names
+    from labor_cli.options import ExtractOptions
+    from labor_cli.stages.extract import ExtractionInputs, write_masks
+
+    names = list(class_names("cityscapes19"))
+    checkpoint = artifacts.Checkpoint(None, "cityscapes19", names, None, None, {})  # what write_masks reads of it
+    sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)
+    inputs = ExtractionInputs(checkpoint, dataset, sizes, {}, [])
+    options = ExtractOptions(model=Path("none"), target=dataset.spec, output=output, quiet=True, force=True)
+    resume_path = output.with_name(output.name + ".resume")
+
+    def consume(batches) -> None:
+        write_masks(batches, options, inputs, {"bench": "pipeline"}, None, resume_path, stop_on_signal=False)
+
+    return consume

@@ -61,7 +61,9 @@ RESUME_MAY_DIFFER = ("device", "compile")
 
 
 class ExtractionView(torch.utils.data.Dataset):
-    """Target images resized to the network's input size, with their native (H, W)."""
+    """Target images resized to the network's input size (``size`` = (W, H), None: as they are),
+    with their native (H, W): items ``{"image": 3xHxW uint8, "native_size", "index"}``, the image
+    normalised on the device. ``labor bench --pipeline`` times its steps (decode, resize)."""
 
     def __init__(self, dataset, size: tuple[int, int] | None):
         self.dataset, self.size = dataset, size
@@ -70,11 +72,16 @@ class ExtractionView(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> dict:
-        image = self.dataset.read_image(i)
+        image = self.decode(i)
         native = torch.tensor(image.shape[:2])
-        if self.size is not None:
-            image = resize_image(image, self.size)
-        return {"image": image_as_tensor(image), "native_size": native, "index": i}  # uint8: normalised on the device
+        return {"image": image_as_tensor(self.resize(image)), "native_size": native, "index": i}
+
+    def decode(self, i: int) -> np.ndarray:
+        """Image i as read from its file: HxWx3 uint8."""
+        return self.dataset.read_image(i)
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        return image if self.size is None else resize_image(image, self.size)
 
 
 class ShardBatches(torch.utils.data.Sampler):
@@ -375,10 +382,31 @@ def target_batches(
     shard = ShardBatches(len(dataset) - start, options.batch_size, rank)
     # The items keep their own index.
     view = torch.utils.data.Subset(ExtractionView(dataset, size), range(start, len(dataset)))
-    loader = torch.utils.data.DataLoader(
-        view, batch_sampler=shard, num_workers=resolve_workers(options.workers), pin_memory=device.type == "cuda"
+    return extraction_loader(view, shard, resolve_workers(options.workers), device), shard.rounds()
+
+
+def extraction_loader(view, batches, workers: int, device: torch.device) -> torch.utils.data.DataLoader:
+    """Extraction's loader (``labor bench --pipeline`` times it): ``workers`` processes, batches
+    collated in shared memory, pinned by a thread of this process on CUDA."""
+    return torch.utils.data.DataLoader(
+        view,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate_extraction,
+        pin_memory=device.type == "cuda",
     )
-    return loader, shard.rounds()
+
+
+def collate_extraction(items: list[dict]) -> dict:
+    """ExtractionView's items as a batch: the images stacked into one tensor (in shared memory,
+    in a loader worker), the native sizes (N, 2) and indices (N,) as numpy arrays. These travel
+    inside the pickled batch, where each tensor would cost the main process a file descriptor
+    fetched from the worker, a round trip that waits for the worker to be scheduled."""
+    return {
+        "image": torch.utils.data.default_collate([item["image"] for item in items]),
+        "native_size": np.stack([np.asarray(item["native_size"]) for item in items]),
+        "index": np.array([item["index"] for item in items], dtype=np.int64),
+    }
 
 
 def batch_extractor(networks, inputs: ExtractionInputs, options: ExtractOptions, device: torch.device, precision: str):

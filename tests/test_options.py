@@ -81,7 +81,7 @@ STORED_KEYS = {
     "label": {"selection", "target", "split", "merge", "masks", "annotator"},
     "import": {"answers", "selection", "format", "annotator"},
     "annotate": {"selection", "target", "split", "merge", "annotator", "unit", "journal", "session", "journal_records"},
-    "evaluate": {"model", "target", "split", "input_size", "device", "precision", "compile", "batch_size"},
+    "evaluate": {"model", "target", "split", "input_size", "device", "precision", "compile", "batch_size", "protocol"},
 }
 STORED_KEYS["adapt"] = STORED_KEYS["warmup"]
 FACTS = {  # keys the stage adds to the declared options' (facts, not options)

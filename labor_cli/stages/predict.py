@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from labor_cli import __version__, artifacts
@@ -32,9 +31,9 @@ from labor_cli.drawing import check_output_folder, output_folder
 from labor_cli.errors import LaborUsageError
 from labor_cli.models import fold_frozen_batchnorm
 from labor_cli.options import PredictOptions, resolve_workers
+from labor_cli.protocols import LABOR, ProtocolView, get_protocol, predict_classes
 from labor_cli.runtime import (
     CompileFallback,
-    autocast,
     configure_backends,
     memory_format,
     resolve_compile,
@@ -78,18 +77,6 @@ def prepare_inference(checkpoint, device: str, precision: str, compile: str, ran
     return Inference(model, torch_device, precision, ImageNormalizer(torch_device, fmt), compiled)
 
 
-@torch.no_grad()
-def predict_native(model, images: torch.Tensor, sizes: list[tuple[int, int]], precision: str) -> list[torch.Tensor]:
-    """Argmax of A's logits, bilinearly upsampled to each image's own (H, W) (as evaluate does to
-    the label's size)."""
-    with autocast(images.device, precision):
-        logits = model(images)
-    return [
-        F.interpolate(one[None].float(), size=size, mode="bilinear", align_corners=False).argmax(1)[0]
-        for one, size in zip(logits, sizes)
-    ]
-
-
 @dataclass
 class PredictResult:
     output_dir: Path
@@ -118,10 +105,12 @@ def run_predict(options: PredictOptions) -> PredictResult:
     dataset = open_dataset(
         target, split, class_set=checkpoint.class_set, require_labels=False, skip_bad=skip_bad, reads=("images",)
     )
-    size = options.input_size or dataset.train_size
-    inference = prepare_inference(checkpoint, options.device, options.precision, options.compile)
+    protocol = get_protocol(options.protocol)
+    size = options.input_size or protocol.input_size or dataset.train_size
+    precision = protocol.resolve_precision(options.precision)
+    inference = prepare_inference(checkpoint, options.device, precision, options.compile)
     loader = torch.utils.data.DataLoader(
-        ExtractionView(dataset, size),
+        ExtractionView(dataset, size) if protocol.name == LABOR else ProtocolView(dataset, protocol, size, False),
         batch_size=options.batch_size,
         num_workers=resolve_workers(options.workers),
         pin_memory=inference.device.type == "cuda",
@@ -134,6 +123,8 @@ def run_predict(options: PredictOptions) -> PredictResult:
         "target": target,
         "split": split,
         "input_size": list(size) if size else None,
+        "protocol": protocol.name,
+        "protocol_settings": protocol.settings(),
         "device": str(inference.device),
         "precision": inference.precision,
         "command": artifacts.command_line(),
@@ -154,7 +145,9 @@ def run_predict(options: PredictOptions) -> PredictResult:
         for batch in loader:
             images = inference.normalize(batch["image"].to(inference.device, non_blocking=True))
             sizes = [tuple(native) for native in batch["native_size"].tolist()]
-            predictions = inference.compiled(predict_native, inference.model, images, sizes, inference.precision)
+            predictions = inference.compiled(
+                predict_classes, inference.model, images, sizes, protocol, inference.precision
+            )
             for index, prediction in zip(batch["index"].tolist(), predictions):
                 classes = prediction.cpu().numpy().astype(np.uint8)
                 image_id = dataset.image_ids[index]

@@ -140,6 +140,15 @@ def protocol_option() -> Any:
     )
 
 
+def ensemble_option() -> Any:
+    return option(
+        default=None,
+        metavar="CHECKPOINT",
+        help="A second checkpoint of the same classes: each image's class scores are the mean of both models' "
+        "(ADVENT's test.py with advent+minent_pretrained.yml: AdvEnt + MinEnt, half each).",
+    )
+
+
 def workers_option() -> Any:
     return option(default=None, min=0, stored=False, help="Data-loader worker processes (default: min(8, CPUs - 1)).")
 
@@ -514,6 +523,7 @@ class EvaluateOptions:
     output: Path = output_option()
     input_size: Optional[tuple[int, int]] = input_size_option()
     protocol: str = protocol_option()
+    ensemble: Optional[Path] = ensemble_option()
     batch_size: int = option(default=1, min=1, help="Images per forward pass (same-sized images only).")
     predictions: Optional[Path] = option(
         default=None, stored=False, help="Write prediction PNGs in Cityscapes label ids to this folder."
@@ -575,6 +585,7 @@ class PredictOptions:
     colour: Optional[Path] = option(default=None, help="Also write colour PNGs to this folder (not inside --output).")
     input_size: Optional[tuple[int, int]] = input_size_option()
     protocol: str = protocol_option()
+    ensemble: Optional[Path] = ensemble_option()
     batch_size: int = option(default=1, min=1, help="Images per forward pass (same-sized images only).")
     device: str = device_option()
     precision: str = precision_option()

@@ -21,6 +21,7 @@ keeps; RIPU's model has one classifier.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -176,22 +177,55 @@ def _upsampled(logits: torch.Tensor, size: tuple[int, int], protocol: Protocol) 
     return F.interpolate(logits[None].float(), size=size, mode="bilinear", align_corners=protocol.align_corners)[0]
 
 
+def load_ensemble(model: Path, ensemble: Path | None) -> list:
+    """The checkpoints whose class scores are averaged: ``model``, and ``ensemble`` if given (ADVENT's
+    test.py averages two models' upsampled logits, half each, for AdvEnt + MinEnt); the second must
+    score the same classes."""
+    from labor_cli import artifacts
+
+    checkpoints = [artifacts.load_checkpoint(path) for path in (model, ensemble) if path is not None]
+    for other in checkpoints[1:]:
+        if (other.class_set, other.class_names) != (checkpoints[0].class_set, checkpoints[0].class_names):
+            raise LaborError(
+                f"{ensemble}: scores the classes of {other.class_set}, {model} those of {checkpoints[0].class_set}"
+            )
+    return checkpoints
+
+
+def _upsampled(logits: torch.Tensor, size: tuple[int, int], protocol: Protocol) -> torch.Tensor:
+    """One image's C x h x w logits, bilinearly upsampled to ``size`` = (H, W), in fp32."""
+    return F.interpolate(logits[None].float(), size=size, mode="bilinear", align_corners=protocol.align_corners)[0]
+
+
+def _class_scores(logits: torch.Tensor, i: int, count: int, size, protocol: Protocol) -> torch.Tensor:
+    """Image i's C x H x W scores: its upsampled logits; with flip averaging, the mean of its softmax
+    and of its mirror image's (row ``count + i`` of ``logits``), flipped back."""
+    scores = _upsampled(logits[i], size, protocol)
+    if protocol.flip:
+        mirrored = _upsampled(logits[count + i], size, protocol)
+        scores = (scores.softmax(0) + mirrored.softmax(0).flip(-1)) / 2
+    return scores
+
+
 @torch.no_grad()
 def predict_classes(
-    model, images: torch.Tensor, sizes: list[tuple[int, int]], protocol: Protocol, precision: str
+    models: list, images: torch.Tensor, sizes: list[tuple[int, int]], protocol: Protocol, precision: str
 ) -> list[torch.Tensor]:
     """Per image of the normalised batch ``images``, its class map at its own (H, W) in ``sizes``:
-    the argmax of A's logits upsampled as ``protocol`` says; with flip averaging, of the mean of
-    the softmax of the image's and of its mirror image's (flipped back), both run in one batch."""
+    the argmax of its class scores as ``protocol`` computes them (with flip averaging the image and
+    its mirror run in one batch), averaged over ``models`` with equal weights as ADVENT's
+    eval_single sums them (weight times scores, model after model)."""
     count = len(images)
     inputs = torch.cat([images, images.flip(-1)]) if protocol.flip else images
     with autocast(images.device, precision):
-        logits = model(inputs)
+        outputs = [model(inputs) for model in models]
+    weight = 1.0 / len(models)
     classes = []
     for i, size in enumerate(sizes):
-        scores = _upsampled(logits[i], size, protocol)
-        if protocol.flip:
-            mirrored = _upsampled(logits[count + i], size, protocol)
-            scores = (scores.softmax(0) + mirrored.softmax(0).flip(-1)) / 2
+        scores = _class_scores(outputs[0], i, count, size, protocol)
+        if len(models) > 1:
+            scores = weight * scores
+            for logits in outputs[1:]:
+                scores += weight * _class_scores(logits, i, count, size, protocol)
         classes.append(scores.argmax(0))
     return classes

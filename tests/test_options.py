@@ -81,7 +81,18 @@ STORED_KEYS = {
     "label": {"selection", "target", "split", "merge", "masks", "annotator"},
     "import": {"answers", "selection", "format", "annotator"},
     "annotate": {"selection", "target", "split", "merge", "annotator", "unit", "journal", "session", "journal_records"},
-    "evaluate": {"model", "target", "split", "input_size", "device", "precision", "compile", "batch_size", "protocol"},
+    "evaluate": {
+        "model",
+        "target",
+        "split",
+        "input_size",
+        "device",
+        "precision",
+        "compile",
+        "batch_size",
+        "protocol",
+        "ensemble",
+    },
 }
 STORED_KEYS["adapt"] = STORED_KEYS["warmup"]
 FACTS = {  # keys the stage adds to the declared options' (facts, not options)

@@ -130,15 +130,22 @@ def adaptsegnet_script(model, file, label_size, crop_size, resample=Image.BICUBI
 
 
 @torch.no_grad()
-def advent_script(model, file, label_size, input_size):
+def advent_script(model, file, label_size, input_size, models=None, model_weights=(1.0,)):
     """eval_UDA.py (eval_single, fixed_test_size): BaseDataset._load_img resizes the RGB image to
-    TEST.INPUT_SIZE_TARGET (1024, 512) with Image.BICUBIC; pred_main = model(image)[1] is upsampled
-    by nn.Upsample(size=OUTPUT_SIZE_TARGET, the label's (1024, 2048), align_corners=True), weighted
-    by MODEL_WEIGHT (1.0 for one model); np.argmax."""
+    TEST.INPUT_SIZE_TARGET (1024, 512) with Image.BICUBIC; for each model, pred_main = model(image)[1]
+    is upsampled by nn.Upsample(size=OUTPUT_SIZE_TARGET, the label's (1024, 2048), align_corners=True)
+    and weighted by its MODEL_WEIGHT, the weighted outputs summed (advent+minent_pretrained.yml:
+    two models, 0.5 each); np.argmax."""
     image = np.asarray(Image.open(file).convert("RGB").resize(input_size, Image.BICUBIC), np.float32)
     interp = nn.Upsample(size=label_size, mode="bilinear", align_corners=True)
-    pred_main = model(network_input(image))
-    output = 1.0 * interp(pred_main).cpu().data[0].numpy()
+    output = None
+    for one, model_weight in zip(models or [model], model_weights):
+        pred_main = one(network_input(image))
+        output_ = interp(pred_main).cpu().data[0].numpy()
+        if output is None:
+            output = model_weight * output_
+        else:
+            output += model_weight * output_
     return np.argmax(output.transpose(1, 2, 0), axis=2)
 
 
@@ -316,3 +323,76 @@ def test_the_option_offers_every_protocol():
     from labor_cli.options import EVALUATION_PROTOCOLS
 
     assert EVALUATION_PROTOCOLS == tuple(PROTOCOLS)
+
+
+@pytest.fixture(scope="module")
+def second_checkpoint(tmp_path_factory, warm_checkpoint):
+    """The session's checkpoint with A's classifier changed: another model of the same classes."""
+    from labor_cli import artifacts
+
+    checkpoint = artifacts.load_checkpoint(warm_checkpoint)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for conv in checkpoint.networks.segmenter.classifier.conv2d_list:
+            conv.weight.add_(torch.randn_like(conv.weight) * conv.weight.std())
+    path = tmp_path_factory.mktemp("second") / "minent.h5"
+    with artifacts.create_artifact(path, "checkpoint", {"stage": "test"}, [], False) as f:
+        artifacts.write_checkpoint(
+            f, checkpoint.networks, checkpoint.class_set, checkpoint.class_names, checkpoint.state
+        )
+    return path
+
+
+def test_an_ensemble_averages_as_advent_does(tmp_path, handmade, warm_checkpoint, second_checkpoint, network):
+    """--ensemble: two models' upsampled logits, half each, as ADVENT's eval_single does for
+    AdvEnt + MinEnt; the evaluation names both in its lineage, and differs from either alone."""
+    from labor_cli.artifacts import load_checkpoint, read_any
+
+    minent = load_checkpoint(second_checkpoint).networks.segmenter.eval()
+    common = ["--target", f"cityscapes:{handmade}", "--device", "cpu", "--workers", 0, "-q", "--protocol", "advent"]
+    common += ["--input-size", "32x16", "-m", warm_checkpoint, "--ensemble", second_checkpoint]
+    labor("predict", *common, "-o", tmp_path / "pred")
+    labor("evaluate", *common, "-o", tmp_path / "eval.h5")
+    differs = 0
+    confusion = np.zeros((19, 19), np.int64)
+    for name in IMAGES:
+        truth = ground_truth(handmade, name)
+        args = (image_file(handmade, name), truth.shape, SIZES["advent"])
+        expected = advent_script(None, *args, models=[network, minent], model_weights=(0.5, 0.5))
+        assert np.array_equal(predicted_train_ids(tmp_path / "pred", name), expected), name
+        confusion += fast_hist(truth.flatten(), expected.flatten(), 19)
+        differs += int(
+            (expected != advent_script(network, *args)).sum() + (expected != advent_script(minent, *args)).sum()
+        )
+    assert differs > 0
+    with read_any(tmp_path / "eval.h5") as f:
+        assert np.array_equal(f["confusion"][()], confusion)
+        assert [parent["path"] for parent in json.loads(f.attrs["lineage"])] == [
+            str(warm_checkpoint),
+            str(second_checkpoint),
+        ]
+        assert json.loads(f.attrs["config"])["ensemble"] == str(second_checkpoint)
+    assert json.loads((tmp_path / "pred" / "predictions.json").read_text())["ensemble"] == str(second_checkpoint)
+
+
+def test_an_ensemble_of_other_classes_is_refused(tmp_path, handmade, warm_checkpoint, capsys):
+    from labor_cli import artifacts
+    from labor_cli.artifacts import TrainingState
+    from labor_cli.data.labels import class_names
+    from labor_cli.models import build_networks
+
+    other = tmp_path / "synthia.h5"
+    with artifacts.create_artifact(other, "checkpoint", {"stage": "test"}, [], False) as f:
+        networks = build_networks("small", 16)
+        artifacts.write_checkpoint(
+            f, networks, "synthia16", class_names("synthia16"), TrainingState("test", 0, 0, {}, {})
+        )
+    with pytest.raises(SystemExit) as stop:
+        main(
+            ["evaluate", "-m", str(warm_checkpoint), "--ensemble", str(other), "--target", f"cityscapes:{handmade}"]
+            + ["-o", str(tmp_path / "eval.h5"), "--device", "cpu", "--workers", "0", "-q"]
+        )
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and len(err.strip().splitlines()) == 1
+    assert f"{other}: scores the classes of synthia16, {warm_checkpoint} those of cityscapes19" in err
+    assert not (tmp_path / "eval.h5").exists()

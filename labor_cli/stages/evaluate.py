@@ -22,7 +22,7 @@ from labor_cli.drawing import check_output_folder, output_folder, palette_256
 from labor_cli.errors import LaborError
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from labor_cli.options import EvaluateOptions, resolve_workers, stored_config
-from labor_cli.protocols import LABOR, Protocol, ProtocolView, get_protocol, predict_classes
+from labor_cli.protocols import LABOR, Protocol, ProtocolView, get_protocol, load_ensemble, predict_classes
 from labor_cli.runtime import (
     CompileFallback,
     memory_format,
@@ -66,17 +66,19 @@ class EvaluationResult:
 def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationResult | None:
     """Under torchrun (``rank``) process r evaluates images r, r + W, ...; the confusion matrices
     are summed over the processes and rank 0 writes the artifact (the others return None)."""
-    artifacts.check_output_path(options.output, options.force, inputs=(options.model,))
+    inputs = (options.model, options.ensemble)
+    artifacts.check_output_path(options.output, options.force, inputs=inputs)
     for folder in (options.predictions, options.colour) if rank.is_main else ():  # rank 0 only: others may write
         if folder is not None:
-            check_output_folder(folder, options.force, inputs=(options.model,))
-    checkpoint = artifacts.load_checkpoint(options.model)
+            check_output_folder(folder, options.force, inputs=inputs)
+    checkpoints = load_ensemble(options.model, options.ensemble)
+    checkpoint = checkpoints[0]
     dataset = open_dataset(options.target, options.split, class_set=checkpoint.class_set, skip_bad=options.skip_bad)
     dataset.check_classes(checkpoint.class_set, "evaluation target")
     protocol = get_protocol(options.protocol)
     precision = protocol.resolve_precision(options.precision)
-    inference = prepare_inference(checkpoint, options.device, precision, options.compile, rank)
-    model, device, precision, compiled = inference.model, inference.device, inference.precision, inference.compiled
+    inference = prepare_inference(checkpoints, options.device, precision, options.compile, rank)
+    models, device, precision, compiled = inference.models, inference.device, inference.precision, inference.compiled
     size = options.input_size or protocol.input_size or dataset.train_size
 
     started = time.perf_counter()
@@ -90,7 +92,7 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
             for folder in (options.predictions, options.colour)
         ]
         confusion = confusion_over(
-            dataset, size, protocol, model, compiled, options, device, precision, checkpoint, rank, png_dirs
+            dataset, size, protocol, models, compiled, options, device, precision, checkpoint, rank, png_dirs
         )
         if not rank.is_main:
             return None
@@ -108,7 +110,8 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
             compile=compiled.active,
             **facts,
         )
-        with artifacts.create_artifact(options.output, "evaluation", config, [checkpoint.artifact], options.force) as f:
+        parents = [one.artifact for one in checkpoints]
+        with artifacts.create_artifact(options.output, "evaluation", config, parents, options.force) as f:
             f.create_dataset("confusion", data=confusion)
             f.create_dataset("iou", data=iou)
             artifacts.write_image_ids(f, dataset.image_ids)
@@ -121,7 +124,7 @@ def confusion_over(
     dataset,
     size,
     protocol: Protocol,
-    model,
+    models: list,
     compiled: CompileFallback,
     options: EvaluateOptions,
     device: torch.device,
@@ -130,8 +133,8 @@ def confusion_over(
     rank: Rank,
     png_dirs: list,
 ) -> np.ndarray:
-    """The confusion matrix of A over this process's share of the images, predicted as ``protocol``
-    says, summed over the processes (what rank 0 returns); prediction PNGs written on the way
+    """The confusion matrix of A (averaged over ``models`` with --ensemble) over this process's share
+    of the images, predicted as ``protocol`` says, summed over the processes (what rank 0 returns); prediction PNGs written on the way
     into ``png_dirs`` (label ids, colour; None: not asked for)."""
     normalize = ImageNormalizer(device, memory_format(device))
     num_classes = len(checkpoint.class_names)
@@ -151,7 +154,7 @@ def confusion_over(
             images = normalize(batch["image"].to(device, non_blocking=True))
             labels = batch["label"].to(device, non_blocking=True)
             sizes = [tuple(labels.shape[-2:])] * len(images)
-            predictions = torch.stack(compiled(predict_classes, model, images, sizes, protocol, precision))
+            predictions = torch.stack(compiled(predict_classes, models, images, sizes, protocol, precision))
             confusion += confusion_matrix(predictions, labels, num_classes)
             if any(png_dirs):
                 write_prediction_pngs(

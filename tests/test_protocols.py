@@ -396,3 +396,26 @@ def test_an_ensemble_of_other_classes_is_refused(tmp_path, handmade, warm_checkp
     assert stop.value.code == 1 and len(err.strip().splitlines()) == 1
     assert f"{other}: scores the classes of synthia16, {warm_checkpoint} those of cityscapes19" in err
     assert not (tmp_path / "eval.h5").exists()
+
+
+def test_the_method_page_tables_the_protocols_as_they_are():
+    """docs/method.md's table of the protocols says what PROTOCOLS holds."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "method.md").read_text()
+    section = text.split("## Evaluation protocols", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 5:
+            rows[cells[0]] = dict(zip(("labor", "adaptsegnet", "advent", "ripu"), cells[1:]))
+    assert list(rows[""].values()) == [f"`{name}`" for name in PROTOCOLS]
+    for name, protocol in PROTOCOLS.items():
+        size = "x".join(map(str, protocol.input_size)) if protocol.input_size else "the dataset's training size"
+        assert rows["input size"][name].startswith(size), name
+        assert rows["input resize"][name] == f"Pillow {protocol.resize}", name
+        assert f"align_corners={protocol.align_corners}" in rows["logits to the label's size"][name], name
+        assert rows["flip averaging"][name].startswith("yes" if protocol.flip else "no"), name
+        precision = rows["`--precision auto`"][name]
+        assert precision == "fp32" if protocol.precision else precision.startswith("bf16 on CUDA"), name
+        assert rows["read in"][name].startswith(protocol.read_in.split(":")[0].split(",")[0]), name

@@ -419,3 +419,27 @@ def test_the_method_page_tables_the_protocols_as_they_are():
         precision = rows["`--precision auto`"][name]
         assert precision == "fp32" if protocol.precision else precision.startswith("bf16 on CUDA"), name
         assert rows["read in"][name].startswith(protocol.read_in.split(":")[0].split(",")[0]), name
+
+
+def test_a_bad_ensemble_is_one_line(tmp_path, handmade, warm_checkpoint, capsys):
+    """--ensemble: a missing file, and an output that is the ensemble's own checkpoint (its lineage
+    would lose it), each one line, nothing written."""
+    import shutil
+
+    shutil.copy(warm_checkpoint, tmp_path / "mine.h5")
+    common = ["-m", str(warm_checkpoint), "--target", f"cityscapes:{handmade}", "--device", "cpu", "--workers", "0"]
+    cases = [
+        (["evaluate", *common, "--ensemble", str(tmp_path / "none.h5"), "-o", str(tmp_path / "e.h5")], "no such file"),
+        (["predict", *common, "--ensemble", str(tmp_path / "none.h5"), "-o", str(tmp_path / "p")], "no such file"),
+        (
+            ["evaluate", *common, "--ensemble", str(tmp_path / "mine.h5"), "-o", str(tmp_path / "mine.h5"), "--force"],
+            "mine.h5",
+        ),
+    ]
+    for argv, needle in cases:
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code != 0 and err.startswith("labor: error: ") and len(err.strip().splitlines()) == 1, err
+        assert needle in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.h5"]

@@ -377,7 +377,9 @@ def resnet_keys(blocks: tuple[int, ...]) -> set[str]:
 INIT_STD = 0.01  # AdaptSegNet's Classifier_Module and ADVENT's ClassifierModule: weights ~ N(0, 0.01)
 INITIAL_STD_CHANGE = 0.01  # at initialisation: the weights' std within 1% of INIT_STD, ...
 INITIAL_MEAN_Z = 5.0  # ... their mean within 5 standard errors of 0, every bias within its draw's bound
-TRAINED_STD_CHANGE = 0.05  # trained: the std 5% or more away from INIT_STD, or a bias beyond the bound
+TRAINED_STD_CHANGE = 0.05  # trained: the std 5% or more away from INIT_STD, or a bias 3 bounds out:
+TRAINED_BIAS_RATIO = 3.0  # every branch's bias gets the same gradient (the classifier sums them), so a
+# shift that takes one 3 bounds out takes every branch's beyond its bound: none would still look initial
 TRAINED_BRANCHES = {"adaptsegnet": (0, 1), "advent": (0, 1, 2, 3)}  # what each code's SGD updates
 
 
@@ -399,10 +401,10 @@ class BranchStatistics:
     @property
     def state(self) -> str:
         """initial (as drawn), trained (moved far from the draw) or unclear."""
-        change, bias_moved = abs(self.std / INIT_STD - 1), self.bias_ratio > 1 + 1e-6
-        if change < INITIAL_STD_CHANGE and abs(self.mean_z) < INITIAL_MEAN_Z and not bias_moved:
+        change = abs(self.std / INIT_STD - 1)
+        if change < INITIAL_STD_CHANGE and abs(self.mean_z) < INITIAL_MEAN_Z and self.bias_ratio <= 1 + 1e-6:
             return "initial"
-        return "trained" if change >= TRAINED_STD_CHANGE or bias_moved else "unclear"
+        return "trained" if change >= TRAINED_STD_CHANGE or self.bias_ratio > TRAINED_BIAS_RATIO else "unclear"
 
 
 @dataclass(frozen=True)
@@ -475,9 +477,10 @@ def check_named_format(format: str, evidence: ClassifierEvidence | None, path: P
         ]
     untrained = [str(k) for k, branch in enumerate(evidence.branches) if branch.state != "trained"]
     if format == "advent" and untrained:
+        which = f"branch {untrained[0]} does" if len(untrained) == 1 else f"branches {', '.join(untrained)} do"
         return [
-            f"branch {', '.join(untrained)} of the classifier does not look trained ({evidence.describe()}), where "
-            f"ADVENT's code trains all four; if AdaptSegNet's code trained it, convert adaptsegnet:{path}"
+            f"{which} not look trained ({evidence.describe()}), where ADVENT's code trains all four; if "
+            f"AdaptSegNet's code trained it, convert adaptsegnet:{path}"
         ]
     return []
 

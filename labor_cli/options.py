@@ -45,6 +45,7 @@ EXPORT_FORMATS = ("csv", "json")
 TOY_SIZES = ("default", "tiny")
 PLOTS = ("curves", "budget", "classes")
 TOY_SHIFTS = ("photo", "night")
+EVALUATION_PROTOCOLS = ("labor", "adaptsegnet", "advent", "ripu")
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,26 @@ def precision_option() -> Any:
 
 def compile_option() -> Any:
     return option("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
+
+
+def protocol_option() -> Any:
+    return option(
+        default="labor",
+        choices=EVALUATION_PROTOCOLS,
+        help="How images become class maps: labor (its training size, bilinear input, logits upsampled with "
+        "align_corners False), or a published code's evaluation script: adaptsegnet and advent (1024x512 bicubic "
+        "input, align_corners True, fp32), ripu (1280x640 bicubic, align_corners True, flip-averaged, fp32). "
+        "--input-size and --precision given override it (docs/method.md).",
+    )
+
+
+def ensemble_option() -> Any:
+    return option(
+        default=None,
+        metavar="CHECKPOINT",
+        help="A second checkpoint of the same classes: each image's class scores are the mean of both models' "
+        "(ADVENT's test.py with advent+minent_pretrained.yml: AdvEnt + MinEnt, half each).",
+    )
 
 
 def workers_option() -> Any:
@@ -518,6 +539,8 @@ class EvaluateOptions:
     split: str = option(default="val", help="Split to evaluate.")
     output: Path = output_option()
     input_size: Optional[tuple[int, int]] = input_size_option()
+    protocol: str = protocol_option()
+    ensemble: Optional[Path] = ensemble_option()
     batch_size: int = option(default=1, min=1, help="Images per forward pass (same-sized images only).")
     predictions: Optional[Path] = option(
         default=None, stored=False, help="Write prediction PNGs in Cityscapes label ids to this folder."
@@ -578,6 +601,8 @@ class PredictOptions:
     split: str = option(default="val", help="Split to predict.")
     colour: Optional[Path] = option(default=None, help="Also write colour PNGs to this folder (not inside --output).")
     input_size: Optional[tuple[int, int]] = input_size_option()
+    protocol: str = protocol_option()
+    ensemble: Optional[Path] = ensemble_option()
     batch_size: int = option(default=1, min=1, help="Images per forward pass (same-sized images only).")
     device: str = device_option()
     precision: str = precision_option()

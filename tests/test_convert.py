@@ -160,6 +160,27 @@ def randomise(module: nn.Module, seed: int) -> nn.Module:
     return module.eval()
 
 
+def as_initialised(classifier: CaffeASPP, branches=(2, 3), seed: int = 0) -> None:
+    """Branches as AdaptSegNet's and ADVENT's code draws them (Classifier_Module: weights N(0, 0.01);
+    bias PyTorch's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in))), and as AdaptSegNet's SGD leaves
+    its branches 2 and 3: they never get a gradient, so SGD skips them."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for k in branches:
+            conv = classifier.conv2d_list[k]
+            bound = conv.weight[0].numel() ** -0.5
+            conv.weight.normal_(0, 0.01, generator=generator)
+            conv.bias.uniform_(-bound, bound, generator=generator)
+
+
+def adaptsegnet_like(model: DeepLabV2) -> DeepLabV2:
+    """A randomised model whose classifiers' branches 2 and 3 are as AdaptSegNet's code leaves them."""
+    for seed, head in enumerate(module for module in model.modules() if isinstance(module, CaffeASPP)):
+        as_initialised(head, seed=seed)
+        head.branches_used = 2
+    return model
+
+
 def image(height=36, width=44, seed=0) -> torch.Tensor:
     """A uint8 RGB image (1 x 3 x H x W); at 36 x 44 a ceil-mode max-pool gives a row and a column
     more (10 x 12) than a floor one."""
@@ -183,7 +204,9 @@ def assert_same(ours: torch.Tensor, theirs: torch.Tensor) -> None:
 
 
 def converted_model(model: convert.FieldModel) -> SegmentationModel:
-    net = SegmentationModel("deeplabv2-r101", model.num_classes, backbone=convert.new_backbone(model))
+    net = SegmentationModel(
+        "deeplabv2-r101", model.num_classes, backbone=convert.new_backbone(model), dilations=model.dilations
+    )
     convert.load_backbone(net.backbone, model)
     convert.load_classifier(net.classifier, model)
     return net.eval()
@@ -199,35 +222,49 @@ def save(state, path, prefix=""):
 
 @pytest.fixture(scope="module")
 def multi_level(tmp_path_factory):
-    """One multi-level DeepLab-v2 of reduced depth, and its state dict on disk."""
-    theirs = randomise(DeepLabV2(SMALL, 19, True, branches_used=2), seed=1)
+    """One multi-level DeepLab-v2 of reduced depth as ADVENT's code leaves it (every branch
+    trained: here random), and its state dict on disk."""
+    theirs = randomise(DeepLabV2(SMALL, 19, True, branches_used=4), seed=1)
+    return theirs, save(theirs.state_dict(), tmp_path_factory.mktemp("field") / "gta2cityscapes_advent.pth")
+
+
+@pytest.fixture(scope="module")
+def adaptsegnet_multi(tmp_path_factory):
+    """The same as AdaptSegNet's code leaves it: branches 2 and 3 of both classifiers as drawn."""
+    theirs = adaptsegnet_like(randomise(DeepLabV2(SMALL, 19, True, branches_used=2), seed=1))
     return theirs, save(theirs.state_dict(), tmp_path_factory.mktemp("field") / "GTA2Cityscapes_multi.pth")
 
 
-def test_adaptsegnet_converts_to_the_same_outputs(multi_level):
-    theirs, path = multi_level
-    theirs.layer6.branches_used = 2
+def test_adaptsegnet_converts_to_the_same_outputs_with_two_branches(adaptsegnet_multi):
+    theirs, path = adaptsegnet_multi
     model = convert.read_field_model(f"adaptsegnet:{path}")
-    assert (model.layout, model.blocks, model.num_classes) == ("caffe", SMALL, 19)
-    assert any("dropped layer5" in note for note in model.notes)
+    assert (model.layout, model.blocks, model.num_classes, model.dilations) == ("caffe", SMALL, 19, (6, 12))
+    assert any("dropped layer5" in note for note in model.notes) and not model.warnings
     rgb = image()
     with torch.no_grad():
         expected = theirs(caffe_input(rgb))
-        got = converted_model(model)(labor_input(rgb))
-    assert expected.shape[-2:] == (5, 6)
+        net = converted_model(model)
+        got = net(labor_input(rgb))
+        four = SegmentationModel("deeplabv2-r101", 19, backbone=net.backbone)  # the four-branch sum of --init
+        convert.load_classifier(four.classifier, model)
+        assert_same(four.eval()(labor_input(rgb)), expected)
+    assert expected.shape[-2:] == (5, 6) and len(net.classifier.conv2d_list) == 2
     assert_same(got, expected)
 
 
-def test_advent_sums_four_branches_and_differs_from_adaptsegnet(multi_level):
+def test_advent_sums_four_branches(multi_level):
     theirs, path = multi_level
-    theirs.layer6.branches_used = 4
     rgb = image(seed=1)
+    model = convert.read_field_model(f"advent:{path}")
+    assert model.dilations == (6, 12, 18, 24) and not model.warnings
     with torch.no_grad():
         expected = theirs(caffe_input(rgb))
-        as_advent = converted_model(convert.read_field_model(f"advent:{path}"))(labor_input(rgb))
-        as_adaptsegnet = converted_model(convert.read_field_model(f"adaptsegnet:{path}"))(labor_input(rgb))
+        as_advent = converted_model(model)(labor_input(rgb))
+        theirs.layer6.branches_used = 2
+        two_branches = theirs(caffe_input(rgb))
+        theirs.layer6.branches_used = 4
     assert_same(as_advent, expected)
-    assert (as_adaptsegnet - expected).abs().max() > 0.05 * expected.abs().max()
+    assert (two_branches - expected).abs().max() > 0.05 * expected.abs().max()
 
 
 def test_the_caffe_layout_matters(multi_level):
@@ -275,7 +312,7 @@ def test_single_level_models_prefixes_and_batch_norm_counters(tmp_path):
 
 
 def test_full_resnet101_multi_level_adaptsegnet(tmp_path):
-    theirs = randomise(DeepLabV2((3, 4, 23, 3), 19, True, branches_used=2), seed=5)
+    theirs = adaptsegnet_like(randomise(DeepLabV2((3, 4, 23, 3), 19, True, branches_used=2), seed=5))
     path = save(theirs.state_dict(), tmp_path / "GTA2Cityscapes_multi.pth")
     model = convert.read_field_model(f"adaptsegnet:{path}")
     assert model.arch == "deeplabv2-r101"
@@ -333,12 +370,11 @@ def small_caffe_arch(monkeypatch):
 
 @pytest.mark.parametrize("selector_backbone", ["separate", "shared"])
 def test_convert_writes_a_checkpoint_that_loads_and_predicts_the_same(
-    tmp_path, multi_level, small_caffe_arch, selector_backbone
+    tmp_path, adaptsegnet_multi, small_caffe_arch, selector_backbone
 ):
     from labor_cli.artifacts import load_checkpoint
 
-    theirs, path = multi_level
-    theirs.layer6.branches_used = 2
+    theirs, path = adaptsegnet_multi
     result = labor(
         "convert",
         f"adaptsegnet:{path}",
@@ -350,7 +386,14 @@ def test_convert_writes_a_checkpoint_that_loads_and_predicts_the_same(
         3,
     )
     assert "deeplabv2-r50 (caffe layout) from adaptsegnet, classes cityscapes19" in result.output
+    assert "A's classifier and B's heads keep the 2 branches adaptsegnet's classifier sums (dilations 6, 12)" in (
+        " ".join(result.output.split())
+    )
     checkpoint = load_checkpoint(tmp_path / "model.h5")
+    assert checkpoint.config["classifier_dilations"] == [6, 12]
+    assert checkpoint.networks.config()["classifier_dilations"] == [6, 12]
+    for classifier in (checkpoint.networks.segmenter.classifier, checkpoint.networks.selector.head1):
+        assert classifier.dilations == (6, 12) and len(classifier.conv2d_list) == 2
     assert (checkpoint.networks.arch, checkpoint.class_set, checkpoint.config["seed"]) == (
         "deeplabv2-r50",
         "cityscapes19",
@@ -406,14 +449,111 @@ def test_convert_refuses_to_overwrite_and_reads_a_discriminator(tmp_path, multi_
     assert len(err.strip().splitlines()) == 1 and (tmp_path / "model.h5").read_bytes() == before
 
 
+# --- adaptsegnet or advent: the classifier's branches tell --------------------------------------
+
+
+def trained_as(code: str, steps: int, lr: float, seed: int = 0) -> DeepLabV2:
+    """A multi-level DeepLab-v2 initialised and trained the way ``code``'s repository does, in
+    miniature. ResNetMulti.__init__ draws every convolution's weights from N(0, 0.01) (the biases
+    keep PyTorch's default draw); SGD with momentum 0.9 and weight decay 5e-4 over the classifiers
+    (optim_parameters' 10x group) on random post-ReLU features and labels. AdaptSegNet's classifiers
+    sum two branches (Classifier_Module.forward returns inside its loop), so 2 and 3 get no gradient
+    and SGD skips them; ADVENT's sum four. A learning rate far above the codes' 2.5e-3 stands in,
+    in a few steps, for their 120,000-odd iterations."""
+    torch.manual_seed(seed)
+    model = DeepLabV2(SMALL, 19, True, branches_used=2 if code == "adaptsegnet" else 4)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data.normal_(0, 0.01)
+    heads = list(model.layer5.parameters()) + list(model.layer6.parameters())
+    optimizer = torch.optim.SGD(heads, lr=lr, momentum=0.9, weight_decay=5e-4)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        layer3 = torch.randn(1, 1024, 4, 4, generator=generator).relu()
+        layer4 = torch.randn(1, 2048, 4, 4, generator=generator).relu()
+        labels = torch.randint(0, 19, (1, 4, 4), generator=generator)
+        loss = F.cross_entropy(model.layer6(layer4), labels) + 0.1 * F.cross_entropy(model.layer5(layer3), labels)
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+@pytest.fixture(scope="module")
+def field_files(tmp_path_factory):
+    """AdaptSegNet's and ADVENT's files, saved as their code saves them (torch.save(state_dict()));
+    well trained (8 steps at lr 0.1), lightly trained (10 steps at the codes' 2.5e-3) and untrained."""
+    folder = tmp_path_factory.mktemp("trained")
+    files = {}
+    for code in ("adaptsegnet", "advent"):
+        for level, (steps, lr) in {"trained": (8, 0.1), "light": (10, 2.5e-3), "untrained": (0, 0.0)}.items():
+            files[code, level] = save(trained_as(code, steps, lr).state_dict(), folder / f"{code}-{level}.pth")
+    return files
+
+
+def test_the_branch_statistics_of_each_code(field_files):
+    """What the rule reads: AdaptSegNet's branches 2 and 3 exactly as drawn (std 0.01, biases within
+    1/sqrt(fan_in)), its 0 and 1 and all four of ADVENT's moved away."""
+    adaptsegnet = convert.classifier_evidence(torch.load(field_files["adaptsegnet", "trained"]))
+    advent = convert.classifier_evidence(torch.load(field_files["advent", "trained"]))
+    assert adaptsegnet.name == advent.name == "layer6"
+    assert [b.state for b in adaptsegnet.branches] == ["trained", "trained", "initial", "initial"]
+    assert [b.state for b in advent.branches] == ["trained"] * 4
+    assert all(abs(b.std - 0.01) < 1e-4 and b.bias_ratio <= 1 for b in adaptsegnet.branches[2:])
+    assert all(b.std > 0.0105 for b in advent.branches)
+    assert (adaptsegnet.likely, advent.likely) == ("adaptsegnet", "advent")
+
+
+def test_a_file_named_as_the_other_code_is_refused_both_ways(tmp_path, field_files, small_caffe_arch, capsys):
+    from labor_cli.cli import main
+
+    for code, level, other in (("adaptsegnet", "trained", "advent"), ("advent", "trained", "adaptsegnet")):
+        path = field_files[code, level]
+        with pytest.raises(SystemExit) as stop:
+            main(["convert", f"{other}:{path}", "-o", str(tmp_path / "out.h5")])
+        err = capsys.readouterr().err
+        assert stop.value.code == 1 and len(err.strip().splitlines()) == 1, err
+        assert err.strip().endswith(f"; convert it as {code}:{path}") and "layer6 branches 0-3: weight std" in err
+        assert not (tmp_path / "out.h5").exists()
+        with pytest.raises(SystemExit) as stop:  # named right: converted, without a warning
+            main(["convert", f"{code}:{path}", "-o", str(tmp_path / f"{code}-{level}.h5")])
+        assert stop.value.code == 0 and "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "code, level, named, warning",
+    [
+        ("advent", "light", "adaptsegnet", "branches 2 and 3 of the classifier are not all as initialised"),
+        ("advent", "light", "advent", "branches 0, 1, 2, 3 do not look trained"),
+        ("adaptsegnet", "light", "advent", "branches 0, 1, 2, 3 do not look trained"),
+        ("adaptsegnet", "untrained", "adaptsegnet", "every branch of layer6 is as initialised (untrained?)"),
+        ("advent", "untrained", "advent", "every branch of layer6 is as initialised (untrained?)"),
+    ],
+)
+def test_weak_evidence_is_a_warning(tmp_path, field_files, small_caffe_arch, capsys, code, level, named, warning):
+    """A lightly trained file (biases just past their initial bound, weights' std within 1%) or an
+    untrained one: converted as named, with one warning line on stderr, which the checkpoint's
+    config keeps."""
+    from labor_cli.artifacts import load_checkpoint
+    from labor_cli.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["convert", f"{named}:{field_files[code, level]}", "-o", str(tmp_path / "out.h5")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 0 and err.startswith(f"warning: {warning}") and len(err.strip().splitlines()) == 1
+    assert load_checkpoint(tmp_path / "out.h5").config["warnings"] == [err.strip()[len("warning: ") :]]
+
+
 # --- errors: one line, naming the file and what was expected ---------------------------------
 
 
-def test_a_plain_deeplab_state_dict_needs_its_source_named(multi_level):
-    path = multi_level[1]
-    with pytest.raises(LaborError, match=r"adaptsegnet:.*advent:") as info:
-        convert.read_field_model(path)
-    assert str(path) in str(info.value) and "\n" not in str(info.value)
+def test_a_plain_deeplab_state_dict_needs_its_source_named(multi_level, adaptsegnet_multi):
+    """The keys cannot tell; the message names both, and the one the branches point to."""
+    for (_, path), likely in ((multi_level, "advent"), (adaptsegnet_multi, "adaptsegnet")):
+        with pytest.raises(LaborError, match=r"adaptsegnet:.*advent:") as info:
+            convert.read_field_model(path)
+        assert str(info.value).endswith(f"its classifier's branches point to {likely}:{path}")
+        assert "\n" not in str(info.value)
 
 
 def test_wrong_format_and_unknown_layouts_are_one_line_errors(tmp_path, multi_level):
@@ -429,7 +569,7 @@ def test_wrong_format_and_unknown_layouts_are_one_line_errors(tmp_path, multi_le
         (f"ripu:{caffe}", "not a RIPU checkpoint.*try adaptsegnet:"),
         (f"adaptsegnet:{tmp_path / 'ripu.pth'}", "RIPU checkpoint; try ripu:"),
         (str(tmp_path / "other.pth"), "no known layout; expected a DeepLab-v2 state dict"),
-        (str(tmp_path / "text.pth"), "not a readable PyTorch weights file"),
+        (str(tmp_path / "text.pth"), "text.pth: not a readable PyTorch weights file: a text file$"),
         (str(tmp_path / "missing.pth"), "no such file"),
         (f"advent:{tmp_path / 'resnet.pth'}", "an ImageNet classifier ResNet .* without a format"),
     ]
@@ -437,6 +577,55 @@ def test_wrong_format_and_unknown_layouts_are_one_line_errors(tmp_path, multi_le
         with pytest.raises(LaborError, match=message) as info:
             convert.read_field_model(spec)
         assert "\n" not in str(info.value)
+
+
+def test_files_that_are_no_torch_weights_say_what_they_are(tmp_path, capsys):
+    """`labor convert x.npy`, a text file, an archive...: one line saying what the file is, never
+    torch's advice (cut mid-sentence) to load it with weights_only=False."""
+    import pickle
+    import zipfile
+
+    from labor_cli.cli import main
+
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    np.savez(tmp_path / "x.npz", a=np.zeros(3))
+    with zipfile.ZipFile(tmp_path / "x.zip", "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    (tmp_path / "notes.txt").write_text("weights: none\n")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"x": 1}, protocol=4))
+    torch.save(torch.zeros(3), tmp_path / "cut.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "cut.pth").read_bytes()[:300])
+    cases = {
+        "x.npy": "a NumPy array (.npy)",
+        "x.npz": "a NumPy archive (.npz) without torch.save's data.pkl (holds a.npy)",
+        "x.zip": "a zip archive without torch.save's data.pkl (holds notes.txt)",
+        "notes.txt": "a text file",
+        "empty.pth": "an empty file",
+        "plain.pkl": "a Python pickle, but not what torch.save writes",
+        "cut.pth": "a damaged zip archive (cut off?)",
+    }
+    for name, what in cases.items():
+        with pytest.raises(SystemExit) as stop:
+            main(["convert", str(tmp_path / name), "-o", str(tmp_path / "out.h5")])
+        err = capsys.readouterr().err
+        assert stop.value.code == 1 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"labor: error: {tmp_path / name}: not a readable PyTorch weights file: {what}"), err
+        assert "weights_only" not in err and not (tmp_path / "out.h5").exists()
+
+
+def test_an_unknown_format_names_the_formats(tmp_path, capsys):
+    from labor_cli.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["convert", f"advnt:{tmp_path / 'model.pth'}", "-o", str(tmp_path / "out.h5")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "unknown format 'advnt', expected one of adaptsegnet, advent, deeplab, ripu" in err
+    odd = tmp_path / "models:v1.pth"  # a colon in an existing file's name is a name, not a format
+    torch.save({"encoder.weight": torch.zeros(1)}, odd)
+    with pytest.raises(LaborError, match="no known layout"):
+        convert.read_field_model(str(odd))
 
 
 def test_missing_keys_and_foreign_class_counts(tmp_path):
@@ -455,8 +644,13 @@ def test_code_in_a_pickle_is_refused(tmp_path):
             return (print, ("ran",))
 
     torch.save({"conv1.weight": Payload()}, tmp_path / "evil.pth")
-    with pytest.raises(LaborError, match="not a readable PyTorch weights file"):
+    with pytest.raises(LaborError, match="not a readable PyTorch weights file: it holds Python objects") as info:
         convert.read_field_model(f"advent:{tmp_path / 'evil.pth'}")
+    assert "(print)" in str(info.value) and "weights_only" not in str(info.value)
+    torch.save({"a": torch.zeros(2)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    (tmp_path / "legacy.pth").write_bytes((tmp_path / "legacy.pth").read_bytes()[:40])
+    with pytest.raises(LaborError, match=r"legacy\.pth: not a readable PyTorch weights file: it ends early"):
+        convert.read_field_model(f"advent:{tmp_path / 'legacy.pth'}")
 
 
 def test_a_plain_pickle_is_refused_in_one_line_without_torch_warnings(tmp_path, recwarn):
@@ -480,11 +674,16 @@ def test_split_heads_average_to_the_classifier():
     assert int(zero_in_one.sum()) == 16 and torch.equal(zero_in_one, ~zero_in_two)
 
 
-def test_the_stages_start_from_a_converted_checkpoint(tmp_path, multi_level, small_caffe_arch, toy_source, toy_target):
-    """extract, select, label, adapt and evaluate all take a converted (caffe-layout) model."""
+def test_the_stages_start_from_a_converted_checkpoint(
+    tmp_path, adaptsegnet_multi, small_caffe_arch, toy_source, toy_target
+):
+    """extract, select, label, adapt and evaluate all take a converted (caffe-layout) model; a
+    two-branch AdaptSegNet classifier stays two-branch through training, and trains."""
     from labor_cli.artifacts import load_checkpoint, read_any
 
-    labor("convert", f"adaptsegnet:{multi_level[1]}", "-o", tmp_path / "model.h5", "--selector-backbone", "shared")
+    path = adaptsegnet_multi[1]
+    labor("convert", f"adaptsegnet:{path}", "-o", tmp_path / "model.h5", "--selector-backbone", "shared")
+    converted = load_checkpoint(tmp_path / "model.h5").networks
     small = "64x32"  # the reduced ResNet still has DeepLab's 2048-channel dilated classifier: keep inputs small
     labor(
         "extract",
@@ -534,6 +733,10 @@ def test_the_stages_start_from_a_converted_checkpoint(tmp_path, multi_level, sma
     )
     adapted = load_checkpoint(tmp_path / "adapted.h5")
     assert adapted.networks.config()["backbone_layout"] == "caffe" and adapted.state.iteration == 1
+    assert adapted.networks.config()["classifier_dilations"] == [6, 12]
+    before, after = converted.segmenter.classifier.state_dict(), adapted.networks.segmenter.classifier.state_dict()
+    assert sorted(after) == sorted(before) == [f"conv2d_list.{k}.{p}" for k in (0, 1) for p in ("bias", "weight")]
+    assert all(not torch.equal(before[key], after[key]) for key in before)  # both branches trained
     labor(
         "evaluate",
         "-m",
@@ -552,3 +755,25 @@ def test_the_stages_start_from_a_converted_checkpoint(tmp_path, multi_level, sma
     )
     with read_any(tmp_path / "eval.h5") as f:
         assert 0 <= json.loads(f.attrs["scores"])["mIoU19"] <= 100
+
+
+def test_a_crafted_classifier_dilations_is_a_damaged_checkpoint(tmp_path, adaptsegnet_multi, small_caffe_arch):
+    """The networks are rebuilt from the stored config before any weight is read: dilations that
+    are no list of 1 to 4 small integers are refused in one line."""
+    import shutil
+
+    import h5py
+
+    from labor_cli.artifacts import load_checkpoint
+
+    labor(
+        "convert", f"adaptsegnet:{adaptsegnet_multi[1]}", "-o", tmp_path / "model.h5", "--selector-backbone", "shared"
+    )
+    for bad in ([0], [6, 12, 18, 24, 30], "6,12", [6.0, 12.0], [100000]):
+        shutil.copy(tmp_path / "model.h5", tmp_path / "bad.h5")
+        with h5py.File(tmp_path / "bad.h5", "r+") as f:
+            config = json.loads(f["networks"].attrs["config"])
+            f["networks"].attrs["config"] = json.dumps({**config, "classifier_dilations": bad})
+        with pytest.raises(LaborError, match=r"bad\.h5: damaged checkpoint: classifier_dilations") as info:
+            load_checkpoint(tmp_path / "bad.h5")
+        assert "\n" not in str(info.value)

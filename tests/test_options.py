@@ -96,7 +96,18 @@ STORED_KEYS = {
         "session",
         "journal_records",
     },
-    "evaluate": {"model", "target", "split", "input_size", "device", "precision", "compile", "batch_size"},
+    "evaluate": {
+        "model",
+        "target",
+        "split",
+        "input_size",
+        "device",
+        "precision",
+        "compile",
+        "batch_size",
+        "protocol",
+        "ensemble",
+    },
 }
 STORED_KEYS["adapt"] = STORED_KEYS["warmup"]
 FACTS = {  # keys the stage adds to the declared options' (facts, not options)

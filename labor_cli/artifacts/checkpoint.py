@@ -59,11 +59,18 @@ class Checkpoint:
 def network_config(config: Any, class_names: Any) -> dict:
     """The stored networks' config, checked: the architecture is rebuilt from it before any weight
     is read, so a crafted one must not name a huge class count or an init to download."""
-    known = {"arch", "num_classes", "init", "selector_backbone", "backbone_layout"}  # Networks.config()'s keys
-    if not isinstance(config, dict) or not set(config) <= known:
+    known = {"arch", "num_classes", "init", "selector_backbone", "backbone_layout", "classifier_dilations"}
+    if not isinstance(config, dict) or not set(config) <= known:  # Networks.config()'s keys
         raise ValueError("networks config is not the one labor writes")
     if config.get("backbone_layout", "torchvision") not in ("torchvision", "caffe"):
         raise ValueError(f"unknown backbone_layout {config.get('backbone_layout')!r}")
+    dilations = config.get("classifier_dilations", [1])
+    if (
+        not isinstance(dilations, list)
+        or not 1 <= len(dilations) <= 4
+        or not all(type(d) is int and 1 <= d <= 64 for d in dilations)
+    ):
+        raise ValueError(f"classifier_dilations {dilations!r} is not a list of 1 to 4 dilations from 1 to 64")
     if (
         not isinstance(class_names, list)
         or not 2 <= len(class_names) <= 255

@@ -67,6 +67,7 @@ class Networks(nn.Module):
         num_classes: int,
         selector_backbone: str,
         backbone_layout: str = "torchvision",
+        classifier_dilations: tuple[int, ...] | None = None,
     ):
         super().__init__()
         self.segmenter = segmenter
@@ -76,6 +77,7 @@ class Networks(nn.Module):
         self.num_classes = num_classes
         self.selector_backbone = selector_backbone
         self.backbone_layout = backbone_layout
+        self.classifier_dilations = tuple(classifier_dilations or default_dilations(arch))
 
     def called_modules(self) -> list[nn.Module]:
         """The modules the stages call themselves, the ones to compile: A's backbone and
@@ -100,6 +102,8 @@ class Networks(nn.Module):
         }
         if self.backbone_layout != "torchvision":  # converted DeepLab-v2 models (labor_cli.models.convert)
             config["backbone_layout"] = self.backbone_layout
+        if self.classifier_dilations != default_dilations(self.arch):  # a converted AdaptSegNet classifier: two
+            config["classifier_dilations"] = list(self.classifier_dilations)
         return config
 
 
@@ -109,12 +113,15 @@ def build_networks(
     init: str = "none",
     selector_backbone: str = "separate",
     backbone_layout: str = "torchvision",
+    classifier_dilations: tuple[int, ...] | None = None,
 ) -> Networks:
     """Build A, B and D. ``init`` initialises A's backbone and, in "separate" mode, B's backbone
     the same way (a downloaded or local state dict is read once and loaded into both; with
     "none" each backbone gets its own random draw). Deterministic given torch.manual_seed.
     ``backbone_layout`` "caffe": DeepLab-v2's own ResNet (labor_cli.models.deeplab_caffe), for
-    the field's converted weights; it takes no ``init`` (the weights come from the converter)."""
+    the field's converted weights; it takes no ``init`` (the weights come from the converter).
+    ``classifier_dilations``: the branches of A's classifier and B's heads (default: the arch's;
+    a converted AdaptSegNet model has two)."""
     check_arch(arch)
     check_num_classes(num_classes)
     if selector_backbone not in SELECTOR_BACKBONES:
@@ -134,11 +141,12 @@ def build_networks(
             return build_backbone(arch, _resolved=resolved)
     else:
         raise LaborUsageError(f"bad backbone layout {backbone_layout!r}: choose torchvision or caffe")
-    segmenter = SegmentationModel(arch, num_classes, backbone=new_backbone())
+    dilations = tuple(classifier_dilations or default_dilations(arch))
+    segmenter = SegmentationModel(arch, num_classes, backbone=new_backbone(), dilations=dilations)
     if selector_backbone == "shared":
-        selector = PixelSelector(arch, num_classes, shared=True)
+        selector = PixelSelector(arch, num_classes, shared=True, dilations=dilations)
     else:
-        selector = PixelSelector(arch, num_classes, backbone=new_backbone())
+        selector = PixelSelector(arch, num_classes, backbone=new_backbone(), dilations=dilations)
     discriminator = Discriminator(num_classes, ndf=ARCH_TABLE[arch]["discriminator_width"])
     return Networks(
         segmenter,
@@ -148,4 +156,5 @@ def build_networks(
         num_classes=int(num_classes),
         selector_backbone=selector_backbone,
         backbone_layout=backbone_layout,
+        classifier_dilations=dilations,
     )

@@ -8,9 +8,17 @@ A file is named ``FORMAT:PATH`` (like datasets), or by PATH alone where its keys
   level) or ``layer6`` on layer4 with an auxiliary ``layer5`` on layer3 (multi level, which is
   dropped: AdaptSegNet predicts with layer6 alone). Its ``Classifier_Module.forward`` returns
   inside its loop, after adding the second branch: branches 2 and 3 are never used nor trained.
-  They are set to zero here, so labor's four-branch sum gives AdaptSegNet's output exactly.
+  The converted classifier keeps the first two (``FieldModel.dilations`` 6, 12), so that later
+  training never updates branches AdaptSegNet never used; in the classifier read here 2 and 3 are
+  zero, so that a four-branch sum (``--init``) gives AdaptSegNet's output too.
 - ``advent``: ADVENT's ``get_deeplab_v2`` (advent/model/deeplabv2.py): the same keys and
   layout, and a classifier that sums all four branches.
+
+The keys cannot tell ``adaptsegnet`` from ``advent``; the classifier's branches can. Both codes draw
+every branch's weights from N(0, 0.01) and its bias from PyTorch's default U(-1/sqrt(fan_in),
+1/sqrt(fan_in)); AdaptSegNet's SGD skips branches 2 and 3 (they never get a gradient), so they stay
+exactly there, while ADVENT trains all four. A named format that the statistics contradict is
+refused, and weak evidence is a warning (:func:`check_named_format`).
 - ``deeplab``: the DeepLab-v2 initialisations those codes start from
   (``DeepLab_resnet_pretrained_init-f81d91e8.pth``, ``DeepLab_resnet_pretrained_imagenet.pth``):
   the same network under a ``Scale.`` prefix (the multi-scale wrapper of the PyTorch port they
@@ -28,8 +36,10 @@ A ``module.`` prefix (DataParallel) is removed everywhere. Everything is read wi
 
 from __future__ import annotations
 
+import codecs
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +58,8 @@ FORMATS = {
     "ripu": "a RIPU checkpoint (feature_extractor + classifier)",
 }
 CAFFE_FORMATS = ("adaptsegnet", "advent", "deeplab")
+DEEPLAB_DILATIONS = (6, 12, 18, 24)  # the four ASPP branches of DeepLab-v2's classifier, in all three codes
+DILATIONS_OF_FORMAT = {"adaptsegnet": (6, 12)}  # the branches a format's classifier sums, where not all four
 ARCH_OF_BLOCKS = {(3, 4, 23, 3): "deeplabv2-r101", (3, 4, 6, 3): "deeplabv2-r50"}
 CLASS_SET_OF_COUNT = {19: "cityscapes19", 16: "synthia16"}
 BN_EPS = 1e-5  # torchvision's FrozenBatchNorm2d, and nn.BatchNorm2d's default
@@ -67,6 +79,8 @@ class FieldModel:
     backbone: dict[str, Tensor]  # conv1.weight, bn1.*, layerL.B.{convK,bnK,downsample.N}.*
     classifier: dict[str, Tensor] | None  # conv2d_list.{0..3}.{weight,bias}, as labor's ASPPv2 sums them
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # weak evidence against the named format
+    dilations: tuple[int, ...] = DEEPLAB_DILATIONS  # the branches the model's code sums (the first ones)
 
     @property
     def num_classes(self) -> int | None:
@@ -82,29 +96,79 @@ class FieldModel:
         return ARCH_OF_BLOCKS[self.blocks]
 
 
+_FORMAT_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]+")  # what a format prefix looks like (not a drive letter)
+
+
 def parse_weights_spec(text: str) -> tuple[str | None, Path]:
-    """``"FORMAT:PATH"`` -> (format, path); a PATH without a known format prefix -> (None, path)."""
+    """``"FORMAT:PATH"`` -> (format, path); a PATH without a format prefix -> (None, path). A
+    prefix that looks like a format but is none (``advnt:FILE``) is refused, unless the whole
+    text is an existing file's name."""
     prefix, sep, rest = str(text).partition(":")
     if sep and prefix.lower() in FORMATS:
         if not rest:
             raise LaborUsageError(f"bad weights {text!r}: expected FORMAT:PATH")
         return prefix.lower(), Path(rest).expanduser()
+    if sep and rest and _FORMAT_WORD.fullmatch(prefix) and not Path(text).expanduser().exists():
+        raise LaborUsageError(f"{text}: unknown format {prefix!r}, expected one of {', '.join(FORMATS)}")
     return None, Path(text).expanduser()
+
+
+def _not_weights(path: Path) -> str | None:
+    """What a file that is plainly no torch.save file is, from its first bytes (None: it may be one)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy array (.npy)"
+    if h5py.is_hdf5(path):
+        return "an HDF5 file (a labor artifact?), not a .pth"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "a damaged zip archive (cut off?)"
+        if not any(name.endswith("/data.pkl") for name in names):
+            kind = "a NumPy archive (.npz)" if names and all(n.endswith(".npy") for n in names) else "a zip archive"
+            return f"{kind} without torch.save's data.pkl (holds {_describe_keys(names)})"
+        return None
+    if head.startswith(b"\x80"):  # a pickle: torch.save's legacy format is one
+        return None
+    try:  # incremental: a character cut at the end of the head is no error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return None
+    return "a text file" if all(c.isprintable() or c.isspace() for c in text) else None
+
+
+def _load_failure(exc: Exception) -> str:
+    """torch.load's refusal in a few words: never its advice to load with weights_only=False."""
+    text = str(exc)
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsafe:
+        return f"it holds Python objects, not only tensors ({unsafe.group(1)}), and labor never unpickles those"
+    if "Unsupported operand" in text or "WeightsUnpickler" in text:
+        return "a Python pickle, but not what torch.save writes"
+    if isinstance(exc, EOFError):
+        return "it ends early (cut off?)"
+    first = re.split(r"(?<=[.!?])\s|\n", text.strip(), maxsplit=1)[0][:160] or type(exc).__name__
+    return f"torch.load: {type(exc).__name__}: {first}"
 
 
 def load_weights_file(path: Path) -> Mapping[str, Any]:
     """torch.load with weights_only, every failure one line naming the file."""
     if not path.is_file():
         raise LaborError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
-    if h5py.is_hdf5(path):  # torch's own message would suggest weights_only=False, which cannot help
-        raise LaborError(f"{path}: not a readable PyTorch weights file: an HDF5 file (a labor artifact?), not a .pth")
+    what = _not_weights(path)  # torch's own messages would suggest weights_only=False, which cannot help
+    if what is not None:
+        raise LaborError(f"{path}: not a readable PyTorch weights file: {what}")
     try:
         with warnings.catch_warnings():  # torch's warning about a pickle protocol is not the file's problem
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file, a pickle with code in it, not a torch file...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise LaborError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {first})") from exc
+        raise LaborError(f"{path}: not a readable PyTorch weights file: {_load_failure(exc)}") from exc
     if not isinstance(loaded, Mapping) or not loaded:
         raise LaborError(
             f"{path}: expected a state dict (a mapping of names to tensors), found {type(loaded).__name__}"
@@ -155,7 +219,9 @@ def detect_format(loaded: Mapping[str, Any]) -> str | None:
 
 
 def read_field_model(spec: str | Path, format: str | None = None, *, need_classifier: bool = True) -> FieldModel:
-    """Read ``FORMAT:PATH`` (or PATH, with ``format`` or detected) into a :class:`FieldModel`."""
+    """Read ``FORMAT:PATH`` (or PATH, with ``format`` or detected) into a :class:`FieldModel`.
+    With ``need_classifier`` (a conversion) the classifier's branches must not contradict the
+    named format (:func:`check_named_format`); a backbone read for ``--init`` is not checked."""
     named, path = parse_weights_spec(str(spec))
     format = format or named
     if format is not None and format not in FORMATS:
@@ -164,10 +230,13 @@ def read_field_model(spec: str | Path, format: str | None = None, *, need_classi
     found = detect_format(loaded)
     if format is None:
         if found == "caffe":
+            evidence = classifier_evidence(loaded)
+            likely = evidence.likely if evidence is not None else None
+            hint = f"; its classifier's branches point to {likely}:{path}" if likely else ""
             raise LaborError(
                 f"{path}: a DeepLab-v2 state dict (layer5/layer6 classifier) as AdaptSegNet and ADVENT "
                 f"save them; their classifiers differ, so name the code that trained it: "
-                f"adaptsegnet:{path} (sums two ASPP branches) or advent:{path} (sums four)"
+                f"adaptsegnet:{path} (sums two ASPP branches) or advent:{path} (sums four){hint}"
             )
         if found not in FORMATS:
             what = "a plain torchvision ResNet (no DeepLab classifier)" if found == "torchvision" else "no known layout"
@@ -179,6 +248,8 @@ def read_field_model(spec: str | Path, format: str | None = None, *, need_classi
         model = _read_caffe(loaded, path, format, found)
     if need_classifier and model.classifier is None:
         raise LaborError(f"{path}: has no DeepLab-v2 classifier (layer5/layer6): only a backbone, for --init")
+    if need_classifier and format in TRAINED_BRANCHES:
+        model.warnings.extend(check_named_format(format, classifier_evidence(loaded), path))
     return model
 
 
@@ -215,7 +286,8 @@ def _read_caffe(loaded: Mapping[str, Any], path: Path, format: str, found: str |
                 classifier[f"conv2d_list.{k}.bias"] = torch.zeros_like(classifier[f"conv2d_list.{k}.bias"])
             notes.append(f"{final} branches 2 and 3 set to zero: AdaptSegNet's classifier returns after its first two")
     blocks = _check_backbone(backbone, path, format)
-    return FieldModel(path, format, "caffe", blocks, backbone, classifier, notes)
+    dilations = DILATIONS_OF_FORMAT.get(format, DEEPLAB_DILATIONS)
+    return FieldModel(path, format, "caffe", blocks, backbone, classifier, notes, dilations=dilations)
 
 
 def _read_ripu(loaded: Mapping[str, Any], path: Path, found: str | None) -> FieldModel:
@@ -300,6 +372,120 @@ def resnet_keys(blocks: tuple[int, ...]) -> set[str]:
 
 
 # --------------------------------------------------------------------------------------------
+# Which code trained a DeepLab-v2 classifier: its branches against their initial draw
+
+INIT_STD = 0.01  # AdaptSegNet's Classifier_Module and ADVENT's ClassifierModule: weights ~ N(0, 0.01)
+INITIAL_STD_CHANGE = 0.01  # at initialisation: the weights' std within 1% of INIT_STD, ...
+INITIAL_MEAN_Z = 5.0  # ... their mean within 5 standard errors of 0, every bias within its draw's bound
+TRAINED_STD_CHANGE = 0.05  # trained: the std 5% or more away from INIT_STD, or a bias 3 bounds out:
+TRAINED_BIAS_RATIO = 3.0  # every branch's bias gets the same gradient (the classifier sums them), so a
+# shift that takes one 3 bounds out takes every branch's beyond its bound: none would still look initial
+TRAINED_BRANCHES = {"adaptsegnet": (0, 1), "advent": (0, 1, 2, 3)}  # what each code's SGD updates
+
+
+@dataclass(frozen=True)
+class BranchStatistics:
+    """One ASPP branch of a classifier, against the draw that initialised it: weights from
+    N(0, INIT_STD), bias from PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+
+    std: float  # of the weights
+    mean_z: float  # the weights' mean, in standard errors of the mean of as many N(0, INIT_STD) draws
+    bias_ratio: float  # the largest |bias| over the bound 1/sqrt(fan_in)
+
+    @classmethod
+    def of(cls, weight: Tensor, bias: Tensor) -> BranchStatistics:
+        weight = weight.double()
+        mean_z = float(weight.mean()) / (INIT_STD / weight.numel() ** 0.5)
+        return cls(float(weight.std()), mean_z, float(bias.double().abs().max()) * weight[0].numel() ** 0.5)
+
+    @property
+    def state(self) -> str:
+        """initial (as drawn), trained (moved far from the draw) or unclear."""
+        change = abs(self.std / INIT_STD - 1)
+        if change < INITIAL_STD_CHANGE and abs(self.mean_z) < INITIAL_MEAN_Z and self.bias_ratio <= 1 + 1e-6:
+            return "initial"
+        return "trained" if change >= TRAINED_STD_CHANGE or self.bias_ratio > TRAINED_BIAS_RATIO else "unclear"
+
+
+@dataclass(frozen=True)
+class ClassifierEvidence:
+    """The branch statistics of the classifier a conversion keeps (layer6 of a multi-level model,
+    layer5 of a single-level one)."""
+
+    name: str
+    branches: list[BranchStatistics]
+
+    def states(self, branches: tuple[int, ...]) -> set[str]:
+        return {self.branches[k].state for k in branches}
+
+    @property
+    def likely(self) -> str | None:
+        """The code whose training the statistics show: adaptsegnet (branches 0 and 1 trained, 2
+        and 3 as drawn), advent (all four trained), or None (too weak to say)."""
+        first, last = self.states((0, 1)), self.states((2, 3))
+        if first == {"trained"} and last == {"initial"}:
+            return "adaptsegnet"
+        if first == {"trained"} and last == {"trained"}:
+            return "advent"
+        return None
+
+    def describe(self) -> str:
+        stds = ", ".join(f"{b.std:.4f}" for b in self.branches)
+        biases = ", ".join(f"{b.bias_ratio:.2f}" for b in self.branches)
+        return (
+            f"{self.name} branches 0-3: weight std {stds} (as initialised: {INIT_STD}), "
+            f"largest |bias| {biases} of the initial bound"
+        )
+
+
+def classifier_evidence(loaded: Mapping[str, Any]) -> ClassifierEvidence | None:
+    """The branch statistics of a DeepLab-v2 state dict's final classifier (None: it has none)."""
+    state = _strip({str(k): v for k, v in loaded.items()}, ("module.", "Scale."))
+    name = "layer6" if any(k.startswith("layer6.") for k in state) else "layer5"
+    tensors = [
+        (state.get(f"{name}.conv2d_list.{k}.weight"), state.get(f"{name}.conv2d_list.{k}.bias")) for k in range(4)
+    ]
+    if not all(isinstance(w, Tensor) and isinstance(b, Tensor) and w.ndim == 4 and w.numel() for w, b in tensors):
+        return None
+    return ClassifierEvidence(name, [BranchStatistics.of(w, b) for w, b in tensors])
+
+
+def check_named_format(format: str, evidence: ClassifierEvidence | None, path: Path) -> list[str]:
+    """Refuse ``adaptsegnet`` for a file whose classifier shows ADVENT's training (all four branches
+    trained) and ``advent`` for one that shows AdaptSegNet's (0 and 1 trained, 2 and 3 as drawn);
+    the warnings where the evidence is weaker."""
+    if evidence is None:
+        return []
+    likely = evidence.likely
+    if likely == "adaptsegnet" and format == "advent":
+        raise LaborError(
+            f"{path}: not ADVENT's: branches 0 and 1 of its classifier are trained and 2 and 3 as initialised, "
+            f"as AdaptSegNet's code leaves them ({evidence.describe()}); convert it as adaptsegnet:{path}"
+        )
+    if likely == "advent" and format == "adaptsegnet":
+        raise LaborError(
+            f"{path}: not AdaptSegNet's: all four branches of its classifier are trained, where AdaptSegNet's "
+            f"code never updates 2 and 3 ({evidence.describe()}); convert it as advent:{path}"
+        )
+    if evidence.states((0, 1, 2, 3)) == {"initial"}:
+        return [f"every branch of {evidence.name} is as initialised (untrained?): adaptsegnet and advent look alike"]
+    last = evidence.states((2, 3))
+    if format == "adaptsegnet" and last != {"initial"}:
+        return [
+            f"branches 2 and 3 of the classifier are not all as initialised ({evidence.describe()}), as "
+            f"AdaptSegNet's code leaves them; if ADVENT's code trained it, convert advent:{path}"
+        ]
+    untrained = [str(k) for k, branch in enumerate(evidence.branches) if branch.state != "trained"]
+    if format == "advent" and untrained:
+        which = f"branch {untrained[0]} does" if len(untrained) == 1 else f"branches {', '.join(untrained)} do"
+        return [
+            f"{which} not look trained ({evidence.describe()}), where ADVENT's code trains all four; if "
+            f"AdaptSegNet's code trained it, convert adaptsegnet:{path}"
+        ]
+    return []
+
+
+# --------------------------------------------------------------------------------------------
 # Into labor's networks
 
 
@@ -320,18 +506,21 @@ def load_backbone(backbone, model: FieldModel) -> None:
 
 
 def load_classifier(classifier, model: FieldModel) -> None:
-    """Into an ASPPv2 with four branches (labor's default dilations 6, 12, 18, 24, as in all three codes)."""
-    if classifier.dilations != (6, 12, 18, 24):
+    """Into an ASPPv2 with the branches the model's code sums (``model.dilations``), or with all four
+    of DeepLab-v2 (dilations 6, 12, 18, 24 in all three codes; a two-branch model's others hold zeros)."""
+    if classifier.dilations not in (model.dilations, DEEPLAB_DILATIONS):
         raise LaborError(
-            f"{model.path}: DeepLab-v2's classifier has dilations 6, 12, 18, 24, labor's {classifier.dilations}"
+            f"{model.path}: the classifier has dilations {', '.join(map(str, model.dilations))}, "
+            f"labor's {classifier.dilations}"
         )
-    for key, value in model.classifier.items():
-        if tuple(classifier.state_dict()[key].shape) != tuple(value.shape):
+    state = classifier.state_dict()
+    for key, target in state.items():
+        if tuple(target.shape) != tuple(model.classifier[key].shape):
             raise LaborError(
-                f"{model.path}: classifier {key} has shape {tuple(value.shape)}, "
-                f"labor's {tuple(classifier.state_dict()[key].shape)}"
+                f"{model.path}: classifier {key} has shape {tuple(model.classifier[key].shape)}, "
+                f"labor's {tuple(target.shape)}"
             )
-    classifier.load_state_dict(model.classifier)
+    classifier.load_state_dict({key: model.classifier[key] for key in state})
 
 
 def split_heads(classifier, head1, head2, seed: int = 0) -> None:
@@ -403,7 +592,11 @@ def networks_from_field(model: FieldModel, selector_backbone: str = "separate", 
 
     torch.manual_seed(seed)
     networks = build_networks(
-        model.arch, model.num_classes, selector_backbone=selector_backbone, backbone_layout=model.layout
+        model.arch,
+        model.num_classes,
+        selector_backbone=selector_backbone,
+        backbone_layout=model.layout,
+        classifier_dilations=model.dilations,
     )
     load_backbone(networks.segmenter.backbone, model)
     load_classifier(networks.segmenter.classifier, model)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from labor_cli import artifacts
 from labor_cli.artifacts import TrainingState
-from labor_cli.console import stdout
+from labor_cli.console import stderr, stdout
 from labor_cli.data.labels import class_names
 from labor_cli.models.convert import (
+    DEEPLAB_DILATIONS,
     class_set_for,
     file_digest,
     networks_from_field,
@@ -36,6 +37,7 @@ class ConvertResult:
     backbone_layout: str
     class_set: str
     notes: list[str]
+    warnings: list[str]
 
 
 def run_convert(options: ConvertOptions) -> ConvertResult:
@@ -46,6 +48,11 @@ def run_convert(options: ConvertOptions) -> ConvertResult:
     class_set = class_set_for(model, options.classes)
     networks = networks_from_field(model, selector_backbone=options.selector_backbone, seed=options.seed)
     notes = list(model.notes)
+    if model.dilations != DEEPLAB_DILATIONS:
+        notes.append(
+            f"A's classifier and B's heads keep the {len(model.dilations)} branches {model.format}'s classifier sums "
+            f"(dilations {', '.join(map(str, model.dilations))}): training never updates the ones it never used"
+        )
     if discriminator is not None:
         networks.discriminator.load_state_dict(read_discriminator(discriminator, model.num_classes))
     else:
@@ -61,14 +68,16 @@ def run_convert(options: ConvertOptions) -> ConvertResult:
         "selector_backbone": options.selector_backbone,
         "selector_heads": "split from A's classifier",
         "class_set": class_set,
+        "classifier_dilations": list(model.dilations),
         "seed": options.seed,
         "notes": notes,
+        "warnings": model.warnings,
     }
     with artifacts.create_artifact(output, "checkpoint", config, [], options.force) as f:
         artifacts.write_checkpoint(
             f, networks, class_set, list(class_names(class_set)), TrainingState("convert", 0, 0, {}, {})
         )
-    return ConvertResult(output, model.format, model.arch, model.layout, class_set, notes)
+    return ConvertResult(output, model.format, model.arch, model.layout, class_set, notes, model.warnings)
 
 
 def print_convert(result: ConvertResult) -> None:
@@ -79,3 +88,5 @@ def print_convert(result: ConvertResult) -> None:
     )
     for note in result.notes:
         stdout.print(f"  {note}", soft_wrap=True)
+    for warning in result.warnings:
+        stderr.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from labor_cli import artifacts, distributed
@@ -23,9 +22,9 @@ from labor_cli.drawing import check_output_folder, output_folder, palette_256
 from labor_cli.errors import LaborError
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from labor_cli.options import EvaluateOptions, resolve_workers, stored_config
+from labor_cli.protocols import LABOR, Protocol, ProtocolView, get_protocol, load_ensemble, predict_classes
 from labor_cli.runtime import (
     CompileFallback,
-    autocast,
     memory_format,
 )
 from labor_cli.stages.predict import cityscapes_prediction_name, prepare_inference
@@ -64,28 +63,23 @@ class EvaluationResult:
     seconds: float
 
 
-@torch.no_grad()
-def predict_full_resolution(model, images: torch.Tensor, label_size: tuple[int, int], precision: str) -> torch.Tensor:
-    """Argmax of A's logits bilinearly upsampled to the label's (H, W)."""
-    with autocast(images.device, precision):
-        logits = model(images)
-    logits = F.interpolate(logits.float(), size=label_size, mode="bilinear", align_corners=False)
-    return logits.argmax(1)
-
-
 def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationResult | None:
     """Under torchrun (``rank``) process r evaluates images r, r + W, ...; the confusion matrices
     are summed over the processes and rank 0 writes the artifact (the others return None)."""
-    artifacts.check_output_path(options.output, options.force, inputs=(options.model,))
+    inputs = (options.model, options.ensemble)
+    artifacts.check_output_path(options.output, options.force, inputs=inputs)
     for folder in (options.predictions, options.colour) if rank.is_main else ():  # rank 0 only: others may write
         if folder is not None:
-            check_output_folder(folder, options.force, inputs=(options.model,))
-    checkpoint = artifacts.load_checkpoint(options.model)
+            check_output_folder(folder, options.force, inputs=inputs)
+    checkpoints = load_ensemble(options.model, options.ensemble)
+    checkpoint = checkpoints[0]
     dataset = open_dataset(options.target, options.split, class_set=checkpoint.class_set, skip_bad=options.skip_bad)
     dataset.check_classes(checkpoint.class_set, "evaluation target")
-    inference = prepare_inference(checkpoint, options.device, options.precision, options.compile, rank)
-    model, device, precision, compiled = inference.model, inference.device, inference.precision, inference.compiled
-    size = options.input_size or dataset.train_size
+    protocol = get_protocol(options.protocol)
+    precision = protocol.resolve_precision(options.precision)
+    inference = prepare_inference(checkpoints, options.device, precision, options.compile, rank)
+    models, device, precision, compiled = inference.models, inference.device, inference.precision, inference.compiled
+    size = options.input_size or protocol.input_size or dataset.train_size
 
     started = time.perf_counter()
     with contextlib.ExitStack() as folders:
@@ -98,7 +92,7 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
             for folder in (options.predictions, options.colour)
         ]
         confusion = confusion_over(
-            dataset, size, model, compiled, options, device, precision, checkpoint, rank, png_dirs
+            dataset, size, protocol, models, compiled, options, device, precision, checkpoint, rank, png_dirs
         )
         if not rank.is_main:
             return None
@@ -108,9 +102,16 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
         scores["pixel_accuracy"] = pixel_accuracy(confusion)
         facts = {"skipped_unreadable": skipped_files(target=dataset)} if options.skip_bad else {}
         config = stored_config(
-            options, input_size=size, device=str(device), precision=precision, compile=compiled.active, **facts
+            options,
+            input_size=size,
+            protocol_settings=protocol.settings(),
+            device=str(device),
+            precision=precision,
+            compile=compiled.active,
+            **facts,
         )
-        with artifacts.create_artifact(options.output, "evaluation", config, [checkpoint.artifact], options.force) as f:
+        parents = [one.artifact for one in checkpoints]
+        with artifacts.create_artifact(options.output, "evaluation", config, parents, options.force) as f:
             f.create_dataset("confusion", data=confusion)
             f.create_dataset("iou", data=iou)
             artifacts.write_image_ids(f, dataset.image_ids)
@@ -122,7 +123,8 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
 def confusion_over(
     dataset,
     size,
-    model,
+    protocol: Protocol,
+    models: list,
     compiled: CompileFallback,
     options: EvaluateOptions,
     device: torch.device,
@@ -131,12 +133,12 @@ def confusion_over(
     rank: Rank,
     png_dirs: list,
 ) -> np.ndarray:
-    """The confusion matrix of A over this process's share of the images, summed over the
-    processes (what rank 0 returns); prediction PNGs written on the way into ``png_dirs``
-    (label ids, colour; None: not asked for)."""
+    """The confusion matrix of A (averaged over ``models`` with --ensemble) over this process's share
+    of the images, predicted as ``protocol`` says, summed over the processes (what rank 0 returns); prediction PNGs written on the way
+    into ``png_dirs`` (label ids, colour; None: not asked for)."""
     normalize = ImageNormalizer(device, memory_format(device))
     num_classes = len(checkpoint.class_names)
-    view = FullLabelView(dataset, size)
+    view = FullLabelView(dataset, size) if protocol.name == LABOR else ProtocolView(dataset, protocol, size, True)
     if rank.distributed:
         view = torch.utils.data.Subset(view, range(rank.rank, len(dataset), rank.world_size))
     loader = torch.utils.data.DataLoader(
@@ -151,7 +153,8 @@ def confusion_over(
         for batch in loader:
             images = normalize(batch["image"].to(device, non_blocking=True))
             labels = batch["label"].to(device, non_blocking=True)
-            predictions = compiled(predict_full_resolution, model, images, tuple(labels.shape[-2:]), precision)
+            sizes = [tuple(labels.shape[-2:])] * len(images)
+            predictions = torch.stack(compiled(predict_classes, models, images, sizes, protocol, precision))
             confusion += confusion_matrix(predictions, labels, num_classes)
             if any(png_dirs):
                 write_prediction_pngs(

@@ -12,6 +12,7 @@ from rich.table import Table
 from labor_cli import artifacts
 from labor_cli.console import stdout
 from labor_cli.errors import LaborError
+from labor_cli.protocols import describe_recorded
 
 
 def describe(path: Path) -> dict:
@@ -50,6 +51,7 @@ def _describe(path: Path) -> dict:
         if info["kind"] == "evaluation":
             names = json.loads(attrs["class_names"])
             info["summary"].update(json.loads(attrs["scores"]))
+            info["summary"]["protocol"] = describe_recorded(info["config"])
             artifacts.check_declared_size(f["iou"])
             info["iou"] = dict(zip(names, [None if np.isnan(v) else round(float(v) * 100, 2) for v in f["iou"][()]]))
         if info["kind"] == "checkpoint":

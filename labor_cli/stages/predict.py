@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from labor_cli import __version__, artifacts
@@ -32,9 +31,9 @@ from labor_cli.drawing import check_output_folder, output_folder
 from labor_cli.errors import LaborUsageError
 from labor_cli.models import fold_frozen_batchnorm
 from labor_cli.options import PredictOptions, resolve_workers
+from labor_cli.protocols import LABOR, ProtocolView, get_protocol, load_ensemble, predict_classes
 from labor_cli.runtime import (
     CompileFallback,
-    autocast,
     configure_backends,
     memory_format,
     resolve_compile,
@@ -55,39 +54,31 @@ def cityscapes_prediction_name(image_id: str, colour: bool = False) -> str:
 
 @dataclass
 class Inference:
-    """Model A ready to predict: BN folded, on the device, in its memory format; and its input normaliser."""
+    """Model A of each checkpoint (--model, and --ensemble's) ready to predict: BN folded, on the
+    device, in its memory format; and their input normaliser."""
 
-    model: torch.nn.Module
+    models: list[torch.nn.Module]
     device: torch.device
     precision: str
     normalize: ImageNormalizer
     compiled: CompileFallback
 
 
-def prepare_inference(checkpoint, device: str, precision: str, compile: str, rank=None) -> Inference:
+def prepare_inference(checkpoints: list, device: str, precision: str, compile: str, rank=None) -> Inference:
     """What predict and evaluate do before their loops: fold FrozenBN (inference only, never saved),
-    move A to the device in its memory format, cuDNN autotuning, torch.compile if asked."""
+    move each A to the device in its memory format, cuDNN autotuning, torch.compile if asked."""
     torch_device = resolve_device(device, rank)
-    model = checkpoint.networks.segmenter
-    fold_frozen_batchnorm(model)
     fmt = memory_format(torch_device)
-    model = model.to(torch_device, memory_format=fmt).eval()
+    models = []
+    for checkpoint in checkpoints:
+        model = checkpoint.networks.segmenter
+        fold_frozen_batchnorm(model)
+        models.append(model.to(torch_device, memory_format=fmt).eval())
     configure_backends(torch_device)
-    compiled = CompileFallback(model.called_modules(), resolve_compile(compile, torch_device, training=False))
+    called = [module for model in models for module in model.called_modules()]
+    compiled = CompileFallback(called, resolve_compile(compile, torch_device, training=False))
     precision = resolve_precision(precision, torch_device)
-    return Inference(model, torch_device, precision, ImageNormalizer(torch_device, fmt), compiled)
-
-
-@torch.no_grad()
-def predict_native(model, images: torch.Tensor, sizes: list[tuple[int, int]], precision: str) -> list[torch.Tensor]:
-    """Argmax of A's logits, bilinearly upsampled to each image's own (H, W) (as evaluate does to
-    the label's size)."""
-    with autocast(images.device, precision):
-        logits = model(images)
-    return [
-        F.interpolate(one[None].float(), size=size, mode="bilinear", align_corners=False).argmax(1)[0]
-        for one, size in zip(logits, sizes)
-    ]
+    return Inference(models, torch_device, precision, ImageNormalizer(torch_device, fmt), compiled)
 
 
 @dataclass
@@ -98,8 +89,8 @@ class PredictResult:
     seconds: float
 
 
-def _check_folders(output_dir: Path, colour_dir: Path | None, force: bool, model: Path | None = None) -> None:
-    check_output_folder(output_dir, force, inputs=(model,))
+def _check_folders(output_dir: Path, colour_dir: Path | None, force: bool, models: tuple = ()) -> None:
+    check_output_folder(output_dir, force, inputs=models)
     if colour_dir is not None:
         inside = Path(colour_dir).resolve().is_relative_to(Path(output_dir).resolve())
         if inside:
@@ -107,21 +98,24 @@ def _check_folders(output_dir: Path, colour_dir: Path | None, force: bool, model
                 f"--colour {colour_dir}: must not be inside {output_dir} (the Cityscapes evaluator "
                 "searches it recursively and would find two predictions per image)"
             )
-        check_output_folder(colour_dir, force, inputs=(model,))
+        check_output_folder(colour_dir, force, inputs=models)
 
 
 def run_predict(options: PredictOptions) -> PredictResult:
     output_dir, colour_dir, force = Path(options.output_dir), options.colour, options.force
     model_path, target, split, skip_bad = options.model, options.target, options.split, options.skip_bad
-    _check_folders(output_dir, colour_dir, force, model_path)
-    checkpoint = artifacts.load_checkpoint(model_path)
+    _check_folders(output_dir, colour_dir, force, (model_path, options.ensemble))
+    checkpoints = load_ensemble(model_path, options.ensemble)
+    checkpoint = checkpoints[0]
     dataset = open_dataset(
         target, split, class_set=checkpoint.class_set, require_labels=False, skip_bad=skip_bad, reads=("images",)
     )
-    size = options.input_size or dataset.train_size
-    inference = prepare_inference(checkpoint, options.device, options.precision, options.compile)
+    protocol = get_protocol(options.protocol)
+    size = options.input_size or protocol.input_size or dataset.train_size
+    precision = protocol.resolve_precision(options.precision)
+    inference = prepare_inference(checkpoints, options.device, precision, options.compile)
     loader = torch.utils.data.DataLoader(
-        ExtractionView(dataset, size),
+        ExtractionView(dataset, size) if protocol.name == LABOR else ProtocolView(dataset, protocol, size, False),
         batch_size=options.batch_size,
         num_workers=resolve_workers(options.workers),
         pin_memory=inference.device.type == "cuda",
@@ -131,9 +125,13 @@ def run_predict(options: PredictOptions) -> PredictResult:
     record = {
         "model": str(model_path),
         "model_uuid": checkpoint.artifact.uuid,
+        "ensemble": str(options.ensemble) if options.ensemble else None,
+        "ensemble_uuid": checkpoints[1].artifact.uuid if options.ensemble else None,
         "target": target,
         "split": split,
         "input_size": list(size) if size else None,
+        "protocol": protocol.name,
+        "protocol_settings": protocol.settings(),
         "device": str(inference.device),
         "precision": inference.precision,
         "command": artifacts.command_line(),
@@ -154,7 +152,9 @@ def run_predict(options: PredictOptions) -> PredictResult:
         for batch in loader:
             images = inference.normalize(batch["image"].to(inference.device, non_blocking=True))
             sizes = [tuple(native) for native in batch["native_size"].tolist()]
-            predictions = inference.compiled(predict_native, inference.model, images, sizes, inference.precision)
+            predictions = inference.compiled(
+                predict_classes, inference.models, images, sizes, protocol, inference.precision
+            )
             for index, prediction in zip(batch["index"].tolist(), predictions):
                 classes = prediction.cpu().numpy().astype(np.uint8)
                 image_id = dataset.image_ids[index]

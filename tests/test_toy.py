@@ -425,3 +425,14 @@ def test_an_unknown_source_layout_is_a_usage_error(tmp_path):
     )
     assert done.returncode == 2 and "psd" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_many_or_full_size_images_are_drawn_in_a_pool(monkeypatch):
+    from labor_cli.data.toy import writer
+
+    monkeypatch.setattr(writer.os, "cpu_count", lambda: 16)
+    assert writer.default_workers(writer._plan(toy.PRESETS["tiny"], 0, "photo", "gta5")) == 1
+    assert writer.default_workers(writer._plan(toy.PRESETS["default"], 0, "photo", "gta5")) == 8
+    assert writer.default_workers(writer._plan(toy.PRESETS["full"], 0, "photo", "synthia")) == 8  # 12 images
+    monkeypatch.setattr(writer.os, "cpu_count", lambda: 2)
+    assert writer.default_workers(writer._plan(toy.PRESETS["full"], 0, "photo", "gta5")) == 2

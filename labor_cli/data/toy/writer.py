@@ -178,6 +178,16 @@ def _check_out_dir(out_dir: Path, force: bool) -> None:
         raise LaborError(f"{out_dir}: already exists and is not empty (use --force to replace it)")
 
 
+def default_workers(plan) -> int:
+    """Processes to draw ``plan`` in: a pool (up to 8, one per CPU) where there is much to draw
+    (many images, or a few full-size ones: a 2048x1024 image takes seconds), else this process
+    (a pool's processes take a second or two to start)."""
+    pixels = sum(job[0][3] * job[0][4] for job, *_ in plan)  # the render arguments' width x height
+    if len(plan) >= 100 or pixels >= 10_000_000:
+        return min(8, os.cpu_count() or 1)
+    return 1
+
+
 def _drawn(plan, workers: int):
     """Yield ``_draw_job`` results in plan order, from this process or a small process pool."""
     jobs = [job for job, *_ in plan]
@@ -209,7 +219,7 @@ def make_toy_pair(
     repaints some classes) or ``night`` (a night-time camera); the source is the same for both.
     ``source_layout``: the source as GTA5 (``images/``, ``labels/`` in Cityscapes label ids) or
     as SYNTHIA RAND-CITYSCAPES (``RGB/``, ``GT/LABELS/`` 16-bit, at the preset's SYNTHIA size).
-    ``workers``: processes that draw (default: 2 where there are 2 CPUs and many images, else 1);
+    ``workers``: processes that draw (default: :func:`default_workers`);
     the files do not depend on it.
     """
     if size not in PRESETS:
@@ -225,7 +235,7 @@ def make_toy_pair(
     preset = PRESETS[size]
     plan = _plan(preset, int(seed), shift, source_layout)
     if workers is None:
-        workers = min(2, os.cpu_count() or 1) if len(plan) >= 100 else 1
+        workers = default_workers(plan)
     start = time.perf_counter()
     parent = out_dir.absolute().parent
     try:

@@ -63,7 +63,7 @@ def test_target_layout(pair):
     pattern = re.compile(r"([a-z]+)_(\d{6})_(\d{6})_leftImg8bit\.png")
     for split in ("train", "val"):
         images = sorted((tgt / "leftImg8bit" / split).rglob("*.png"))
-        labels = sorted((tgt / "gtFine" / split).rglob("*.png"))
+        labels = sorted((tgt / "gtFine" / split).rglob("*_gtFine_labelIds.png"))
         assert len(images) == len(labels) == TINY["target"][split]
         cities = set()
         for img in images:
@@ -75,6 +75,10 @@ def test_target_layout(pair):
             assert gt.is_file()
             assert Image.open(img).mode == "RGB" and Image.open(img).size == (w, h)
             assert Image.open(gt).mode == "L" and Image.open(gt).size == (w, h)
+            # instance ids, as Cityscapes has them (16-bit); no instances drawn: the label ids
+            instances = Image.open(str(gt).replace("_labelIds.png", "_instanceIds.png"))
+            assert instances.mode.startswith("I") and np.array_equal(np.asarray(instances), np.asarray(Image.open(gt)))
+        assert len(list((tgt / "gtFine" / split).rglob("*.png"))) == 2 * len(images)
         assert cities == set(toy.TARGET_CITIES[split][: len(images)])
     assert not set(toy.TARGET_CITIES["train"]) & set(toy.TARGET_CITIES["val"])
     meta = json.loads((tgt / "labor-dataset.json").read_text())

@@ -51,6 +51,7 @@ TARGET_CITIES = {"train": ("toyburg", "pixelheim"), "val": ("voxelstadt",)}
 TARGET_FRAME = 19  # Cityscapes annotates the 20th frame of each snippet
 
 SPLITS = ("train", "val")
+LABEL_IDS_SUFFIX, INSTANCE_IDS_SUFFIX = "_gtFine_labelIds.png", "_gtFine_instanceIds.png"
 
 _PNG = {"format": "PNG", "compress_level": 1, "optimize": False}
 
@@ -94,20 +95,30 @@ def synthia_label(label_ids: np.ndarray) -> np.ndarray:
     return np.dstack([ids, 1000 + label_ids.astype(np.uint16), np.zeros_like(ids)])
 
 
-def _draw_job(job: tuple[tuple[int, str, int, int, int, str], str]) -> tuple[bytes, bytes, np.ndarray]:
-    """Render one image and encode it: (image PNG, label PNG, label-id histogram); the label as
-    Cityscapes label ids (8-bit) or in SYNTHIA's 16-bit form."""
+def _label_pngs(label: np.ndarray, label_format: str) -> tuple[bytes, ...]:
+    """The label files of one image: GTA5's label ids; SYNTHIA's 16-bit colour label; or
+    Cityscapes' label ids and instance ids. The toy draws no instances, so its instance ids are
+    the label ids (16-bit), what Cityscapes stores for pixels outside any instance; with them the
+    official evaluator runs as on Cityscapes (its instance scores are then undefined)."""
+    if label_format == "synthia":
+        return (_png16_rgb(synthia_label(label)),)
+    if label_format == "cityscapes":
+        return _png(label), _png(label.astype(np.uint16))
+    return (_png(label),)
+
+
+def _draw_job(job: tuple[tuple[int, str, int, int, int, str], str]) -> tuple[bytes, tuple[bytes, ...], np.ndarray]:
+    """Render one image and encode it: (image PNG, its label PNGs, label-id histogram)."""
     render_args, label_format = job
     rgb, label = render(*render_args)
-    label_png = _png16_rgb(synthia_label(label)) if label_format == "synthia" else _png(label)
-    return _png(rgb), label_png, np.bincount(label.ravel(), minlength=256)
+    return _png(rgb), _label_pngs(label, label_format), np.bincount(label.ravel(), minlength=256)
 
 
 def _domain_files(domain: str, spec: dict, split: str, source_layout: str) -> list[tuple[str, str]]:
     """(image path, label path) of each image of one split of a domain, relative to the domain."""
     if domain == "target":
         return [
-            (f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png", f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png")
+            (f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png", f"gtFine/{split}/{city}/{stem}{LABEL_IDS_SUFFIX}")
             for city, stem in _target_paths(split, spec[split])
         ]
     names = _source_names(spec["train"], spec["val"], digits=7 if source_layout == "synthia" else 5)[split]
@@ -127,7 +138,7 @@ def _plan(preset: dict, seed: int, shift: str, source_layout: str) -> list[tuple
     plan = []
     for domain in DOMAINS:
         width, height = domain_size(preset, domain, source_layout)
-        label_format = source_layout if domain == "source" else "cityscapes"
+        label_format = source_layout if domain == "source" else "cityscapes"  # see _label_pngs
         index = 0
         for split in SPLITS:
             for image_path, label_path in _domain_files(domain, preset[domain], split, source_layout):
@@ -268,8 +279,9 @@ def make_toy_pair(
 def _write_images(tmp: Path, plan, drawn, progress) -> dict[str, np.ndarray]:
     """Write every drawn image and label under ``tmp``; the label-id histogram of each domain."""
     counts = {d: np.zeros(256, np.int64) for d in DOMAINS}
-    for done, ((job, image_path, label_path, _split), (image_png, label_png, hist)) in enumerate(zip(plan, drawn), 1):
-        for rel, data in ((image_path, image_png), (label_path, label_png)):
+    for done, ((job, image_path, label_path, _split), (image_png, label_pngs, hist)) in enumerate(zip(plan, drawn), 1):
+        label_paths = (label_path, label_path.replace(LABEL_IDS_SUFFIX, INSTANCE_IDS_SUFFIX))
+        for rel, data in ((image_path, image_png), *zip(label_paths, label_pngs)):
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)

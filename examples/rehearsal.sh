@@ -97,11 +97,10 @@ measure "evaluate SYNTHIA warmup" --units "$VAL" --unit image --artifact "$RUN/e
   -o "$RUN/eval-synthia.h5" -q
 measure "predict" --units "$VAL" --unit image --artifact "$RUN/pred-val" --images "$VAL" \
   -- "${LABOR[@]}" predict -m "$RUN/adapt.h5" --target "$TARGET" --split val "${ON[@]}" -o "$RUN/pred-val" -q
-# csEvalPixelLevelSemanticLabeling, with its instance-level scores off: the toy target has no
-# *_gtFine_instanceIds.png (a real Cityscapes copy has them).
+# csEvalPixelLevelSemanticLabeling, instance-level scores included, through examples/cityscapes_eval.py
+# (cityscapesScripts 2.3.0 calls np.in1d, which NumPy 2.4 removed).
 mkdir -p "$RUN/cityscapes-eval"
 measure "cityscapesScripts evaluator" --units "$VAL" --unit image --artifact "$RUN/cityscapes-eval" \
   -- env CITYSCAPES_DATASET="$RUN/data/gta5/target" CITYSCAPES_RESULTS="$RUN/pred-val" \
-  CITYSCAPES_EXPORT_DIR="$RUN/cityscapes-eval" "$PYTHON" -c \
-  "from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as e; e.args.evalInstLevelScore = False; e.main()"
+  CITYSCAPES_EXPORT_DIR="$RUN/cityscapes-eval" "$PYTHON" "$HERE/cityscapes_eval.py"
 table

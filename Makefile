@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch and torchvision pinned where this project is developed and tested (a range in pyproject.toml).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench rehearsal clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,13 @@ lint: install
 
 bench: install
 	$(BIN)/labor bench
+
+# Its own slow lane, never part of `make test`: the whole chain with DeepLab-v2 R101 at the real
+# sizes on a few drawn images, each stage's memory, time and disk (README, "Real data"; about
+# 16 GB of memory). RUN=DIR picks the folder, FORCE=1 replaces it, DEVICE=cuda runs on a GPU.
+RUN ?= runs/rehearsal
+rehearsal: install
+	PYTHON=$(BIN)/python nice -n 10 examples/rehearsal.sh $(RUN)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -198,7 +198,12 @@ def data_toy(options: ToyOptions) -> None:
     from labor_cli.stages.report import print_toy_summary
 
     summary = make_toy_pair(
-        options.directory, seed=options.seed, size=options.size, force=options.force, shift=options.shift
+        options.directory,
+        seed=options.seed,
+        size=options.size,
+        force=options.force,
+        shift=options.shift,
+        source_layout=options.source_layout,
     )
     print_toy_summary(options.directory, summary)
 

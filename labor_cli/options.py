@@ -42,10 +42,11 @@ OPTIMIZERS = ("sgd", "adamw")
 SELECT_MODES = ("ppl", "spl", "balanced", "random", "entropy")
 BALANCE_STRATA = ("class", "class-pair")
 EXPORT_FORMATS = ("csv", "json")
-TOY_SIZES = ("default", "tiny")
+TOY_SIZES = ("default", "tiny", "full")
 PLOTS = ("curves", "budget", "classes")
 TOY_SHIFTS = ("photo", "night")
 EVALUATION_PROTOCOLS = ("labor", "adaptsegnet", "advent", "ripu")
+TOY_SOURCE_LAYOUTS = ("gta5", "synthia")
 
 
 @dataclass(frozen=True)
@@ -658,11 +659,22 @@ class ToyOptions:
         argument=True, help="Folder to create: DIR/source (GTA5 layout) and DIR/target (Cityscapes layout)."
     )
     seed: int = option(default=0, min=0, help="Random seed; the same seed gives the same bytes.")
-    size: str = option(default="default", choices=TOY_SIZES, help="Preset: default (the demo's) or tiny (tests).")
+    size: str = option(
+        default="default",
+        choices=TOY_SIZES,
+        help="Preset: default (the demo's), tiny (tests) or full (a few images at the real datasets' sizes: "
+        "GTA5 1914x1052, SYNTHIA 1280x760, Cityscapes 2048x1024, trained at the protocol's sizes).",
+    )
     shift: str = option(
         default="photo",
         choices=TOY_SHIFTS,
         help="The target's look: photo (a photographed street) or night (the same streets by night).",
+    )
+    source_layout: str = option(
+        default="gta5",
+        choices=TOY_SOURCE_LAYOUTS,
+        help="The source's layout: gta5 (images/, labels/ in Cityscapes label ids) or synthia "
+        "(RAND-CITYSCAPES: RGB/, GT/LABELS/ 16-bit with the class id in the first channel).",
     )
     force: bool = force_option()
 

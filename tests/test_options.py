@@ -255,7 +255,16 @@ def test_data_toy_inspect_and_bench_hand_on_every_option(tmp_path, monkeypatch):
     monkeypatch.setattr(toy, "make_toy_pair", recorder("toy", {}))
     argv, expected = command_line(declarations.ToyOptions, tmp_path)
     invoke(argv)
-    assert calls["toy"] == ((expected["directory"],), {"seed": 3, "size": "tiny", "force": True, "shift": "night"})
+    assert calls["toy"] == (
+        (expected["directory"],),
+        {
+            "seed": 3,
+            "size": "tiny",
+            "force": True,
+            "shift": "night",
+            "source_layout": "synthia",
+        },
+    )
 
     monkeypatch.setattr(inspect, "describe", lambda path: {"described": str(path)})
     argv, expected = command_line(declarations.InspectOptions, tmp_path)
@@ -380,7 +389,8 @@ def test_each_command_offers_only_its_own_options_with_their_choices():
     assert "[cityscapes19|synthia16]" in warmup
     assert "[ppl|spl|balanced|random|entropy]" in invoke(["select", "--help"]).output
     assert "[csv|json]" in invoke(["export", "--help"]).output
-    assert "[default|tiny]" in invoke(["data", "toy", "--help"]).output
+    assert "[default|tiny|full]" in invoke(["data", "toy", "--help"]).output
+    assert "[gta5|synthia]" in invoke(["data", "toy", "--help"]).output
     assert "[curves|budget|classes]" in invoke(["plot", "--help"]).output
     assert "[cityscapes19|synthia16]" in invoke(["convert", "--help"]).output
     assert "[photo|night]" in invoke(["data", "toy", "--help"]).output
@@ -438,6 +448,7 @@ def test_the_choices_are_those_the_modules_accept():
     assert declarations.PRECISIONS == runtime.PRECISIONS and declarations.COMPILE_CHOICES == runtime.COMPILE_CHOICES
     assert declarations.TOY_SIZES == tuple(toy.PRESETS)
     assert declarations.TOY_SHIFTS == toy.SHIFTS
+    assert declarations.TOY_SOURCE_LAYOUTS == toy.SOURCE_LAYOUTS
 
 
 def test_train_config_keeps_its_fields_and_defaults():

@@ -63,7 +63,7 @@ def test_target_layout(pair):
     pattern = re.compile(r"([a-z]+)_(\d{6})_(\d{6})_leftImg8bit\.png")
     for split in ("train", "val"):
         images = sorted((tgt / "leftImg8bit" / split).rglob("*.png"))
-        labels = sorted((tgt / "gtFine" / split).rglob("*.png"))
+        labels = sorted((tgt / "gtFine" / split).rglob("*_gtFine_labelIds.png"))
         assert len(images) == len(labels) == TINY["target"][split]
         cities = set()
         for img in images:
@@ -75,6 +75,10 @@ def test_target_layout(pair):
             assert gt.is_file()
             assert Image.open(img).mode == "RGB" and Image.open(img).size == (w, h)
             assert Image.open(gt).mode == "L" and Image.open(gt).size == (w, h)
+            # instance ids, as Cityscapes has them (16-bit); no instances drawn: the label ids
+            instances = Image.open(str(gt).replace("_labelIds.png", "_instanceIds.png"))
+            assert instances.mode.startswith("I") and np.array_equal(np.asarray(instances), np.asarray(Image.open(gt)))
+        assert len(list((tgt / "gtFine" / split).rglob("*.png"))) == 2 * len(images)
         assert cities == set(toy.TARGET_CITIES[split][: len(images)])
     assert not set(toy.TARGET_CITIES["train"]) & set(toy.TARGET_CITIES["val"])
     meta = json.loads((tgt / "labor-dataset.json").read_text())
@@ -324,3 +328,115 @@ def test_photo_is_the_default_shift_and_an_unknown_shift_is_a_usage_error(pair, 
         toy.make_toy_pair(tmp_path / "x", size="tiny", shift="dusk")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The source in SYNTHIA's layout, and the full-size preset
+
+
+@pytest.fixture(scope="module")
+def synthia_pair(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("toy-synthia") / "pair"
+    return out, toy.make_toy_pair(out, seed=0, size="tiny", source_layout="synthia")
+
+
+def test_synthia_source_layout_has_16_bit_labels_with_the_id_in_the_first_channel(synthia_pair, pair):
+    from labor_cli.data.datasets import decode_png, png_header
+
+    root, summary = synthia_pair
+    src = root / "source"
+    w, h = TINY["source"]["synthia_size"]
+    train = (src / "train.txt").read_text().split()
+    assert train[0] == "0000000.png" and len(train) == TINY["source"]["train"]
+    assert sorted(p.name for p in (src / "RGB").iterdir()) == sorted(p.name for p in (src / "GT" / "LABELS").iterdir())
+    assert Image.open(src / "RGB" / train[0]).size == (w, h)
+    label = src / "GT" / "LABELS" / train[0]
+    assert png_header(label) == (w, h, 16, 2, 0)  # 16 bits per sample, colour
+    # SYNTHIA's own ids, typed from its documentation: what each Cityscapes class is there
+    synthia_id = {"road": 3, "sidewalk": 4, "building": 2, "wall": 21, "fence": 5, "pole": 7}
+    synthia_id |= {"traffic light": 15, "traffic sign": 9, "vegetation": 6, "terrain": 16, "sky": 1}
+    synthia_id |= {"person": 10, "rider": 17, "car": 8, "truck": 18, "bus": 19, "train": 20}
+    synthia_id |= {"motorcycle": 12, "bicycle": 11}
+    samples = decode_png(label.read_bytes())
+    cityscapes_ids = samples[:, :, 1].astype(int) - 1000  # the second channel names the drawn class
+    for lab in CITYSCAPES_LABELS:
+        assert (samples[:, :, 0][cityscapes_ids == lab.label_id] == synthia_id[lab.name]).all(), lab.name
+    assert (samples[:, :, 0] < 256).all() and (samples[:, :, 1] >= 256).all()  # Pillow's high bytes would be 0 and 3
+    assert not np.asarray(Image.open(label).convert("RGB"))[:, :, 0].any()
+    assert summary["source_layout"] == "synthia" and summary["domains"]["source"]["layout"] == "synthia"
+    assert summary["domains"]["source"]["image_size"] == [w, h]
+    assert json.loads((src / "labor-dataset.json").read_text())["train_size"] == [w, h]
+    # the target is the gta5 pair's, byte for byte
+    assert _files(root / "target") == _files(pair[0] / "target")
+
+
+def test_the_synthia_loader_reads_the_toy_source_as_synthia16(synthia_pair):
+    from labor_cli.data.datasets import decode_png, open_dataset
+    from labor_cli.data.labels import class_names
+
+    root, _ = synthia_pair
+    ds = open_dataset(f"synthia:{root / 'source'}", "train", class_set="synthia16")
+    assert ds.class_set == "synthia16" and len(ds) == TINY["source"]["train"]
+    index_of = {name: i for i, name in enumerate(class_names("synthia16"))}
+    seen = set()
+    for i in range(len(ds)):
+        cityscapes_ids = decode_png(ds.label_path(i).read_bytes())[:, :, 1].astype(int) - 1000
+        expected = np.full(cityscapes_ids.shape, 255, np.uint8)
+        for lab in CITYSCAPES_LABELS:
+            expected[cityscapes_ids == lab.label_id] = index_of.get(lab.name, 255)  # terrain, truck, train: ignored
+        got = ds.read_label(i)
+        np.testing.assert_array_equal(got, expected)
+        seen |= set(np.unique(got).tolist())
+    assert seen - {255} == set(range(16))
+
+
+def test_full_preset_draws_the_real_sizes_and_trains_at_the_protocols(tmp_path, monkeypatch):
+    from labor_cli.data.datasets import open_dataset
+    from labor_cli.data.toy import writer
+
+    full = toy.PRESETS["full"]
+    assert full["source"]["size"] == (1914, 1052) and full["source"]["synthia_size"] == (1280, 760)
+    assert full["target"]["size"] == (2048, 1024)
+    # drawn small, as the preset's layout is the same at any size
+    small = {
+        "source": {**full["source"], "size": (96, 53), "synthia_size": (64, 38)},
+        "target": {**full["target"], "size": (128, 64)},
+        "protocol_train_sizes": True,
+    }
+    monkeypatch.setitem(writer.PRESETS, "full", small)
+    for layout, kind, protocol in (("gta5", "gta5", (1280, 720)), ("synthia", "synthia", (1280, 760))):
+        out = tmp_path / layout
+        toy.make_toy_pair(out, size="full", source_layout=layout)
+        assert "train_size" not in json.loads((out / "source" / "labor-dataset.json").read_text())
+        source = open_dataset(f"{kind}:{out / 'source'}", "train")
+        assert len(source) == full["source"]["train"] and source.train_size == protocol
+        assert source.read_label(0).shape == source.read_image(0).shape[:2]
+        target = open_dataset(f"cityscapes:{out / 'target'}", "val")
+        assert len(target) == full["target"]["val"] and target.train_size == (1024, 512)
+        assert target.read_image(0).shape == (64, 128, 3)
+
+
+def test_an_unknown_source_layout_is_a_usage_error(tmp_path):
+    import subprocess
+    import sys
+
+    with pytest.raises(LaborUsageError, match="psd"):
+        toy.make_toy_pair(tmp_path / "x", size="tiny", source_layout="psd")
+    done = subprocess.run(
+        [sys.executable, "-m", "labor_cli", "data", "toy", str(tmp_path / "y"), "--source-layout", "psd"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "psd" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_many_or_full_size_images_are_drawn_in_a_pool(monkeypatch):
+    from labor_cli.data.toy import writer
+
+    monkeypatch.setattr(writer.os, "cpu_count", lambda: 16)
+    assert writer.default_workers(writer._plan(toy.PRESETS["tiny"], 0, "photo", "gta5")) == 1
+    assert writer.default_workers(writer._plan(toy.PRESETS["default"], 0, "photo", "gta5")) == 8
+    assert writer.default_workers(writer._plan(toy.PRESETS["full"], 0, "photo", "synthia")) == 8  # 12 images
+    monkeypatch.setattr(writer.os, "cpu_count", lambda: 2)
+    assert writer.default_workers(writer._plan(toy.PRESETS["full"], 0, "photo", "gta5")) == 2

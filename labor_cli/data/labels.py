@@ -68,6 +68,9 @@ SYNTHIA16_IDS: tuple[tuple[int, str], ...] = (
     (11, "bicycle"),
 )
 
+# SYNTHIA's ids of the three Cityscapes classes outside the 16 (not evaluated: they map to ignore).
+SYNTHIA_OTHER_IDS: tuple[tuple[int, str], ...] = ((16, "terrain"), (18, "truck"), (20, "train"))
+
 SYNTHIA13_LEFT_OUT = ("wall", "fence", "pole")
 
 COLOUR_BY_NAME = {label.name: label.colour for label in CITYSCAPES_LABELS}

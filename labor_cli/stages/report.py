@@ -17,7 +17,8 @@ def _pct(value: float) -> str:
 def print_toy_summary(directory: Path, summary: dict) -> None:
     counts = ", ".join(f"{name} {count}" for name, count in summary.get("counts", {}).items())
     stdout.print(f"toy domain pair in {directory}: {counts} ({summary.get('seconds', 0):.1f} s)")
-    stdout.print(f"  source: gta5:{Path(directory) / 'source'}    target: cityscapes:{Path(directory) / 'target'}")
+    layout = summary.get("source_layout", "gta5")
+    stdout.print(f"  source: {layout}:{Path(directory) / 'source'}    target: cityscapes:{Path(directory) / 'target'}")
 
 
 def print_evaluation(result, output: Path) -> None:

@@ -4,7 +4,9 @@
 the tests run the real loaders on the real layouts:
 
 - ``out_dir/source`` in the GTA5 layout: ``images/NNNNN.png``, ``labels/NNNNN.png``
-  (Cityscapes label ids), split lists ``train.txt`` / ``val.txt``;
+  (Cityscapes label ids), split lists ``train.txt`` / ``val.txt``; or, with
+  ``source_layout="synthia"``, in SYNTHIA RAND-CITYSCAPES's: ``RGB/NNNNNNN.png``,
+  ``GT/LABELS/NNNNNNN.png`` (16-bit colour PNGs, the SYNTHIA class id in the first channel);
 - ``out_dir/target`` in the Cityscapes layout: ``leftImg8bit/<split>/<city>/...``,
   ``gtFine/<split>/<city>/..._gtFine_labelIds.png`` (label ids, not train ids);
 - each with a ``labor-dataset.json`` that names it and its native size (and, for a target
@@ -44,7 +46,16 @@ on one another or on how many processes draw them.
 from labor_cli.data.toy.render import DOMAINS, SHIFTS, STYLES, TARGET_STYLES, render
 from labor_cli.data.toy.scene import EGO_VEHICLE, VOID
 from labor_cli.data.toy.styles import NIGHT_STYLE, PHOTO_STYLE, SOURCE_STYLE, TARGET_STYLE, NightLook, Style
-from labor_cli.data.toy.writer import GENERATOR, PRESETS, SPLITS, TARGET_CITIES, TARGET_FRAME, make_toy_pair
+from labor_cli.data.toy.writer import (
+    GENERATOR,
+    PRESETS,
+    SOURCE_LAYOUTS,
+    SPLITS,
+    TARGET_CITIES,
+    TARGET_FRAME,
+    make_toy_pair,
+    synthia_label,
+)
 
 __all__ = [
     "DOMAINS",
@@ -54,6 +65,7 @@ __all__ = [
     "PHOTO_STYLE",
     "PRESETS",
     "SHIFTS",
+    "SOURCE_LAYOUTS",
     "SOURCE_STYLE",
     "SPLITS",
     "STYLES",
@@ -66,4 +78,5 @@ __all__ = [
     "Style",
     "make_toy_pair",
     "render",
+    "synthia_label",
 ]

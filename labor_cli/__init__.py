@@ -1,6 +1,6 @@
 """labor: LabOR (Labeling Only if Required, ICCV 2021) as a command-line toolkit."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def main(argv=None) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from labor_cli import artifacts, selection
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import IGNORE_INDEX
-from labor_cli.stages.select import excluded_linear
+from labor_cli.selection import excluded_linear
 
 
 def oracle_pick(

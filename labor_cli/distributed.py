@@ -179,3 +179,16 @@ def check_in_sync(module: torch.nn.Module, rank: Rank, what: str) -> None:
             f"{what}: the processes' weights differ (checksums {low.item()!r} to {high.item()!r}); "
             "this is a bug in labor's gradient synchronisation"
         )
+
+
+def results_in_order(loader, rounds: int, compute, rank: Rank):
+    """Per round, the (index, result) of every item of the round in order: on rank 0 gathered
+    from all processes, on the others (after sending theirs) an empty list."""
+    batches = iter(loader)
+    for _ in range(rounds):
+        batch = next(batches, None)  # a process's blocks run out before the others' do, never after
+        local = compute(batch) if batch is not None else []
+        if rank.distributed:
+            gathered = gather_to_main(local, rank)
+            local = [item for part in gathered for item in part] if rank.is_main else []
+        yield local

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from labor_cli.extraction.scores import ImageMasks
+
 DEFAULT_SIZE = (2048, 1024)  # (W, H): Cityscapes
 MIN_SIDE = 16  # pixels, each way: the renderer's smallest scenes
 DISTINCT_SCENES = 2  # rendered scenes (about 5 s each at full size); the other files link to them
@@ -124,8 +126,8 @@ def write_scenes(root: Path, images: int, size: tuple[int, int], seed: int = 0) 
     return maps
 
 
-def made_up_rows(prediction: np.ndarray, other: np.ndarray, seed: int = 0, per_class=256, uncertain=4096) -> dict:
-    """What extract_image hands the writer for one image (same keys, dtypes and sizes), made up
+def made_up_rows(prediction: np.ndarray, other: np.ndarray, seed: int = 0, per_class=256, uncertain=4096) -> ImageMasks:
+    """What extract_image hands the writer for one image (same fields, dtypes and sizes), made up
     from two train-id maps: A's prediction, a runner-up that is never the prediction and changes
     class wherever either map does, the mask along the prediction's class borders (a band of 5
     pixels, as the heads disagree there), PPL's candidates and the uncertain pixels drawn from it."""
@@ -148,7 +150,7 @@ def made_up_rows(prediction: np.ndarray, other: np.ndarray, seed: int = 0, per_c
     labels = prediction[ys, xs].astype(np.int64)
     keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in range(classes)]).astype(np.int64)
     pick = rng.choice(prediction.size, size=min(uncertain, prediction.size), replace=False)
-    return {
+    groups = {
         "candidates": {
             "y": ys[keep].astype(np.int64),
             "x": xs[keep].astype(np.int64),
@@ -161,11 +163,15 @@ def made_up_rows(prediction: np.ndarray, other: np.ndarray, seed: int = 0, per_c
             "entropy": np.sort(rng.random(len(pick), dtype=np.float32))[::-1].copy(),
         },
         "excluded": {"y": np.zeros(0, dtype=np.float32), "x": np.zeros(0, dtype=np.float32)},
-        "prediction": prediction,
-        "runner_up": runner_up,
-        "mask_packed": np.packbits(mask.reshape(-1)),
-        "mask_by_class": np.bincount(prediction[mask], minlength=classes).astype(np.int64),
     }
+    return ImageMasks(
+        prediction=prediction,
+        runner_up=runner_up,
+        mask_packed=np.packbits(mask.reshape(-1)),
+        mask_by_class=np.bincount(prediction[mask], minlength=classes).astype(np.int64),
+        differ_pixels=int(mask.sum()),
+        groups=groups,
+    )
 
 
 # --- timing ----------------------------------------------------------------------------------
@@ -293,7 +299,7 @@ class MainThreadTimes:
     elsewhere_ms: float  # CPU of the process's other threads per image meanwhile
 
 
-def time_consumer(consume: Callable[[Iterator], None], rows: list[dict], images: int, batch_size: int):
+def time_consumer(consume: Callable[[Iterator], None], rows: list[ImageMasks], images: int, batch_size: int):
     """CPU time per image of ``consume`` (the main process's loop over the batches of (index,
     rows) that extract's networks would yield) between its first and its last batch: its set-up
     and its closing are left out."""
@@ -302,7 +308,7 @@ def time_consumer(consume: Callable[[Iterator], None], rows: list[dict], images:
     def batches():
         for start in range(0, images, batch_size):
             marks.append((time.thread_time(), time.process_time()))
-            yield [(i, _fresh(rows[i % len(rows)])) for i in range(start, min(start + batch_size, images))]
+            yield [(i, rows[i % len(rows)]) for i in range(start, min(start + batch_size, images))]
         marks.append((time.thread_time(), time.process_time()))
 
     consume(batches())
@@ -312,12 +318,7 @@ def time_consumer(consume: Callable[[Iterator], None], rows: list[dict], images:
     return MainThreadTimes(own, ((process1 - process0) * 1000 / max(1, counted)) - own)
 
 
-def _fresh(rows: dict) -> dict:
-    """A shallow copy (the consumer pops keys), the arrays shared."""
-    return {key: dict(value) if isinstance(value, dict) else value for key, value in rows.items()}
-
-
-def time_writer(path: Path, image_ids: list[str], rows: list[dict], images: int) -> MainThreadTimes:
+def time_writer(path: Path, image_ids: list[str], rows: list[ImageMasks], images: int) -> MainThreadTimes:
     """The masks writer alone, in this thread, writing ``path``, then flushed: its own CPU per
     image and its gzip pool's."""
     import h5py
@@ -325,13 +326,13 @@ def time_writer(path: Path, image_ids: list[str], rows: list[dict], images: int)
     from labor_cli import artifacts
     from labor_cli.data.labels import class_names
 
-    sizes = np.array([rows[i % len(rows)]["prediction"].shape for i in range(images)], dtype=np.int64)
+    sizes = np.array([rows[i % len(rows)].prediction.shape for i in range(images)], dtype=np.int64)
     with h5py.File(path, "w") as f:
         writer = artifacts.MasksWriter(f, image_ids[:images], sizes, "cityscapes19", list(class_names("cityscapes19")))
         started_thread, started_process = time.thread_time(), time.process_time()
         for i in range(images):
-            row = _fresh(rows[i % len(rows)])
-            writer.add(i, row.pop("prediction"), row.pop("runner_up"), row.pop("mask_packed"), row)
+            row = rows[i % len(rows)]
+            writer.add(i, row.prediction, row.runner_up, row.mask_packed, row.groups)
         writer.flush()
         own = (time.thread_time() - started_thread) * 1000 / images
         total = (time.process_time() - started_process) * 1000 / images

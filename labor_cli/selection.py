@@ -57,6 +57,13 @@ def linear_index(y: np.ndarray, x: np.ndarray, shape: tuple[int, int]) -> np.nda
     return y * width + x
 
 
+def excluded_linear(masks, i: int, shape: tuple[int, int]) -> np.ndarray:
+    """Image i's pixels labeled in earlier rounds (a masks artifact's ``excluded`` rows, read
+    with ``artifacts.Masks``), as sorted linear indices."""
+    rows = masks.rows("excluded", i)
+    return np.unique(linear_index(rows["y"], rows["x"], shape))
+
+
 def usable(y: np.ndarray, x: np.ndarray, shape: tuple[int, int], excluded: np.ndarray | None = None) -> np.ndarray:
     """Boolean keep-mask: not an excluded pixel (linear indices) and not a repeat of an earlier row."""
     linear = linear_index(y, x, shape)

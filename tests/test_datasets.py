@@ -26,11 +26,11 @@ from labor_cli.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageNormalizer,
-    SegmentationView,
     image_to_tensor,
     resize_image,
     resize_label,
 )
+from labor_cli.data.views import SegmentationView
 from labor_cli.errors import LaborError, LaborUsageError
 
 # The oracle, typed from the paper's tables (docs/method.md), independently of labels.py.

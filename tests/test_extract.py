@@ -6,7 +6,8 @@ from labor_cli import artifacts
 from labor_cli.artifacts import unpack_mask
 from labor_cli.errors import LaborError
 from labor_cli.options import EvaluateOptions, ExtractOptions
-from labor_cli.stages.extract import extract_image, most_uncertain, pack_bits, prototype_candidates, run_extract
+from labor_cli.extraction.scores import extract_image, most_uncertain, pack_bits, prototype_candidates
+from labor_cli.stages.extract import run_extract
 
 
 def _heads_disagreeing_on(region, shape=(3, 12, 16)):
@@ -25,14 +26,14 @@ def test_two_heads_that_disagree_exactly_on_a_drawn_region_give_exactly_that_mas
     rows = extract_image(logits, head1, head2, (12, 16), None, per_class=100, uncertain=10)
     expected = np.zeros((12, 16), dtype=bool)
     expected[region] = True
-    np.testing.assert_array_equal(unpack_mask(rows["mask_packed"], (12, 16)), expected)
-    assert rows["prediction"].dtype == np.uint8
-    np.testing.assert_array_equal(rows["prediction"], logits.argmax(0).numpy())
+    np.testing.assert_array_equal(unpack_mask(rows.mask_packed, (12, 16)), expected)
+    assert rows.prediction.dtype == np.uint8
+    np.testing.assert_array_equal(rows.prediction, logits.argmax(0).numpy())
     # the runner-up: the second of A's classes by logit, never the prediction itself
-    np.testing.assert_array_equal(rows["runner_up"], logits.argsort(0, descending=True)[1].numpy())
-    assert rows["runner_up"].dtype == np.uint8
+    np.testing.assert_array_equal(rows.runner_up, logits.argsort(0, descending=True)[1].numpy())
+    assert rows.runner_up.dtype == np.uint8
     # the mask's pixels counted by A's class
-    np.testing.assert_array_equal(rows["mask_by_class"], np.bincount(logits.argmax(0).numpy()[expected], minlength=3))
+    np.testing.assert_array_equal(rows.mask_by_class, np.bincount(logits.argmax(0).numpy()[expected], minlength=3))
 
 
 def test_excluded_pixels_leave_the_mask_and_the_uncertain_list():
@@ -40,12 +41,12 @@ def test_excluded_pixels_leave_the_mask_and_the_uncertain_list():
     head1, head2 = _heads_disagreeing_on(region)
     excluded = np.array([[0, 0], [1, 2], [3, 3]])
     rows = extract_image(torch.randn(3, 12, 16), head1, head2, (12, 16), excluded, per_class=100, uncertain=12 * 16)
-    mask = unpack_mask(rows["mask_packed"], (12, 16))
-    assert mask.sum() == rows["mask_by_class"].sum() == 16 - 3
+    mask = unpack_mask(rows.mask_packed, (12, 16))
+    assert mask.sum() == rows.mask_by_class.sum() == 16 - 3
     assert not mask[0, 0] and not mask[1, 2]
-    uncertain = set(zip(rows["uncertain"]["y"].tolist(), rows["uncertain"]["x"].tolist()))
+    uncertain = set(zip(rows.groups["uncertain"]["y"].tolist(), rows.groups["uncertain"]["x"].tolist()))
     assert len(uncertain) == 12 * 16 - 3 and (0, 0) not in uncertain
-    candidates = set(zip(rows["candidates"]["y"].tolist(), rows["candidates"]["x"].tolist()))
+    candidates = set(zip(rows.groups["candidates"]["y"].tolist(), rows.groups["candidates"]["x"].tolist()))
     assert candidates.isdisjoint({(0, 0), (1, 2), (3, 3)})
 
 
@@ -120,7 +121,7 @@ def test_in_order_thread_runs_calls_in_order_and_raises_the_first_error():
     import threading
     import time
 
-    from labor_cli.stages.extract import InOrderThread
+    from labor_cli.extraction.writer import InOrderThread
 
     seen, threads = [], set()
 

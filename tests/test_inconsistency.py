@@ -6,7 +6,7 @@ import torch
 
 from labor_cli.artifacts import unpack_mask
 from labor_cli.inconsistency import budget_pixels, budget_share, head_discrepancy, within_budget
-from labor_cli.stages.extract import extract_image
+from labor_cli.extraction.scores import extract_image
 
 
 def test_budget_pixels_rounds_down_and_zero_means_no_budget():
@@ -56,12 +56,12 @@ def test_extract_keeps_the_budget_s_most_discrepant_pixels_of_the_mask():
     assert int(differ.sum()) == 30
     logits = torch.randn(3, 12, 16)
     rows = extract_image(logits, head1, head2, (12, 16), None, per_class=100, uncertain=10, mask_share=0.1)
-    mask = unpack_mask(rows["mask_packed"], (12, 16))
+    mask = unpack_mask(rows.mask_packed, (12, 16))
     expected = np.zeros((12, 16), dtype=bool)
     expected[2, :16] = True
     expected[5, 2:5] = True  # the weaker row ties: its first three in raster order
     np.testing.assert_array_equal(mask, expected)
-    assert rows["differ_pixels"] == 30 and rows["mask_by_class"].sum() == 19
+    assert rows.differ_pixels == 30 and rows.mask_by_class.sum() == 19
     unbudgeted = extract_image(logits, head1, head2, (12, 16), None, per_class=100, uncertain=10)
-    np.testing.assert_array_equal(unpack_mask(unbudgeted["mask_packed"], (12, 16)), differ.numpy())
-    assert unbudgeted["differ_pixels"] == 30
+    np.testing.assert_array_equal(unpack_mask(unbudgeted.mask_packed, (12, 16)), differ.numpy())
+    assert unbudgeted.differ_pixels == 30

@@ -427,7 +427,7 @@ def test_a_file_that_changes_under_a_worker(tmp_path, capsys, chain, monkeypatch
     is not its image's: one line from the worker that reads it."""
     from PIL import Image
 
-    import labor_cli.stages.evaluate as evaluate
+    from labor_cli.data.views import FullLabelView
 
     target = tmp_path / "target"
     shutil.copytree(Path(chain["toy"]) / "target", target)
@@ -440,7 +440,7 @@ def test_a_file_that_changes_under_a_worker(tmp_path, capsys, chain, monkeypatch
             im.resize((im.width // 2, im.height)).save(victim)
             expected = f"label is {im.width // 2}x{im.height}, its image {im.width}x{im.height}"
     else:
-        real_item, real_open = evaluate.FullLabelView.__getitem__, Image.open
+        real_item, real_open = FullLabelView.__getitem__, Image.open
 
         def item(self, i):  # runs in the worker, after the dataset was scanned in the main process
             if i == 1 and fault == "deleted":
@@ -454,7 +454,7 @@ def test_a_file_that_changes_under_a_worker(tmp_path, capsys, chain, monkeypatch
                 raise PermissionError(errno.EACCES, "Permission denied", str(fp))
             return real_open(fp, *args, **kwargs)
 
-        monkeypatch.setattr(evaluate.FullLabelView, "__getitem__", item)
+        monkeypatch.setattr(FullLabelView, "__getitem__", item)
         monkeypatch.setattr(Image, "open", refusing_open)
     out = tmp_path / "out"
     out.mkdir()

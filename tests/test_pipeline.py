@@ -108,7 +108,7 @@ def test_halving_gives_pillows_pixels_and_other_sizes_are_pillows(size):
 
 
 def test_extraction_items_and_batches_hold_the_values_of_the_plain_way():
-    from labor_cli.stages.extract import ExtractionView, collate_extraction
+    from labor_cli.data.views import ExtractionView, collate_extraction
 
     class Images:
         def __init__(self, images):
@@ -151,7 +151,9 @@ def test_extract_writes_what_the_plain_loader_and_writer_gave(tmp_path, warm_che
     the artifact's maps and rows are byte-identical. Rows are stored in small blocks here."""
     import labor_cli.artifacts.masks as masks_module
     from labor_cli.options import ExtractOptions
-    from labor_cli.stages.extract import batch_extractor, inference_networks, open_inputs, run_extract
+    from labor_cli.extraction.scores import Budgets, batch_extractor
+    from labor_cli.inference import inference_networks
+    from labor_cli.stages.extract import open_inputs, run_extract
 
     monkeypatch.setattr(masks_module, "ROWS_PER_BLOCK", 300)
     target = _hand_made_target(tmp_path / "cs")
@@ -160,8 +162,14 @@ def test_extract_writes_what_the_plain_loader_and_writer_gave(tmp_path, warm_che
     )
     run_extract(options)
     inputs = open_inputs(options)
+    budgets = Budgets(options.candidates_per_class, options.uncertain_per_image, inputs.mask_share)
     compute = batch_extractor(
-        inference_networks(inputs.checkpoint, torch.device("cpu")), inputs, options, torch.device("cpu"), "fp32"
+        inference_networks(inputs.checkpoint, torch.device("cpu")),
+        inputs.excluded_by_id,
+        inputs.dataset.image_ids,
+        budgets,
+        torch.device("cpu"),
+        "fp32",
     )
     with artifacts.Masks(options.output) as stored:
         for i in range(len(inputs.dataset)):
@@ -173,13 +181,13 @@ def test_extract_writes_what_the_plain_loader_and_writer_gave(tmp_path, warm_che
                 "index": np.array([i]),
             }
             [(_, rows)] = compute(batch)
-            np.testing.assert_array_equal(stored.prediction(i), rows["prediction"])
-            np.testing.assert_array_equal(stored.runner_up(i), rows["runner_up"])
-            np.testing.assert_array_equal(stored.mask(i), artifacts.unpack_mask(rows["mask_packed"], image.shape[:2]))
+            np.testing.assert_array_equal(stored.prediction(i), rows.prediction)
+            np.testing.assert_array_equal(stored.runner_up(i), rows.runner_up)
+            np.testing.assert_array_equal(stored.mask(i), artifacts.unpack_mask(rows.mask_packed, image.shape[:2]))
             for group, fields in artifacts.MASK_GROUPS.items():
                 got = stored.rows(group, i)
                 for name in fields:
-                    expected = np.asarray(rows[group][name], dtype=artifacts.MASK_DTYPES[name])
+                    expected = np.asarray(rows.groups[group][name], dtype=artifacts.MASK_DTYPES[name])
                     np.testing.assert_array_equal(got[name], expected, err_msg=f"{group}/{name} of image {i}")
             assert len(stored.rows("candidates", i)["y"]) > 0
 
@@ -227,7 +235,7 @@ def test_masks_writer_stores_every_row_across_blocks_saves_and_a_reopening(tmp_p
             for group, fields in artifacts.MASK_GROUPS.items():
                 start, stop = f[group]["offsets"][i], f[group]["offsets"][i + 1]
                 for name in fields:
-                    expected = np.asarray(rows[group][name], dtype=artifacts.MASK_DTYPES[name])
+                    expected = np.asarray(rows.groups[group][name], dtype=artifacts.MASK_DTYPES[name])
                     np.testing.assert_array_equal(f[group][name][start:stop], expected, err_msg=f"{group}/{name} {i}")
 
 

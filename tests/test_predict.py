@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from labor_cli.cli import app, main
 from labor_cli.data.labels import CITYSCAPES_LABELS
-from labor_cli.stages.predict import cityscapes_prediction_name
+from labor_cli.predictions import cityscapes_prediction_name
 
 
 def labor(*args):

@@ -1,4 +1,5 @@
-"""Images and labels to tensors: ImageNet normalisation, resizing, a torch Dataset view."""
+"""Images and labels to tensors: ImageNet normalisation and resizing (the views that use them:
+labor_cli/data/views.py)."""
 
 from __future__ import annotations
 
@@ -77,31 +78,3 @@ def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if _size_of(label) == size:
         return label
     return np.array(Image.fromarray(label).resize(size, Image.Resampling.NEAREST))
-
-
-class SegmentationView(torch.utils.data.Dataset):
-    """A dataset as tensors: ``{"image": 3xHxW uint8, "label": HxW uint8, "index": i}`` (the
-    device normalises images with ``ImageNormalizer`` and widens labels).
-
-    With ``size`` = (W, H) images are resized bilinearly and labels by nearest neighbour; with
-    ``size=None`` both keep the image's native size (a label whose size differs from its image,
-    as happens in some GTA5 copies, is resized to the image by nearest neighbour).
-    """
-
-    def __init__(self, dataset, size: tuple[int, int] | None, with_labels: bool = True) -> None:
-        self.dataset = dataset
-        self.size = None if size is None else (int(size[0]), int(size[1]))
-        self.with_labels = with_labels
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict:
-        image = self.dataset.read_image(i)
-        target_size = self.size or _size_of(image)
-        item = {"image": image_as_tensor(resize_image(image, target_size)), "index": i}
-        if self.with_labels:
-            item["label"] = torch.from_numpy(
-                np.ascontiguousarray(resize_label(self.dataset.read_label(i), target_size), dtype=np.uint8)
-            )
-        return item

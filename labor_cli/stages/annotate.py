@@ -54,9 +54,15 @@ from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.options import AnnotateOptions, stored_config
+from labor_cli.pixel_sets import (
+    dataset_indices,
+    error_rate,
+    merge_pixel_sets,
+    per_class_counts,
+    read_checked_pixel_set,
+    read_earlier_labels,
+)
 from labor_cli.regions import DEFAULT_REACH, Grouping, RegionCounts, unit_of_mode
-from labor_cli.stages.checks import dataset_indices, read_checked_pixel_set
-from labor_cli.stages.label import error_rate, merge_pixel_sets, per_class_counts, read_earlier_labels
 
 # Keys of the classes, in class order: 1..9, 0, then the letter row below them.
 CLASS_KEYS = "1234567890qwertyuiop"

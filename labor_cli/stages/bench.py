@@ -31,9 +31,9 @@ import torch
 
 from labor_cli.compile_policy import compile_break_even
 from labor_cli.errors import LaborUsageError
+from labor_cli.extraction.scores import extract_image, network_outputs
 from labor_cli.models import build_networks, fold_frozen_batchnorm
-from labor_cli.runtime import CompileFallback, configure_backends, resolve_compile, resolve_device
-from labor_cli.stages.extract import extract_image
+from labor_cli.runtime import CompileFallback, autocast, configure_backends, resolve_compile, resolve_device
 from labor_cli.training import TrainConfig, build_optimizers, training_step
 
 # (source (H, W), target (H, W), extraction native (H, W), extraction input (H, W), batch)
@@ -218,12 +218,8 @@ def _prepare(
 
     @torch.no_grad()
     def extract_step():
-        bf16 = path.precision == "bf16"
-        with torch.autocast(torch_device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            features = inference.segmenter.features(extraction_images)
-            logits = inference.segmenter.classify(features)
-            selector = inference.selector
-            heads = selector(features=features) if selector.shared else selector(extraction_images)
+        with autocast(torch_device, path.precision):
+            logits, heads = network_outputs(inference, extraction_images)
         for j in range(batch):
             extract_image(logits[j], heads[0][j], heads[1][j], native_hw, None, 256, 4096)
 
@@ -646,7 +642,7 @@ def bench_pipeline(images: int = 16, size: tuple[int, int] | None = None, batch_
     from labor_cli import artifacts
     from labor_cli import pipeline_bench as pb
     from labor_cli.data.datasets import open_dataset
-    from labor_cli.stages.extract import ExtractionView, ShardBatches, extraction_loader
+    from labor_cli.data.views import ExtractionView, ShardBatches, extraction_loader
 
     size = size or pb.DEFAULT_SIZE
     if min(size) < pb.MIN_SIDE:
@@ -697,13 +693,13 @@ def _masks_consumer(dataset, output: Path):
     """extract's main loop (write_masks) over batches of (index, rows), writing ``output``."""
     from labor_cli import artifacts
     from labor_cli.data.labels import class_names
+    from labor_cli.extraction.writer import ExtractionInputs, write_masks
     from labor_cli.options import ExtractOptions
-    from labor_cli.stages.extract import ExtractionInputs, write_masks
 
     names = list(class_names("cityscapes19"))
     checkpoint = artifacts.Checkpoint(None, "cityscapes19", names, None, None, {})  # what write_masks reads of it
     sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)
-    inputs = ExtractionInputs(checkpoint, dataset, sizes, {}, [])
+    inputs = ExtractionInputs(checkpoint, dataset, sizes, {}, [], mask_share=0.0)
     options = ExtractOptions(model=Path("none"), target=dataset.spec, output=output, quiet=True, force=True)
     resume_path = output.with_name(output.name + ".resume")
 

@@ -10,47 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from labor_cli import artifacts, distributed
+from labor_cli import predictions as prediction_pngs
 from labor_cli.console import progress_bar
 from labor_cli.data.datasets import open_dataset, skipped_files
-from labor_cli.data.labels import evaluation_subsets, index_to_label_id
-from labor_cli.data.transforms import ImageNormalizer, image_as_tensor, resize_image
+from labor_cli.data.labels import evaluation_subsets
+from labor_cli.data.transforms import ImageNormalizer
+from labor_cli.data.views import FullLabelView
 from labor_cli.distributed import Rank
-from labor_cli.drawing import check_output_folder, output_folder, palette_256
-from labor_cli.errors import LaborError
+from labor_cli.drawing import check_output_folder, output_folder
+from labor_cli.inference import prepare_inference
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from labor_cli.options import EvaluateOptions, resolve_workers, stored_config
 from labor_cli.protocols import LABOR, Protocol, ProtocolView, get_protocol, load_ensemble, predict_classes
-from labor_cli.runtime import (
-    CompileFallback,
-    memory_format,
-)
-from labor_cli.stages.predict import cityscapes_prediction_name, prepare_inference
-
-
-class FullLabelView(torch.utils.data.Dataset):
-    """Images resized to the network's input size, labels at their full resolution."""
-
-    def __init__(self, dataset, size: tuple[int, int] | None):
-        self.dataset, self.size = dataset, size
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict:
-        image = self.dataset.read_image(i)
-        label = self.dataset.read_label(i)
-        if label.shape != image.shape[:2]:  # scored at the label's size, it would score a stretched prediction
-            raise LaborError(
-                f"{self.dataset.label_path(i)}: label is {label.shape[1]}x{label.shape[0]}, "
-                f"its image {image.shape[1]}x{image.shape[0]}"
-            )
-        if self.size is not None:
-            image = resize_image(image, self.size)
-        # uint8, widened on the device
-        return {"image": image_as_tensor(image), "label": torch.from_numpy(label), "index": i}
+from labor_cli.runtime import CompileFallback, memory_format
 
 
 @dataclass
@@ -157,24 +131,9 @@ def confusion_over(
             predictions = torch.stack(compiled(predict_classes, models, images, sizes, protocol, precision))
             confusion += confusion_matrix(predictions, labels, num_classes)
             if any(png_dirs):
-                write_prediction_pngs(
+                prediction_pngs.write_prediction_pngs(
                     dataset, batch["index"].tolist(), predictions.cpu().numpy(), checkpoint.class_set, *png_dirs
                 )
             bar.update(task, advance=len(images))
     distributed.all_reduce_sum(confusion, rank)
     return confusion.cpu().numpy()
-
-
-def write_prediction_pngs(dataset, indices, predictions, class_set, predictions_dir, colour_dir) -> None:
-    """Prediction PNGs in Cityscapes label ids and colourised ones, named as labor predict names
-    them: {city}_{seq}_{frame}_pred_labelIds.png, the names cityscapesScripts' evaluator matches."""
-    to_label_id = index_to_label_id(class_set)
-    palette = palette_256(class_set)
-    for index, prediction in zip(indices, predictions.astype(np.uint8)):
-        image_id = dataset.image_ids[index]
-        if predictions_dir:
-            Path(predictions_dir).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(to_label_id[prediction]).save(Path(predictions_dir) / cityscapes_prediction_name(image_id))
-        if colour_dir:
-            Path(colour_dir).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(palette[prediction]).save(Path(colour_dir) / cityscapes_prediction_name(image_id, True))

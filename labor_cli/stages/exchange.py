@@ -32,9 +32,18 @@ from labor_cli.data.labels import IGNORE_INDEX
 from labor_cli.drawing import check_output_folder, mark_points, output_folder, png_name, save_png
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.options import EXPORT_FORMATS, ExportOptions, ImportOptions, stored_config
+from labor_cli.pixel_sets import (
+    answered_selection,
+    artifact_kind,
+    dataset_indices,
+    error_rate,
+    image_of_rows,
+    per_class_counts,
+    pixel_keys,
+    read_checked_pixel_set,
+)
 from labor_cli.regions import Grouping, RegionCounts, count_regions, unit_of_mode
-from labor_cli.stages.checks import artifact_kind, dataset_indices, image_of_rows, pixel_keys, read_checked_pixel_set
-from labor_cli.stages.label import answered_selection, error_rate, per_class_counts, percent, print_class_table
+from labor_cli.report import percent, print_class_table
 
 # What an answer may say instead of a class: "I cannot tell" (stored as 255, like an ignored ground truth).
 IGNORE_WORDS = ("ignore", "255")

@@ -1,8 +1,8 @@
 """labor label: the simulated annotator, who answers a selection from the target's ground truth.
 
 A pixel whose ground truth is ignored stays ignored (255); ``--merge`` accumulates rounds (the
-earlier answer wins). The answer statistics here are shared with ``labor import``
-(labor_cli/stages/exchange.py), whose labels artifact has the same form.
+earlier answer wins). The answer statistics and the merge are labor_cli/pixel_sets.py's, shared
+with ``labor import`` and ``labor annotate``, whose labels artifacts have the same form.
 
 Coordinates are always in the target image's own pixel grid; ``x`` is the column, ``y`` the row.
 """
@@ -10,7 +10,6 @@ Coordinates are always in the target image's own pixel grid; ``x`` is the column
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -28,63 +27,20 @@ from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import IGNORE_INDEX
 from labor_cli.errors import LaborError
 from labor_cli.options import LabelOptions, stored_config
+from labor_cli.pixel_sets import (
+    answered_selection,
+    dataset_indices,
+    error_rate,
+    merge_pixel_sets,
+    per_class_counts,
+    read_checked_pixel_set,
+    read_earlier_labels,
+    without_images,
+)
 from labor_cli.regions import Grouping, RegionCounts, count_regions, unit_of_mode
-from labor_cli.selection import linear_index
+from labor_cli.report import percent, print_class_table
+from labor_cli.selection import excluded_linear, linear_index
 from labor_cli.selection_report import SelectionReport, wrong_and_known
-from labor_cli.stages.checks import check_class_names, check_pixels, dataset_indices, read_checked_pixel_set
-from labor_cli.stages.select import excluded_linear
-
-# --- answer statistics, shared with labor import ----------------------------------------------
-
-
-def answered_selection(chosen: PixelSet, label: np.ndarray, predicted: np.ndarray | None) -> PixelSet:
-    """A selection's pixels with their answers: the pixel set a labels artifact stores."""
-    return dataclasses.replace(chosen, label=label, predicted=predicted, parent=None)
-
-
-def per_class_counts(label: np.ndarray, names: list[str]) -> dict[str, int]:
-    label = np.asarray(label)
-    counts = np.bincount(label[label != IGNORE_INDEX].astype(np.int64), minlength=len(names))
-    return {name: int(count) for name, count in zip(names, counts[: len(names)])}
-
-
-def error_rate(predicted: np.ndarray | None, label: np.ndarray) -> float | None:
-    """Percent of pixels with a known ground truth and a known prediction where A is wrong."""
-    if predicted is None:
-        return None
-    wrong, known = wrong_and_known(predicted, label)
-    return 100.0 * wrong / known if known else None
-
-
-def percent(value: float | None) -> str:
-    """A percentage to one decimal, or two below 1% (a 40-point selection holds a fraction of a percent)."""
-    if value is None:
-        return "-"
-    return f"{value:.2f}%" if abs(value) < 1 else f"{value:.1f}%"
-
-
-# --- labor label ------------------------------------------------------------------------------
-
-
-def without_images(pixels: PixelSet, image_ids: set[str]) -> PixelSet:
-    """The pixel set less the given images (--skip-bad left them out of the dataset)."""
-    keep = [i for i, image_id in enumerate(pixels.image_ids) if image_id not in image_ids]
-    rows = np.concatenate([np.arange(pixels.offsets[i], pixels.offsets[i + 1]) for i in keep] + [np.zeros(0, np.int64)])
-    counts = np.diff(pixels.offsets)[keep]
-
-    def pick(values):
-        return None if values is None else values[rows]
-
-    return dataclasses.replace(
-        pixels,
-        image_ids=[pixels.image_ids[i] for i in keep],
-        sizes=pixels.sizes[keep],
-        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        y=pick(pixels.y),
-        x=pick(pixels.x),
-        label=pick(pixels.label),
-        predicted=pick(pixels.predicted),
-    )
 
 
 @dataclass
@@ -241,18 +197,6 @@ def run_label(options: LabelOptions) -> LabelResult:
     return result
 
 
-def read_earlier_labels(merge: Path, chosen: PixelSet, selection: Path) -> PixelSet:
-    """--merge: the labels of earlier rounds, of the selection's class set."""
-    earlier = artifacts.read_pixel_set(merge, "labels")
-    if earlier.class_set != chosen.class_set:
-        raise LaborError(
-            f"{merge}: labels use class set {earlier.class_set}, but the selection {selection} uses {chosen.class_set}"
-        )
-    check_class_names(earlier, merge)
-    check_pixels(earlier, merge, "labels")
-    return earlier
-
-
 def answer_from_ground_truth(
     chosen: PixelSet, indices: list[int], dataset, options: LabelOptions
 ) -> GroundTruthAnswers:
@@ -360,66 +304,6 @@ def _match_masks(opened: artifacts.Masks, path: Path, chosen: PixelSet, selectio
     return rows
 
 
-def merge_pixel_sets(earlier: PixelSet, fresh: PixelSet, index_of) -> tuple[PixelSet, int]:
-    """The union of two labels sets: images of both in the dataset's order (``index_of``); per
-    image the earlier pixels first, then the new ones not already there (the earlier answer wins).
-    Returns the union and how many new pixels were already labeled."""
-    earlier_at = {image_id: i for i, image_id in enumerate(earlier.image_ids)}
-    fresh_at = {image_id: i for i, image_id in enumerate(fresh.image_ids)}
-    order = sorted(set(earlier_at) | set(fresh_at), key=index_of)
-    keep_predicted = earlier.predicted is not None or fresh.predicted is not None
-
-    def predicted_of(pixels: PixelSet, rows: slice) -> np.ndarray:
-        if pixels.predicted is None:
-            return np.full(rows.stop - rows.start, IGNORE_INDEX, dtype=np.uint8)
-        return np.asarray(pixels.predicted[rows], dtype=np.uint8)
-
-    sizes, counts, ys, xs, labels, predicted = [], [], [], [], [], []
-    already = 0
-    for image_id in order:
-        parts = 0
-        if image_id in earlier_at:
-            i = earlier_at[image_id]
-            rows = earlier.pixels_of(i)
-            size = earlier.sizes[i]
-            ys.append(earlier.y[rows]), xs.append(earlier.x[rows]), labels.append(earlier.label[rows])
-            predicted.append(predicted_of(earlier, rows))
-            parts += rows.stop - rows.start
-        if image_id in fresh_at:
-            j = fresh_at[image_id]
-            rows = fresh.pixels_of(j)
-            size = fresh.sizes[j]
-            new = np.ones(rows.stop - rows.start, dtype=bool)
-            if image_id in earlier_at:
-                old_rows = earlier.pixels_of(earlier_at[image_id])
-                new = ~np.isin(
-                    linear_index(fresh.y[rows], fresh.x[rows], size),
-                    linear_index(earlier.y[old_rows], earlier.x[old_rows], size),
-                )
-                already += int((~new).sum())
-            ys.append(fresh.y[rows][new]), xs.append(fresh.x[rows][new]), labels.append(fresh.label[rows][new])
-            predicted.append(predicted_of(fresh, rows)[new])
-            parts += int(new.sum())
-        sizes.append(size)
-        counts.append(parts)
-
-    def joined(parts: list, dtype) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
-
-    union = PixelSet(
-        image_ids=order,
-        sizes=np.asarray(sizes, dtype=np.int32).reshape(-1, 2),
-        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        y=joined(ys, np.int32),
-        x=joined(xs, np.int32),
-        label=joined(labels, np.uint8),
-        class_set=fresh.class_set,
-        class_names=list(fresh.class_names),
-        predicted=joined(predicted, np.uint8) if keep_predicted else None,
-    )
-    return union, already
-
-
 def print_label(result: LabelResult) -> None:
     merged = f", {result.already_labeled} of them already labeled" if result.merged_from is not None else ""
     stdout.print(
@@ -494,14 +378,3 @@ def print_comparison(result: LabelResult) -> None:
         if row["labels_percent"] or row["predicted_area_percent"]:
             classes.add_row(name, percent(row["labels_percent"]), percent(row["predicted_area_percent"]))
     stdout.print(classes)
-
-
-def print_class_table(round_counts: dict[str, int], total_counts: dict[str, int] | None) -> None:
-    columns = ["class", "this round"] + (["total"] if total_counts is not None else [])
-    table = Table(*columns)
-    for name, count in round_counts.items():
-        total = total_counts[name] if total_counts is not None else 0
-        if count or total:
-            table.add_row(name, str(count), *([str(total)] if total_counts is not None else []))
-    if table.row_count:
-        stdout.print(table)

@@ -1,12 +1,9 @@
 """labor predict: model A's prediction of every image of a split, labels or not, as PNGs that the
 Cityscapes evaluator and benchmark server take.
 
-cityscapesScripts' evalPixelLevelSemanticLabeling.getPrediction finds the prediction of ground
-truth ``{city}_{seq}_{frame}_gtFine_labelIds.png`` as the one file matching
-``{city}_{seq}_{frame}*.png`` anywhere under the results folder, so each prediction is written
-as ``{city}_{seq}_{frame}_pred_labelIds.png`` (:func:`cityscapes_prediction_name`), in Cityscapes
+Each prediction is named as cityscapesScripts matches it (labor_cli/predictions.py), in Cityscapes
 label ids, at the image's own size. Colour PNGs go to a folder of their own: beside the label-id
-ones the evaluator would find two files per image. Other dataset kinds get ``{id}_pred_labelIds.png``.
+ones the evaluator would find two files per image.
 A ``predictions.json`` beside them says how they were made.
 """
 
@@ -26,59 +23,15 @@ from labor_cli import __version__, artifacts
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import class_colours, index_to_label_id
-from labor_cli.data.transforms import ImageNormalizer
+from labor_cli.data.views import ExtractionView
 from labor_cli.drawing import check_output_folder, output_folder
 from labor_cli.errors import LaborUsageError
-from labor_cli.models import fold_frozen_batchnorm
+from labor_cli.inference import prepare_inference
 from labor_cli.options import PredictOptions, resolve_workers
+from labor_cli.predictions import cityscapes_prediction_name
 from labor_cli.protocols import LABOR, ProtocolView, get_protocol, load_ensemble, predict_classes
-from labor_cli.runtime import (
-    CompileFallback,
-    configure_backends,
-    memory_format,
-    resolve_compile,
-    resolve_device,
-    resolve_precision,
-)
-from labor_cli.stages.extract import ExtractionView
 
 RECORD_FILE = "predictions.json"
-
-
-def cityscapes_prediction_name(image_id: str, colour: bool = False) -> str:
-    """'frankfurt/frankfurt_000000_000294' -> 'frankfurt_000000_000294_pred_labelIds.png' (or
-    '..._pred_color.png'): the image's own base name first, as cityscapesScripts matches it."""
-    base = image_id.replace("\\", "/").rsplit("/", 1)[-1]
-    return f"{base}_pred_{'color' if colour else 'labelIds'}.png"
-
-
-@dataclass
-class Inference:
-    """Model A of each checkpoint (--model, and --ensemble's) ready to predict: BN folded, on the
-    device, in its memory format; and their input normaliser."""
-
-    models: list[torch.nn.Module]
-    device: torch.device
-    precision: str
-    normalize: ImageNormalizer
-    compiled: CompileFallback
-
-
-def prepare_inference(checkpoints: list, device: str, precision: str, compile: str, rank=None) -> Inference:
-    """What predict and evaluate do before their loops: fold FrozenBN (inference only, never saved),
-    move each A to the device in its memory format, cuDNN autotuning, torch.compile if asked."""
-    torch_device = resolve_device(device, rank)
-    fmt = memory_format(torch_device)
-    models = []
-    for checkpoint in checkpoints:
-        model = checkpoint.networks.segmenter
-        fold_frozen_batchnorm(model)
-        models.append(model.to(torch_device, memory_format=fmt).eval())
-    configure_backends(torch_device)
-    called = [module for model in models for module in model.called_modules()]
-    compiled = CompileFallback(called, resolve_compile(compile, torch_device, training=False))
-    precision = resolve_precision(precision, torch_device)
-    return Inference(models, torch_device, precision, ImageNormalizer(torch_device, fmt), compiled)
 
 
 @dataclass

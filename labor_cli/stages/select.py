@@ -87,13 +87,6 @@ def check_balance_power(power: float) -> None:
         raise LaborUsageError(f"--balance-power must be in [0, 4] (1: as random, 0: equal per class), got {power}")
 
 
-def excluded_linear(masks: artifacts.Masks, i: int, shape) -> np.ndarray:
-    """Image i's pixels labeled in earlier rounds, as sorted linear indices."""
-    rows = masks.rows("excluded", i)
-    linear = selection.linear_index(rows["y"], rows["x"], shape)
-    return np.unique(linear)
-
-
 def _check_uncertain_stored(masks: artifacts.Masks, masks_path: Path, wanted: np.ndarray) -> None:
     """Entropy mode reads A's stored most-uncertain pixels: refuse a budget larger than what was stored."""
     stored = np.diff(masks.groups["uncertain"]["offsets"])
@@ -233,7 +226,7 @@ def choose_all(
 def choose(masks: artifacts.Masks, i: int, options: SelectOptions, wanted: int, min_spacing: float) -> selection.Chosen:
     """Image ``i``'s pixels as the mode chooses them (ValueError for damaged rows)."""
     shape = (int(masks.sizes[i, 0]), int(masks.sizes[i, 1]))
-    excluded = excluded_linear(masks, i, shape)
+    excluded = selection.excluded_linear(masks, i, shape)
     if options.mode == "spl":
         return selection.spl_pixels(masks.mask(i), excluded)
     if options.mode == "ppl":

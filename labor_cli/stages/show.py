@@ -42,7 +42,7 @@ from labor_cli.drawing import (
 )
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.options import ShowOptions
-from labor_cli.stages.checks import artifact_kind, dataset_indices
+from labor_cli.pixel_sets import artifact_kind, dataset_indices
 
 SHOWN_KINDS = ("masks", "selection", "labels")
 

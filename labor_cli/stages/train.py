@@ -22,7 +22,7 @@ from labor_cli import artifacts
 from labor_cli.artifacts import Checkpoint, TrainingState, resume_path_for
 from labor_cli.data.datasets import default_class_set, open_dataset, parse_dataset_spec, skipped_files
 from labor_cli.data.labels import class_names
-from labor_cli.data.transforms import SegmentationView
+from labor_cli.data.views import SegmentationView
 from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError
 from labor_cli.history import loss_history_path

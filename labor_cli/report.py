@@ -14,6 +14,24 @@ def _pct(value: float) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
+def percent(value: float | None) -> str:
+    """A percentage to one decimal, or two below 1% (a 40-point selection holds a fraction of a percent)."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}%" if abs(value) < 1 else f"{value:.1f}%"
+
+
+def print_class_table(round_counts: dict[str, int], total_counts: dict[str, int] | None) -> None:
+    columns = ["class", "this round"] + (["total"] if total_counts is not None else [])
+    table = Table(*columns)
+    for name, count in round_counts.items():
+        total = total_counts[name] if total_counts is not None else 0
+        if count or total:
+            table.add_row(name, str(count), *([str(total)] if total_counts is not None else []))
+    if table.row_count:
+        stdout.print(table)
+
+
 def print_toy_summary(directory: Path, summary: dict) -> None:
     counts = ", ".join(f"{name} {count}" for name, count in summary.get("counts", {}).items())
     stdout.print(f"toy domain pair in {directory}: {counts} ({summary.get('seconds', 0):.1f} s)")

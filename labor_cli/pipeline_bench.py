@@ -165,6 +165,7 @@ def made_up_rows(prediction: np.ndarray, other: np.ndarray, seed: int = 0, per_c
         "runner_up": runner_up,
         "mask_packed": np.packbits(mask.reshape(-1)),
         "mask_by_class": np.bincount(prediction[mask], minlength=classes).astype(np.int64),
+        "differ_pixels": int(mask.sum()),
     }
 
 

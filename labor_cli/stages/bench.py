@@ -703,7 +703,7 @@ def _masks_consumer(dataset, output: Path):
     names = list(class_names("cityscapes19"))
     checkpoint = artifacts.Checkpoint(None, "cityscapes19", names, None, None, {})  # what write_masks reads of it
     sizes = np.array([dataset.image_size(i)[::-1] for i in range(len(dataset))], dtype=np.int64)
-    inputs = ExtractionInputs(checkpoint, dataset, sizes, {}, [])
+    inputs = ExtractionInputs(checkpoint, dataset, sizes, {}, [], mask_share=0.0)
     options = ExtractOptions(model=Path("none"), target=dataset.spec, output=output, quiet=True, force=True)
     resume_path = output.with_name(output.name + ".resume")
 

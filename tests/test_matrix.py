@@ -449,11 +449,22 @@ def test_a_file_that_changes_under_a_worker(tmp_path, capsys, chain, monkeypatch
                 victim.chmod(0)
             return real_item(self, i)
 
-        def refusing_open(fp, *args, **kwargs):  # root reads a mode-000 file anyway: refuse it as for anyone else
-            if os.geteuid() == 0 and Path(str(fp)) == victim and victim.stat().st_mode & 0o777 == 0:
+        def refused(fp) -> bool:  # root reads a mode-000 file anyway: refuse it as for anyone else
+            return os.geteuid() == 0 and Path(str(fp)) == victim and victim.stat().st_mode & 0o777 == 0
+
+        def refusing_open(fp, *args, **kwargs):
+            if refused(fp):
                 raise PermissionError(errno.EACCES, "Permission denied", str(fp))
             return real_open(fp, *args, **kwargs)
 
+        real_read_bytes = Path.read_bytes
+
+        def refusing_read_bytes(path):  # how the images' libpng path reads a file
+            if refused(path):
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real_read_bytes(path)
+
+        monkeypatch.setattr(Path, "read_bytes", refusing_read_bytes)
         monkeypatch.setattr(FullLabelView, "__getitem__", item)
         monkeypatch.setattr(Image, "open", refusing_open)
     out = tmp_path / "out"

@@ -96,7 +96,7 @@ def test_end_to_end_extraction_separates_startup_from_the_steady_rate_and_profil
     json.dumps(result, allow_nan=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e2e-ops.txt", "e2e-stacks.txt", "e2e-trace.json.gz"]
     stacks = (tmp_path / "e2e-stacks.txt").read_text()
-    assert "MainThread" in stacks and "(extract.py:" in stacks
+    assert "MainThread" in stacks and "(scores.py:" in stacks
 
 
 def test_stack_sampler_says_where_each_thread_waits():

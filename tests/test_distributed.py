@@ -14,8 +14,8 @@ import torch
 from conftest import tiny_train_config, warmup_options
 
 from labor_cli import artifacts, distributed
-from labor_cli.distributed import Rank
 from labor_cli.data.views import ShardBatches
+from labor_cli.distributed import Rank
 from labor_cli.stages.train import resume_path_for, run_training_stage
 from labor_cli.training import StreamSampler
 

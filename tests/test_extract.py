@@ -5,8 +5,8 @@ import torch
 from labor_cli import artifacts
 from labor_cli.artifacts import unpack_mask
 from labor_cli.errors import LaborError
-from labor_cli.options import EvaluateOptions, ExtractOptions
 from labor_cli.extraction.scores import extract_image, most_uncertain, pack_bits, prototype_candidates
+from labor_cli.options import EvaluateOptions, ExtractOptions
 from labor_cli.stages.extract import run_extract
 
 

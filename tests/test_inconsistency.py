@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from labor_cli.artifacts import unpack_mask
-from labor_cli.inconsistency import budget_pixels, budget_share, head_discrepancy, within_budget
 from labor_cli.extraction.scores import extract_image
+from labor_cli.inconsistency import budget_pixels, budget_share, head_discrepancy, within_budget
 
 
 def test_budget_pixels_rounds_down_and_zero_means_no_budget():

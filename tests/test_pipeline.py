@@ -150,9 +150,9 @@ def test_extract_writes_what_the_plain_loader_and_writer_gave(tmp_path, warm_che
     plain way makes (Pillow's decode and resize, a contiguous copy, each image's rows as they are):
     the artifact's maps and rows are byte-identical. Rows are stored in small blocks here."""
     import labor_cli.artifacts.masks as masks_module
-    from labor_cli.options import ExtractOptions
     from labor_cli.extraction.scores import Budgets, batch_extractor
     from labor_cli.inference import inference_networks
+    from labor_cli.options import ExtractOptions
     from labor_cli.stages.extract import open_inputs, run_extract
 
     monkeypatch.setattr(masks_module, "ROWS_PER_BLOCK", 300)
@@ -235,7 +235,7 @@ def test_masks_writer_stores_every_row_across_blocks_saves_and_a_reopening(tmp_p
             for group, fields in artifacts.MASK_GROUPS.items():
                 start, stop = f[group]["offsets"][i], f[group]["offsets"][i + 1]
                 for name in fields:
-                    expected = np.asarray(rows.groups[group][name], dtype=artifacts.MASK_DTYPES[name])
+                    expected = np.asarray(rows[group][name], dtype=artifacts.MASK_DTYPES[name])
                     np.testing.assert_array_equal(f[group][name][start:stop], expected, err_msg=f"{group}/{name} {i}")
 
 

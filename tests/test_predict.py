@@ -175,6 +175,7 @@ def test_folders_are_checked_before_any_work(tmp_path, warm_checkpoint, toy_targ
 def test_evaluate_writes_its_prediction_folders_whole_or_not_at_all(tmp_path, warm_checkpoint, toy_target, monkeypatch):
     """evaluate --predictions/--colour fill temporary folders: a Ctrl-C after the first image leaves no
     folder (and no .partial) behind, and --force replaces an earlier folder whole, as predict does."""
+    from labor_cli import predictions
     from labor_cli.options import EvaluateOptions
     from labor_cli.stages import evaluate
 
@@ -183,7 +184,7 @@ def test_evaluate_writes_its_prediction_folders_whole_or_not_at_all(tmp_path, wa
             model=warm_checkpoint, target=toy_target, output=tmp_path / "eval.h5", device="cpu", quiet=True, **given
         )
 
-    write = evaluate.write_prediction_pngs
+    write = predictions.write_prediction_pngs
     calls = []
 
     def interrupted_after_one(*args):
@@ -191,11 +192,11 @@ def test_evaluate_writes_its_prediction_folders_whole_or_not_at_all(tmp_path, wa
             raise KeyboardInterrupt
         calls.append(write(*args))
 
-    monkeypatch.setattr(evaluate, "write_prediction_pngs", interrupted_after_one)
+    monkeypatch.setattr(predictions, "write_prediction_pngs", interrupted_after_one)
     with pytest.raises(KeyboardInterrupt):
         evaluate.run_evaluate(options(workers=0, predictions=tmp_path / "ids", colour=tmp_path / "colour"))
     assert calls and sorted(p.name for p in tmp_path.iterdir()) == []
-    monkeypatch.setattr(evaluate, "write_prediction_pngs", write)
+    monkeypatch.setattr(predictions, "write_prediction_pngs", write)
 
     (tmp_path / "ids").mkdir()
     (tmp_path / "ids" / "earlier.png").write_bytes(b"")

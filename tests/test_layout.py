@@ -1,0 +1,45 @@
+"""The package's shape: command drivers in labor_cli/stages/ never import each other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import labor_cli
+
+STAGES = Path(labor_cli.__file__).parent / "stages"
+
+# Drivers of drivers: the demo runs the whole chain, and bench times `labor extract` as a user
+# runs it (its end-to-end rows).
+MAY_RUN_STAGES = {"demo": {"evaluate", "extract", "label", "select", "train"}, "bench": {"extract"}}
+
+
+def stages_imported_by(path: Path) -> set[str]:
+    """The labor_cli.stages modules that ``path`` imports, anywhere in it (also inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level == 1:  # relative, inside labor_cli/stages/: from . import x, from .x import y
+                module = "labor_cli.stages" + (f".{module}" if module else "")
+            if module == "labor_cli.stages":
+                found |= {alias.name for alias in node.names}
+            elif module.startswith("labor_cli.stages."):
+                found.add(module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("labor_cli.stages.")}
+    return found
+
+
+def test_no_stage_imports_another():
+    stages = sorted(p for p in STAGES.glob("*.py") if p.stem != "__init__")
+    assert len(stages) >= 10
+    imports = {p.stem: stages_imported_by(p) - {p.stem} for p in stages}
+    allowed = {name: MAY_RUN_STAGES.get(name, set()) for name in imports}
+    assert {name: found - allowed[name] for name, found in imports.items() if found - allowed[name]} == {}
+
+
+def test_the_check_sees_an_import_inside_a_function(tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text("def f():\n    from labor_cli.stages.extract import run_extract\n    from . import select\n")
+    assert stages_imported_by(source) == {"extract", "select"}

@@ -3,7 +3,7 @@
 torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; :func:`start` reads them, joins the process group
 (NCCL on CUDA, gloo on the CPU) and yields a :class:`Rank` that the stages receive explicitly.
 Without torchrun it yields ``Rank()`` and creates no process group, and every helper below does
-nothing: one process behaves exactly as before. Under torchrun even one process joins a group
+nothing: one process runs as if distributed training did not exist. Under torchrun even one process joins a group
 (of one), so that ``torchrun --nproc_per_node 1`` checks the multi-process path on a machine
 with one GPU.
 

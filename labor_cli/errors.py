@@ -1,4 +1,4 @@
-"""The two kinds of error a user can cause; the CLI turns them into one line and an exit code."""
+"""The errors a user can cause; the CLI turns each into one line and its exit code."""
 
 
 class LaborError(Exception):

@@ -664,7 +664,7 @@ def read_rgb(path: Path) -> np.ndarray:
     TorchCodec's libpng straight into the array: their samples are the pixels, so there is no
     conversion to differ on, and Pillow's copies of the image (its own buffer, then the array)
     are skipped (``labor bench --pipeline`` times both). Other files, one larger than Pillow's
-    decompression-bomb limit, and one that libpng refuses are read by Pillow as before."""
+    decompression-bomb limit, and one that libpng refuses are read by Pillow."""
     data = path.read_bytes()
     if _plain_rgb_png(data):
         from torchcodec.decoders import decode_png as torchcodec_decode_png

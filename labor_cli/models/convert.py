@@ -57,7 +57,6 @@ FORMATS = {
     "deeplab": "a DeepLab-v2 initialisation with Scale.-prefixed keys (DeepLab_resnet_pretrained_*.pth)",
     "ripu": "a RIPU checkpoint (feature_extractor + classifier)",
 }
-CAFFE_FORMATS = ("adaptsegnet", "advent", "deeplab")
 DEEPLAB_DILATIONS = (6, 12, 18, 24)  # the four ASPP branches of DeepLab-v2's classifier, in all three codes
 DILATIONS_OF_FORMAT = {"adaptsegnet": (6, 12)}  # the branches a format's classifier sums, where not all four
 ARCH_OF_BLOCKS = {(3, 4, 23, 3): "deeplabv2-r101", (3, 4, 6, 3): "deeplabv2-r50"}

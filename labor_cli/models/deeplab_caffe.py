@@ -27,7 +27,6 @@ from labor_cli.models.deeplab import FrozenBN
 
 # The BGR mean DeepLab-v2's Caffe models subtract (AdaptSegNet's and ADVENT's IMG_MEAN).
 CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
-BACKBONE_LAYOUTS = ("torchvision", "caffe")
 BLOCKS = {"deeplabv2-r101": (3, 4, 23, 3), "deeplabv2-r50": (3, 4, 6, 3)}
 
 

@@ -23,8 +23,8 @@ DOMAINS = ("source", "target")
 TARGET_STYLES = {"photo": PHOTO_STYLE, "night": NIGHT_STYLE}
 SHIFTS = tuple(TARGET_STYLES)
 STYLES = {"source": SOURCE_STYLE, "target": PHOTO_STYLE}  # the default pair's
-# Each style draws its images from its own random streams (the photo target's is 1, as it was
-# before there was more than one target), so no two styles share a street.
+# Each style draws its images from its own random stream, so no two styles share a street; the
+# numbers are part of every drawn pair's bytes (same seed, same bytes), so they never change.
 _STREAMS = {"source": 0, "photo": 1, "night": 2}
 
 

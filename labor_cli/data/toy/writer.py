@@ -168,8 +168,8 @@ def _target_paths(split: str, n: int) -> list[tuple[str, str]]:
 
 
 def _dataset_json(name: str, size: tuple[int, int] | None, seed: int, shift: str | None = None) -> str:
-    """A labor-dataset.json; ``shift`` is recorded for a target other than the photo one (whose
-    file stays as it was before there were other targets: no key means "photo"). ``size`` None:
+    """A labor-dataset.json; ``shift`` is recorded for a target other than the photo one (no key
+    means "photo", so the photo pair's file, and its bytes, name no shift). ``size`` None:
     no train_size, so the stages train at the dataset kind's protocol size."""
     settings: dict = {"name": name}
     if size is not None:

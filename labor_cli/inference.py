@@ -1,6 +1,8 @@
-"""The networks of a checkpoint made ready to infer: FrozenBN folded into the convolutions
-(inference only, and these weights are never saved), on the device in its memory format, in
-eval mode, cuDNN autotuned and compiled if asked (extract, evaluate, predict)."""
+"""A checkpoint's networks made ready to infer (extract, evaluate, predict).
+
+FrozenBN is folded into the convolutions (inference only, and these weights are never saved);
+the networks go to the device in its memory format, in eval mode, cuDNN autotuned and compiled
+if asked."""
 
 from __future__ import annotations
 

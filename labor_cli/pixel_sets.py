@@ -1,5 +1,6 @@
-"""What the stages do with pixel sets (selections and labels; labor_cli.artifacts.pixel_sets
-stores them): checks of an artifact's kind, class names and pixels (inside their images, each
+"""What the stages do with pixel sets: selections and labels.
+
+labor_cli.artifacts.pixel_sets stores them; here are checks of an artifact's kind, class names and pixels (inside their images, each
 listed once), its images matched with a dataset's by id and size, the answer statistics label
 and import share, and the set operations of the rounds (a merge, images left out)."""
 

@@ -1,5 +1,6 @@
-"""Evaluation protocols: how a published code turns an image into a class map when it scores a
-model, as data, so that `labor evaluate` and `labor predict` can score a converted checkpoint the
+"""Evaluation protocols: how each published code turns an image into a class map, as data.
+
+With them `labor evaluate` and `labor predict` can score a converted checkpoint the
 way its authors did (docs/method.md, "Evaluation protocols", has the table and the files read).
 
 A protocol fixes what happens around the network:

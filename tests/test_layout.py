@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import labor_cli
 
 STAGES = Path(labor_cli.__file__).parent / "stages"
@@ -43,3 +45,24 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path):
     source = tmp_path / "x.py"
     source.write_text("def f():\n    from labor_cli.stages.extract import run_extract\n    from . import select\n")
     assert stages_imported_by(source) == {"extract", "select"}
+
+
+def test_design_md_layout_is_the_trees_import_graph():
+    """docs/design.md's layout table is generated from the tree; `make design` rewrites it."""
+    import import_graph
+
+    design = import_graph.DESIGN.read_text()
+    assert import_graph.rewritten(design) == design, "docs/design.md's layout is stale: run `make design`"
+
+
+def test_the_import_graph_has_layers_and_refuses_a_cycle():
+    import import_graph
+
+    found = {"a.py": {"imports": {"b.py"}}, "b.py": {"imports": set()}, "c.py": {"imports": {"a.py", "b.py"}}}
+    assert import_graph.layers(found) == {"a.py": 1, "b.py": 0, "c.py": 2}
+    found["b.py"]["imports"] = {"c.py"}
+    with pytest.raises(ValueError, match="import cycle"):
+        import_graph.layers(found)
+    assert import_graph.room_of("labor_cli.artifacts.masks") == "artifacts/"
+    assert import_graph.room_of("labor_cli.stages.extract") == "stages/extract.py"
+    assert import_graph.room_of("labor_cli.data") == "data/"

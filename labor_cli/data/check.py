@@ -1,6 +1,6 @@
-"""labor data check KIND:PATH: is a dataset on disk what the stages will read?
+"""labor data check: is a dataset on disk what the stages will read?
 
-For every split (Cityscapes: each folder under leftImg8bit/ and gtFine/; the flat kinds: "all",
+``labor data check KIND:PATH``. For every split (Cityscapes: each folder under leftImg8bit/ and gtFine/; the flat kinds: "all",
 and each ``<split>.txt`` list in the root): image and label counts, images without a label and
 labels without an image, image sizes (from the PNG header, nothing decoded), labels whose size
 differs from their image, and label ids that the dataset's id table does not know. Labels are

@@ -1,5 +1,7 @@
-"""Datasets as the stages' loaders read them: torch Datasets of uint8 tensors (the device
-normalises them, ``transforms.ImageNormalizer``), and extraction's sampler, collation and loader.
+"""Datasets as the stages' loaders read them, and extraction's sampler, collation and loader.
+
+The views are torch Datasets of uint8 tensors; the device normalises them
+(``transforms.ImageNormalizer``).
 
 - ``SegmentationView``: training's images and labels at the training size (warmup, adapt).
 - ``ExtractionView``: images at the network's input size with their native size (extract,

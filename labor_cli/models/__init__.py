@@ -1,5 +1,7 @@
-"""The networks of LabOR (docs/method.md, "The networks"): segmentation model A, pixel selector B,
-discriminator D, and ``build_networks`` that makes all three from a small JSON-able config."""
+"""The networks of LabOR: segmentation model A, pixel selector B and discriminator D.
+
+``build_networks`` makes all three from a small JSON-able config (docs/method.md, "The networks");
+``convert`` reads the published codes' checkpoints."""
 
 from __future__ import annotations
 

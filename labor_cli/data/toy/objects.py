@@ -272,7 +272,7 @@ def draw_vehicle(
     if not sprite.visible:
         return
     glass, tyre = scene.pick_colour("glass", 6), scene.pick_colour("tyre", 3)
-    wheel_m = 0.35 if kind == "car" else 0.5
+    wheel_m = 0.35 if kind == "car" else 0.5  # wheel radius in metres
     vehicle = Vehicle(
         sprite=sprite,
         label=LABEL_ID[kind],

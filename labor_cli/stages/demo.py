@@ -49,24 +49,33 @@ def training_options(options_class: type, preset: str, demo: DemoOptions, iterat
     return build(options_class, {**from_preset, **overrides, **values})
 
 
-def run_demo(demo: DemoOptions) -> list[DemoRow]:
-    from labor_cli.data.toy import make_toy_pair
-    from labor_cli.stages.evaluate import run_evaluate
-    from labor_cli.stages.extract import run_extract
-    from labor_cli.stages.label import run_label
-    from labor_cli.stages.select import run_select
-    from labor_cli.stages.train import run_training_stage
+@dataclass
+class DemoRun:
+    """The demo's steps in one work folder: each writes one artifact there, and is skipped when
+    that artifact exists."""
 
-    workdir = Path(demo.workdir)
-    if demo.force and workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    data = workdir / "toy"
-    source, target = f"gta5:{data / 'source'}", f"cityscapes:{data / 'target'}"
-    common = dict(device="auto", quiet=demo.quiet, workers=demo.workers)
-    started = time.perf_counter()
+    demo: DemoOptions
+    workdir: Path
 
-    def step(title: str, output: Path, make) -> Path:
+    @property
+    def data(self) -> Path:
+        return self.workdir / "toy"
+
+    @property
+    def source(self) -> str:
+        return f"gta5:{self.data / 'source'}"
+
+    @property
+    def target(self) -> str:
+        return f"cityscapes:{self.data / 'target'}"
+
+    @property
+    def common(self) -> dict:
+        """The options every training and inference stage of the demo shares."""
+        return dict(device="auto", quiet=self.demo.quiet, workers=self.demo.workers)
+
+    def step(self, title: str, output: Path, make) -> Path:
+        """``output``, made by ``make()`` unless it exists."""
         if output.exists():
             stderr.print(f"[dim]{title}: {output} exists, kept[/dim]")
         else:
@@ -74,98 +83,94 @@ def run_demo(demo: DemoOptions) -> list[DemoRow]:
             make()
         return output
 
-    def evaluate(model: Path, name: str) -> Path:
-        output = workdir / f"eval-{name}.h5"
-        return step(
-            f"evaluate {name}",
+    def draw_toy_pair(self) -> Path:
+        from labor_cli.data.toy import make_toy_pair
+
+        return self.step(
+            "drawing the toy domain pair", self.data, lambda: make_toy_pair(self.data, seed=self.demo.seed)
+        )
+
+    def warmup(self) -> Path:
+        """The model trained on source labels with adversarial alignment to the target."""
+        from labor_cli.stages.train import run_training_stage
+
+        output = self.workdir / "warmup.h5"
+        options = dict(source=self.source, target=self.target, output=output, **self.common)
+        return self.step(
+            "warmup (source labels + adversarial alignment)",
             output,
-            lambda: run_evaluate(EvaluateOptions(model=model, target=target, split="val", output=output, **common)),
-        )
-
-    step("drawing the toy domain pair", data, lambda: make_toy_pair(data, seed=demo.seed))
-    warm = step(
-        "warmup (source labels + adversarial alignment)",
-        workdir / "warmup.h5",
-        lambda: run_training_stage(
-            training_options(
-                WarmupOptions,
-                "toy-warmup",
-                demo,
-                demo.warmup_iters,
-                source=source,
-                target=target,
-                output=workdir / "warmup.h5",
-                **common,
-            )
-        ),
-    )
-    rows = [
-        DemoRow(
-            "adversarial warmup (no target labels)", 0.0, _miou(evaluate(warm, "warmup")), workdir / "eval-warmup.h5"
-        )
-    ]
-    masks = step(
-        "extract masks",
-        workdir / "masks.h5",
-        lambda: run_extract(ExtractOptions(model=warm, target=target, output=workdir / "masks.h5", **common)),
-    )
-
-    def labeled_round(name: str, select_options: dict) -> tuple[Path, Path]:
-        """select -> label -> adapt from the warmup; the labels and the adapted checkpoint."""
-        selection = step(
-            f"select {name}",
-            workdir / f"selection-{name}.h5",
-            lambda: run_select(
-                SelectOptions(
-                    masks=masks,
-                    output=workdir / f"selection-{name}.h5",
-                    seed=demo.seed,
-                    quiet=demo.quiet,
-                    **select_options,
-                )
-            ),
-        )
-        labels = step(
-            f"label {name}",
-            workdir / f"labels-{name}.h5",
-            lambda: run_label(
-                LabelOptions(
-                    selection=selection,
-                    target=target,
-                    output=workdir / f"labels-{name}.h5",
-                    masks=masks,
-                    quiet=demo.quiet,
-                )
-            ),
-        )
-        model = step(
-            f"adapt {name}",
-            workdir / f"adapt-{name}.h5",
             lambda: run_training_stage(
-                training_options(
-                    AdaptOptions,
-                    "toy-adapt",
-                    demo,
-                    demo.adapt_iters,
-                    model=warm,
-                    labels=labels,
-                    source=source,
-                    target=target,
-                    output=workdir / f"adapt-{name}.h5",
-                    **common,
-                )
+                training_options(WarmupOptions, "toy-warmup", self.demo, self.demo.warmup_iters, **options)
             ),
+        )
+
+    def evaluate(self, model: Path, name: str) -> Path:
+        from labor_cli.stages.evaluate import run_evaluate
+
+        output = self.workdir / f"eval-{name}.h5"
+        options = dict(model=model, target=self.target, split="val", output=output, **self.common)
+        return self.step(f"evaluate {name}", output, lambda: run_evaluate(EvaluateOptions(**options)))
+
+    def extract(self, model: Path) -> Path:
+        """The masks that every selection round picks from."""
+        from labor_cli.stages.extract import run_extract
+
+        output = self.workdir / "masks.h5"
+        options = dict(model=model, target=self.target, output=output, **self.common)
+        return self.step("extract masks", output, lambda: run_extract(ExtractOptions(**options)))
+
+    def labeled_round(self, name: str, select_options: dict, warm: Path, masks: Path) -> tuple[Path, Path]:
+        """select -> label -> adapt from the warmup; the labels and the adapted checkpoint."""
+        from labor_cli.stages.label import run_label
+        from labor_cli.stages.select import run_select
+        from labor_cli.stages.train import run_training_stage
+
+        demo, workdir = self.demo, self.workdir
+        selection = workdir / f"selection-{name}.h5"
+        select = dict(masks=masks, output=selection, seed=demo.seed, quiet=demo.quiet, **select_options)
+        self.step(f"select {name}", selection, lambda: run_select(SelectOptions(**select)))
+        labels = workdir / f"labels-{name}.h5"
+        label = dict(selection=selection, target=self.target, output=labels, masks=masks, quiet=demo.quiet)
+        self.step(f"label {name}", labels, lambda: run_label(LabelOptions(**label)))
+        model = workdir / f"adapt-{name}.h5"
+        adapt = dict(model=warm, labels=labels, source=self.source, target=self.target, output=model, **self.common)
+        self.step(
+            f"adapt {name}",
+            model,
+            lambda: run_training_stage(training_options(AdaptOptions, "toy-adapt", demo, demo.adapt_iters, **adapt)),
         )
         return labels, model
 
-    for name, title, select_options in (
-        ("ppl", f"LabOR-PPL ({demo.points} points / image)", {"mode": "ppl", "points": demo.points}),
-        ("random", f"random ({demo.points} points / image)", {"mode": "random", "points": demo.points}),
-        ("balanced", f"ours: balanced ({demo.points} points / image)", {"mode": "balanced", "points": demo.points}),
-    ):
-        labels, model = labeled_round(name, select_options)
+
+def labeled_methods(demo: DemoOptions) -> tuple[tuple[str, str, dict], ...]:
+    """The methods compared at the same budget: their artifacts' name, their row's title and their
+    `labor select` options."""
+    points = demo.points
+    return (
+        ("ppl", f"LabOR-PPL ({points} points / image)", {"mode": "ppl", "points": points}),
+        ("random", f"random ({points} points / image)", {"mode": "random", "points": points}),
+        ("balanced", f"ours: balanced ({points} points / image)", {"mode": "balanced", "points": points}),
+    )
+
+
+def run_demo(demo: DemoOptions) -> list[DemoRow]:
+    """Every step of the demo (those whose artifact exists skipped) and the table's rows."""
+    workdir = Path(demo.workdir)
+    if demo.force and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = DemoRun(demo, workdir)
+    started = time.perf_counter()
+    run.draw_toy_pair()
+    warm = run.warmup()
+    evaluation = run.evaluate(warm, "warmup")
+    rows = [DemoRow("adversarial warmup (no target labels)", 0.0, _miou(evaluation), evaluation)]
+    masks = run.extract(warm)
+    for name, title, select_options in labeled_methods(demo):
+        labels, model = run.labeled_round(name, select_options, warm, masks)
         share = artifacts.read_pixel_set(labels, "labels").labeled_share()
-        rows.append(DemoRow(title, share, _miou(evaluate(model, name)), workdir / f"eval-{name}.h5"))
+        evaluation = run.evaluate(model, name)
+        rows.append(DemoRow(title, share, _miou(evaluation), evaluation))
     stderr.print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return rows
 

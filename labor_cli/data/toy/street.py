@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from labor_cli.data.toy.canvas import Sprite
@@ -49,19 +51,61 @@ def night_sky(scene: Scene, gradient: np.ndarray) -> np.ndarray:
     return glow
 
 
+@dataclass
+class Ground:
+    """The ground below the horizon, pixel by pixel from row ``top`` down: its depth ``z`` (h, 1),
+    its lateral position from the road's centre ``x_road`` (h, W), the canvas noise there, and
+    which pixels are road and sidewalk (the rest is terrain)."""
+
+    top: int
+    z: np.ndarray
+    x_road: np.ndarray
+    fine: np.ndarray
+    medium: np.ndarray
+    coarse: np.ndarray
+    road: np.ndarray
+    sidewalk: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.x_road.shape
+
+    def labels(self) -> np.ndarray:
+        label = np.full(self.shape, LABEL_ID["terrain"], np.uint8)
+        label[self.road] = LABEL_ID["road"]
+        label[self.sidewalk] = LABEL_ID["sidewalk"]
+        return label
+
+
 def draw_ground(scene: Scene) -> None:
     """Road (lanes, markings, a zebra crossing), sidewalks with a curb, and grass, with depth."""
-    canvas, camera, style = scene.canvas, scene.camera, scene.style
-    y0 = int(np.ceil(camera.horizon + 0.5))
-    if y0 >= canvas.height:
+    canvas = scene.canvas
+    ground = ground_below_horizon(scene)
+    if ground is None:
         return
-    v = canvas.ys[y0:]
-    z = camera.focal * camera.height / (v - camera.horizon)  # (h, 1)
-    x = (canvas.xs - camera.centre_x) * z / camera.focal  # (h, W)
-    x_road = x - scene.road_centre
-    fine, medium, coarse = canvas.fine[y0:], canvas.medium[y0:], canvas.coarse[y0:]
-    h = canvas.height - y0
-    label = np.full((h, canvas.width), LABEL_ID["terrain"], np.uint8)
+    label = ground.labels()
+    rgb = road_colours(scene, ground)
+    paint_sidewalks(scene, ground, rgb)
+    terrain = label == LABEL_ID["terrain"]
+    rgb[terrain] = terrain_colours(scene, ground)[terrain]
+    if scene.style.shadows and scene.rng.random() < scene.style.shadows:  # patches of shadow
+        shadow = ground.coarse > scene.rng.uniform(0.55, 0.7)
+        rgb[shadow] *= 0.72
+    h, w = ground.shape
+    canvas.paint(
+        (ground.top, canvas.height, 0, w), np.ones((h, w), bool), np.broadcast_to(ground.z, (h, w)), rgb, label
+    )
+
+
+def ground_below_horizon(scene: Scene) -> Ground | None:
+    """Where each pixel below the horizon meets the ground, and what is there; None when the
+    horizon is at or below the image's bottom."""
+    canvas, camera = scene.canvas, scene.camera
+    top = int(np.ceil(camera.horizon + 0.5))
+    if top >= canvas.height:
+        return None
+    z = camera.focal * camera.height / (canvas.ys[top:] - camera.horizon)  # (h, 1)
+    x_road = (canvas.xs - camera.centre_x) * z / camera.focal - scene.road_centre  # (h, W)
     left = x_road < 0
     sidewalk_width = np.where(left, scene.sidewalk[0], scene.sidewalk[1])
     terrain_width = np.where(left, scene.terrain[0], scene.terrain[1])
@@ -69,23 +113,35 @@ def draw_ground(scene: Scene) -> None:
     road = abs_x_road <= scene.road_half
     if scene.crossing is not None:
         road |= (z >= scene.crossing[0]) & (z <= scene.crossing[1])
-    is_sidewalk = ~road & (abs_x_road <= scene.road_half + sidewalk_width)
+    sidewalk = ~road & (abs_x_road <= scene.road_half + sidewalk_width)
     # beyond the sidewalk: terrain on green sides, more sidewalk in front of facades
-    beyond = ~road & ~is_sidewalk
+    beyond = ~road & ~sidewalk
     urban = np.where(left, scene.urban[0], scene.urban[1])
-    is_sidewalk |= beyond & urban & (terrain_width <= 0.01)
-    label[road] = LABEL_ID["road"]
-    label[is_sidewalk] = LABEL_ID["sidewalk"]
+    sidewalk |= beyond & urban & (terrain_width <= 0.01)
+    return Ground(
+        top,
+        z,
+        x_road,
+        fine=canvas.fine[top:],
+        medium=canvas.medium[top:],
+        coarse=canvas.coarse[top:],
+        road=road,
+        sidewalk=sidewalk,
+    )
 
-    rgb = np.empty((h, canvas.width, 3), np.float32)
-    # road: flat with fine grain, lane markings, zebra crossings
+
+def road_colours(scene: Scene, ground: Ground) -> np.ndarray:
+    """The whole ground coloured as road: flat with a fine grain, lane markings and zebra crossings
+    (the markings only on the road itself)."""
+    z, x_road, abs_x_road = ground.z, ground.x_road, np.abs(ground.x_road)
     road_rgb = scene.pick_colour("road")
-    grain = 1.0 + 0.05 * (fine - 0.5)
-    if style.road_patches:
-        grain = grain * (0.9 + 0.2 * coarse) * (1.0 + 0.1 * (medium - 0.5))
+    grain = 1.0 + 0.05 * (ground.fine - 0.5)
+    if scene.style.road_patches:
+        grain = grain * (0.9 + 0.2 * ground.coarse) * (1.0 + 0.1 * (ground.medium - 0.5))
+    rgb = np.empty(ground.shape + (3,), np.float32)
     rgb[:] = road_rgb * grain[..., None]
     marking = scene.pick_colour("marking", 4)
-    lane_lines = np.zeros_like(road)
+    lane_lines = np.zeros_like(ground.road)
     for boundary in scene.lanes[1:]:
         lane_lines |= (np.abs(x_road - (boundary - scene.road_half)) < 0.09) & (fractional(z / 9.0) < 0.45)
     lane_lines |= np.abs(abs_x_road - (scene.road_half - 0.35)) < 0.08
@@ -93,38 +149,30 @@ def draw_ground(scene: Scene) -> None:
         zebra = (z > scene.crossing[0] - 4.0) & (z < scene.crossing[0] - 1.0) & (fractional(x_road / 1.2) < 0.5)
         lane_lines |= zebra
         lane_lines &= ~((z >= scene.crossing[0]) & (z <= scene.crossing[1]) & (abs_x_road > scene.road_half))
-    lane_lines &= road
+    lane_lines &= ground.road
     rgb[lane_lines] = marking
+    return rgb
 
-    # sidewalk: tiles (source) or asphalt (target), a light curb along the road
+
+def paint_sidewalks(scene: Scene, ground: Ground, rgb: np.ndarray) -> None:
+    """Sidewalks into ``rgb``: tiles (source) or asphalt (target), a light curb along the road."""
+    z, abs_x_road, fine = ground.z, np.abs(ground.x_road), ground.fine
     sidewalk_rgb = scene.pick_colour("sidewalk")
-    if style.sidewalk_tiles:
+    if scene.style.sidewalk_tiles:
         fade = np.clip(1.0 - z / 35.0, 0, 1)
         tiles = (fractional((abs_x_road - scene.road_half) / 0.8) < 0.12) | (fractional(z / 0.8) < 0.12)
-        sidewalk_texture = 1.0 - 0.16 * tiles * fade + 0.03 * (fine - 0.5)
+        texture = 1.0 - 0.16 * tiles * fade + 0.03 * (fine - 0.5)
     else:
-        sidewalk_texture = (1.0 + 0.07 * (fine - 0.5)) * (0.94 + 0.12 * coarse)
-    sidewalk_px = sidewalk_rgb * sidewalk_texture[..., None]
-    rgb[is_sidewalk] = sidewalk_px[is_sidewalk]
-    curb = is_sidewalk & (abs_x_road < scene.road_half + 0.3)
+        texture = (1.0 + 0.07 * (fine - 0.5)) * (0.94 + 0.12 * ground.coarse)
+    rgb[ground.sidewalk] = (sidewalk_rgb * texture[..., None])[ground.sidewalk]
+    curb = ground.sidewalk & (abs_x_road < scene.road_half + 0.3)
     rgb[curb] = scene.pick_colour("curb", 4)
 
-    # terrain: grass with a medium grain
-    is_terrain = label == LABEL_ID["terrain"]
-    terrain_rgb = scene.pick_colour("terrain")
-    terrain_px = terrain_rgb * (0.88 + 0.16 * medium + 0.08 * (fine - 0.5))[..., None]
-    rgb[is_terrain] = terrain_px[is_terrain]
 
-    if style.shadows and scene.rng.random() < style.shadows:
-        shadow = canvas.coarse[y0:] > scene.rng.uniform(0.55, 0.7)
-        rgb[shadow] *= 0.72
-    canvas.paint(
-        (y0, canvas.height, 0, canvas.width),
-        np.ones((h, canvas.width), bool),
-        np.broadcast_to(z, (h, canvas.width)),
-        rgb,
-        label,
-    )
+def terrain_colours(scene: Scene, ground: Ground) -> np.ndarray:
+    """The whole ground coloured as grass, with a medium grain."""
+    terrain_rgb = scene.pick_colour("terrain")
+    return terrain_rgb * (0.88 + 0.16 * ground.medium + 0.08 * (ground.fine - 0.5))[..., None]
 
 
 def facade_texture(

@@ -20,6 +20,7 @@ from typing import Any
 
 from labor_cli import artifacts
 from labor_cli.console import stderr, stdout
+from labor_cli.option_machinery import build, values_from_file
 from labor_cli.options import (
     AdaptOptions,
     DemoOptions,
@@ -27,9 +28,8 @@ from labor_cli.options import (
     ExtractOptions,
     LabelOptions,
     SelectOptions,
+    ToyOptions,
     WarmupOptions,
-    build,
-    values_from_file,
 )
 
 
@@ -82,7 +82,7 @@ def run_demo(demo: DemoOptions) -> list[DemoRow]:
             lambda: run_evaluate(EvaluateOptions(model=model, target=target, split="val", output=output, **common)),
         )
 
-    step("drawing the toy domain pair", data, lambda: make_toy_pair(data, seed=demo.seed))
+    step("drawing the toy domain pair", data, lambda: make_toy_pair(ToyOptions(directory=data, seed=demo.seed)))
     warm = step(
         "warmup (source labels + adversarial alignment)",
         workdir / "warmup.h5",

@@ -1,7 +1,8 @@
 """The `labor` command: one thin function per subcommand, which hands its stage one options object.
 
 Each command's options are declared once, as a dataclass in labor_cli/options.py; ``command``
-turns that dataclass's fields into the command's typer options, so a new option is one field.
+turns that dataclass's fields into the command's typer options (labor_cli/option_machinery.py
+reads them), so a new option is one field.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any, Optional
 import typer
 
 from labor_cli import __version__
-from labor_cli import options as declarations
-from labor_cli.errors import Interrupted, LaborError, LaborUsageError
+from labor_cli.errors import Interrupted, LaborError
+from labor_cli.option_machinery import Declared, build, declared, values_from_file
 from labor_cli.options import (
     AdaptOptions,
     AnnotateOptions,
@@ -60,12 +61,12 @@ app.add_typer(data_app, name="data")
 # --- from declarations to typer parameters ----------------------------------------------------
 
 
-def _choice_type(option: declarations.Declared) -> type:
+def _choice_type(option: Declared) -> type:
     """An Enum of the option's choices: typer checks the value and exits 2 on a wrong one."""
     return enum.Enum(f"{option.name}_choices", {choice: choice for choice in option.spec.choices}, type=str)
 
 
-def typer_parameter(option: declarations.Declared) -> inspect.Parameter:
+def typer_parameter(option: Declared) -> inspect.Parameter:
     """One declared option as a typer parameter (text for options a parser reads, e.g. sizes)."""
     spec = option.spec
     annotation = option.type
@@ -87,17 +88,17 @@ def typer_parameter(option: declarations.Declared) -> inspect.Parameter:
 def options_from_command_line(ctx: typer.Context, options_class: type, values: dict[str, Any]) -> Any:
     """The command's options object: the command line wins over a --config file, which wins
     over the declared defaults."""
-    by_name = {option.name: option for option in declarations.declared(options_class)}
+    by_name = {option.name: option for option in declared(options_class)}
     values = {name: value.value if isinstance(value, enum.Enum) else value for name, value in values.items()}
     for name, value in values.items():
         if isinstance(value, str) and by_name[name].spec.parse is not None:
             values[name] = by_name[name].spec.parse(value, by_name[name].flag)
     if values.get("config_file"):
-        from_file = declarations.values_from_file(values["config_file"], options_class)
+        from_file = values_from_file(values["config_file"], options_class)
         for name, value in from_file.items():
             if ctx.get_parameter_source(name).name == "DEFAULT":
                 values[name] = value
-    return declarations.build(options_class, values)
+    return build(options_class, values)
 
 
 def command(name: str, options_class: type, parent: typer.Typer = app) -> Callable:
@@ -111,11 +112,12 @@ def command(name: str, options_class: type, parent: typer.Typer = app) -> Callab
             with output_locked(options), reported_interrupts(), out_of_memory_hint(options):
                 run(options)
 
-        options = sorted(declarations.declared(options_class), key=lambda o: (not o.spec.argument, not o.required))
+        options = sorted(declared(options_class), key=lambda o: (not o.spec.argument, not o.required))
         context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
         callback.__signature__ = inspect.Signature([context, *map(typer_parameter, options)])
         callback.__annotations__ = {}
         callback.__name__, callback.__doc__ = run.__name__, run.__doc__
+        callback.options_class = options_class  # what the command hands its stage
         parent.command(name)(callback)
         return run
 
@@ -197,15 +199,7 @@ def data_toy(options: ToyOptions) -> None:
     from labor_cli.data.toy import make_toy_pair
     from labor_cli.report import print_toy_summary
 
-    summary = make_toy_pair(
-        options.directory,
-        seed=options.seed,
-        size=options.size,
-        force=options.force,
-        shift=options.shift,
-        source_layout=options.source_layout,
-    )
-    print_toy_summary(options.directory, summary)
+    print_toy_summary(options.directory, make_toy_pair(options))
 
 
 @command("check", DataCheckOptions, parent=data_app)
@@ -371,73 +365,9 @@ def demo(options: DemoOptions) -> None:
 @command("bench", BenchOptions)
 def bench(options: BenchOptions) -> None:
     """Time the reference path (fp32, eager, channels-first) against the default path, side by side; with --pipeline, what extract does per image outside the networks (decode, resize, hand-off, post-processing, writing) instead."""
-    from labor_cli.runtime import resolve_device
-    from labor_cli.stages.bench import (
-        as_json,
-        bench_extract_end_to_end,
-        print_bench,
-        profile_bench,
-        run_bench,
-        speedups,
-    )
+    from labor_cli.stages.bench import print_bench_report, run_bench
 
-    if options.pipeline:  # the loader and the writer alone, the networks left out
-        from labor_cli.stages.bench import bench_pipeline, print_pipeline
-
-        if options.e2e_images or options.profile:
-            raise LaborUsageError(
-                "--pipeline times the loader and the writer alone: give --e2e-images and --profile in another run"
-            )
-        report = bench_pipeline(options.pipeline_images, options.pipeline_size, options.batch_size, options.device)
-        print_pipeline(report, options.as_json)
-        return
-    if options.profile and os.path.exists(options.profile) and not os.path.isdir(options.profile):  # before timing
-        raise LaborError(f"{options.profile}: is a file, expected a folder to write into")
-    results = run_bench(
-        options.arch, options.device, options.repeats, options.warmup, options.compile, options.selector_backbone
-    )
-    end_to_end = None
-    if options.e2e_images:
-        end_to_end = bench_extract_end_to_end(
-            options.arch,
-            options.device,
-            options.e2e_images,
-            declarations.resolve_workers(options.workers),
-            options.batch_size,
-            options.selector_backbone,
-            compile=options.compile,
-            profile_dir=options.profile,
-        )
-    if options.profile:  # after every timing: a profiler session on CUDA can slow what runs after it
-        profile_bench(
-            results, options.profile, options.arch, options.device, options.compile, options.selector_backbone
-        )
-    name = str(resolve_device(options.device))
-    if name.startswith("cuda"):
-        import torch
-
-        name = torch.cuda.get_device_name(resolve_device(options.device))
-    if options.as_json:
-        print(
-            json.dumps(
-                {
-                    "device": name,
-                    "results": as_json(results),
-                    "speedup": speedups(results),
-                    "extract_end_to_end": end_to_end,
-                },
-                indent=2,
-            )
-        )
-        return
-    print_bench(results, name)
-    if end_to_end:
-        print(
-            f"labor extract end to end: {end_to_end['images']} PNGs of {end_to_end['native_size'][1]}x"
-            f"{end_to_end['native_size'][0]}: {end_to_end['images_per_s']:.1f} images/s "
-            f"({end_to_end['steady_images_per_s'] or 0:.1f} steady, start-up {end_to_end['startup_s'] or 0:.1f} s), "
-            f"{end_to_end['bytes_per_image'] / 1024:.0f} KiB per image in the artifact"
-        )
+    print_bench_report(run_bench(options), options.as_json)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

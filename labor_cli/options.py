@@ -1,4 +1,4 @@
-"""Every option of every command, declared once.
+"""Every option of every command, declared once; labor_cli/option_machinery.py reads the declarations.
 
 A command's options are a dataclass (``ExtractOptions``, ...) whose fields are declared with
 :func:`option`: the type (the annotation), the default, the help, the flags, the choices, and
@@ -6,11 +6,14 @@ where the value may come from and go. Everything else derives from these declara
 
 - the command line: labor_cli/cli.py turns the fields into typer options (choices shown as
   ``[sgd|adamw]``), and each command hands its stage one filled-in dataclass;
+- the checks: each options dataclass checks its values when it is made (the declared ``min``,
+  and its ``check()`` for the rules that take more), so a stage never checks them again;
 - ``--config`` files (warmup, adapt): the keys are the field names; a key that is no option of
   the command, or one that only the command line may set (output, force, quiet, resume...), is
-  an error (:func:`values_from_file`);
-- the artifact's record of how it was made: :func:`stored_config` keeps the fields marked stored.
+  an error (``values_from_file``);
+- the artifact's record of how it was made: ``stored_config`` keeps the fields marked stored.
 
+The finite choices are declared here too, and the modules that act on them import them.
 Training's optimisation protocol is the group ``TrainConfig``, nested in ``WarmupOptions`` and
 ``AdaptOptions`` as ``train``; a field that belongs to some commands only names them (the
 pseudo-label weights: adapt). This module imports neither torch nor typer: ``--help`` stays fast.
@@ -20,19 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from labor_cli.compile_policy import COMPILE_HELP
 from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.option_machinery import OptionGroup, group, option, parse_size
 
-REQUIRED = dataclasses.MISSING  # an option without a default: the command line must give it
-
-# Finite choices. The modules that act on them (models, runtime, data.labels, data.toy) keep
-# their own tuples for their checks; tests/test_options.py keeps the two equal.
+# Finite choices, the one place each is spelt: the modules that act on them import them from here.
 ARCHS = ("deeplabv2-r101", "deeplabv2-r50", "small")
 SELECTOR_BACKBONES = ("separate", "shared")
 CLASS_SETS = ("cityscapes19", "synthia16")
@@ -47,50 +47,6 @@ PLOTS = ("curves", "budget", "classes")
 TOY_SHIFTS = ("photo", "night")
 EVALUATION_PROTOCOLS = ("labor", "adaptsegnet", "advent", "ripu")
 TOY_SOURCE_LAYOUTS = ("gta5", "synthia")
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """How one dataclass field is offered and recorded (the field's ``metadata["option"]``)."""
-
-    help: str
-    flags: tuple[str, ...] = ()  # () means --field-name
-    choices: tuple[str, ...] = ()
-    metavar: Optional[str] = None
-    parse: Optional[Callable[[str, str], Any]] = None  # (text, flag) -> value, for text from the command line or a file
-    min: Optional[int] = None  # checked by the command line (the stages check what they need themselves)
-    case_sensitive: bool = True
-    commands: tuple[str, ...] = ()  # () means every command whose options hold the field
-    in_file: bool = True  # may a --config file set it
-    stored: bool = True  # recorded in the artifact's config
-    stored_as: Optional[str] = None  # its key there, where that differs from the field's name
-    argument: bool = False  # positional, not an --option
-
-
-def option(*flags: str, default: Any = REQUIRED, help: str, **details: Any) -> Any:
-    """A dataclass field declared as a command option (see OptionSpec for ``details``).
-
-    A required option comes from the command line only, so never from a file."""
-    spec = OptionSpec(help=help, flags=flags, **details)
-    if default is REQUIRED:
-        return field(metadata={"option": dataclasses.replace(spec, in_file=False)})
-    return field(default=default, metadata={"option": spec})
-
-
-def group(options_class: type) -> Any:
-    """A dataclass field holding a nested group of options (``train``: a TrainConfig)."""
-    return field(default_factory=options_class, metadata={"group": True})
-
-
-def parse_size(text: str, flag: str) -> tuple[int, int]:
-    """'1024x512' -> (1024, 512) as (width, height)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise LaborUsageError(f"{flag} {text!r}: expected WIDTHxHEIGHT, e.g. 1024x512") from None
-    if width <= 0 or height <= 0:
-        raise LaborUsageError(f"{flag} {text!r}: width and height must be positive")
-    return width, height
 
 
 # --- declarations shared by several commands -----------------------------------------------
@@ -174,7 +130,7 @@ def resolve_workers(workers: Optional[int]) -> int:
 
 
 @dataclass(kw_only=True)
-class TrainConfig:
+class TrainConfig(OptionGroup):
     """Every value of the optimisation protocol (docs/method.md), with the paper-scale default."""
 
     iterations: int = option("--iters", "--iterations", default=40000, help="Training iterations.")
@@ -280,10 +236,8 @@ class TrainConfig:
 
 
 @dataclass(kw_only=True)
-class TrainingStageOptions:
+class TrainingStageOptions(OptionGroup):
     """What warmup and adapt share; ``train`` holds the optimisation protocol."""
-
-    COMMAND: ClassVar[str] = ""
 
     source: str = option(help="Labeled source dataset KIND:PATH, e.g. gta5:/data/GTA5.")
     target: str = option(
@@ -356,7 +310,7 @@ class AdaptOptions(TrainingStageOptions):
 
 
 @dataclass(kw_only=True)
-class ExtractOptions:
+class ExtractOptions(OptionGroup):
     COMMAND: ClassVar[str] = "extract"
 
     model: Path = option("--model", "-m", help="Checkpoint (warmup or adapt) holding A and B.")
@@ -400,9 +354,15 @@ class ExtractOptions:
         "power cut then loses at most N).",
     )
 
+    def check(self) -> None:
+        if self.candidates_per_class <= 0 or self.uncertain_per_image <= 0:
+            raise LaborUsageError("--candidates-per-class and --uncertain-per-image must be positive")
+        if self.mask_share is not None and not 0 <= self.mask_share < 1:
+            raise LaborUsageError(f"--mask-share {self.mask_share}: must be in [0, 1) (0: no budget)")
+
 
 @dataclass(kw_only=True)
-class SelectOptions:
+class SelectOptions(OptionGroup):
     COMMAND: ClassVar[str] = "select"
 
     masks: Path = option(help="Masks artifact (labor extract).")
@@ -431,9 +391,46 @@ class SelectOptions:
     force: bool = force_option()
     quiet: bool = quiet_option()
 
+    def check(self) -> None:
+        mode, points, ratio = self.mode, self.points, self.ratio
+        if mode not in SELECT_MODES:
+            raise LaborUsageError(f"--mode: unknown mode {mode!r}; choose one of {', '.join(SELECT_MODES)}")
+        if mode == "spl":
+            if points is not None or ratio is not None:
+                raise LaborUsageError("--mode spl labels every pixel of the mask: --points and --ratio are not allowed")
+            if self.min_spacing:
+                raise LaborUsageError("--mode spl labels every pixel of the mask: --min-spacing is not allowed")
+        elif mode == "ppl":
+            if ratio is not None:
+                raise LaborUsageError("--mode ppl takes --points N (points per image), not --ratio")
+            if points is None:
+                raise LaborUsageError("--mode ppl needs --points N (points per image, e.g. 40)")
+        elif points is not None and ratio is not None:
+            raise LaborUsageError(f"--mode {mode}: give --points or --ratio, not both")
+        elif points is None and ratio is None:
+            raise LaborUsageError(
+                f"--mode {mode} needs --points N (per image) or --ratio R (fraction of each image's pixels)"
+            )
+        self.check_amounts()
+
+    def check_amounts(self) -> None:
+        """The budget, spacing, seed and balance power each in its range."""
+        if self.points is not None and self.points <= 0:
+            raise LaborUsageError(f"--points must be a positive number of points per image, got {self.points}")
+        if self.ratio is not None and not (0.0 < self.ratio <= 1.0):
+            raise LaborUsageError(f"--ratio must be in (0, 1] (a fraction of each image's pixels), got {self.ratio}")
+        if not (self.min_spacing >= 0.0) or not math.isfinite(self.min_spacing):
+            raise LaborUsageError(f"--min-spacing must be a finite distance in pixels >= 0, got {self.min_spacing}")
+        if self.seed < 0:
+            raise LaborUsageError(f"--seed must be >= 0, got {self.seed}")
+        if not (math.isfinite(self.balance_power) and 0.0 <= self.balance_power <= 4.0):
+            raise LaborUsageError(
+                f"--balance-power must be in [0, 4] (1: as random, 0: equal per class), got {self.balance_power}"
+            )
+
 
 @dataclass(kw_only=True)
-class LabelOptions:
+class LabelOptions(OptionGroup):
     COMMAND: ClassVar[str] = "label"
 
     selection: Path = option(help="Selection artifact (labor select).")
@@ -450,7 +447,7 @@ class LabelOptions:
 
 
 @dataclass(kw_only=True)
-class ExportOptions:
+class ExportOptions(OptionGroup):
     COMMAND: ClassVar[str] = "export"
 
     artifact: Path = option(argument=True, help="Selection (or labels) artifact.")
@@ -466,7 +463,7 @@ class ExportOptions:
 
 
 @dataclass(kw_only=True)
-class ImportOptions:
+class ImportOptions(OptionGroup):
     COMMAND: ClassVar[str] = "import"
 
     answers: Path = option(
@@ -478,7 +475,7 @@ class ImportOptions:
 
 
 @dataclass(kw_only=True)
-class AnnotateOptions:
+class AnnotateOptions(OptionGroup):
     COMMAND: ClassVar[str] = "annotate"
 
     selection: Path = option(help="Selection artifact (labor select): the pixels a person answers.")
@@ -508,7 +505,7 @@ class AnnotateOptions:
 
 
 @dataclass(kw_only=True)
-class ShowOptions:
+class ShowOptions(OptionGroup):
     COMMAND: ClassVar[str] = "show"
 
     artifact: Path = option(argument=True, help="A masks, selection or labels artifact.")
@@ -532,7 +529,7 @@ class ShowOptions:
 
 
 @dataclass(kw_only=True)
-class EvaluateOptions:
+class EvaluateOptions(OptionGroup):
     COMMAND: ClassVar[str] = "evaluate"
 
     model: Path = option("--model", "-m", help="Checkpoint artifact (from warmup or adapt).")
@@ -557,7 +554,7 @@ class EvaluateOptions:
 
 
 @dataclass(kw_only=True)
-class ConvertOptions:
+class ConvertOptions(OptionGroup):
     COMMAND: ClassVar[str] = "convert"
 
     weights: str = option(
@@ -586,7 +583,7 @@ class ConvertOptions:
 
 
 @dataclass(kw_only=True)
-class PredictOptions:
+class PredictOptions(OptionGroup):
     COMMAND: ClassVar[str] = "predict"
 
     model: Path = option("--model", "-m", help="Checkpoint artifact (from warmup, adapt or convert).")
@@ -619,7 +616,7 @@ class PredictOptions:
 
 
 @dataclass(kw_only=True)
-class PlotOptions:
+class PlotOptions(OptionGroup):
     COMMAND: ClassVar[str] = "plot"
 
     kind: str = option(
@@ -652,7 +649,7 @@ class PlotOptions:
 
 
 @dataclass(kw_only=True)
-class ToyOptions:
+class ToyOptions(OptionGroup):
     COMMAND: ClassVar[str] = "data toy"
 
     directory: Path = option(
@@ -680,7 +677,7 @@ class ToyOptions:
 
 
 @dataclass(kw_only=True)
-class DataCheckOptions:
+class DataCheckOptions(OptionGroup):
     COMMAND: ClassVar[str] = "data check"
 
     dataset: str = option(
@@ -691,7 +688,7 @@ class DataCheckOptions:
 
 
 @dataclass(kw_only=True)
-class InspectOptions:
+class InspectOptions(OptionGroup):
     COMMAND: ClassVar[str] = "inspect"
 
     artifact: Path = option(argument=True, help="Any labor artifact (.h5).")
@@ -699,7 +696,7 @@ class InspectOptions:
 
 
 @dataclass(kw_only=True)
-class DemoOptions:
+class DemoOptions(OptionGroup):
     COMMAND: ClassVar[str] = "demo"
 
     workdir: Path = option(default=Path("runs/demo"), help="Folder for the toy pair and every artifact of the demo.")
@@ -715,7 +712,7 @@ class DemoOptions:
 
 
 @dataclass(kw_only=True)
-class BenchOptions:
+class BenchOptions(OptionGroup):
     COMMAND: ClassVar[str] = "bench"
 
     arch: Optional[str] = option(
@@ -765,181 +762,11 @@ class BenchOptions:
     )
     as_json: bool = option("--json", default=False, help="Print JSON for scripts.")
 
-
-COMMAND_OPTIONS: tuple[type, ...] = (
-    ToyOptions,
-    WarmupOptions,
-    ExtractOptions,
-    SelectOptions,
-    LabelOptions,
-    ExportOptions,
-    ImportOptions,
-    AnnotateOptions,
-    ShowOptions,
-    AdaptOptions,
-    EvaluateOptions,
-    InspectOptions,
-    DemoOptions,
-    BenchOptions,
-    ConvertOptions,
-    PredictOptions,
-    PlotOptions,
-    DataCheckOptions,
-)
-
-
-# --- reading the declarations -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Declared:
-    """One option of one command, its group flattened: the unit the command line and files see."""
-
-    name: str  # the field's name: the command-line parameter and the --config key
-    spec: OptionSpec
-    type: Any  # the field's type
-    default: Any  # REQUIRED if none
-
-    @property
-    def required(self) -> bool:
-        return self.default is REQUIRED
-
-    @property
-    def flags(self) -> tuple[str, ...]:
-        return self.spec.flags or (f"--{self.name.replace('_', '-')}",)
-
-    @property
-    def flag(self) -> str:
-        """The flag a message names: --iters, --no-hflip's --hflip."""
-        return self.flags[0].split("/")[0]
-
-    @property
-    def value_type(self) -> Any:
-        """The type without Optional: int for Optional[int]."""
-        arguments = [a for a in typing.get_args(self.type) if a is not type(None)]
-        return arguments[0] if typing.get_origin(self.type) is typing.Union and len(arguments) == 1 else self.type
-
-
-def declared(options_class: type, command: Optional[str] = None) -> list[Declared]:
-    """The options of ``command`` (default: the class's) held by ``options_class``, in
-    declaration order, a group's after the class's own. Fields without an option
-    (TrainConfig.betas) are left out."""
-    command = command or options_class.COMMAND
-    hints = typing.get_type_hints(options_class)
-    out: list[Declared] = []
-    groups: list[Declared] = []
-    for f in dataclasses.fields(options_class):
-        if f.metadata.get("group"):
-            groups += declared(hints[f.name], command)
-            continue
-        spec = f.metadata.get("option")
-        if spec is None or (spec.commands and command not in spec.commands):
-            continue
-        out.append(Declared(f.name, spec, hints[f.name], f.default))
-    out += groups
-    names = [d.name for d in out]
-    assert len(names) == len(set(names)), f"{command}: an option name is declared twice"
-    return out
-
-
-def build(options_class: type, values: dict[str, Any], command: Optional[str] = None) -> Any:
-    """An options dataclass from flat values (groups filled from their fields' names); an
-    option left out of ``values`` keeps its declared default."""
-    command = command or options_class.COMMAND
-    hints = typing.get_type_hints(options_class)
-    kwargs = {}
-    for f in dataclasses.fields(options_class):
-        if f.metadata.get("group"):
-            kwargs[f.name] = build(hints[f.name], values, command)
-        elif f.name in values:
-            kwargs[f.name] = values[f.name]
-    return options_class(**kwargs)
-
-
-def check_value(option: Declared, value: Any, where: str) -> Any:
-    """A value from a file, parsed and checked against the declaration; ``where`` (the file and
-    the key) begins every message."""
-    if option.spec.parse is not None and isinstance(value, str):
-        try:
-            return option.spec.parse(value, option.flag)
-        except LaborUsageError as exc:
-            raise LaborUsageError(f"{where}: {exc}") from None
-    if option.spec.choices and value not in option.spec.choices:
-        raise LaborUsageError(f"{where} = {value!r}: choose one of {', '.join(option.spec.choices)}")
-    kind = option.value_type
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is Path and isinstance(value, str):
-        return Path(value)
-    if not isinstance(kind, type) or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise LaborUsageError(f"{where} = {value!r}: expected {getattr(kind, '__name__', kind)}")
-    if option.spec.min is not None and value < option.spec.min:
-        raise LaborUsageError(f"{where} = {value!r}: must be at least {option.spec.min}")
-    return value
-
-
-def values_from_file(config_file: Path, options_class: type) -> dict[str, Any]:
-    """The option values of a --config TOML file (or preset) for ``options_class``'s command,
-    checked: every key must be an option of the command that a file may set."""
-    from labor_cli.presets import read_config_file
-
-    path, values = read_config_file(config_file)
-    command = options_class.COMMAND
-    options = {d.name: d for d in declared(options_class)}
-    unknown = sorted(key for key in values if key not in options)
-    if unknown:
-        raise LaborUsageError(f"{path}: {', '.join(unknown)}: not an option of labor {command}")
-    fixed = sorted(key for key in values if not options[key].spec.in_file)
-    if fixed:
-        flags = ", ".join(options[key].flag for key in fixed)
-        raise LaborUsageError(
-            f"{path}: {', '.join(fixed)}: not settable from a file (give {flags} on the command line)"
-        )
-    return {key: check_value(options[key], value, f"{path}: {key}") for key, value in values.items()}
-
-
-# --- what an artifact records -----------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready value: paths as text, tuples as lists, groups as dicts."""
-    if dataclasses.is_dataclass(value):
-        return stored_config(value)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def stored_config(options: Any, **facts: Any) -> dict:
-    """The config an artifact records: every field whose option is marked stored (and every
-    field that is no option, e.g. TrainConfig.betas), under its stored name, as JSON values.
-    ``facts`` replace what an option resolved to (device auto -> cuda) and add what is no option
-    (the stage, the class set a checkpoint gave)."""
-    config = {}
-    for f in dataclasses.fields(options):
-        spec = f.metadata.get("option")
-        if spec is None or spec.stored:
-            key = spec.stored_as if spec is not None and spec.stored_as else f.name
-            config[key] = _plain(getattr(options, f.name))
-    config.update({key: _plain(value) for key, value in facts.items()})
-    return config
-
-
-def stored_defaults(options_class: type) -> dict:
-    """What the stored config holds for every stored option that has a default, as JSON values:
-    what an artifact made before an option existed is taken to have run with (a new option's
-    default keeps the earlier behaviour)."""
-    hints = typing.get_type_hints(options_class)
-    defaults = {}
-    for f in dataclasses.fields(options_class):
-        spec = f.metadata.get("option")
-        if f.metadata.get("group"):
-            defaults[f.name] = stored_config(hints[f.name]())
-        elif spec is not None and spec.stored and f.default is not REQUIRED:
-            defaults[spec.stored_as or f.name] = _plain(f.default)
-    return json.loads(json.dumps(defaults))
+    def check(self) -> None:
+        if self.pipeline and (self.e2e_images or self.profile):
+            raise LaborUsageError(
+                "--pipeline times the loader and the writer alone: give --e2e-images and --profile in another run"
+            )
 
 
 def check_same_run(

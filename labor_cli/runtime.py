@@ -11,10 +11,9 @@ import torch
 
 from labor_cli.compile_policy import COMPILE_BREAK_EVEN
 from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.options import COMPILE_CHOICES, PRECISIONS
 
 DEVICES_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
-PRECISIONS = ("auto", "fp32", "bf16")
-COMPILE_CHOICES = ("auto", "on", "off")
 COMPILE_BACKEND = "inductor"  # torch.compile's backend (the tests use "eager": dynamo without code generation)
 
 

@@ -18,9 +18,10 @@ torch.backends.mkldnn.enabled = False
 @pytest.fixture(scope="session")
 def toy_pair(tmp_path_factory) -> Path:
     from labor_cli.data.toy import make_toy_pair
+    from labor_cli.options import ToyOptions
 
     directory = tmp_path_factory.mktemp("toy") / "pair"
-    make_toy_pair(directory, seed=0, size="tiny")
+    make_toy_pair(ToyOptions(directory=directory, seed=0, size="tiny"))
     return directory
 
 

@@ -1,10 +1,10 @@
 import json
 
-from labor_cli.stages.bench import as_json, run_bench, speedups
+from labor_cli.stages.bench import as_json, speedups, time_workloads
 
 
 def test_bench_runs_both_paths_on_the_cpu_and_reports_every_figure():
-    results = run_bench(device="cpu", repeats=1, warmup=0)
+    results = time_workloads(device="cpu", repeats=1, warmup=0)
     assert [(r.workload, r.path) for r in results] == [
         (w, p) for p in ("reference", "default") for w in ("adapt", "warmup", "extract")
     ]
@@ -16,7 +16,7 @@ def test_bench_runs_both_paths_on_the_cpu_and_reports_every_figure():
 def test_bench_profile_writes_where_the_time_goes(tmp_path):
     from labor_cli.stages.bench import profile_bench
 
-    results = run_bench(device="cpu", repeats=1, warmup=0, workloads=("extract",))
+    results = time_workloads(device="cpu", repeats=1, warmup=0, workloads=("extract",))
     profile_bench(results, tmp_path / "profile", device="cpu", workloads=("extract",))
     assert sorted(p.name for p in (tmp_path / "profile").iterdir()) == ["default-extract.txt", "reference-extract.txt"]
     table = (tmp_path / "profile" / "default-extract.txt").read_text()
@@ -53,7 +53,7 @@ def test_labor_bench_times_everything_before_it_profiles(tmp_path, monkeypatch):
     from labor_cli.stages import bench
 
     calls = []
-    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: calls.append("run_bench") or [])
+    monkeypatch.setattr(bench, "time_workloads", lambda *a, **k: calls.append("time_workloads") or [])
     monkeypatch.setattr(
         bench, "bench_extract_end_to_end", lambda *a, **k: calls.append(("e2e", k["profile_dir"])) or {}
     )
@@ -64,14 +64,14 @@ def test_labor_bench_times_everything_before_it_profiles(tmp_path, monkeypatch):
         app, ["bench", "--device", "cpu", "--e2e-images", "2", "--profile", str(tmp_path), "--json"]
     )
     assert result.exit_code == 0, result.output
-    assert calls == ["run_bench", ("e2e", tmp_path), ("profile_bench", tmp_path)]
+    assert calls == ["time_workloads", ("e2e", tmp_path), ("profile_bench", tmp_path)]
 
 
 def test_compiled_rows_come_beside_the_eager_ones_with_their_compile_time(monkeypatch):
     from labor_cli import runtime
 
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")  # dynamo without code generation: seconds on a CPU
-    results = run_bench(device="cpu", repeats=1, warmup=0, compile="on", workloads=("extract",))
+    results = time_workloads(device="cpu", repeats=1, warmup=0, compile="on", workloads=("extract",))
     assert [(r.path, r.compiled) for r in results] == [("reference", False), ("default", False), ("default", True)]
     compiled = results[-1]
     assert compiled.compile_s is not None and compiled.compile_s >= 0 and compiled.first_call_s > 0

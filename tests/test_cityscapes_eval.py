@@ -14,6 +14,7 @@ from PIL import Image
 
 from labor_cli.data import toy
 from labor_cli.data.labels import CITYSCAPES_LABELS
+from labor_cli.options import ToyOptions
 
 pytest.importorskip("cityscapesscripts")
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "cityscapes_eval.py"
@@ -23,7 +24,7 @@ EVALUATED = [label.label_id for label in CITYSCAPES_LABELS]
 @pytest.fixture(scope="module")
 def target(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("toy") / "pair"
-    toy.make_toy_pair(out, size="tiny")
+    toy.make_toy_pair(ToyOptions(directory=out, size="tiny"))
     return out / "target"
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 from labor_cli.data import toy
 from labor_cli.data.labels import CITYSCAPES_LABELS, cityscapes_id_table
 from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.options import ToyOptions
 
 TINY = toy.PRESETS["tiny"]
 
@@ -24,7 +25,7 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("toy") / "pair"
-    return out, toy.make_toy_pair(out, seed=0, size="tiny")
+    return out, toy.make_toy_pair(ToyOptions(directory=out, seed=0, size="tiny"))
 
 
 def _source_labels(root: Path, split: str) -> list[np.ndarray]:
@@ -119,17 +120,19 @@ def test_summary(pair):
 
 def test_same_seed_gives_identical_bytes_and_other_seeds_differ(pair, tmp_path):
     root, _ = pair
-    again = toy.make_toy_pair(tmp_path / "again", seed=0, size="tiny")
+    again = toy.make_toy_pair(ToyOptions(directory=tmp_path / "again", seed=0, size="tiny"))
     assert again["domains"] == {d: {**v, "path": str(tmp_path / "again" / d)} for d, v in pair[1]["domains"].items()}
     first, second = _files(root), _files(tmp_path / "again")
     assert first.keys() == second.keys()
     assert all(first[k] == second[k] for k in first)
 
-    toy.make_toy_pair(tmp_path / "pool", seed=0, size="tiny", workers=2)  # a process pool draws the same
+    toy.make_toy_pair(
+        ToyOptions(directory=tmp_path / "pool", seed=0, size="tiny"), workers=2
+    )  # a process pool draws the same
     pooled = _files(tmp_path / "pool")
     assert pooled.keys() == first.keys() and all(first[k] == pooled[k] for k in first)
 
-    toy.make_toy_pair(tmp_path / "other", seed=1, size="tiny")
+    toy.make_toy_pair(ToyOptions(directory=tmp_path / "other", seed=1, size="tiny"))
     third = _files(tmp_path / "other")
     assert third.keys() == first.keys()
     pngs = [k for k in first if k.endswith(".png")]
@@ -148,7 +151,9 @@ def test_images_are_independent_of_the_split_sizes():
 
 def test_progress_is_reported_for_every_image(tmp_path):
     calls = []
-    toy.make_toy_pair(tmp_path / "p", size="tiny", progress=lambda done, total: calls.append((done, total)))
+    toy.make_toy_pair(
+        ToyOptions(directory=tmp_path / "p", size="tiny"), progress=lambda done, total: calls.append((done, total))
+    )
     total = sum(TINY[d][s] for d in ("source", "target") for s in ("train", "val"))
     assert calls == [(i, total) for i in range(1, total + 1)]
 
@@ -158,24 +163,24 @@ def test_refuses_an_existing_output_unless_forced(tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(LaborError, match=re.escape(str(out))) as err:
-        toy.make_toy_pair(out, size="tiny")
+        toy.make_toy_pair(ToyOptions(directory=out, size="tiny"))
     assert type(err.value) is LaborError and "\n" not in str(err.value)
     assert (out / "keep.txt").read_text() == "mine"
 
-    toy.make_toy_pair(out, size="tiny", force=True)
+    toy.make_toy_pair(ToyOptions(directory=out, size="tiny", force=True))
     assert not (out / "keep.txt").exists()
     assert (out / "source" / "train.txt").is_file() and (out / "target" / "labor-dataset.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pair"]  # no temporary folders left
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    toy.make_toy_pair(empty, size="tiny")  # an empty folder is fine
+    toy.make_toy_pair(ToyOptions(directory=empty, size="tiny"))  # an empty folder is fine
     assert (empty / "source").is_dir()
 
     a_file = tmp_path / "file"
     a_file.write_text("x")
     with pytest.raises(LaborError, match="not a directory"):
-        toy.make_toy_pair(a_file, size="tiny", force=True)
+        toy.make_toy_pair(ToyOptions(directory=a_file, size="tiny", force=True))
 
 
 def test_an_interrupted_run_leaves_nothing_behind(tmp_path):
@@ -185,22 +190,22 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path):
 
     out = tmp_path / "pair"
     with pytest.raises(KeyboardInterrupt):
-        toy.make_toy_pair(out, size="tiny", progress=interrupt)
+        toy.make_toy_pair(ToyOptions(directory=out, size="tiny"), progress=interrupt)
     assert list(tmp_path.iterdir()) == []
 
     out.mkdir()
     (out / "keep.txt").write_text("old")
     with pytest.raises(KeyboardInterrupt):
-        toy.make_toy_pair(out, size="tiny", force=True, progress=interrupt)
+        toy.make_toy_pair(ToyOptions(directory=out, size="tiny", force=True), progress=interrupt)
     assert [p.name for p in tmp_path.iterdir()] == ["pair"]
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
 def test_bad_options_are_usage_errors(tmp_path):
     with pytest.raises(LaborUsageError, match="huge"):
-        toy.make_toy_pair(tmp_path / "x", size="huge")
+        toy.make_toy_pair(ToyOptions(directory=tmp_path / "x", size="huge"))
     with pytest.raises(LaborUsageError, match="seed"):
-        toy.make_toy_pair(tmp_path / "x", seed=-1, size="tiny")
+        toy.make_toy_pair(ToyOptions(directory=tmp_path / "x", seed=-1, size="tiny"))
     assert not (tmp_path / "x").exists()
 
 
@@ -210,7 +215,7 @@ def test_a_folder_without_a_name_is_refused_before_drawing(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     drawn = []
     with pytest.raises(LaborError, match=r"^\.: expected a folder name"):
-        toy.make_toy_pair(Path("."), size="tiny", progress=lambda done, total: drawn.append(done))
+        toy.make_toy_pair(ToyOptions(directory=Path("."), size="tiny"), progress=lambda done, total: drawn.append(done))
     assert drawn == [] and list(tmp_path.iterdir()) == []
 
 
@@ -252,7 +257,7 @@ def test_the_real_loaders_read_the_pair(pair):
 @pytest.fixture(scope="module")
 def night_pair(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("toy-night") / "pair"
-    return out, toy.make_toy_pair(out, seed=0, size="tiny", shift="night")
+    return out, toy.make_toy_pair(ToyOptions(directory=out, seed=0, size="tiny", shift="night"))
 
 
 def test_night_target_labels_every_class_in_every_split_with_the_same_source(pair, night_pair):
@@ -286,7 +291,7 @@ def test_night_target_labels_every_class_in_every_split_with_the_same_source(pai
 
 def test_night_is_drawn_the_same_for_the_same_seed_and_unlike_the_photo_target(pair, night_pair, tmp_path):
     root, _ = night_pair
-    toy.make_toy_pair(tmp_path / "again", seed=0, size="tiny", shift="night", workers=2)
+    toy.make_toy_pair(ToyOptions(directory=tmp_path / "again", seed=0, size="tiny", shift="night"), workers=2)
     first, second = _files(root), _files(tmp_path / "again")
     assert first.keys() == second.keys() and all(first[k] == second[k] for k in first)
     photo = _files(pair[0])
@@ -318,14 +323,14 @@ def test_night_looks_like_night(pair, night_pair):
 
 
 def test_photo_is_the_default_shift_and_an_unknown_shift_is_a_usage_error(pair, tmp_path):
-    toy.make_toy_pair(tmp_path / "photo", seed=0, size="tiny", shift="photo")
+    toy.make_toy_pair(ToyOptions(directory=tmp_path / "photo", seed=0, size="tiny", shift="photo"))
     first, photo = _files(pair[0]), _files(tmp_path / "photo")
     assert first.keys() == photo.keys() and all(first[k] == photo[k] for k in first)
     a, b = toy.render(3, "target", 5, 128, 64), toy.render(3, "target", 5, 128, 64, shift="photo")
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert toy.SHIFTS == ("photo", "night")
     with pytest.raises(LaborUsageError, match=r"unknown toy shift 'dusk'; known: photo, night") as err:
-        toy.make_toy_pair(tmp_path / "x", size="tiny", shift="dusk")
+        toy.make_toy_pair(ToyOptions(directory=tmp_path / "x", size="tiny", shift="dusk"))
     assert "\n" not in str(err.value)
     assert not (tmp_path / "x").exists()
 
@@ -337,7 +342,7 @@ def test_photo_is_the_default_shift_and_an_unknown_shift_is_a_usage_error(pair, 
 @pytest.fixture(scope="module")
 def synthia_pair(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("toy-synthia") / "pair"
-    return out, toy.make_toy_pair(out, seed=0, size="tiny", source_layout="synthia")
+    return out, toy.make_toy_pair(ToyOptions(directory=out, seed=0, size="tiny", source_layout="synthia"))
 
 
 def test_synthia_source_layout_has_16_bit_labels_with_the_id_in_the_first_channel(synthia_pair, pair):
@@ -406,7 +411,7 @@ def test_full_preset_draws_the_real_sizes_and_trains_at_the_protocols(tmp_path, 
     monkeypatch.setitem(writer.PRESETS, "full", small)
     for layout, kind, protocol in (("gta5", "gta5", (1280, 720)), ("synthia", "synthia", (1280, 760))):
         out = tmp_path / layout
-        toy.make_toy_pair(out, size="full", source_layout=layout)
+        toy.make_toy_pair(ToyOptions(directory=out, size="full", source_layout=layout))
         assert "train_size" not in json.loads((out / "source" / "labor-dataset.json").read_text())
         source = open_dataset(f"{kind}:{out / 'source'}", "train")
         assert len(source) == full["source"]["train"] and source.train_size == protocol
@@ -421,7 +426,7 @@ def test_an_unknown_source_layout_is_a_usage_error(tmp_path):
     import sys
 
     with pytest.raises(LaborUsageError, match="psd"):
-        toy.make_toy_pair(tmp_path / "x", size="tiny", source_layout="psd")
+        toy.make_toy_pair(ToyOptions(directory=tmp_path / "x", size="tiny", source_layout="psd"))
     done = subprocess.run(
         [sys.executable, "-m", "labor_cli", "data", "toy", str(tmp_path / "y"), "--source-layout", "psd"],
         capture_output=True,

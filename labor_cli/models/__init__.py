@@ -30,8 +30,7 @@ from labor_cli.models.deeplab import (
 )
 from labor_cli.models.discriminator import Discriminator
 from labor_cli.models.selector import PixelSelector
-
-SELECTOR_BACKBONES = ("separate", "shared")
+from labor_cli.options import SELECTOR_BACKBONES
 
 __all__ = [
     "ARCHS",

@@ -36,9 +36,7 @@ from torchvision.models.resnet import Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 
 from labor_cli.errors import LaborError, LaborUsageError
-
-ARCHS = ("deeplabv2-r101", "deeplabv2-r50", "small")
-INITS = ("none", "imagenet")  # ... or a path to a local state dict
+from labor_cli.options import ARCHS
 
 # Per-arch defaults, in one table: backbone output channels and the ASPP dilations.
 # ResNets: DeepLab-v2's (6, 12, 18, 24). "small": two branches on its stride-2 decoder output

@@ -53,7 +53,8 @@ from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours
 from labor_cli.errors import LaborError, LaborUsageError
-from labor_cli.options import AnnotateOptions, stored_config
+from labor_cli.option_machinery import stored_config
+from labor_cli.options import AnnotateOptions
 from labor_cli.pixel_sets import (
     dataset_indices,
     error_rate,

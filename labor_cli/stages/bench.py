@@ -25,14 +25,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from labor_cli.compile_policy import compile_break_even
-from labor_cli.errors import LaborUsageError
+from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.extraction.scores import extract_image, network_outputs
 from labor_cli.models import build_networks, fold_frozen_batchnorm
+from labor_cli.options import BenchOptions, ExtractOptions, resolve_workers
 from labor_cli.runtime import CompileFallback, autocast, configure_backends, resolve_compile, resolve_device
 from labor_cli.training import TrainConfig, build_optimizers, training_step
 
@@ -129,7 +131,7 @@ def _plan(arch: str | None, device: str, compile: str, workloads: tuple[str, ...
     return torch_device, arch, SHAPES["paper" if arch != "small" else "small"], paths, to_compile
 
 
-def run_bench(
+def time_workloads(
     arch: str | None = None,
     device: str = "auto",
     repeats: int = 5,
@@ -369,6 +371,71 @@ def speedups(results: list[Measurement]) -> dict[str, float]:
     }
 
 
+@dataclass
+class BenchReport:
+    """What one `labor bench` measured: the networks' rows (and extract end to end), or --pipeline's."""
+
+    device: str  # the device's name (an NVIDIA H100 ..., cpu)
+    results: list[Measurement]
+    end_to_end: dict | None = None  # --e2e-images
+    pipeline: Any = None  # --pipeline's report (labor_cli.pipeline_bench), instead of the rows
+
+
+def run_bench(options: BenchOptions) -> BenchReport:
+    """`labor bench`: every timing first, then the profiles (a profiler session on CUDA can slow
+    what runs after it); --pipeline times the loader and the writer alone."""
+    if options.pipeline:
+        report = bench_pipeline(options.pipeline_images, options.pipeline_size, options.batch_size, options.device)
+        return BenchReport(report.device, [], pipeline=report)
+    profile = Path(options.profile) if options.profile else None
+    if profile and profile.exists() and not profile.is_dir():  # before any timing
+        raise LaborError(f"{profile}: is a file, expected a folder to write into")
+    arch, device, compile, backbone = options.arch, options.device, options.compile, options.selector_backbone
+    results = time_workloads(arch, device, options.repeats, options.warmup, compile, backbone)
+    end_to_end = None
+    if options.e2e_images:
+        workers = resolve_workers(options.workers)
+        end_to_end = bench_extract_end_to_end(
+            arch,
+            device,
+            options.e2e_images,
+            workers,
+            options.batch_size,
+            backbone,
+            compile=compile,
+            profile_dir=profile,
+        )
+    if profile:
+        profile_bench(results, profile, arch, device, compile, backbone)
+    return BenchReport(device_name(device), results, end_to_end)
+
+
+def device_name(device: str) -> str:
+    """The name a report gives the device: the GPU's model on CUDA."""
+    resolved = resolve_device(device)
+    return torch.cuda.get_device_name(resolved) if str(resolved).startswith("cuda") else str(resolved)
+
+
+def print_bench_report(report: BenchReport, as_json_too: bool) -> None:
+    """The table (and the end-to-end line), or JSON for scripts (``as_json_too``)."""
+    if report.pipeline is not None:
+        print_pipeline(report.pipeline, as_json_too)
+        return
+    if as_json_too:
+        figures = {"device": report.device, "results": as_json(report.results), "speedup": speedups(report.results)}
+        print(json.dumps({**figures, "extract_end_to_end": report.end_to_end}, indent=2))
+        return
+    print_bench(report.results, report.device)
+    e2e = report.end_to_end
+    if e2e:
+        print(
+            f"labor extract end to end: {e2e['images']} PNGs of {e2e['native_size'][1]}x"
+            f"{e2e['native_size'][0]}: {e2e['images_per_s']:.1f} images/s "
+            f"({e2e['steady_images_per_s'] or 0:.1f} steady, start-up {e2e['startup_s'] or 0:.1f} s), "
+            f"{e2e['bytes_per_image'] / 1024:.0f} KiB per image in the artifact"
+        )
+
+
 def print_bench(results: list[Measurement], device: str) -> None:
     from rich.table import Table
 
@@ -466,7 +533,6 @@ def bench_extract_end_to_end(
     DIR/e2e-ops.txt, DIR/e2e-stacks.txt and the timeline DIR/e2e-trace.json.gz."""
     import tempfile
 
-    from labor_cli.options import ExtractOptions
     from labor_cli.stages.extract import run_extract
 
     torch_device = resolve_device(device)
@@ -694,7 +760,6 @@ def _masks_consumer(dataset, output: Path):
     from labor_cli import artifacts
     from labor_cli.data.labels import class_names
     from labor_cli.extraction.writer import ExtractionInputs, write_masks
-    from labor_cli.options import ExtractOptions
 
     names = list(class_names("cityscapes19"))
     checkpoint = artifacts.Checkpoint(None, "cityscapes19", names, None, None, {})  # what write_masks reads of it

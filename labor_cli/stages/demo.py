@@ -20,6 +20,7 @@ from typing import Any
 
 from labor_cli import artifacts
 from labor_cli.console import stderr, stdout
+from labor_cli.option_machinery import build, values_from_file
 from labor_cli.options import (
     AdaptOptions,
     DemoOptions,
@@ -27,9 +28,8 @@ from labor_cli.options import (
     ExtractOptions,
     LabelOptions,
     SelectOptions,
+    ToyOptions,
     WarmupOptions,
-    build,
-    values_from_file,
 )
 
 
@@ -87,7 +87,7 @@ class DemoRun:
         from labor_cli.data.toy import make_toy_pair
 
         return self.step(
-            "drawing the toy domain pair", self.data, lambda: make_toy_pair(self.data, seed=self.demo.seed)
+            "drawing the toy domain pair", self.data, lambda: make_toy_pair(ToyOptions(directory=self.data, seed=self.demo.seed))
         )
 
     def warmup(self) -> Path:

@@ -22,7 +22,8 @@ from labor_cli.distributed import Rank
 from labor_cli.drawing import check_output_folder, output_folder
 from labor_cli.inference import prepare_inference
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
-from labor_cli.options import EvaluateOptions, resolve_workers, stored_config
+from labor_cli.option_machinery import stored_config
+from labor_cli.options import EvaluateOptions, resolve_workers
 from labor_cli.protocols import LABOR, Protocol, ProtocolView, get_protocol, load_ensemble, predict_classes
 from labor_cli.runtime import CompileFallback, memory_format
 

@@ -31,7 +31,8 @@ from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import IGNORE_INDEX
 from labor_cli.drawing import check_output_folder, mark_points, output_folder, png_name, save_png
 from labor_cli.errors import LaborError, LaborUsageError
-from labor_cli.options import EXPORT_FORMATS, ExportOptions, ImportOptions, stored_config
+from labor_cli.option_machinery import stored_config
+from labor_cli.options import EXPORT_FORMATS, ExportOptions, ImportOptions
 from labor_cli.pixel_sets import (
     answered_selection,
     artifact_kind,

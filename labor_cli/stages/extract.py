@@ -18,17 +18,16 @@ from labor_cli.artifacts import resume_path_for
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.views import ExtractionView, ShardBatches, extraction_loader
 from labor_cli.distributed import Rank, results_in_order
-from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.errors import LaborError
 from labor_cli.extraction import scores, writer
 from labor_cli.extraction.writer import ExtractionInputs
 from labor_cli.inference import inference_networks
+from labor_cli.option_machinery import stored_config, stored_defaults
 from labor_cli.options import (
     ExtractOptions,
     TrainConfig,
     check_same_run,
     resolve_workers,
-    stored_config,
-    stored_defaults,
 )
 from labor_cli.resume import continue_saved_run
 from labor_cli.runtime import (
@@ -80,10 +79,6 @@ def run_extract(options: ExtractOptions, rank: Rank = Rank()) -> ExtractResult |
     Every ``save_every`` images, and when SIGINT/SIGTERM (one process) stop it after the current
     batch, the images done so far are saved to OUTPUT's resume file (``runs/masks.resume.h5``);
     ``resume`` continues from it, and the artifact equals an uninterrupted run's."""
-    if options.candidates_per_class <= 0 or options.uncertain_per_image <= 0:
-        raise LaborUsageError("--candidates-per-class and --uncertain-per-image must be positive")
-    if options.mask_share is not None and not 0 <= options.mask_share < 1:
-        raise LaborUsageError(f"--mask-share {options.mask_share}: must be in [0, 1) (0: no budget)")
     output = Path(options.output)
     artifacts.check_output_path(output, options.force, inputs=(options.model, options.exclude))
     inputs = open_inputs(options)

@@ -26,7 +26,8 @@ from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import IGNORE_INDEX
 from labor_cli.errors import LaborError
-from labor_cli.options import LabelOptions, stored_config
+from labor_cli.option_machinery import stored_config
+from labor_cli.options import LabelOptions
 from labor_cli.pixel_sets import (
     answered_selection,
     dataset_indices,

@@ -13,7 +13,6 @@ labor_cli/selection.py; this module reads, loops over images, and writes the art
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,8 @@ from rich.table import Table
 from labor_cli import artifacts, selection
 from labor_cli.console import progress_bar, stdout
 from labor_cli.errors import LaborError, LaborUsageError
-from labor_cli.options import SELECT_MODES as MODES
-from labor_cli.options import SelectOptions, stored_config
+from labor_cli.option_machinery import stored_config
+from labor_cli.options import SelectOptions
 
 
 @dataclass
@@ -49,42 +48,6 @@ class SelectResult:
     @property
     def total(self) -> int:
         return int(self.pixels_per_image.sum())
-
-
-def check_select_options(mode: str, points: int | None, ratio: float | None, min_spacing: float, seed: int) -> None:
-    """Usage errors (exit 2), each in one line, before any file is touched."""
-    if mode not in MODES:
-        raise LaborUsageError(f"--mode: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if mode == "spl":
-        if points is not None or ratio is not None:
-            raise LaborUsageError("--mode spl labels every pixel of the mask: --points and --ratio are not allowed")
-        if min_spacing:
-            raise LaborUsageError("--mode spl labels every pixel of the mask: --min-spacing is not allowed")
-    elif mode == "ppl":
-        if ratio is not None:
-            raise LaborUsageError("--mode ppl takes --points N (points per image), not --ratio")
-        if points is None:
-            raise LaborUsageError("--mode ppl needs --points N (points per image, e.g. 40)")
-    else:
-        if points is not None and ratio is not None:
-            raise LaborUsageError(f"--mode {mode}: give --points or --ratio, not both")
-        if points is None and ratio is None:
-            raise LaborUsageError(
-                f"--mode {mode} needs --points N (per image) or --ratio R (fraction of each image's pixels)"
-            )
-    if points is not None and points <= 0:
-        raise LaborUsageError(f"--points must be a positive number of points per image, got {points}")
-    if ratio is not None and not (0.0 < ratio <= 1.0):
-        raise LaborUsageError(f"--ratio must be in (0, 1] (a fraction of each image's pixels), got {ratio}")
-    if not (min_spacing >= 0.0) or not math.isfinite(min_spacing):
-        raise LaborUsageError(f"--min-spacing must be a finite distance in pixels >= 0, got {min_spacing}")
-    if seed < 0:
-        raise LaborUsageError(f"--seed must be >= 0, got {seed}")
-
-
-def check_balance_power(power: float) -> None:
-    if not (math.isfinite(power) and 0.0 <= power <= 4.0):
-        raise LaborUsageError(f"--balance-power must be in [0, 4] (1: as random, 0: equal per class), got {power}")
 
 
 def _check_uncertain_stored(masks: artifacts.Masks, masks_path: Path, wanted: np.ndarray) -> None:
@@ -159,8 +122,6 @@ class Choices:
 def run_select(options: SelectOptions) -> SelectResult:
     masks_path, output = Path(options.masks), Path(options.output)
     min_spacing = float(options.min_spacing)
-    check_select_options(options.mode, options.points, options.ratio, min_spacing, options.seed)
-    check_balance_power(options.balance_power)
     artifacts.check_output_path(output, options.force, inputs=(masks_path,))
     started = time.perf_counter()
     with artifacts.Masks(masks_path) as masks:

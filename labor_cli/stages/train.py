@@ -27,13 +27,12 @@ from labor_cli.distributed import Rank
 from labor_cli.errors import LaborError
 from labor_cli.history import loss_history_path
 from labor_cli.models.init import build_initialised_networks, default_init
+from labor_cli.option_machinery import stored_config, stored_defaults
 from labor_cli.options import (
     AdaptOptions,
     WarmupOptions,
     check_same_run,
     resolve_workers,
-    stored_config,
-    stored_defaults,
 )
 from labor_cli.resume import continue_saved_run
 from labor_cli.runtime import configure_backends, resolve_compile, resolve_device, resolve_precision, seed_everything
@@ -79,7 +78,6 @@ def run_training_stage(options: WarmupOptions | AdaptOptions, rank: Rank = Rank(
     """Under torchrun (``rank``), every process runs this; --source-batch and --target-batch are
     per process (the global batch is world_size times them) and only rank 0 writes files."""
     config = options.train
-    config.check()
     output = Path(options.output)
     input_files = (options.model, options.labels) if isinstance(options, AdaptOptions) else ()
     artifacts.check_output_path(output, options.force, inputs=input_files)

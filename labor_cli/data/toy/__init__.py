@@ -1,6 +1,6 @@
 """The embedded toy domain pair: synthetic street scenes, a "rendered" source and a target.
 
-``make_toy_pair(out_dir, shift="photo")`` draws two small datasets on disk so that the demo and
+``make_toy_pair(ToyOptions(directory=out_dir, shift="photo"))`` draws two small datasets on disk so that the demo and
 the tests run the real loaders on the real layouts:
 
 - ``out_dir/source`` in the GTA5 layout: ``images/NNNNN.png``, ``labels/NNNNN.png``

@@ -22,6 +22,8 @@ from PIL import Image
 from labor_cli.data.labels import CITYSCAPES_LABELS, SYNTHIA16_IDS, SYNTHIA_OTHER_IDS, cityscapes_id_table
 from labor_cli.data.toy.render import DOMAINS, SHIFTS, render
 from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.options import TOY_SOURCE_LAYOUTS as SOURCE_LAYOUTS
+from labor_cli.options import ToyOptions
 
 GENERATOR = "labor data toy"
 
@@ -44,7 +46,6 @@ PRESETS: dict[str, dict[str, dict]] = {
         "protocol_train_sizes": True,
     },
 }
-SOURCE_LAYOUTS = ("gta5", "synthia")
 
 # Toy cities (Cityscapes keeps its train and val cities apart).
 TARGET_CITIES = {"train": ("toyburg", "pixelheim"), "val": ("voxelstadt",)}
@@ -215,33 +216,27 @@ def _drawn(plan, workers: int):
 
 
 def make_toy_pair(
-    out_dir: Path,
-    seed: int = 0,
-    size: str = "default",
-    force: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int | None = None,
-    shift: str = "photo",
-    source_layout: str = "gta5",
+    options: ToyOptions, progress: Callable[[int, int], None] | None = None, workers: int | None = None
 ) -> dict:
-    """Draw the toy source/target pair into ``out_dir`` (atomically) and return a summary.
+    """Draw the toy source/target pair into ``options.directory`` (atomically) and return a summary.
 
-    ``shift``: the kind of domain shift, that is which target: ``photo`` (a daytime camera that
-    repaints some classes) or ``night`` (a night-time camera); the source is the same for both.
-    ``source_layout``: the source as GTA5 (``images/``, ``labels/`` in Cityscapes label ids) or
-    as SYNTHIA RAND-CITYSCAPES (``RGB/``, ``GT/LABELS/`` 16-bit, at the preset's SYNTHIA size).
+    ``options.shift``: the kind of domain shift, that is which target: ``photo`` (a daytime camera
+    that repaints some classes) or ``night`` (a night-time camera); the source is the same for both.
+    ``options.source_layout``: the source as GTA5 (``images/``, ``labels/`` in Cityscapes label ids)
+    or as SYNTHIA RAND-CITYSCAPES (``RGB/``, ``GT/LABELS/`` 16-bit, at the preset's SYNTHIA size).
     ``workers``: processes that draw (default: :func:`default_workers`);
     the files do not depend on it.
     """
+    out_dir, seed, size, force = Path(options.directory), options.seed, options.size, options.force
+    shift, source_layout = options.shift, options.source_layout
     if size not in PRESETS:
         raise LaborUsageError(f"unknown toy size {size!r}; known: {', '.join(PRESETS)}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):  # ToyOptions checked its range
         raise LaborUsageError(f"toy seed must be a non-negative integer, got {seed!r}")
     if shift not in SHIFTS:
         raise LaborUsageError(f"unknown toy shift {shift!r}; known: {', '.join(SHIFTS)}")
     if source_layout not in SOURCE_LAYOUTS:
         raise LaborUsageError(f"unknown toy source layout {source_layout!r}; known: {', '.join(SOURCE_LAYOUTS)}")
-    out_dir = Path(out_dir)
     _check_out_dir(out_dir, force)
     preset = PRESETS[size]
     plan = _plan(preset, int(seed), shift, source_layout)

@@ -87,7 +87,9 @@ class DemoRun:
         from labor_cli.data.toy import make_toy_pair
 
         return self.step(
-            "drawing the toy domain pair", self.data, lambda: make_toy_pair(ToyOptions(directory=self.data, seed=self.demo.seed))
+            "drawing the toy domain pair",
+            self.data,
+            lambda: make_toy_pair(ToyOptions(directory=self.data, seed=self.demo.seed)),
         )
 
     def warmup(self) -> Path:

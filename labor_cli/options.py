@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from labor_cli.compile_policy import COMPILE_HELP
-from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.errors import LaborUsageError
 
 REQUIRED = dataclasses.MISSING  # an option without a default: the command line must give it
 
@@ -940,31 +940,3 @@ def stored_defaults(options_class: type) -> dict:
         elif spec is not None and spec.stored and f.default is not REQUIRED:
             defaults[spec.stored_as or f.name] = _plain(f.default)
     return json.loads(json.dumps(defaults))
-
-
-def check_same_run(
-    path: Path, saved: dict, now: dict, may_differ: tuple[str, ...] = (), defaults: Optional[dict] = None
-) -> None:
-    """A resume file's stored config against this run's: every key but ``may_differ`` must agree.
-    A key the saved config lacks (an option added since) counts as its value in ``defaults``."""
-    saved = dict(saved)
-    for key, default in (defaults or {}).items():
-        if key not in saved:
-            saved[key] = default
-        elif isinstance(default, dict) and isinstance(saved[key], dict):
-            saved[key] = {**default, **saved[key]}
-    now = json.loads(json.dumps(now))  # tuples become lists, as in the saved JSON
-    for key in sorted(set(saved) | set(now)):
-        there, here = saved.get(key), now.get(key)
-        if key in may_differ or there == here:
-            continue
-        if isinstance(there, dict) and isinstance(here, dict):  # name the option inside the group: train.lr
-            key, there, here = next(
-                (f"{key}.{k}", there.get(k), here.get(k))
-                for k in sorted(set(there) | set(here))
-                if there.get(k) != here.get(k)
-            )
-        raise LaborError(
-            f"{path}: was saved by a different run ({key}: {there} there, {here} now); "
-            "use the original options, or remove it to start afresh"
-        )

@@ -42,6 +42,7 @@ from labor_cli.options import (
     ToyOptions,
     WarmupOptions,
 )
+from labor_cli.resume import interrupts_exit
 
 app = typer.Typer(
     name="labor",
@@ -109,7 +110,7 @@ def command(name: str, options_class: type, parent: typer.Typer = app) -> Callab
     def register(run: Callable[[Any], None]) -> Callable[[Any], None]:
         def callback(ctx: typer.Context, **values: Any) -> None:
             options = options_from_command_line(ctx, options_class, values)
-            with output_locked(options), reported_interrupts(), out_of_memory_hint(options):
+            with output_locked(options), interrupts_exit(not _rank_note()), out_of_memory_hint(options):
                 run(options)
 
         options = sorted(declared(options_class), key=lambda o: (not o.spec.argument, not o.required))
@@ -137,23 +138,6 @@ def output_locked(options: Any) -> contextlib.AbstractContextManager:
     if output is None or os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
     return artifacts.output_lock(output)
-
-
-@contextlib.contextmanager
-def reported_interrupts():
-    """typer turns a KeyboardInterrupt into a silent exit 130; a Ctrl-C that comes before the
-    stage's own handler (which reports what it saved) still gets one line."""
-    global _interrupt_reported
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        if not isinstance(exc, Interrupted) and not _rank_note():
-            print("labor: interrupted", file=sys.stderr)
-        _interrupt_reported = True
-        raise typer.Exit(130) from None
-
-
-_interrupt_reported = False  # set once a Ctrl-C has been reported: typer's exit 130 then needs no line
 
 
 @contextlib.contextmanager
@@ -373,18 +357,11 @@ def bench(options: BenchOptions) -> None:
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: bad input becomes one line on stderr and an exit code, never a traceback."""
     try:
-        app(args=argv, prog_name="labor")  # typer's standalone mode: usage errors exit 2, --help exits 0
+        with interrupts_exit(not _rank_note()):
+            app(args=argv, prog_name="labor")  # typer's standalone mode: usage errors exit 2, --help exits 0
     except LaborError as exc:
         print(f"labor: error{_rank_note()}: {original_message(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt as exc:
-        if not isinstance(exc, Interrupted) and not _rank_note():  # a reported stop needs no second line
-            print("labor: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except SystemExit as exc:
-        if exc.code == 130 and not _interrupt_reported and not _rank_note():  # typer's, for a Ctrl-C while parsing
-            print("labor: interrupted", file=sys.stderr)
-        raise
 
 
 def original_message(text: str) -> str:

@@ -5,7 +5,7 @@ A checkpoint keeps its loss history, but a 40,000-iteration run saves one only e
 can be followed (``tail -f``) and plotted (``labor plot curves``) before it ends.
 
 Format: a header row, then one row per iteration (the iteration number counts the steps done,
-1 for the first), in the columns ``iteration``, the names of training.HISTORY_NAMES (the losses,
+1 for the first), in the columns ``iteration``, the names of training.steps.HISTORY_NAMES (the losses,
 the share of target pixels where B's heads differ, the share the mask keeps within --mask-share,
 and the discrepancy weight used), ``lr``
 (the learning rate of A's backbone at that step; empty where unknown). Losses are written in
@@ -29,7 +29,7 @@ import numpy as np
 
 from labor_cli.errors import LaborError
 
-# training.HISTORY_NAMES (this module does not import torch); tests/test_history.py keeps them equal.
+# training.steps.HISTORY_NAMES (this module does not import torch); tests/test_history.py keeps them equal.
 LOSS_COLUMNS = (
     "seg_src",
     "seg_tgt",

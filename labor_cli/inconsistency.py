@@ -5,7 +5,7 @@ about 2.2% of each target image's pixels in the paper. How many pixels the heads
 depends on the data, so the budget ``share`` (--mask-share) keeps at most that share of each
 image's pixels: those where the heads' class probabilities differ most (the L1 distance of their
 softmax outputs, the per-pixel term of the discrepancy loss). Warmup and adapt steer the
-discrepancy weight so that the mask fills its budget (training.MaskShareSteering); extract keeps
+discrepancy weight so that the mask fills its budget (training.loop.MaskShareSteering); extract keeps
 each image's budget's worth (docs/method.md). A share of 0 keeps every pixel where they differ.
 """
 

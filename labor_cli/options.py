@@ -22,14 +22,13 @@ pseudo-label weights: adapt). This module imports neither torch nor typer: ``--h
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from labor_cli.compile_policy import COMPILE_HELP
-from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.errors import LaborUsageError
 from labor_cli.option_machinery import OptionGroup, group, option, parse_size
 
 # Finite choices, the one place each is spelt: the modules that act on them import them from here.
@@ -767,31 +766,3 @@ class BenchOptions(OptionGroup):
             raise LaborUsageError(
                 "--pipeline times the loader and the writer alone: give --e2e-images and --profile in another run"
             )
-
-
-def check_same_run(
-    path: Path, saved: dict, now: dict, may_differ: tuple[str, ...] = (), defaults: Optional[dict] = None
-) -> None:
-    """A resume file's stored config against this run's: every key but ``may_differ`` must agree.
-    A key the saved config lacks (an option added since) counts as its value in ``defaults``."""
-    saved = dict(saved)
-    for key, default in (defaults or {}).items():
-        if key not in saved:
-            saved[key] = default
-        elif isinstance(default, dict) and isinstance(saved[key], dict):
-            saved[key] = {**default, **saved[key]}
-    now = json.loads(json.dumps(now))  # tuples become lists, as in the saved JSON
-    for key in sorted(set(saved) | set(now)):
-        there, here = saved.get(key), now.get(key)
-        if key in may_differ or there == here:
-            continue
-        if isinstance(there, dict) and isinstance(here, dict):  # name the option inside the group: train.lr
-            key, there, here = next(
-                (f"{key}.{k}", there.get(k), here.get(k))
-                for k in sorted(set(there) | set(here))
-                if there.get(k) != here.get(k)
-            )
-        raise LaborError(
-            f"{path}: was saved by a different run ({key}: {there} there, {here} now); "
-            "use the original options, or remove it to start afresh"
-        )

@@ -36,7 +36,7 @@ def toy_target(toy_pair) -> str:
 
 
 def tiny_train_config(**overrides):
-    from labor_cli.training import TrainConfig
+    from labor_cli.options import TrainConfig
 
     values = dict(iterations=6, lr=2e-3, source_batch=2, target_batch=2, save_every=3, log_every=2, seed=0)
     values.update(overrides)

@@ -187,7 +187,7 @@ def test_out_of_memory_names_what_to_lower(
 ):
     """torch.OutOfMemoryError where the work allocates (injected: this runs on the CPU)."""
     import labor_cli.stages.extract as extract
-    import labor_cli.training as training
+    import labor_cli.training.loop as training
 
     def allocate(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.75 GiB total)")

@@ -17,7 +17,7 @@ from labor_cli import artifacts, distributed
 from labor_cli.data.views import ShardBatches
 from labor_cli.distributed import Rank
 from labor_cli.stages.train import resume_path_for, run_training_stage
-from labor_cli.training import StreamSampler
+from labor_cli.training.data import StreamSampler
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),

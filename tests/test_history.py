@@ -14,7 +14,7 @@ def losses(start: int, count: int) -> dict[str, np.ndarray]:
 
 
 def test_columns_are_the_training_losses():
-    from labor_cli.training import HISTORY_NAMES
+    from labor_cli.training.steps import HISTORY_NAMES
 
     assert LOSS_COLUMNS == HISTORY_NAMES
     assert COLUMNS == ("iteration", *HISTORY_NAMES, "lr")

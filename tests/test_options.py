@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from labor_cli import options as declarations
 from labor_cli.cli import app, main
+from labor_cli.errors import LaborError
 from labor_cli.option_machinery import (
     REQUIRED,
     Declared,
@@ -25,6 +26,7 @@ from labor_cli.option_machinery import (
     values_from_file,
 )
 from labor_cli.options import AdaptOptions, AnnotateOptions, TrainConfig, WarmupOptions
+from labor_cli.resume import check_same_run
 
 # The function each command hands its options to (module, name).
 RECEIVERS = {
@@ -411,7 +413,7 @@ def test_the_warm_checkpoint_records_the_config_the_earlier_code_did(warm_checkp
     }
     config = artifacts.load_checkpoint(warm_checkpoint).config
     assert {key: config.get(key) for key in before} == before  # an option added since adds a key
-    declarations.check_same_run(warm_checkpoint, before, config)
+    check_same_run(warm_checkpoint, before, config)
 
 
 def test_a_resume_file_from_before_an_option_existed_counts_as_its_default(tmp_path):
@@ -421,14 +423,14 @@ def test_a_resume_file_from_before_an_option_existed_counts_as_its_default(tmp_p
     now = {**defaults, "stage": "adapt", "start_from": "warmup.h5", "device": "cpu", "compile": False}
     older = json.loads(json.dumps(now))
     del older["train"]["pseudo_alpha"], older["target_split"]
-    declarations.check_same_run(tmp_path / "r.h5", older, now, defaults=defaults)
-    with pytest.raises(declarations.LaborError, match=r"r\.h5: was saved by a different run \(target_split"):
-        declarations.check_same_run(tmp_path / "r.h5", older, {**now, "target_split": "val"}, defaults=defaults)
+    check_same_run(tmp_path / "r.h5", older, now, defaults=defaults)
+    with pytest.raises(LaborError, match=r"r\.h5: was saved by a different run \(target_split"):
+        check_same_run(tmp_path / "r.h5", older, {**now, "target_split": "val"}, defaults=defaults)
     changed = {**now, "train": {**now["train"], "pseudo_alpha": 0.5}}
-    with pytest.raises(declarations.LaborError, match=r"different run \(train.pseudo_alpha: 0.2 there, 0.5 now\)"):
-        declarations.check_same_run(tmp_path / "r.h5", older, changed, defaults=defaults)
-    with pytest.raises(declarations.LaborError, match="different run"):  # without defaults a missing key differs
-        declarations.check_same_run(tmp_path / "r.h5", older, now)
+    with pytest.raises(LaborError, match=r"different run \(train.pseudo_alpha: 0.2 there, 0.5 now\)"):
+        check_same_run(tmp_path / "r.h5", older, changed, defaults=defaults)
+    with pytest.raises(LaborError, match="different run"):  # without defaults a missing key differs
+        check_same_run(tmp_path / "r.h5", older, now)
 
 
 @pytest.mark.parametrize(

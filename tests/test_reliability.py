@@ -24,7 +24,7 @@ def _warmup(toy_source, toy_target, output, **kwargs):
 def test_a_signal_saves_a_whole_checkpoint_and_resume_finishes_the_run(
     tmp_path, toy_source, toy_target, monkeypatch, capsys, signum
 ):
-    import labor_cli.training as training
+    import labor_cli.training.loop as training
 
     real_step, calls = training.training_step, []
 
@@ -52,7 +52,7 @@ def test_a_signal_saves_a_whole_checkpoint_and_resume_finishes_the_run(
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     tmp_path, toy_source, toy_target, monkeypatch
 ):
-    import labor_cli.training as training
+    import labor_cli.training.loop as training
 
     real_step, calls = training.training_step, []
 

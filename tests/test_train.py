@@ -53,7 +53,7 @@ def test_same_command_twice_gives_the_same_weights(tmp_path, toy_source, toy_tar
 def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, toy_source, toy_target, monkeypatch):
     _warmup(toy_source, toy_target, tmp_path / "straight.h5")
 
-    import labor_cli.training as training
+    import labor_cli.training.loop as training
 
     real_step, calls = training.training_step, []
 
@@ -165,7 +165,7 @@ def test_bad_inputs_fail_clearly_and_leave_nothing(tmp_path, toy_source, toy_tar
 
 def test_hflip_flips_images_and_labels_together_as_seed_and_iteration_decide():
     from labor_cli.distributed import Rank
-    from labor_cli.training import flip_source
+    from labor_cli.training.data import flip_source
 
     images = torch.arange(4 * 3 * 2 * 5, dtype=torch.float32).view(4, 3, 2, 5)
     labels = torch.arange(4 * 2 * 5).view(4, 2, 5)
@@ -196,7 +196,7 @@ def test_hflip_flips_images_and_labels_together_as_seed_and_iteration_decide():
 
 
 def test_mask_share_steering_has_known_answers():
-    from labor_cli.training import MaskShareSteering
+    from labor_cli.training.loop import MaskShareSteering
 
     # The steering aims at FILL = 0.95 of the budget: 0.02 -> 0.019, read from the kept share.
     config = tiny_train_config(mask_share=0.02, log_every=2, lambda_dis=0.01)
@@ -248,7 +248,7 @@ def test_warmup_steers_lambda_dis_and_b_learns_pseudo_labels_from_pseudo_from(tm
 def test_resume_at_a_log_point_steers_as_the_uninterrupted_run(tmp_path, toy_source, toy_target, monkeypatch):
     config = tiny_train_config(save_every=4, log_every=2, mask_share=0.3)
     _warmup(toy_source, toy_target, tmp_path / "straight.h5", config=config)
-    import labor_cli.training as training
+    import labor_cli.training.loop as training
 
     real_step, calls = training.training_step, []
 

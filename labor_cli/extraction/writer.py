@@ -4,7 +4,6 @@ done so far saved for --resume every --save-every images and when SIGINT/SIGTERM
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -19,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from labor_cli import artifacts
-from labor_cli.console import progress_bar, stderr
+from labor_cli.console import progress_bar
 from labor_cli.options import ExtractOptions
-from labor_cli.training import StopRequest
+from labor_cli.resume import ResumableRun
 
 
 @dataclass
@@ -103,11 +102,10 @@ def write_masks(
     keep the images done so far in the resume file. Returns the artifact's summary."""
     dataset, checkpoint, sizes = inputs.dataset, inputs.checkpoint, inputs.sizes
     tally = MaskTally.start(saved, len(checkpoint.class_names))
-    stop = StopRequest() if stop_on_signal else contextlib.nullcontext()
     done = saved["written"] if saved else 0
-    next_save = done + options.save_every
+    run = ResumableRun(resume_path, options.save_every, len(dataset), listen=stop_on_signal)
     with (
-        stop,
+        run,
         artifacts.create_artifact(
             options.output,
             "masks",
@@ -126,6 +124,7 @@ def write_masks(
             writer = artifacts.MasksWriter(f, dataset.image_ids, sizes, checkpoint.class_set, checkpoint.class_names)
         task = bar.add_task("extract", total=len(dataset), completed=done, status="")
         for batch_results in results:
+            before = done
             for index, masks in batch_results:
                 tally.add(masks.mask_by_class, masks.differ_pixels)
                 # Written on a background thread, while this one starts the next batch on the device.
@@ -133,13 +132,10 @@ def write_masks(
                 done += 1
             share = 100 * tally.pixels / max(1, sizes[:done].prod(1).sum())
             bar.update(task, advance=len(batch_results), status=f"mask {share:.2f}%")
-            if getattr(stop, "signal_name", None) is not None and done < len(dataset):
-                keep_for_resume(
-                    f, writer, background, tally, config, bar, stop.signal_name, done, len(dataset), resume_path
-                )
-            if done >= next_save and done < len(dataset):
+            if run.signal_name is not None and done < len(dataset):
+                keep_for_resume(f, writer, background, tally, config, bar, run, f"{done} of {len(dataset)} images")
+            if run.save_due(before, done):
                 save_for_resume(f, writer, background, tally, config, resume_path)
-                next_save = done + options.save_every
         background.wait()
         if "resume_state" in f.attrs:
             del f.attrs["resume_state"]
@@ -189,23 +185,9 @@ def save_for_resume(f, writer, background: InOrderThread, tally: MaskTally, conf
 
 
 def keep_for_resume(
-    f,
-    writer,
-    background: InOrderThread,
-    tally: MaskTally,
-    config: dict,
-    bar,
-    signal_name: str,
-    done: int,
-    total: int,
-    resume_path: Path,
+    f, writer, background: InOrderThread, tally: MaskTally, config: dict, bar, run: ResumableRun, after: str
 ) -> None:
     """Stop: what is written stays, with the state --resume continues from (KeepPartial)."""
     mark_resume_state(f, writer, background, tally, config)
     bar.stop()
-    stderr.print(
-        f"{signal_name}: stopped after {done} of {total} images; saved {resume_path}. "
-        "Run the same command with --resume to continue.",
-        soft_wrap=True,
-    )
-    raise artifacts.KeepPartial
+    run.stopped(after, error=artifacts.KeepPartial)

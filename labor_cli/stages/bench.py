@@ -34,9 +34,9 @@ from labor_cli.compile_policy import compile_break_even
 from labor_cli.errors import LaborError, LaborUsageError
 from labor_cli.extraction.scores import extract_image, network_outputs
 from labor_cli.models import build_networks, fold_frozen_batchnorm
-from labor_cli.options import BenchOptions, ExtractOptions, resolve_workers
+from labor_cli.options import BenchOptions, ExtractOptions, TrainConfig, resolve_workers
 from labor_cli.runtime import CompileFallback, autocast, configure_backends, resolve_compile, resolve_device
-from labor_cli.training import TrainConfig, build_optimizers, training_step
+from labor_cli.training.steps import build_optimizers, training_step
 
 # (source (H, W), target (H, W), extraction native (H, W), extraction input (H, W), batch)
 SHAPES = {

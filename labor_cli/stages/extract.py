@@ -23,13 +23,8 @@ from labor_cli.extraction import scores, writer
 from labor_cli.extraction.writer import ExtractionInputs
 from labor_cli.inference import inference_networks
 from labor_cli.option_machinery import stored_config, stored_defaults
-from labor_cli.options import (
-    ExtractOptions,
-    TrainConfig,
-    check_same_run,
-    resolve_workers,
-)
-from labor_cli.resume import continue_saved_run
+from labor_cli.options import ExtractOptions, TrainConfig, resolve_workers
+from labor_cli.resume import check_same_run, continue_saved_run
 from labor_cli.runtime import (
     CompileFallback,
     configure_backends,

@@ -28,15 +28,11 @@ from labor_cli.errors import LaborError
 from labor_cli.history import loss_history_path
 from labor_cli.models.init import build_initialised_networks, default_init
 from labor_cli.option_machinery import stored_config, stored_defaults
-from labor_cli.options import (
-    AdaptOptions,
-    WarmupOptions,
-    check_same_run,
-    resolve_workers,
-)
-from labor_cli.resume import continue_saved_run
+from labor_cli.options import AdaptOptions, WarmupOptions, resolve_workers
+from labor_cli.resume import check_same_run, continue_saved_run
 from labor_cli.runtime import configure_backends, resolve_compile, resolve_device, resolve_precision, seed_everything
-from labor_cli.training import TargetPoints, train
+from labor_cli.training.data import TargetPoints
+from labor_cli.training.loop import Checkpoints, Placement, TrainingData, train
 
 # Configuration keys that may differ between a run and its resumption.
 RESUME_MAY_DIFFER = ("device", "workers", "quiet", "resume", "force", "compile")
@@ -64,16 +60,6 @@ class TrainingInputs:
     parents: list[artifacts.Parent] = field(default_factory=list)
 
 
-@dataclass
-class Placement:
-    """Where and how the networks run."""
-
-    device: torch.device
-    precision: str
-    compiled: bool
-    workers: int
-
-
 def run_training_stage(options: WarmupOptions | AdaptOptions, rank: Rank = Rank()) -> StageResult:
     """Under torchrun (``rank``), every process runs this; --source-batch and --target-batch are
     per process (the global batch is world_size times them) and only rank 0 writes files."""
@@ -99,19 +85,11 @@ def run_training_stage(options: WarmupOptions | AdaptOptions, rank: Rank = Rank(
             networks,
             config,
             options.COMMAND,
-            source_view,
-            target_view,
-            inputs.target_points,
-            placement.device,
-            placement.precision,
-            placement.workers,
-            save,
-            resume_path,
-            resume_state,
-            options.quiet,
+            data=TrainingData(source_view, target_view, inputs.target_points),
+            placement=placement,
+            checkpoints=Checkpoints(save, resume_path, resume_state, history_csv),
             rank=rank,
-            compile_networks=placement.compiled,
-            history_csv=history_csv,
+            quiet=options.quiet,
         )
         networks.to("cpu")
         if rank.is_main:

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_train_config, warmup_options
+from helpers import tiny_train_config, warmup_options
 
 from labor_cli import artifacts, runtime
 from labor_cli.errors import LaborUsageError

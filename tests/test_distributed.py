@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_train_config, warmup_options
+from helpers import tiny_train_config, warmup_options
 
 from labor_cli import artifacts, distributed
 from labor_cli.data.views import ShardBatches

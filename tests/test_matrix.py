@@ -1,4 +1,5 @@
-"""The reliability matrix (issue #7): every subcommand x every bad input it can meet.
+"""The reliability matrix: every subcommand x every bad input it can meet, so that a user who hands
+labor a wrong file learns which file and what is wrong, and loses nothing.
 
 Each case runs `labor` in-process (``labor_cli.cli.main(argv)``) and asserts: the exit code (2 for
 usage errors, 1 for the rest), exactly one line on stderr naming the file and the problem, no
@@ -369,7 +370,7 @@ def test_skip_bad_continues_without_the_unreadable_files_and_counts_them(tmp_pat
     assert sum(len(v) for v in skipped.values()) == expected, skipped
 
 
-# --- the same bad inputs read in DataLoader worker processes (issue #17) -----------------------
+# --- the same bad inputs read in DataLoader worker processes -----------------------------------
 
 LOADER_STAGES = ("warmup", "extract", "evaluate", "adapt")  # the stages whose images a DataLoader reads
 WORKER_CASES = [case for case in cases() if case.values[0] in LOADER_STAGES and "corrupt" in case.values[1]]
@@ -465,8 +466,9 @@ def test_a_file_that_changes_under_a_worker(tmp_path, capsys, chain, monkeypatch
 
 @pytest.mark.parametrize("command", ["evaluate", "warmup"])
 def test_bad_input_through_the_executable_with_workers(tmp_path, chain, command):
-    """The issue's report: a corrupt target PNG in `labor evaluate` with loader workers printed 26
-    lines of worker traceback. Through the real executable, with 2 workers: one line."""
+    """A corrupt image read by a loader worker reaches the user through torch's worker error
+    wrapping, which carries the worker's traceback. Through the real executable, with 2 workers:
+    still one line."""
     out = tmp_path / "out"
     out.mkdir()
     if command == "evaluate":

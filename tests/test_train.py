@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_train_config, warmup_options
+from helpers import tiny_train_config, warmup_options
 
 from labor_cli import artifacts
 from labor_cli.errors import LaborError, LaborUsageError
@@ -48,69 +48,6 @@ def test_same_command_twice_gives_the_same_weights(tmp_path, toy_source, toy_tar
     _warmup(toy_source, toy_target, tmp_path / "b.h5")
     a, b = _weights(tmp_path / "a.h5"), _weights(tmp_path / "b.h5")
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, toy_source, toy_target, monkeypatch):
-    _warmup(toy_source, toy_target, tmp_path / "straight.h5")
-
-    import labor_cli.training as training
-
-    real_step, calls = training.training_step, []
-
-    def interrupted_step(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:  # after the save at iteration 3, during iteration 5
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(training, "training_step", interrupted_step)
-    output = tmp_path / "resumed.h5"
-    with pytest.raises(KeyboardInterrupt):
-        _warmup(toy_source, toy_target, output)
-    assert not output.exists()
-    assert artifacts.load_checkpoint(resume_path_for(output)).state.iteration == 3
-    csv = tmp_path / "resumed.losses.csv"  # flushed at iterations 2, 3 (the save) and 4: rows 1-4 and the header
-    assert csv.read_text().splitlines()[-1].startswith("4,") and len(csv.read_text().splitlines()) == 5
-    monkeypatch.setattr(training, "training_step", real_step)
-    _warmup(toy_source, toy_target, output, resume=True)
-    # resumed from 3: row 4 of the interrupted part is dropped, and the file is the uninterrupted run's
-    assert csv.read_text() == (tmp_path / "straight.losses.csv").read_text()
-    from labor_cli.history import read_loss_history_csv
-
-    columns = read_loss_history_csv(csv)
-    assert columns["iteration"].tolist() == [1, 2, 3, 4, 5, 6]
-    assert np.allclose(columns["lr"], [2e-3 * (1 - i / 6) ** 0.9 for i in range(6)], rtol=1e-12)
-    straight, resumed = _weights(tmp_path / "straight.h5"), _weights(output)
-    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    a = artifacts.load_checkpoint(tmp_path / "straight.h5").state.history
-    b = artifacts.load_checkpoint(output).state.history
-    assert all(np.array_equal(a[k], b[k]) for k in a)
-    from labor_cli.history import LOSS_COLUMNS  # the losses; the checkpoint also keeps mask_share and lambda_dis
-
-    assert all(np.array_equal(columns[k].astype(np.float32), a[k]) for k in LOSS_COLUMNS)
-
-
-def test_resume_with_nothing_saved_starts_from_the_beginning(tmp_path, toy_source, toy_target, capsys):
-    """A run killed before its first save leaves no resume file: --resume runs it whole and says so."""
-    _warmup(toy_source, toy_target, tmp_path / "straight.h5")
-    output = tmp_path / "w.h5"
-    result = _warmup(toy_source, toy_target, output, resume=True)
-    err = capsys.readouterr().err
-    assert f"{resume_path_for(output)}: nothing saved yet" in err and "starting from the beginning" in err
-    assert result.iterations == 6
-    straight, resumed = _weights(tmp_path / "straight.h5"), _weights(output)
-    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["straight.h5", "straight.losses.csv", "w.h5", "w.losses.csv"]
-
-
-def test_resume_refuses_a_run_with_other_options(tmp_path, toy_source, toy_target, monkeypatch):
-    output = tmp_path / "w.h5"
-    import shutil
-
-    _warmup(toy_source, toy_target, tmp_path / "done.h5")
-    shutil.copy(tmp_path / "done.h5", resume_path_for(output))
-    with pytest.raises(LaborError, match="different run .*lr"):
-        _warmup(toy_source, toy_target, output, resume=True, config=tiny_train_config(lr=1e-2))
 
 
 def test_device_and_precision_selection():

@@ -226,14 +226,14 @@ def test_a_bare_ctrl_c_says_interrupted(tmp_path, capsys, monkeypatch, warm_chec
 
 
 def test_a_reported_stop_gets_no_second_line(tmp_path, capsys, monkeypatch, warm_checkpoint, toy_target):
-    import labor_cli.stages.extract as extract
+    import labor_cli.extraction.writer as writer
     from labor_cli.errors import Interrupted
 
     def stopped(*args, **kwargs):
         print("SIGINT: stopped; saved ...", file=sys.stderr)
         raise Interrupted
 
-    monkeypatch.setattr(extract, "write_masks", stopped)
+    monkeypatch.setattr(writer, "write_masks", stopped)
     code, _, err = run_main(extract_argv(warm_checkpoint, toy_target, tmp_path / "o.h5"), capsys)
     assert code == 130 and err == "SIGINT: stopped; saved ...\n"
 

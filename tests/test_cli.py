@@ -35,6 +35,7 @@ def test_help_lists_every_stage():
         assert stage in result.stdout
 
 
+@pytest.mark.slow
 def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
     runner = CliRunner()
     train = [

@@ -34,6 +34,7 @@ def extract_argv(checkpoint, target, output, *extra):
 # --- kill -9 ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_extract_killed_at_random_moments_resumes_to_the_same_artifact(
     tmp_path, warm_checkpoint, toy_target, whole_masks
 ):
@@ -110,6 +111,11 @@ def test_an_interrupted_extraction_resumes_to_the_same_artifact(
     (saved every --save-every images and at a signal), never a partial output; --resume refuses a
     resume file of other options or of an older labor, and finishes the run identical to an
     uninterrupted one."""
+    import labor_cli.cli as cli
+
+    # cli.py keeps a process-wide flag once it has reported a Ctrl-C; restored after this test so
+    # that a later test's bare Ctrl-C is still reported
+    monkeypatch.setattr(cli, "_interrupt_reported", False, raising=False)
     output = tmp_path / "masks.h5"
     with monkeypatch.context() as patch:
         interrupt(patch)

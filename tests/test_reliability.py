@@ -57,6 +57,7 @@ def crash_in_step_5(real_step, calls):
     return real_step()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "interrupt, saved_at",
     [(signal_after_step(signal.SIGTERM), 4), (signal_after_step(signal.SIGINT), 4), (crash_in_step_5, 3)],
@@ -104,6 +105,7 @@ def test_an_interrupted_warmup_resumes_to_the_uninterrupted_run(
     assert all(np.array_equal(columns[k].astype(np.float32), whole[k]) for k in LOSS_COLUMNS)
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     tmp_path, toy_source, toy_target, monkeypatch
 ):
@@ -164,7 +166,7 @@ def test_init_weights_are_loaded_weights_only(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("stage", ["warmup", "extract", "adapt"])
+@pytest.mark.parametrize("stage", [pytest.param("warmup", marks=pytest.mark.slow), "extract", "adapt"])
 def test_resume_with_nothing_saved_starts_from_the_beginning(
     tmp_path, toy_source, toy_target, warm_checkpoint, whole_masks, stage
 ):
@@ -197,6 +199,7 @@ def test_resume_with_nothing_saved_starts_from_the_beginning(
         assert artifacts.load_checkpoint(output).state.iteration == 2
 
 
+@pytest.mark.slow
 def test_kill_9_loses_at_most_the_work_since_the_last_save(tmp_path, toy_source, toy_target, warm_checkpoint):
     """kill -9 mid-warmup: the last periodic save survives whole, and --resume finishes the run
     with the same weights as an uninterrupted one (the session's warm_checkpoint, same options)."""

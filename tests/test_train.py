@@ -22,6 +22,7 @@ def _warmup(toy_source, toy_target, output, **kwargs):
     return run_training_stage(warmup_options(toy_source, toy_target, output, **kwargs))
 
 
+@pytest.mark.slow
 def test_warmup_changes_the_weights_and_lowers_the_source_loss(tmp_path, toy_source, toy_target):
     config = tiny_train_config(iterations=30, lr=5e-3, log_every=5, save_every=100)
     result = _warmup(toy_source, toy_target, tmp_path / "w.h5", config=config)
@@ -43,6 +44,7 @@ def test_warmup_changes_the_weights_and_lowers_the_source_loss(tmp_path, toy_sou
     assert not resume_path_for(tmp_path / "w.h5").exists()  # the run's periodic save is cleaned up
 
 
+@pytest.mark.slow
 def test_same_command_twice_gives_the_same_weights(tmp_path, toy_source, toy_target):
     _warmup(toy_source, toy_target, tmp_path / "a.h5")
     _warmup(toy_source, toy_target, tmp_path / "b.h5")
@@ -65,6 +67,7 @@ def test_device_and_precision_selection():
         resolve_precision("fp8", torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_bf16_autocast_runs_on_the_cpu(tmp_path, toy_source, toy_target):
     run_training_stage(
         warmup_options(toy_source, toy_target, tmp_path / "w.h5", tiny_train_config(iterations=2), precision="bf16")
@@ -161,6 +164,7 @@ def test_mask_share_steering_has_known_answers():
     assert resumed.weight == pytest.approx(0.08)
 
 
+@pytest.mark.slow
 def test_warmup_steers_lambda_dis_and_b_learns_pseudo_labels_from_pseudo_from(tmp_path, toy_source, toy_target):
     config = tiny_train_config(iterations=8, pseudo_from=5, mask_share=0.3, log_every=2, save_every=100)
     _warmup(toy_source, toy_target, tmp_path / "w.h5", config=config)
@@ -182,6 +186,7 @@ def test_warmup_steers_lambda_dis_and_b_learns_pseudo_labels_from_pseudo_from(tm
     assert (history["sel_pseudo"][:2] == 0).all() and (history["sel_pseudo"][2:] > 0).all()  # default: from half
 
 
+@pytest.mark.slow
 def test_resume_at_a_log_point_steers_as_the_uninterrupted_run(tmp_path, toy_source, toy_target, monkeypatch):
     config = tiny_train_config(save_every=4, log_every=2, mask_share=0.3)
     _warmup(toy_source, toy_target, tmp_path / "straight.h5", config=config)

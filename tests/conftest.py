@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny toy domain pair and a tiny warmed-up checkpoint, made once per session."""
+"""Shared fixtures: the tiny toy domain pair and a tiny warmed-up checkpoint, made once per session.
+Plain functions the tests share are in helpers.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_train_config, warmup_options  # noqa: F401 (test_options.py imports tiny_train_config from here)
 
 # Two CPU cores: keep torch from oversubscribing when pytest runs alongside data workers.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -35,23 +37,6 @@ def toy_target(toy_pair) -> str:
     return f"cityscapes:{toy_pair / 'target'}"
 
 
-def tiny_train_config(**overrides):
-    from labor_cli.options import TrainConfig
-
-    values = dict(iterations=6, lr=2e-3, source_batch=2, target_batch=2, save_every=3, log_every=2, seed=0)
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
-def warmup_options(source, target, output, config=None, **overrides):
-    """The tests' warmup: the small arch on the CPU, data loaded in the test process, quiet."""
-    from labor_cli.options import WarmupOptions
-
-    values = dict(arch="small", device="cpu", workers=0, quiet=True)
-    values.update(overrides)
-    return WarmupOptions(source=source, target=target, output=output, train=config or tiny_train_config(), **values)
-
-
 @pytest.fixture(scope="session")
 def warm_checkpoint(tmp_path_factory, toy_source, toy_target) -> Path:
     """A small-arch checkpoint after a few warmup iterations on the tiny pair."""
@@ -59,4 +44,18 @@ def warm_checkpoint(tmp_path_factory, toy_source, toy_target) -> Path:
 
     output = tmp_path_factory.mktemp("warm") / "warmup.h5"
     run_training_stage(warmup_options(toy_source, toy_target, output))
+    return output
+
+
+@pytest.fixture(scope="session")
+def whole_masks(tmp_path_factory, warm_checkpoint, toy_target) -> Path:
+    """An uninterrupted extraction of warm_checkpoint on the tiny target, in this process (what the
+    interrupted and resumed ones must equal)."""
+    from labor_cli.options import ExtractOptions
+    from labor_cli.stages.extract import run_extract
+
+    output = tmp_path_factory.mktemp("whole") / "masks.h5"
+    run_extract(
+        ExtractOptions(model=warm_checkpoint, target=toy_target, output=output, device="cpu", quiet=True, workers=0)
+    )
     return output

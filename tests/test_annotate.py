@@ -10,7 +10,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,11 +18,12 @@ from urllib.parse import urlsplit
 import h5py
 import numpy as np
 import pytest
+from helpers import executable_argv, one_line, run_main
 from typer.testing import CliRunner
 
 from labor_cli import artifacts
 from labor_cli.annotate.server import WORKERS, AnnotateServer
-from labor_cli.cli import app, main
+from labor_cli.cli import app
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours, class_names
 from labor_cli.errors import LaborError
@@ -854,7 +854,7 @@ def start_labor(*args) -> tuple[subprocess.Popen, str, str]:
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "labor_cli", *map(str, args)],
+        executable_argv(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -916,12 +916,10 @@ def test_cli_ctrl_c_saves_and_the_same_command_continues(tmp_path, toy_target, t
 
 
 def labor_error(capsys, *args) -> tuple[int, str]:
-    """`labor ARGS` in this process: its exit code and its stderr, which must be one line."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err, captured.err
-    return exit_info.value.code, captured.err.strip()
+    """`labor ARGS` in this process, which must fail: its exit code and its one line of stderr."""
+    code, _, err = run_main(args, capsys)
+    assert code != 0
+    return code, one_line(err)
 
 
 def test_cli_bad_input_is_one_error_line_and_writes_nothing(tmp_path, toy_target, truth, capsys):

@@ -1,11 +1,10 @@
 """The command line as a user meets it: help, the whole chain, and one-line errors."""
 
 import json
-import subprocess
-import sys
 
 import h5py
 import pytest
+from helpers import run_executable
 from typer.testing import CliRunner
 
 from labor_cli.cli import app
@@ -30,22 +29,13 @@ STAGES = (
 )
 
 
-def labor(*args, check=True):
-    """Run `python -m labor_cli` in a subprocess: the real exit code and stderr."""
-    result = subprocess.run(
-        [sys.executable, "-m", "labor_cli", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
 def test_help_lists_every_stage():
-    result = labor("--help")
+    result = run_executable("--help")
     for stage in STAGES:
         assert stage in result.stdout
 
 
+@pytest.mark.slow
 def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
     runner = CliRunner()
     train = [
@@ -274,7 +264,7 @@ def test_whole_chain_on_the_tiny_toy_pair(tmp_path, toy_source, toy_target):
 def test_bad_input_gives_one_line_an_exit_code_and_no_traceback(tmp_path, args, code, message):
     with h5py.File(tmp_path / "plain.h5", "w") as f:
         f["x"] = 1
-    result = labor(*[a.format(tmp=tmp_path) for a in args], check=False)
+    result = run_executable(*[a.format(tmp=tmp_path) for a in args], check=False)
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
     assert message in result.stderr
@@ -303,7 +293,7 @@ def test_an_output_that_is_one_of_the_inputs_is_refused_even_with_force(tmp_path
     with h5py.File(given, "w") as f:
         f["x"] = 1
     before = given.read_bytes()
-    result = labor(*[a.format(tmp=tmp_path, f=given) for a in args], "--force", check=False)
+    result = run_executable(*[a.format(tmp=tmp_path, f=given) for a in args], "--force", check=False)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "would replace its own input" in result.stderr and str(given) in result.stderr

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_train_config, warmup_options
+from helpers import tiny_train_config, warmup_options
 
 from labor_cli import artifacts, runtime
 from labor_cli.errors import LaborUsageError
@@ -55,6 +55,7 @@ def test_compile_choices():
     assert f"at least {COMPILE_BREAK_EVEN} iterations" in COMPILE_HELP
 
 
+@pytest.mark.slow
 def test_compiled_training_equals_eager_and_keeps_the_checkpoint_layout(tmp_path, toy_source, toy_target, monkeypatch):
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
     _warmup(toy_source, toy_target, tmp_path / "eager.h5", "off")
@@ -66,6 +67,7 @@ def test_compiled_training_equals_eager_and_keeps_the_checkpoint_layout(tmp_path
         assert '"compile": true' in f.attrs["config"]
 
 
+@pytest.mark.slow
 def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tmp_path, toy_source, toy_target, monkeypatch, capsys):
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", failing_backend)
     _warmup(toy_source, toy_target, tmp_path / "fallback.h5", "on")
@@ -76,6 +78,7 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tmp_path, toy_s
     assert all(torch.equal(eager[k], fallback[k]) for k in eager)  # the failed step was redone from scratch
 
 
+@pytest.mark.slow
 def test_compiled_extract_and_evaluate_equal_eager(tmp_path, warm_checkpoint, toy_target, monkeypatch, capsys):
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", failing_backend)  # the fallback path, then real compiling
     run_extract(
@@ -163,6 +166,7 @@ def test_a_real_error_still_raises_after_the_eager_retry(monkeypatch):
     assert len(calls) == 2 and not guard.active and module._compiled_call_impl is None
 
 
+@pytest.mark.slow
 def test_compiling_builds_one_static_graph_per_input_shape_all_in_the_first_iteration(
     tmp_path, toy_source, toy_target, monkeypatch
 ):

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import invoke
 from torch import nn
-from typer.testing import CliRunner
 
 from labor_cli.data.transforms import ImageNormalizer
 from labor_cli.errors import LaborError
@@ -25,15 +25,6 @@ from labor_cli.models.deeplab import ASPPv2, ResNetBackbone, SegmentationModel
 from labor_cli.models.deeplab_caffe import CAFFE_BGR_MEAN, CaffeResNetBackbone
 
 SMALL = (1, 2, 2, 1)
-
-
-def labor(*args):
-    """`labor ARGS` in this process (the monkeypatched reduced depth holds), which must succeed."""
-    from labor_cli.cli import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result
 
 
 # --- the originals, written from their descriptions -------------------------------------------
@@ -375,7 +366,7 @@ def test_convert_writes_a_checkpoint_that_loads_and_predicts_the_same(
     from labor_cli.artifacts import load_checkpoint
 
     theirs, path = adaptsegnet_multi
-    result = labor(
+    result = invoke(
         "convert",
         f"adaptsegnet:{path}",
         "-o",
@@ -428,7 +419,7 @@ def test_convert_refuses_to_overwrite_and_reads_a_discriminator(tmp_path, multi_
     layers = [layer for i in range(5) for layer in (nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1), nn.LeakyReLU(0.2))]
     advent_d = nn.Sequential(*layers[:-1])
     torch.save(advent_d.state_dict(), tmp_path / "model_D_main.pth")
-    labor(
+    invoke(
         "convert",
         f"advent:{path}",
         "-o",
@@ -682,10 +673,10 @@ def test_the_stages_start_from_a_converted_checkpoint(
     from labor_cli.artifacts import load_checkpoint, read_any
 
     path = adaptsegnet_multi[1]
-    labor("convert", f"adaptsegnet:{path}", "-o", tmp_path / "model.h5", "--selector-backbone", "shared")
+    invoke("convert", f"adaptsegnet:{path}", "-o", tmp_path / "model.h5", "--selector-backbone", "shared")
     converted = load_checkpoint(tmp_path / "model.h5").networks
     small = "64x32"  # the reduced ResNet still has DeepLab's 2048-channel dilated classifier: keep inputs small
-    labor(
+    invoke(
         "extract",
         "-m",
         tmp_path / "model.h5",
@@ -701,9 +692,11 @@ def test_the_stages_start_from_a_converted_checkpoint(
         0,
         "-q",
     )
-    labor("select", "--masks", tmp_path / "masks.h5", "--mode", "ppl", "--points", 5, "-o", tmp_path / "selection.h5")
-    labor("label", "--selection", tmp_path / "selection.h5", "--target", toy_target, "-o", tmp_path / "labels.h5", "-q")
-    labor(
+    invoke("select", "--masks", tmp_path / "masks.h5", "--mode", "ppl", "--points", 5, "-o", tmp_path / "selection.h5")
+    invoke(
+        "label", "--selection", tmp_path / "selection.h5", "--target", toy_target, "-o", tmp_path / "labels.h5", "-q"
+    )
+    invoke(
         "adapt",
         "-m",
         tmp_path / "model.h5",
@@ -737,7 +730,7 @@ def test_the_stages_start_from_a_converted_checkpoint(
     before, after = converted.segmenter.classifier.state_dict(), adapted.networks.segmenter.classifier.state_dict()
     assert sorted(after) == sorted(before) == [f"conv2d_list.{k}.{p}" for k in (0, 1) for p in ("bias", "weight")]
     assert all(not torch.equal(before[key], after[key]) for key in before)  # both branches trained
-    labor(
+    invoke(
         "evaluate",
         "-m",
         tmp_path / "adapted.h5",
@@ -766,7 +759,7 @@ def test_a_crafted_classifier_dilations_is_a_damaged_checkpoint(tmp_path, adapts
 
     from labor_cli.artifacts import load_checkpoint
 
-    labor(
+    invoke(
         "convert", f"adaptsegnet:{adaptsegnet_multi[1]}", "-o", tmp_path / "model.h5", "--selector-backbone", "shared"
     )
     for bad in ([0], [6, 12, 18, 24, 30], "6,12", [6.0, 12.0], [100000]):

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_train_config, warmup_options
+from helpers import tiny_train_config, warmup_options
 
 from labor_cli import artifacts, distributed
 from labor_cli.data.views import ShardBatches
@@ -126,6 +126,7 @@ def test_one_process_under_torchrun_joins_a_group_of_one(monkeypatch):
     assert not torch.distributed.is_initialized()
 
 
+@pytest.mark.slow
 def test_extract_and_evaluate_with_two_processes_equal_one(tmp_path, warm_checkpoint, toy_target):
     common = ["--target", toy_target, "--device", "cpu", "--workers", "0", "-q"]
     for processes in (1, 2):
@@ -153,6 +154,7 @@ def test_extract_and_evaluate_with_two_processes_equal_one(tmp_path, warm_checkp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval1.h5", "eval2.h5", "masks1.h5", "masks2.h5"]
 
 
+@pytest.mark.slow
 def test_warmup_with_two_processes_stops_together_resumes_and_matches_the_global_batch(
     tmp_path, toy_source, toy_target
 ):

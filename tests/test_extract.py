@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import run_executable
 
 from labor_cli import artifacts
 from labor_cli.artifacts import unpack_mask
@@ -209,20 +210,13 @@ def test_the_executable_extracts_the_runner_up_and_balanced_selects_over_class_p
     the prediction, and the default balanced selection gives every class of an image the budget
     class_budgets computes from the classes' areas, and each of its runner-up classes its share of
     it, rounded down or up."""
-    import subprocess
-    import sys
-
     from labor_cli import selection
 
-    def labor(*args):
-        result = subprocess.run(
-            [sys.executable, "-m", "labor_cli", *map(str, args)], capture_output=True, text=True, timeout=300
-        )
-        assert result.returncode == 0, result.stderr
-
     masks_path, selection_path = tmp_path / "masks.h5", tmp_path / "sel.h5"
-    labor("extract", "-m", warm_checkpoint, "--target", toy_target, "-o", masks_path, "--device", "cpu", "-q")
-    labor("select", "--masks", masks_path, "--mode", "balanced", "--points", "9", "--seed", "3", "-o", selection_path)
+    run_executable("extract", "-m", warm_checkpoint, "--target", toy_target, "-o", masks_path, "--device", "cpu", "-q")
+    run_executable(
+        "select", "--masks", masks_path, "--mode", "balanced", "--points", "9", "--seed", "3", "-o", selection_path
+    )
     chosen = artifacts.read_pixel_set(selection_path, "selection")
     with artifacts.Masks(masks_path) as masks:
         assert masks.has_runner_up and len(masks) > 1

@@ -1,4 +1,6 @@
-"""Hostile artifacts (issue #17): a seeded, time-bounded fuzz loop over the HDF5 schema.
+"""Hostile artifacts: a seeded, time-bounded fuzz loop over the HDF5 schema. An artifact is a file
+anyone may hand over, damaged or crafted; what it declares must never crash labor or make it
+allocate without bound.
 
 Each case copies a good artifact, changes one dataset or attribute (a huge declared size, a
 negative or shifted offset, another dtype, NaN, a string where a number belongs, a deletion)

@@ -1,4 +1,5 @@
-"""The reliability matrix (issue #7): every subcommand x every bad input it can meet.
+"""The reliability matrix: every subcommand x every bad input it can meet, so that a user who hands
+labor a wrong file learns which file and what is wrong, and loses nothing.
 
 Each case runs `labor` in-process (``labor_cli.cli.main(argv)``) and asserts: the exit code (2 for
 usage errors, 1 for the rest), exactly one line on stderr naming the file and the problem, no
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import h5py
 import pytest
+from helpers import run_executable, run_main
 
 from labor_cli import artifacts
-from labor_cli.cli import main
 from labor_cli.options import ExtractOptions, LabelOptions, SelectOptions
 
 RUN = ["--device", "cpu", "--workers", "0", "-q"]
@@ -288,17 +289,6 @@ def chain(tmp_path_factory, toy_pair, toy_source, toy_target, warm_checkpoint):
     }
 
 
-def run_labor(argv, capsys):
-    capsys.readouterr()
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def build(command, chain, out, replace=(), extra=()):
     values = {**chain, "out": str(out)}
     argv = []
@@ -334,7 +324,7 @@ def test_bad_input(tmp_path, capsys, chain, command, what, replace, extra, code,
         (out / "o").mkdir()
         (out / "o" / "keep.txt").write_text("precious")
     before, bad_before = snapshot(out), snapshot(Path(chain["bad"]))
-    code_got, _, err = run_labor(build(command, chain, out, replace, extra), capsys)
+    code_got, _, err = run_main(build(command, chain, out, replace, extra), capsys)
     assert_one_line_error(code_got, err, code, needles)
     assert snapshot(out) == before  # nothing written, nothing half-written, nothing replaced
     assert snapshot(Path(chain["bad"])) == bad_before
@@ -356,7 +346,7 @@ def test_a_disk_that_fills_during_the_write(tmp_path, capsys, chain, monkeypatch
     else:
         monkeypatch.setattr(h5py.Group, "create_dataset", _disk_full)
         monkeypatch.setattr(Image.Image, "save", _disk_full)
-    code, _, err = run_labor(argv, capsys)
+    code, _, err = run_main(argv, capsys)
     assert_one_line_error(
         code, err, 1, ["o", "No space left on device" if command in ("export", "show", "data toy") else "disk full"]
     )
@@ -370,7 +360,7 @@ def test_skip_bad_continues_without_the_unreadable_files_and_counts_them(tmp_pat
     replace = {"{tgt}": "cityscapes:{bad}/corrupt-target"}
     if command == "warmup":
         replace["{src}"] = "gta5:{bad}/corrupt-source"
-    code, _, err = run_labor(build(command, chain, out, replace, ["--skip-bad"]), capsys)
+    code, _, err = run_main(build(command, chain, out, replace, ["--skip-bad"]), capsys)
     assert code == 0, err
     assert "skipped" in err and "unreadable" in err
     with h5py.File(out / "o.h5") as f:
@@ -380,7 +370,7 @@ def test_skip_bad_continues_without_the_unreadable_files_and_counts_them(tmp_pat
     assert sum(len(v) for v in skipped.values()) == expected, skipped
 
 
-# --- the same bad inputs read in DataLoader worker processes (issue #17) -----------------------
+# --- the same bad inputs read in DataLoader worker processes -----------------------------------
 
 LOADER_STAGES = ("warmup", "extract", "evaluate", "adapt")  # the stages whose images a DataLoader reads
 WORKER_CASES = [case for case in cases() if case.values[0] in LOADER_STAGES and "corrupt" in case.values[1]]
@@ -397,7 +387,7 @@ def test_bad_input_read_in_a_worker_process(tmp_path, capsys, chain, command, wh
     the worker's traceback: still the one line the same error gives in-process."""
     out = tmp_path / "out"
     out.mkdir()
-    code_got, _, err = run_labor(with_workers(build(command, chain, out, replace, extra), 1), capsys)
+    code_got, _, err = run_main(with_workers(build(command, chain, out, replace, extra), 1), capsys)
     assert_one_line_error(code_got, err, code, needles)
     assert snapshot(out) == {}
 
@@ -469,25 +459,16 @@ def test_a_file_that_changes_under_a_worker(tmp_path, capsys, chain, monkeypatch
         monkeypatch.setattr(Image, "open", refusing_open)
     out = tmp_path / "out"
     out.mkdir()
-    code, _, err = run_labor(_evaluate_val(chain, out, target), capsys)
+    code, _, err = run_main(_evaluate_val(chain, out, target), capsys)
     assert_one_line_error(code, err, 1, [victim.name, expected])
     assert snapshot(out) == {}
 
 
-def _executable(*args, timeout=300):
-    """`labor` as users run it: a process of its own (python -m labor_cli, as tests/test_cli.py)."""
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "labor_cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
-    )
-
-
 @pytest.mark.parametrize("command", ["evaluate", "warmup"])
 def test_bad_input_through_the_executable_with_workers(tmp_path, chain, command):
-    """The issue's report: a corrupt target PNG in `labor evaluate` with loader workers printed 26
-    lines of worker traceback. Through the real executable, with 2 workers: one line."""
+    """A corrupt image read by a loader worker reaches the user through torch's worker error
+    wrapping, which carries the worker's traceback. Through the real executable, with 2 workers:
+    still one line."""
     out = tmp_path / "out"
     out.mkdir()
     if command == "evaluate":
@@ -496,12 +477,12 @@ def test_bad_input_through_the_executable_with_workers(tmp_path, chain, command)
     else:
         argv = with_workers(build("warmup", chain, out, {"{src}": "gta5:{bad}/corrupt-source"}), 2)
         needles = ("00000.png", "cannot read image")
-    result = _executable(*argv)
+    result = run_executable(*argv, check=False)
     assert_one_line_error(result.returncode, result.stderr, 1, needles)
     assert snapshot(out) == {}
     if command == "warmup":
         return
     # and --skip-bad goes on without the file, in the workers as in-process
-    result = _executable(*argv, "--skip-bad")
+    result = run_executable(*argv, "--skip-bad", check=False)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "skipped" in result.stderr

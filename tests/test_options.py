@@ -389,7 +389,7 @@ def test_train_config_keeps_its_fields_and_defaults():
 def test_the_warm_checkpoint_records_the_config_the_earlier_code_did(warm_checkpoint, toy_source, toy_target):
     """The conftest warmup's config, key for key and value for value, as labor wrote it before the
     options were declared: an older run's resume file still passes the same-run check."""
-    from conftest import tiny_train_config
+    from helpers import tiny_train_config
 
     from labor_cli import artifacts
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import run_executable, run_main
 from PIL import Image, PngImagePlugin
 
 from labor_cli import artifacts
@@ -269,12 +269,7 @@ STEPS = ("decode", "resize", "item", "collate", "hand-off", "post-processing", "
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labor_cli", "bench", "--device", "cpu", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_executable("bench", "--device", "cpu", *args, check=False)
 
 
 def test_bench_pipeline_prints_every_step_the_verdicts_and_the_workers_needed():
@@ -288,22 +283,8 @@ def test_bench_pipeline_prints_every_step_the_verdicts_and_the_workers_needed():
     assert "loader workers needed: 60 images/s: " in result.stdout and ", 100 images/s: " in result.stdout
 
 
-def run_labor(argv: list[str], capsys) -> tuple[int, str, str]:
-    """`labor ARGV` in this process, through main (the executable's error handling)."""
-    from labor_cli.cli import main
-
-    capsys.readouterr()
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_bench_pipeline_json_holds_every_step_and_the_workers_for_each_rate(capsys):
-    code, out, err = run_labor(
+    code, out, err = run_main(
         ["bench", "--device", "cpu", "--pipeline", "--pipeline-images", "3", "--pipeline-size", "32x16", "--json"],
         capsys,
     )
@@ -329,6 +310,6 @@ def test_bench_pipeline_json_holds_every_step_and_the_workers_for_each_rate(caps
     ],
 )
 def test_bad_pipeline_options_are_one_line_errors(args, message, capsys):
-    code, _, err = run_labor(["bench", "--device", "cpu", *args], capsys)
+    code, _, err = run_main(["bench", "--device", "cpu", *args], capsys)
     assert code == 2, err
     assert "Traceback" not in err and message in err

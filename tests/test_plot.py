@@ -10,21 +10,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import invoke
 from PIL import Image
-from typer.testing import CliRunner
 
 from labor_cli import artifacts
-from labor_cli.cli import app, main
+from labor_cli.cli import main
 from labor_cli.errors import LaborError
 from labor_cli.history import LOSS_COLUMNS, LossHistoryCSV
 from labor_cli.options import PlotOptions
 from labor_cli.stages import plot
-
-
-def labor(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result
 
 
 def make(path, kind, config, parents=(), **attrs):
@@ -97,7 +91,9 @@ def test_curves_of_a_checkpoint_are_its_history(tmp_path, warm_checkpoint, capsy
     for name, (iterations, values) in data.items():
         assert iterations.tolist() == list(range(1, len(stored[name]) + 1))
         assert np.array_equal(values, stored[name].astype(np.float64))
-    result = labor("plot", "curves", warm_checkpoint, "-o", tmp_path / "curves.png", "--size", "900x600", "--smooth", 3)
+    result = invoke(
+        "plot", "curves", warm_checkpoint, "-o", tmp_path / "curves.png", "--size", "900x600", "--smooth", 3
+    )
     assert f"{tmp_path / 'curves.png'}: curves, 900x600 px, 1 series (warmup.h5)" in " ".join(result.output.split())
     assert png_size(tmp_path / "curves.png") == ("PNG", (900, 600))
     before = (tmp_path / "curves.png").read_bytes()
@@ -118,7 +114,7 @@ def test_curves_of_a_csv_in_progress(tmp_path):
     assert "seg_tgt" not in data and "lr" in data
     assert np.array_equal(data["dis"][1].astype(np.float32), values["dis"])
     assert data["lr"][0].tolist() == list(range(1, 21))
-    labor("plot", "curves", tmp_path / "warmup.losses.csv", "-o", tmp_path / "c.png")
+    invoke("plot", "curves", tmp_path / "warmup.losses.csv", "-o", tmp_path / "c.png")
     assert png_size(tmp_path / "c.png") == ("PNG", plot.DEFAULT_SIZE)
 
 
@@ -163,7 +159,7 @@ def test_one_round_at_two_budgets_gives_two_points():
 def test_labels_name_and_order_the_methods(chain, tmp_path):
     root = chain
     labels = [f"LabOR-PPL={root}/seed*/eval-round*.h5", f"warmup={root}/seed*/eval-warmup.h5"]
-    result = labor(
+    result = invoke(
         "plot",
         "budget",
         "--label",
@@ -192,7 +188,7 @@ def test_class_bars_are_means_over_the_artifacts(chain, tmp_path):
     assert names == CLASSES
     mean, sd = table["round 1"]
     assert np.allclose(mean, [80, 45, 60]) and np.allclose(sd, [0, np.std([40, 50], ddof=1), 0])
-    labor("plot", "classes", "--label", labels[0], "--label", labels[1], "-o", tmp_path / "classes.png")
+    invoke("plot", "classes", "--label", labels[0], "--label", labels[1], "-o", tmp_path / "classes.png")
     assert png_size(tmp_path / "classes.png") == ("PNG", plot.DEFAULT_SIZE)
 
 

@@ -9,18 +9,12 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import invoke
 from PIL import Image
-from typer.testing import CliRunner
 
-from labor_cli.cli import app, main
+from labor_cli.cli import main
 from labor_cli.data.labels import CITYSCAPES_LABELS
 from labor_cli.predictions import cityscapes_prediction_name
-
-
-def labor(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result
 
 
 def fails(capsys, *args) -> str:
@@ -81,7 +75,7 @@ def test_cityscapes_scripts_scores_the_predictions_as_labor_evaluate(
 ):
     """predict's and evaluate --predictions' PNGs alike: the official evaluator finds one per image
     and agrees with labor evaluate's mIoU to 0.01 points."""
-    labor(
+    invoke(
         "evaluate",
         "-m",
         warm_checkpoint,
@@ -97,7 +91,7 @@ def test_cityscapes_scripts_scores_the_predictions_as_labor_evaluate(
         "--predictions",
         tmp_path / "evaluated",
     )
-    result = labor(
+    result = invoke(
         "predict",
         "-m",
         warm_checkpoint,
@@ -126,7 +120,7 @@ def test_cityscapes_scripts_scores_the_predictions_as_labor_evaluate(
 def test_a_split_without_labels_is_predicted_at_native_size_in_label_ids(tmp_path, warm_checkpoint, toy_pair):
     root = tmp_path / "cityscapes"
     shutil.copytree(toy_pair / "target" / "leftImg8bit" / "val", root / "leftImg8bit" / "test")
-    labor(
+    invoke(
         "predict",
         "-m",
         warm_checkpoint,

@@ -14,17 +14,16 @@ converted checkpoint does: it maps that to Caffe's BGR minus mean inside (tests/
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import invoke, run_executable
 from PIL import Image
 from torch import nn
-from typer.testing import CliRunner
 
-from labor_cli.cli import app, main
+from labor_cli.cli import main
 from labor_cli.protocols import PROTOCOLS
 
 # RIPU's core/configs/defaults.py (INPUT.PIXEL_MEAN, PIXEL_STD): ImageNet's, as labor normalises.
@@ -34,12 +33,6 @@ PIXEL_STD = [0.229, 0.224, 0.225]
 TRAIN_ID = {7: 0, 11: 2, 21: 8, 23: 10, 26: 13}
 IMAGES = ("handcity_000000_000001", "handcity_000000_000002")
 SIZES = {"labor": (48, 24), "adaptsegnet": (32, 16), "advent": (32, 16), "ripu": (40, 20)}  # inputs of 64x32 images
-
-
-def labor(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result
 
 
 # --- the hand-made dataset -----------------------------------------------------------------
@@ -206,8 +199,8 @@ def test_each_protocol_predicts_and_scores_as_its_script(tmp_path, handmade, war
     size = SIZES[protocol]
     given_size = [] if protocol == "labor" else ["--input-size", f"{size[0]}x{size[1]}"]
     common = ["-m", warm_checkpoint, "--target", f"cityscapes:{handmade}", "--device", "cpu", "--workers", 0, "-q"]
-    labor("predict", *common, "-o", tmp_path / "pred", "--protocol", protocol, *given_size)
-    labor(
+    invoke("predict", *common, "-o", tmp_path / "pred", "--protocol", protocol, *given_size)
+    invoke(
         "evaluate",
         *common,
         "-o",
@@ -260,17 +253,9 @@ def test_the_settings_matter_on_these_images(handmade, network):
 def test_a_protocol_sets_the_input_size_unless_given(tmp_path, handmade, warm_checkpoint):
     """Without --input-size, adaptsegnet feeds 1024x512 (its crop_size), and predictions.json
     records it. Through the executable, with the default loader workers."""
-    import subprocess
 
     common = ["-m", warm_checkpoint, "--target", f"cityscapes:{handmade}", "--device", "cpu", "-q"]
-    run = subprocess.run(
-        [sys.executable, "-m", "labor_cli", "predict", *map(str, common), "-o", str(tmp_path / "pred")]
-        + ["--protocol", "adaptsegnet"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
+    run_executable("predict", *common, "-o", tmp_path / "pred", "--protocol", "adaptsegnet")
     record = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert record["input_size"] == [1024, 512] and record["precision"] == "fp32"
     assert record["protocol_settings"] == {
@@ -303,8 +288,8 @@ def test_the_protocol_view_resizes_as_the_scripts(handmade):
 
 def test_inspect_shows_the_protocol(tmp_path, handmade, warm_checkpoint):
     common = ["-m", warm_checkpoint, "--target", f"cityscapes:{handmade}", "--device", "cpu", "--workers", 0, "-q"]
-    labor("evaluate", *common, "-o", tmp_path / "eval.h5", "--protocol", "ripu", "--input-size", "40x20")
-    shown = " ".join(labor("inspect", tmp_path / "eval.h5").output.split())
+    invoke("evaluate", *common, "-o", tmp_path / "eval.h5", "--protocol", "ripu", "--input-size", "40x20")
+    shown = " ".join(invoke("inspect", tmp_path / "eval.h5").output.split())
     assert (
         "protocol: ripu: input 40x20 (bicubic), logits upsampled bilinearly to the label's size "
         "(align_corners=True), flip-averaged softmax, precision fp32" in shown
@@ -351,8 +336,8 @@ def test_an_ensemble_averages_as_advent_does(tmp_path, handmade, warm_checkpoint
     minent = load_checkpoint(second_checkpoint).networks.segmenter.eval()
     common = ["--target", f"cityscapes:{handmade}", "--device", "cpu", "--workers", 0, "-q", "--protocol", "advent"]
     common += ["--input-size", "32x16", "-m", warm_checkpoint, "--ensemble", second_checkpoint]
-    labor("predict", *common, "-o", tmp_path / "pred")
-    labor("evaluate", *common, "-o", tmp_path / "eval.h5")
+    invoke("predict", *common, "-o", tmp_path / "pred")
+    invoke("evaluate", *common, "-o", tmp_path / "eval.h5")
     differs = 0
     confusion = np.zeros((19, 19), np.int64)
     for name in IMAGES:

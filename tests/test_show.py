@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import invoke
 from PIL import Image
 
 from labor_cli import artifacts
@@ -249,21 +250,15 @@ def test_mark_points_changes_each_point_even_on_marker_coloured_pixels():
 
 def test_panels_side_by_side_scaled_up_through_the_command(tmp_path, toy_target, dataset):
     """The default: image | drawing, enlarged by whole pixels to 512 wide per panel (128 -> 4x), a 4-pixel gap."""
-    from typer.testing import CliRunner
-
-    from labor_cli.cli import app
     from labor_cli.drawing import draw_labels
-
-    def labor(*args):
-        result = CliRunner().invoke(app, [str(a) for a in args])
-        assert result.exit_code == 0, (result.output, result.exception)
-        return result
 
     ids = dataset.image_ids
     write_pixels(tmp_path / "sel.h5", "selection", ids, [(64, 128)] * 4, POINTS_Y, POINTS_X)
     assert (
         "selection: 1 PNGs (first 1 of 4)"
-        in labor("show", tmp_path / "sel.h5", "--target", toy_target, "-o", tmp_path / "sel", "--limit", 1, "-q").output
+        in invoke(
+            "show", tmp_path / "sel.h5", "--target", toy_target, "-o", tmp_path / "sel", "--limit", 1, "-q"
+        ).output
     )
     png, image = png_of(tmp_path / "sel", ids[0]), dataset.read_image(0)
     assert png.shape == (64 * 4, 128 * 4 * 2 + 4, 3)
@@ -273,7 +268,7 @@ def test_panels_side_by_side_scaled_up_through_the_command(tmp_path, toy_target,
 
     labels = [np.array([13, 0, 255]), np.array([10, 2])]
     write_pixels(tmp_path / "labels.h5", "labels", ids[:2], [(64, 128)] * 2, POINTS_Y[:2], POINTS_X[:2], labels)
-    labor("show", tmp_path / "labels.h5", "--target", toy_target, "-o", tmp_path / "labels", "--scale", 2, "-q")
+    invoke("show", tmp_path / "labels.h5", "--target", toy_target, "-o", tmp_path / "labels", "--scale", 2, "-q")
     png, image = png_of(tmp_path / "labels", ids[1]), dataset.read_image(1)
     drawn = draw_labels(image, POINTS_Y[1], POINTS_X[1], labels[1], "cityscapes19")
     gap = np.full((128, 4, 3), 255, np.uint8)
@@ -282,7 +277,7 @@ def test_panels_side_by_side_scaled_up_through_the_command(tmp_path, toy_target,
     )
 
     write_masks(tmp_path / "masks.h5", dataset)
-    labor("show", tmp_path / "masks.h5", "--target", toy_target, "-o", tmp_path / "masks", "--limit", 1, "-q")
+    invoke("show", tmp_path / "masks.h5", "--target", toy_target, "-o", tmp_path / "masks", "--limit", 1, "-q")
     png, image = png_of(tmp_path / "masks", ids[0]), dataset.read_image(0)
     assert png.shape == (256, 3 * 512 + 2 * 4, 3)
     middle, right = png[:, 516:1028], png[:, 1032:]
@@ -290,5 +285,5 @@ def test_panels_side_by_side_scaled_up_through_the_command(tmp_path, toy_target,
     assert tuple(middle[0, 0]) == tuple(colours[0]) and tuple(middle[-1, -1]) == tuple(colours[13])
     assert tuple(right[15 * 4, 40 * 4]) == (255, 255, 255)  # inside the mask
     assert np.array_equal(right[40 * 4, 100 * 4], np.round(image[40, 100] * 0.35).astype(np.uint8))
-    labor("show", tmp_path / "masks.h5", "-o", tmp_path / "alone", "--scale", 1, "-q")  # no target: prediction | mask
+    invoke("show", tmp_path / "masks.h5", "-o", tmp_path / "alone", "--scale", 1, "-q")  # no target: prediction | mask
     assert png_of(tmp_path / "alone", ids[3]).shape == (64, 128 * 2 + 4, 3)

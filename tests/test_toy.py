@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_executable
 from PIL import Image
 
 from labor_cli.data import toy
@@ -422,16 +423,9 @@ def test_full_preset_draws_the_real_sizes_and_trains_at_the_protocols(tmp_path, 
 
 
 def test_an_unknown_source_layout_is_a_usage_error(tmp_path):
-    import subprocess
-    import sys
-
     with pytest.raises(LaborUsageError, match="psd"):
         toy.make_toy_pair(ToyOptions(directory=tmp_path / "x", size="tiny", source_layout="psd"))
-    done = subprocess.run(
-        [sys.executable, "-m", "labor_cli", "data", "toy", str(tmp_path / "y"), "--source-layout", "psd"],
-        capture_output=True,
-        text=True,
-    )
+    done = run_executable("data", "toy", tmp_path / "y", "--source-layout", "psd", check=False)
     assert done.returncode == 2 and "psd" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_train_config, warmup_options
+from helpers import tiny_train_config, warmup_options
 
 from labor_cli import artifacts
 from labor_cli.errors import LaborError, LaborUsageError
@@ -22,6 +22,7 @@ def _warmup(toy_source, toy_target, output, **kwargs):
     return run_training_stage(warmup_options(toy_source, toy_target, output, **kwargs))
 
 
+@pytest.mark.slow
 def test_warmup_changes_the_weights_and_lowers_the_source_loss(tmp_path, toy_source, toy_target):
     config = tiny_train_config(iterations=30, lr=5e-3, log_every=5, save_every=100)
     result = _warmup(toy_source, toy_target, tmp_path / "w.h5", config=config)
@@ -43,74 +44,12 @@ def test_warmup_changes_the_weights_and_lowers_the_source_loss(tmp_path, toy_sou
     assert not resume_path_for(tmp_path / "w.h5").exists()  # the run's periodic save is cleaned up
 
 
+@pytest.mark.slow
 def test_same_command_twice_gives_the_same_weights(tmp_path, toy_source, toy_target):
     _warmup(toy_source, toy_target, tmp_path / "a.h5")
     _warmup(toy_source, toy_target, tmp_path / "b.h5")
     a, b = _weights(tmp_path / "a.h5"), _weights(tmp_path / "b.h5")
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, toy_source, toy_target, monkeypatch):
-    _warmup(toy_source, toy_target, tmp_path / "straight.h5")
-
-    import labor_cli.training.loop as training
-
-    real_step, calls = training.training_step, []
-
-    def interrupted_step(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:  # after the save at iteration 3, during iteration 5
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(training, "training_step", interrupted_step)
-    output = tmp_path / "resumed.h5"
-    with pytest.raises(KeyboardInterrupt):
-        _warmup(toy_source, toy_target, output)
-    assert not output.exists()
-    assert artifacts.load_checkpoint(resume_path_for(output)).state.iteration == 3
-    csv = tmp_path / "resumed.losses.csv"  # flushed at iterations 2, 3 (the save) and 4: rows 1-4 and the header
-    assert csv.read_text().splitlines()[-1].startswith("4,") and len(csv.read_text().splitlines()) == 5
-    monkeypatch.setattr(training, "training_step", real_step)
-    _warmup(toy_source, toy_target, output, resume=True)
-    # resumed from 3: row 4 of the interrupted part is dropped, and the file is the uninterrupted run's
-    assert csv.read_text() == (tmp_path / "straight.losses.csv").read_text()
-    from labor_cli.history import read_loss_history_csv
-
-    columns = read_loss_history_csv(csv)
-    assert columns["iteration"].tolist() == [1, 2, 3, 4, 5, 6]
-    assert np.allclose(columns["lr"], [2e-3 * (1 - i / 6) ** 0.9 for i in range(6)], rtol=1e-12)
-    straight, resumed = _weights(tmp_path / "straight.h5"), _weights(output)
-    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    a = artifacts.load_checkpoint(tmp_path / "straight.h5").state.history
-    b = artifacts.load_checkpoint(output).state.history
-    assert all(np.array_equal(a[k], b[k]) for k in a)
-    from labor_cli.history import LOSS_COLUMNS  # the losses; the checkpoint also keeps mask_share and lambda_dis
-
-    assert all(np.array_equal(columns[k].astype(np.float32), a[k]) for k in LOSS_COLUMNS)
-
-
-def test_resume_with_nothing_saved_starts_from_the_beginning(tmp_path, toy_source, toy_target, capsys):
-    """A run killed before its first save leaves no resume file: --resume runs it whole and says so."""
-    _warmup(toy_source, toy_target, tmp_path / "straight.h5")
-    output = tmp_path / "w.h5"
-    result = _warmup(toy_source, toy_target, output, resume=True)
-    err = capsys.readouterr().err
-    assert f"{resume_path_for(output)}: nothing saved yet" in err and "starting from the beginning" in err
-    assert result.iterations == 6
-    straight, resumed = _weights(tmp_path / "straight.h5"), _weights(output)
-    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["straight.h5", "straight.losses.csv", "w.h5", "w.losses.csv"]
-
-
-def test_resume_refuses_a_run_with_other_options(tmp_path, toy_source, toy_target, monkeypatch):
-    output = tmp_path / "w.h5"
-    import shutil
-
-    _warmup(toy_source, toy_target, tmp_path / "done.h5")
-    shutil.copy(tmp_path / "done.h5", resume_path_for(output))
-    with pytest.raises(LaborError, match="different run .*lr"):
-        _warmup(toy_source, toy_target, output, resume=True, config=tiny_train_config(lr=1e-2))
 
 
 def test_device_and_precision_selection():
@@ -128,6 +67,7 @@ def test_device_and_precision_selection():
         resolve_precision("fp8", torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_bf16_autocast_runs_on_the_cpu(tmp_path, toy_source, toy_target):
     run_training_stage(
         warmup_options(toy_source, toy_target, tmp_path / "w.h5", tiny_train_config(iterations=2), precision="bf16")
@@ -224,6 +164,7 @@ def test_mask_share_steering_has_known_answers():
     assert resumed.weight == pytest.approx(0.08)
 
 
+@pytest.mark.slow
 def test_warmup_steers_lambda_dis_and_b_learns_pseudo_labels_from_pseudo_from(tmp_path, toy_source, toy_target):
     config = tiny_train_config(iterations=8, pseudo_from=5, mask_share=0.3, log_every=2, save_every=100)
     _warmup(toy_source, toy_target, tmp_path / "w.h5", config=config)
@@ -245,6 +186,7 @@ def test_warmup_steers_lambda_dis_and_b_learns_pseudo_labels_from_pseudo_from(tm
     assert (history["sel_pseudo"][:2] == 0).all() and (history["sel_pseudo"][2:] > 0).all()  # default: from half
 
 
+@pytest.mark.slow
 def test_resume_at_a_log_point_steers_as_the_uninterrupted_run(tmp_path, toy_source, toy_target, monkeypatch):
     config = tiny_train_config(save_every=4, log_every=2, mask_share=0.3)
     _warmup(toy_source, toy_target, tmp_path / "straight.h5", config=config)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -119,10 +120,8 @@ def input_size_option() -> Any:
 
 
 def resolve_workers(workers: Optional[int]) -> int:
-    """--workers as given, or the default for this machine."""
-    from labor_cli.runtime import default_workers
-
-    return default_workers() if workers is None else workers
+    """--workers as given, or the default for this machine: a core left for the main process, at most 8."""
+    return min(8, max(0, (os.cpu_count() or 1) - 1)) if workers is None else workers
 
 
 # --- training -------------------------------------------------------------------------------

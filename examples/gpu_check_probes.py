@@ -17,9 +17,10 @@ from labor_cli.models import deeplab
 from labor_cli.stages import bench
 
 out, device = Path(sys.argv[1]), sys.argv[2]
-torch_device, arch, shapes, paths, _ = bench._plan(None, device, "off", bench.WORKLOADS)
+plan = bench._plan(None, device, "off", "separate", bench.WORKLOADS)
+torch_device = plan.device
 bench.configure_backends(torch_device)
-prepared = bench._prepare(paths[1], arch, "separate", torch_device, shapes)
+prepared = bench._prepare(plan.paths[1], plan)
 folded_conv_bn, cached_folding = deeplab.conv_bn, deeplab.FrozenBN.folding
 repeats = 6 if torch_device.type == "cuda" else 1
 rows = {}

@@ -7,8 +7,7 @@ iteration, and extraction (A and B forward, then the masks artifact's per-image 
 native resolution, copied to the host).
 
 Every timing comes before any profile: a torch.profiler session on CUDA can leave its tracing
-attached and slow every later kernel launch (CUPTI is not torn down by default), which is the
-likely cause of the default warmup's 164 -> 246 ms on an H100 (it was timed after three profiles).
+attached and slow every later kernel launch (CUPTI is not torn down by default).
 """
 
 from __future__ import annotations
@@ -77,6 +76,22 @@ class BenchPath:
     fold_for_extraction: bool
 
 
+@dataclass(frozen=True)
+class BenchPlan:
+    """What every path of one bench run shares: the device, the arch and its shapes, the workloads."""
+
+    device: torch.device
+    arch: str
+    selector_backbone: str
+    shapes: tuple  # as in SHAPES
+    workloads: tuple[str, ...]
+    paths: tuple[BenchPath, ...]
+    compiled: tuple[str, ...]  # the workloads compiled beside the default path's eager rows
+
+    def compiled_on(self, path: BenchPath) -> tuple[str, ...]:
+        return self.compiled if path.name == "default" else ()
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -116,19 +131,20 @@ def _flops(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def _plan(arch: str | None, device: str, compile: str, workloads: tuple[str, ...]):
-    """(device, arch, shapes, the paths, the workloads compiled beside the default path's eager rows)."""
+def _plan(arch: str | None, device: str, compile: str, selector_backbone: str, workloads: tuple[str, ...]) -> BenchPlan:
+    """The paper's shapes and DeepLab-v2 ResNet-101 on CUDA, the small ones on a CPU (unless --arch)."""
     torch_device = resolve_device(device)
     on_gpu = torch_device.type == "cuda"
     arch = arch or ("deeplabv2-r101" if on_gpu else "small")
-    paths = [
+    paths = (
         BenchPath("reference", "fp32", torch.contiguous_format, False),
         BenchPath(
             "default", "bf16" if on_gpu else "fp32", torch.channels_last if on_gpu else torch.contiguous_format, True
         ),
-    ]
-    to_compile = [w for w in workloads if resolve_compile(compile, torch_device, training=w != "extract")]
-    return torch_device, arch, SHAPES["paper" if arch != "small" else "small"], paths, to_compile
+    )
+    compiled = tuple(w for w in workloads if resolve_compile(compile, torch_device, training=w != "extract"))
+    shapes = SHAPES["paper" if arch != "small" else "small"]
+    return BenchPlan(torch_device, arch, selector_backbone, shapes, tuple(workloads), paths, compiled)
 
 
 def time_workloads(
@@ -144,15 +160,12 @@ def time_workloads(
     workloads ``compile`` compiles (as the stages' --compile: auto compiles warmup and adapt on
     CUDA, as a long run does; on, all; off, none). Both paths get cuDNN autotuning, which the
     published codes switch on too."""
-    torch_device, arch, shapes, paths, to_compile = _plan(arch, device, compile, workloads)
-    configure_backends(torch_device)
+    plan = _plan(arch, device, compile, selector_backbone, workloads)
+    configure_backends(plan.device)
     results: list[Measurement] = []
-    for path in paths:
-        compiled = to_compile if path.name == "default" else []
-        results += _measure_path(
-            path, compiled, arch, selector_backbone, torch_device, repeats, warmup, workloads, shapes
-        )
-        if torch_device.type == "cuda":
+    for path in plan.paths:
+        results += _measure_path(path, plan, repeats, warmup)
+        if plan.device.type == "cuda":
             torch.cuda.empty_cache()  # the path's networks are gone: the next path's peak is its own
     return results
 
@@ -169,24 +182,22 @@ def profile_bench(
     """Each row of ``run_bench`` (same arguments) again, under torch.profiler: where its time
     goes, in DIR/PATH[-compiled]-WORKLOAD.txt, and its GPU busy time per call, set in the row.
     Call it after every timing (see the module docstring)."""
-    torch_device, arch, shapes, paths, to_compile = _plan(arch, device, compile, workloads)
-    configure_backends(torch_device)
-    for path in paths:
-        compiled = to_compile if path.name == "default" else []
-        _profile_path(
-            path, compiled, arch, selector_backbone, torch_device, workloads, shapes, results, Path(profile_dir)
-        )
+    plan = _plan(arch, device, compile, selector_backbone, workloads)
+    configure_backends(plan.device)
+    for path in plan.paths:
+        _profile_path(path, plan, results, Path(profile_dir))
 
 
 def _prepare(
-    path: BenchPath, arch: str, selector_backbone: str, torch_device: torch.device, shapes
+    path: BenchPath, plan: BenchPlan
 ) -> dict[str, Callable[[], tuple[Callable[[], None], list[torch.nn.Module]]]]:
     """Freshly built networks (seed 0) and random data of the shapes; per workload, a function
     that gives one call of it and the modules its stage compiles."""
-    source_hw, target_hw, native_hw, input_hw, batch = shapes
-    fmt = path.memory_format
+    source_hw, target_hw, native_hw, input_hw, batch = plan.shapes
+    fmt, torch_device = path.memory_format, plan.device
     torch.manual_seed(0)
-    networks = build_networks(arch, 19, selector_backbone=selector_backbone).to(torch_device, memory_format=fmt).train()
+    networks = build_networks(plan.arch, 19, selector_backbone=plan.selector_backbone)
+    networks = networks.to(torch_device, memory_format=fmt).train()
     config = TrainConfig(lr=1e-5)
     optimizers = build_optimizers(networks, config)
     generator = torch.Generator(device="cpu").manual_seed(0)
@@ -241,20 +252,18 @@ def _prepare(
     }
 
 
-def _measure_path(
-    path: BenchPath, compiled: list[str], arch, selector_backbone, torch_device, repeats, warmup, workloads, shapes
-) -> list[Measurement]:
+def _measure_path(path: BenchPath, plan: BenchPlan, repeats: int, warmup: int) -> list[Measurement]:
     """One path's workloads on freshly built networks (freed when this returns): eager, then
-    compiled for the workloads in ``compiled``."""
+    compiled for the workloads the plan compiles on this path."""
     from labor_cli.console import stderr
 
-    _, _, _, _, batch = shapes
-    prepared = _prepare(path, arch, selector_backbone, torch_device, shapes)
+    torch_device, batch = plan.device, plan.shapes[4]
+    prepared = _prepare(path, plan)
     results = []
-    for workload in workloads:
+    for workload in plan.workloads:
         step, modules = prepared[workload]()
         images = 2 * batch if workload != "extract" else batch
-        for compile_it in (False, True) if workload in compiled else (False,):
+        for compile_it in (False, True) if workload in plan.compiled_on(path) else (False,):
             guard = CompileFallback(modules, compile_it)
 
             def fn(step=step, guard=guard):
@@ -288,23 +297,13 @@ def _measure_path(
     return results
 
 
-def _profile_path(
-    path: BenchPath,
-    compiled: list[str],
-    arch,
-    selector_backbone,
-    torch_device,
-    workloads,
-    shapes,
-    results: list[Measurement],
-    profile_dir: Path,
-) -> None:
+def _profile_path(path: BenchPath, plan: BenchPlan, results: list[Measurement], profile_dir: Path) -> None:
     """Each of the path's rows again, under torch.profiler: DIR/PATH[-compiled]-WORKLOAD.txt,
     and the row's GPU busy time per call."""
-    prepared = _prepare(path, arch, selector_backbone, torch_device, shapes)
-    for workload in workloads:
+    prepared = _prepare(path, plan)
+    for workload in plan.workloads:
         step, modules = prepared[workload]()
-        for compile_it in (False, True) if workload in compiled else (False,):
+        for compile_it in (False, True) if workload in plan.compiled_on(path) else (False,):
             guard = CompileFallback(modules, compile_it)
 
             def fn(step=step, guard=guard):
@@ -312,7 +311,7 @@ def _profile_path(
 
             fn()  # compiled again if need be, outside the profile
             name = f"{path.name}{'-compiled' if compile_it else ''}-{workload}.txt"
-            busy_ms = _profile(fn, torch_device, profile_dir / name)
+            busy_ms = _profile(fn, plan.device, profile_dir / name)
             for row in results:
                 if (row.workload, row.path, row.compiled) == (workload, path.name, compile_it):
                     row.gpu_busy_ms = busy_ms
@@ -520,7 +519,6 @@ def bench_extract_end_to_end(
     workers: int = 8,
     batch_size: int = 4,
     selector_backbone: str = "separate",
-    precision: str = "auto",
     compile: str = "auto",
     profile_dir: Path | None = None,
 ) -> dict:
@@ -530,7 +528,8 @@ def bench_extract_end_to_end(
     long run come apart: ``images_per_s`` is the whole run's, ``steady_images_per_s`` the rate
     beyond the short run, ``startup_s`` the rest. ``profile_dir``: then one more run of at most
     64 images under torch.profiler and a sampler of every thread's Python stack, written to
-    DIR/e2e-ops.txt, DIR/e2e-stacks.txt and the timeline DIR/e2e-trace.json.gz."""
+    DIR/e2e-ops.txt, DIR/e2e-stacks.txt and the timeline DIR/e2e-trace.json.gz (extract's precision)."""
+    import dataclasses
     import tempfile
 
     from labor_cli.stages.extract import run_extract
@@ -541,28 +540,22 @@ def bench_extract_end_to_end(
     short = min(images - 1, 2 * batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = _bench_checkpoint(Path(tmp), arch, selector_backbone)
-        folders = {count: Path(tmp) / f"cityscapes{count}" for count in sorted({images, short, min(images, 64)})}
-        write_synthetic_cityscapes(folders[images], images, native)
-        for count, folder in folders.items():
-            _link_first(folders[images], folder, count, native)
+        folders = _e2e_datasets(Path(tmp), sorted({images, short, min(images, 64)}), native)
+        options = ExtractOptions(
+            model=checkpoint,
+            target="",
+            output=Path(tmp),
+            device=device,
+            workers=workers,
+            batch_size=batch_size,
+            quiet=True,
+            compile=compile,
+        )
 
         def extract(count: int):
-            spec = f"cityscapes:{folders[count]}"
-            output = Path(tmp) / f"masks-{count}-{time.perf_counter_ns()}.h5"
             started = time.perf_counter()
-            result = run_extract(
-                ExtractOptions(
-                    model=checkpoint,
-                    target=spec,
-                    output=output,
-                    device=device,
-                    precision=precision,
-                    workers=workers,
-                    batch_size=batch_size,
-                    quiet=True,
-                    compile=compile,
-                )
-            )
+            output = Path(tmp) / f"masks-{count}-{time.perf_counter_ns()}.h5"
+            result = run_extract(dataclasses.replace(options, target=f"cityscapes:{folders[count]}", output=output))
             return result, time.perf_counter() - started
 
         result, seconds = extract(images)
@@ -605,6 +598,15 @@ def _bench_checkpoint(folder: Path, arch: str, selector_backbone: str) -> Path:
             f, networks, "cityscapes19", list(class_names("cityscapes19")), TrainingState("warmup", 0, 1, {}, {})
         )
     return checkpoint
+
+
+def _e2e_datasets(folder: Path, counts: list[int], native: tuple[int, int]) -> dict[int, Path]:
+    """Synthetic Cityscapes datasets of each count of images, the smaller ones hard links into the largest."""
+    folders = {count: folder / f"cityscapes{count}" for count in counts}
+    write_synthetic_cityscapes(folders[counts[-1]], counts[-1], native)
+    for count, dataset in folders.items():
+        _link_first(folders[counts[-1]], dataset, count, native)
+    return folders
 
 
 def _link_first(source: Path, folder: Path, count: int, native: tuple[int, int]) -> None:

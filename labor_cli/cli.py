@@ -181,7 +181,7 @@ def root(
 def data_toy(options: ToyOptions) -> None:
     """Draw the embedded toy domain pair: a rendered-looking source and a photographed (or night-time) target."""
     from labor_cli.data.toy import make_toy_pair
-    from labor_cli.report import print_toy_summary
+    from labor_cli.data.toy.writer import print_toy_summary
 
     print_toy_summary(options.directory, make_toy_pair(options))
 
@@ -220,8 +220,7 @@ def warmup(options: WarmupOptions) -> None:
 def extract(options: ExtractOptions) -> None:
     """Inconsistency masks of B's two heads, A's predictions and PPL's candidates, for select."""
     from labor_cli import distributed
-    from labor_cli.report import print_extract
-    from labor_cli.stages.extract import run_extract
+    from labor_cli.stages.extract import print_extract, run_extract
 
     with distributed.start(options.device) as rank:
         result = run_extract(options, rank=rank)
@@ -288,8 +287,7 @@ def adapt(options: AdaptOptions) -> None:
 
 def _train(options: WarmupOptions | AdaptOptions) -> None:
     from labor_cli import distributed
-    from labor_cli.report import print_training
-    from labor_cli.stages.train import run_training_stage
+    from labor_cli.stages.train import print_training, run_training_stage
 
     with distributed.start(options.device) as rank:
         result = run_training_stage(options, rank=rank)
@@ -301,8 +299,7 @@ def _train(options: WarmupOptions | AdaptOptions) -> None:
 def evaluate(options: EvaluateOptions) -> None:
     """mIoU of model A on a labeled split: one confusion matrix, logits upsampled to the full label."""
     from labor_cli import distributed
-    from labor_cli.report import print_evaluation
-    from labor_cli.stages.evaluate import run_evaluate
+    from labor_cli.stages.evaluate import print_evaluation, run_evaluate
 
     with distributed.start(options.device) as rank:
         result = run_evaluate(options, rank=rank)

@@ -1,4 +1,4 @@
-"""The package's shape: command drivers in labor_cli/stages/ never import each other."""
+"""The package's shape: command drivers in labor_cli/stages/ never import each other, and no function is longer than 70 lines."""
 
 from __future__ import annotations
 
@@ -66,3 +66,34 @@ def test_the_import_graph_has_layers_and_refuses_a_cycle():
     assert import_graph.room_of("labor_cli.artifacts.masks") == "artifacts/"
     assert import_graph.room_of("labor_cli.stages.extract") == "stages/extract.py"
     assert import_graph.room_of("labor_cli.data") == "data/"
+
+
+LONGEST_FUNCTION = 70  # lines, docstring included; beyond it a function is split (ruff checks arguments and branches)
+
+
+def long_functions(path: Path) -> list[str]:
+    """The functions (and methods) in ``path`` longer than LONGEST_FUNCTION lines, as NAME:LINE (LENGTH)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            if length > LONGEST_FUNCTION:
+                found.append(f"{node.name}:{node.lineno} ({length})")
+    return found
+
+
+def test_no_function_in_the_package_is_longer_than_70_lines():
+    package = Path(labor_cli.__file__).parent
+    too_long = {str(p.relative_to(package)): long_functions(p) for p in sorted(package.rglob("*.py"))}
+    assert {path: found for path, found in too_long.items() if found} == {}
+
+
+def test_the_length_check_counts_a_function_from_def_to_its_last_line(tmp_path):
+    source = tmp_path / "x.py"
+    body = "".join(f"x{i} = {i}\n" for i in range(70))
+    indented = body.replace("x", "    x")
+    method = body.replace("x", "        x")
+    source.write_text(
+        f"def long():\n{indented}\n\ndef short():\n    return 1\n\n\nclass C:\n    def method(self):\n{method}"
+    )
+    assert long_functions(source) == ["long:1 (71)", "method:79 (71)"]

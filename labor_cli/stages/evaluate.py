@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.table import Table
 
 from labor_cli import artifacts, distributed
 from labor_cli import predictions as prediction_pngs
-from labor_cli.console import progress_bar
+from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import evaluation_subsets
 from labor_cli.data.transforms import ImageNormalizer
@@ -25,6 +26,7 @@ from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_a
 from labor_cli.option_machinery import stored_config
 from labor_cli.options import EvaluateOptions, resolve_workers
 from labor_cli.protocols import LABOR, Protocol, ProtocolView, get_protocol, load_ensemble, predict_classes
+from labor_cli.report import score
 from labor_cli.runtime import CompileFallback, memory_format
 
 
@@ -138,3 +140,12 @@ def confusion_over(
             bar.update(task, advance=len(images))
     distributed.all_reduce_sum(confusion, rank)
     return confusion.cpu().numpy()
+
+
+def print_evaluation(result, output: Path) -> None:
+    table = Table("class", "IoU", title=f"{result.images} images")
+    for name, value in zip(result.class_names, result.iou):
+        table.add_row(name, score(value * 100))
+    stdout.print(table)
+    scores = "  ".join(f"{name} {score(value)}" for name, value in result.scores.items())
+    stdout.print(f"{scores}   ({result.seconds:.1f} s) -> {output}")

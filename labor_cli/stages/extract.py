@@ -15,6 +15,7 @@ import torch
 
 from labor_cli import artifacts
 from labor_cli.artifacts import resume_path_for
+from labor_cli.console import stdout
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.views import ExtractionView, ShardBatches, extraction_loader
 from labor_cli.distributed import Rank, results_in_order
@@ -176,3 +177,14 @@ def target_batches(
     # The items keep their own index.
     view = torch.utils.data.Subset(ExtractionView(dataset, size), range(start, len(dataset)))
     return extraction_loader(view, shard, resolve_workers(options.workers), device), shard.rounds()
+
+
+def print_extract(result) -> None:
+    top = sorted(result.class_share.items(), key=lambda item: -item[1])[:5]
+    classes = ", ".join(f"{name} {share:.0f}%" for name, share in top if share > 0)
+    budget = f", within --mask-share {result.mask_budget:.2f}%" if result.mask_budget > 0 else ""
+    stdout.print(
+        f"{result.images} images, mask {result.mask_share:.2f}% of pixels{budget} (B's heads differ on "
+        f"{result.differ_share:.2f}%; by A's class: {classes}); "
+        f"{result.bytes_per_image / 1024:.1f} KiB per image, {result.seconds:.1f} s -> {result.output}"
+    )

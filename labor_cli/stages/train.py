@@ -20,6 +20,7 @@ import torch
 
 from labor_cli import artifacts
 from labor_cli.artifacts import Checkpoint, TrainingState, resume_path_for
+from labor_cli.console import stdout
 from labor_cli.data.datasets import default_class_set, open_dataset, parse_dataset_spec, skipped_files
 from labor_cli.data.labels import class_names
 from labor_cli.data.views import SegmentationView
@@ -258,3 +259,26 @@ def last_losses(state: TrainingState) -> dict[str, float]:
     return {
         name: float(values[-min(len(values), 50) :].mean()) for name, values in state.history.items() if len(values)
     }
+
+
+# Recorded beside the losses in a training history: B's mask and the discrepancy weight.
+MASK_HISTORY = ("mask_share", "mask_kept", "lambda_dis")
+
+
+def print_training(result) -> None:
+    """The losses and B's mask over the last 50 iterations. The mask is measured on the feature
+    grid of the training images; `labor extract` measures it again at full resolution."""
+    losses = "  ".join(
+        f"{name} {value:.3f}" for name, value in result.final_losses.items() if value and name not in MASK_HISTORY
+    )
+    stdout.print(f"{result.iterations} iterations in {result.seconds:.0f} s; last losses: {losses} -> {result.output}")
+    last = result.final_losses
+    if "mask_kept" not in last:
+        return
+    budget = result.mask_budget
+    line = f"  B's mask, last 50 iterations: heads differ on {100 * last['mask_share']:.2f}% of the target pixels"
+    if budget > 0:
+        line += f", {100 * last['mask_kept']:.2f}% kept within --mask-share {100 * budget:.2f}% of each image"
+        if not 0.8 * budget <= last["mask_kept"] <= budget:
+            line += " (outside 80-100% of it: a longer run, or another --lambda-dis to start from)"
+    stdout.print(f"{line}; lambda_dis {last['lambda_dis']:.3g}")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from labor_cli.console import stdout
 from labor_cli.data.labels import CITYSCAPES_LABELS, SYNTHIA16_IDS, SYNTHIA_OTHER_IDS, cityscapes_id_table
 from labor_cli.data.toy.render import DOMAINS, SHIFTS, render
 from labor_cli.errors import LaborError, LaborUsageError
@@ -331,3 +332,10 @@ def _describe_domains(
         }
     domains["target"]["shift"] = shift
     return domains
+
+
+def print_toy_summary(directory: Path, summary: dict) -> None:
+    counts = ", ".join(f"{name} {count}" for name, count in summary.get("counts", {}).items())
+    stdout.print(f"toy domain pair in {directory}: {counts} ({summary.get('seconds', 0):.1f} s)")
+    layout = summary.get("source_layout", "gta5")
+    stdout.print(f"  source: {layout}:{Path(directory) / 'source'}    target: cityscapes:{Path(directory) / 'target'}")

@@ -211,11 +211,24 @@ def _usable_prefix(order: np.ndarray, y: np.ndarray, x: np.ndarray, wanted: int,
         take *= 2
 
 
+@dataclass
+class PrototypeCandidates:
+    """One image's PPL candidates (a masks artifact's ``candidates`` rows): pixel, A's class there,
+    cosine similarity to that class's prototype."""
+
+    y: np.ndarray
+    x: np.ndarray
+    classes: np.ndarray
+    similarity: np.ndarray
+
+    @classmethod
+    def from_rows(cls, rows: dict[str, np.ndarray]) -> PrototypeCandidates:
+        """From ``artifacts.Masks.rows("candidates", i)``."""
+        return cls(rows["y"], rows["x"], rows["class"], rows["similarity"])
+
+
 def ppl_pick(
-    y: np.ndarray,
-    x: np.ndarray,
-    classes: np.ndarray,
-    similarity: np.ndarray,
+    candidates: PrototypeCandidates,
     n: int,
     shape: tuple[int, int],
     min_spacing: float = 0.0,
@@ -226,9 +239,9 @@ def ppl_pick(
 
     ``Chosen.predicted`` is the chosen candidates' class: A's prediction there, by the masks contract.
     """
-    classes = np.asarray(classes)
+    classes, similarity = np.asarray(candidates.classes), candidates.similarity
     wanted = n if min_spacing <= 1.0 else pool_factor * n
-    y, x = np.asarray(y), np.asarray(x)
+    y, x = np.asarray(candidates.y), np.asarray(candidates.x)
     limit = max(int(wanted), 1)
     while True:  # deal a few rounds at a time; more only if cleaning removed rows (rare)
         order = round_robin_order(classes, similarity, limit)

@@ -353,7 +353,8 @@ def test_ppl_pick_matches_a_plain_reference_on_random_candidates():
     _, first = np.unique(linear, return_index=True)
     reference = [i for i in sorted(first) if linear[i] not in set(excluded.tolist())]
     for n in (1, 10, 40, 500):
-        chosen = selection.ppl_pick(y, x, classes, similarity, n, shape, excluded=excluded)
+        candidates = selection.PrototypeCandidates(y, x, classes, similarity)
+        chosen = selection.ppl_pick(candidates, n, shape, excluded=excluded)
         expected = full[reference[:n]]
         assert list(zip(chosen.y, chosen.x)) == list(zip(y[expected], x[expected]))
         assert chosen.predicted.tolist() == classes[expected].tolist()

@@ -17,17 +17,15 @@ from labor_cli import predictions as prediction_pngs
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset, skipped_files
 from labor_cli.data.labels import evaluation_subsets
-from labor_cli.data.transforms import ImageNormalizer
 from labor_cli.data.views import FullLabelView
 from labor_cli.distributed import Rank
 from labor_cli.drawing import check_output_folder, output_folder
-from labor_cli.inference import prepare_inference
+from labor_cli.inference import Inference, prepare_inference
 from labor_cli.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from labor_cli.option_machinery import stored_config
 from labor_cli.options import EvaluateOptions, resolve_workers
 from labor_cli.protocols import LABOR, Protocol, ProtocolView, get_protocol, load_ensemble, predict_classes
 from labor_cli.report import score
-from labor_cli.runtime import CompileFallback, memory_format
 
 
 @dataclass
@@ -55,7 +53,6 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
     protocol = get_protocol(options.protocol)
     precision = protocol.resolve_precision(options.precision)
     inference = prepare_inference(checkpoints, options.device, precision, options.compile, rank)
-    models, device, precision, compiled = inference.models, inference.device, inference.precision, inference.compiled
     size = options.input_size or protocol.input_size or dataset.train_size
 
     started = time.perf_counter()
@@ -68,9 +65,7 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
             else folder
             for folder in (options.predictions, options.colour)
         ]
-        confusion = confusion_over(
-            dataset, size, protocol, models, compiled, options, device, precision, checkpoint, rank, png_dirs
-        )
+        confusion = confusion_over(dataset, size, protocol, inference, options, checkpoint, rank, png_dirs)
         if not rank.is_main:
             return None
         seconds = time.perf_counter() - started
@@ -82,9 +77,9 @@ def run_evaluate(options: EvaluateOptions, rank: Rank = Rank()) -> EvaluationRes
             options,
             input_size=size,
             protocol_settings=protocol.settings(),
-            device=str(device),
-            precision=precision,
-            compile=compiled.active,
+            device=str(inference.device),
+            precision=inference.precision,
+            compile=inference.compiled.active,
             **facts,
         )
         parents = [one.artifact for one in checkpoints]
@@ -101,19 +96,17 @@ def confusion_over(
     dataset,
     size,
     protocol: Protocol,
-    models: list,
-    compiled: CompileFallback,
+    inference: Inference,
     options: EvaluateOptions,
-    device: torch.device,
-    precision: str,
     checkpoint: artifacts.Checkpoint,
     rank: Rank,
     png_dirs: list,
 ) -> np.ndarray:
-    """The confusion matrix of A (averaged over ``models`` with --ensemble) over this process's share
-    of the images, predicted as ``protocol`` says, summed over the processes (what rank 0 returns); prediction PNGs written on the way
-    into ``png_dirs`` (label ids, colour; None: not asked for)."""
-    normalize = ImageNormalizer(device, memory_format(device))
+    """The confusion matrix of A (averaged over ``inference.models`` with --ensemble) over this
+    process's share of the images, predicted as ``protocol`` says, summed over the processes (what
+    rank 0 returns); prediction PNGs written on the way into ``png_dirs`` (label ids, colour; None:
+    not asked for)."""
+    device = inference.device
     num_classes = len(checkpoint.class_names)
     view = FullLabelView(dataset, size) if protocol.name == LABOR else ProtocolView(dataset, protocol, size, True)
     if rank.distributed:
@@ -128,10 +121,12 @@ def confusion_over(
     with progress_bar(disable=options.quiet or not rank.is_main) as bar:
         task = bar.add_task("evaluate", total=len(view), status="")
         for batch in loader:
-            images = normalize(batch["image"].to(device, non_blocking=True))
+            images = inference.normalize(batch["image"].to(device, non_blocking=True))
             labels = batch["label"].to(device, non_blocking=True)
             sizes = [tuple(labels.shape[-2:])] * len(images)
-            predictions = torch.stack(compiled(predict_classes, models, images, sizes, protocol, precision))
+            predictions = torch.stack(
+                inference.compiled(predict_classes, inference.models, images, sizes, protocol, inference.precision)
+            )
             confusion += confusion_matrix(predictions, labels, num_classes)
             if any(png_dirs):
                 prediction_pngs.write_prediction_pngs(

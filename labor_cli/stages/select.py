@@ -191,10 +191,8 @@ def choose(masks: artifacts.Masks, i: int, options: SelectOptions, wanted: int, 
     if options.mode == "spl":
         return selection.spl_pixels(masks.mask(i), excluded)
     if options.mode == "ppl":
-        rows = masks.rows("candidates", i)
-        return selection.ppl_pick(
-            rows["y"], rows["x"], rows["class"], rows["similarity"], wanted, shape, min_spacing, excluded
-        )
+        candidates = selection.PrototypeCandidates.from_rows(masks.rows("candidates", i))
+        return selection.ppl_pick(candidates, wanted, shape, min_spacing, excluded)
     if options.mode == "entropy":
         rows = masks.rows("uncertain", i)
         return selection.entropy_pick(rows["y"], rows["x"], rows["entropy"], wanted, shape, min_spacing, excluded)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch and torchvision pinned where this project is developed and tested (a range in pyproject.toml).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-fast demo lint bench rehearsal clean
+.PHONY: install test test-fast demo lint design bench rehearsal clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# docs/design.md's layout table, regenerated from the tree's imports (tests/test_layout.py fails while it is stale).
+design: install
+	$(BIN)/python tests/import_graph.py --write
 
 bench: install
 	$(BIN)/labor bench

@@ -1,6 +1,8 @@
-"""labor bench: the reference path (fp32, eager, channels-first: how the published codes run)
-against the default path (bf16 autocast, channels_last), and the default path compiled, side by
-side in one run, on random data of the paper's shapes (small shapes and the small arch on a CPU).
+"""labor bench: the reference path against the default path, eager and compiled, side by side.
+
+The reference path is fp32, eager and channels-first (how the published codes run); the default
+path bf16 autocast and channels_last. They run on random data of the paper's shapes (small shapes
+and the small arch on a CPU).
 
 Workloads: one adapt iteration (all losses, A, B and D, the optimiser steps), one warmup
 iteration, and extraction (A and B forward, then the masks artifact's per-image data at the

@@ -1,6 +1,7 @@
-"""labor extract: run A and B over the target images and keep what selection needs (the maths:
-labor_cli/extraction/scores.py), in one masks artifact (labor_cli/extraction/writer.py).
-After this, `labor select` needs neither a model nor a GPU.
+"""labor extract: A and B over the target images, kept as one masks artifact for selection.
+
+The maths is labor_cli/extraction/scores.py, the artifact labor_cli/extraction/writer.py. After
+this, `labor select` needs neither a model nor a GPU.
 """
 
 from __future__ import annotations

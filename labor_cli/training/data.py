@@ -1,5 +1,6 @@
-"""What a training iteration reads: the source and target batches, in an order that is a
-function of (seed, stream, iteration) alone, on the device; and adapt's annotated target pixels.
+"""What a training iteration reads: source and target batches, and adapt's annotated pixels.
+
+The batches come in an order that is a function of (seed, stream, iteration) alone, on the device.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""The training loop shared by warmup and adapt: ``config.iterations`` iterations of
-labor_cli.training.steps, saved for --resume every --save-every iterations and when
-SIGINT/SIGTERM stop it (labor_cli.resume), the losses logged and the discrepancy weight steered.
+"""The training loop shared by warmup and adapt.
+
+``config.iterations`` iterations of labor_cli.training.steps, saved for --resume every
+--save-every iterations and when SIGINT/SIGTERM stop it (labor_cli.resume), the losses logged
+and the discrepancy weight steered.
 """
 
 from __future__ import annotations

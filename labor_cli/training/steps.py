@@ -1,5 +1,6 @@
-"""One training iteration of A, B and D (docs/method.md's losses, numbered as in the paper's
-figure), and the optimisers it steps:
+"""One training iteration of A, B and D, and the optimisers it steps.
+
+The losses are docs/method.md's, numbered as in the paper's figure:
   A: 1 (source cross-entropy) + 2 (annotated target pixels, adapt only) + 3 (fool D on target)
   D: tell A's source outputs (0) from its target outputs (1)
   B: both heads on source labels + 5 (pseudo labels from A on the target: adapt, and warmup

@@ -124,3 +124,10 @@ def crash_test_module():
         sys.modules["crash_test"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
         spec.loader.exec_module(sys.modules["crash_test"])
     return sys.modules["crash_test"]
+
+
+def image_to_tensor(image):
+    """One HxWx3 uint8 RGB image as the networks read it: 3xHxW float32, ImageNet-normalised."""
+    from labor_cli.data.transforms import ImageNormalizer, image_as_tensor
+
+    return ImageNormalizer()(image_as_tensor(image)[None])[0]

@@ -181,7 +181,9 @@ def test_existing_output_needs_force_and_unwritable_folder_is_refused(tmp_path, 
         _write_labels(path)
     _write_labels(path, force=True)
     # CI runs as root, who may write anywhere: simulate a read-only folder for the check.
-    monkeypatch.setattr(artifacts.os, "access", lambda folder, mode: False)
+    import labor_cli.artifacts.provenance as provenance
+
+    monkeypatch.setattr(provenance.os, "access", lambda folder, mode: False)
     with pytest.raises(LaborError, match="permission denied"):
         artifacts.check_output_path(tmp_path / "sub" / "out.h5", force=False)
     with pytest.raises(LaborError, match=r"out\.h5: it is a file, not a folder"):

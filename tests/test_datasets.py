@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import image_to_tensor
 from PIL import Image
 
 from labor_cli.data.datasets import (
@@ -26,7 +27,6 @@ from labor_cli.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageNormalizer,
-    image_to_tensor,
     resize_image,
     resize_label,
 )

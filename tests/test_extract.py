@@ -155,11 +155,12 @@ def test_a_resnet_checkpoint_is_extracted_and_evaluated_with_folded_batchnorm(tm
     """extract and evaluate fold A's and B's FrozenBNs into their convolutions: the predictions
     must be those of the unfolded networks (up to float rounding at near-ties)."""
     import torch.nn.functional as F
+    from helpers import image_to_tensor
 
     from labor_cli.artifacts import TrainingState
     from labor_cli.data.datasets import open_dataset
     from labor_cli.data.labels import class_names
-    from labor_cli.data.transforms import image_to_tensor, resize_image
+    from labor_cli.data.transforms import resize_image
     from labor_cli.models import FrozenBN, build_networks
     from labor_cli.stages.evaluate import run_evaluate
 

@@ -13,9 +13,6 @@ everywhere:
 The layout of each kind is in docs/artifacts.md.
 """
 
-# `os` stays reachable as `artifacts.os`: tests patch `artifacts.os.access` (the same os module).
-import os  # noqa: F401
-
 from labor_cli.artifacts.checkpoint import Checkpoint, TrainingState, load_checkpoint, write_checkpoint
 from labor_cli.artifacts.masks import (
     MASK_DTYPES,

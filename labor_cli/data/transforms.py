@@ -43,11 +43,6 @@ class ImageNormalizer:
         return images.contiguous(memory_format=self.memory_format).float().div_(255.0).sub_(self.mean).div_(self.std)
 
 
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> 3xHxW float32, scaled to [0, 1] and normalised with ImageNet mean/std."""
-    return ImageNormalizer()(image_as_tensor(image)[None])[0]
-
-
 def _size_of(array: np.ndarray) -> tuple[int, int]:
     return array.shape[1], array.shape[0]
 

@@ -472,6 +472,14 @@ class ImportOptions(OptionGroup):
     force: bool = force_option()
 
 
+# annotate's limits and defaults; the answer store (annotate/store.py) and the region grouping
+# (regions.py) read the same ones.
+DEFAULT_MIN_REGION = 4  # pixels: smaller fragments are merged into a neighbour or dropped
+DEFAULT_IDLE_CAP = 30.0  # seconds of one answer that count as work; beyond it, the person was away
+MAX_SECONDS = 24 * 3600.0  # a longer "time taken" is a broken client clock, not a person
+MAX_ANNOTATOR = 100  # characters of an --annotator name
+
+
 @dataclass(kw_only=True)
 class AnnotateOptions(OptionGroup):
     COMMAND: ClassVar[str] = "annotate"
@@ -486,20 +494,30 @@ class AnnotateOptions(OptionGroup):
     )
     # 8765: a fixed port, so the URL stays the same when the command is run again to continue.
     port: int = option(default=8765, min=0, stored=False, help="Port to serve the page on (0: any free one).")
-    # 4: labor_cli.regions.DEFAULT_MIN_REGION (tests/test_regions.py keeps the two equal).
     min_region: int = option(
-        default=4,
+        default=DEFAULT_MIN_REGION,
         help="SPL: regions of fewer pixels are merged into a near region of A's same class, or left out "
         "(1: every mask pixel is asked, the faithful SPL).",
     )
     idle_cap: float = option(
-        default=30.0, help="Seconds of one answer that count as the person's time (more is time away)."
+        default=DEFAULT_IDLE_CAP, help="Seconds of one answer that count as the person's time (more is time away)."
     )
     annotator: Optional[str] = option(
         default=None, stored_as="annotator_name", help="Who answers: a name recorded with every answer."
     )
     force: bool = force_option()
     quiet: bool = quiet_option()
+
+    def check(self) -> None:
+        if self.port > 65535:
+            raise LaborUsageError(f"--port {self.port}: must be from 0 to 65535")
+        if self.min_region < 1:
+            raise LaborUsageError(f"--min-region {self.min_region}: must be at least 1 (1: every mask pixel)")
+        if not (math.isfinite(self.idle_cap) and 0 < self.idle_cap <= MAX_SECONDS):
+            raise LaborUsageError(f"--idle-cap {self.idle_cap}: must be more than 0 and at most {MAX_SECONDS:.0f} s")
+        name = self.annotator
+        if name is not None and not (0 < len(name.strip()) and len(name) <= MAX_ANNOTATOR and name.isprintable()):
+            raise LaborUsageError(f"--annotator {name!r}: expected a name of 1 to {MAX_ANNOTATOR} printable characters")
 
 
 @dataclass(kw_only=True)

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from labor_cli.data.labels import IGNORE_INDEX
+from labor_cli.options import DEFAULT_MIN_REGION
 
-DEFAULT_MIN_REGION = 4  # pixels: smaller fragments are merged into a neighbour or dropped
 DEFAULT_REACH = 2  # pixels (Chebyshev): how far a fragment looks for a neighbour of its class
 
 # Forward neighbours (dy, dx) of 8-connectivity: each adjacent pair is found once. SPL masks are thin

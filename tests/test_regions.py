@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -198,14 +196,6 @@ def test_count_regions_over_a_selection():
 @pytest.mark.parametrize("record", [CONNECTED.record(), Grouping().record(), Grouping(True, 1, 0).record()])
 def test_grouping_records_round_trip(record):
     assert Grouping.from_record(record).record() == record
-
-
-def test_the_command_line_default_is_the_library_default():
-    from labor_cli.options import AnnotateOptions
-    from labor_cli.regions import DEFAULT_MIN_REGION
-
-    field = next(f for f in dataclasses.fields(AnnotateOptions) if f.name == "min_region")
-    assert field.default == DEFAULT_MIN_REGION
 
 
 def test_count_regions_with_the_ground_truth_says_how_mixed_the_regions_are():

@@ -49,6 +49,7 @@ import numpy as np
 from labor_cli.artifacts import PixelSet
 from labor_cli.data.labels import IGNORE_INDEX
 from labor_cli.errors import LaborError
+from labor_cli.options import DEFAULT_IDLE_CAP, MAX_SECONDS
 from labor_cli.regions import CONNECTED, Grouping, RegionCounts, group_regions
 
 JOURNAL_VERSION = 2
@@ -58,10 +59,7 @@ MIXED = -2
 UNSURE = IGNORE_INDEX  # "I cannot tell": stored as 255, never trained on
 UNSURE_WORDS = ("unsure", "ignore", "skip")
 MIXED_WORD = "mixed"
-MAX_SECONDS = 24 * 3600.0  # a longer "time taken" is a broken client clock, not a person
 MAX_KEYS = 100_000  # key presses for one item beyond this are a broken client
-DEFAULT_IDLE_CAP = 30.0  # seconds of one answer that count as work; beyond it, the person was away
-MAX_ANNOTATOR = 100  # characters of an --annotator name
 
 
 def now() -> str:

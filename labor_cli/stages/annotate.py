@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import signal
 import threading
 from collections.abc import Callable
@@ -35,8 +34,6 @@ import numpy as np
 from labor_cli import artifacts
 from labor_cli.agreement import Agreement, agreement
 from labor_cli.annotate.store import (
-    MAX_ANNOTATOR,
-    MAX_SECONDS,
     MIXED,
     UNANSWERED,
     UNSURE,
@@ -52,7 +49,7 @@ from labor_cli.artifacts import PixelSet
 from labor_cli.console import progress_bar, stdout
 from labor_cli.data.datasets import open_dataset
 from labor_cli.data.labels import class_colours
-from labor_cli.errors import LaborError, LaborUsageError
+from labor_cli.errors import LaborError
 from labor_cli.option_machinery import stored_config
 from labor_cli.options import AnnotateOptions
 from labor_cli.pixel_sets import (
@@ -389,23 +386,9 @@ def carried_extras(union: PixelSet, sources: list[tuple[PixelSet, AnsweredPixels
 # --- opening a session ------------------------------------------------------------------------
 
 
-def check_annotate_options(options: AnnotateOptions) -> None:
-    """The values no type check catches (one line each, exit 2)."""
-    if not 0 <= options.port <= 65535:
-        raise LaborUsageError(f"--port {options.port}: must be from 0 to 65535")
-    if options.min_region < 1:
-        raise LaborUsageError(f"--min-region {options.min_region}: must be at least 1 (1: every mask pixel)")
-    if not (math.isfinite(options.idle_cap) and 0 < options.idle_cap <= MAX_SECONDS):
-        raise LaborUsageError(f"--idle-cap {options.idle_cap}: must be more than 0 and at most {MAX_SECONDS:.0f} s")
-    name = options.annotator
-    if name is not None and not (0 < len(name.strip()) and len(name) <= MAX_ANNOTATOR and name.isprintable()):
-        raise LaborUsageError(f"--annotator {name!r}: expected a name of 1 to {MAX_ANNOTATOR} printable characters")
-
-
 def open_annotation(options: AnnotateOptions) -> Annotation:
     """Check everything up front (one-line errors, nothing written) and replay the journal, if any."""
     selection, output = Path(options.selection), Path(options.output)
-    check_annotate_options(options)
     chosen = read_checked_pixel_set(selection, "selection")
     if not len(chosen.y):
         raise LaborError(f"{selection}: selects no pixels: nothing to annotate")

@@ -400,8 +400,6 @@ def run_plot(options: PlotOptions) -> PlotResult:
     size = options.size or DEFAULT_SIZE
     if max(size) > MAX_SIDE:
         raise LaborUsageError(f"--size {size[0]}x{size[1]}: at most {MAX_SIDE} pixels a side")
-    if smooth < 1:
-        raise LaborUsageError(f"--smooth {smooth}: must be at least 1")
     if kind not in PLOTS:
         raise LaborUsageError(f"unknown plot {kind!r}: choose one of {', '.join(PLOTS)}")
     output = Path(options.output)

@@ -63,8 +63,6 @@ MAX_SCALE = 16
 def run_show(options: ShowOptions) -> ShowResult:
     """One PNG per image of a masks, selection or labels artifact (the first ``limit`` images)."""
     artifact, output_dir = Path(options.artifact), Path(options.output_dir)
-    if options.limit is not None and options.limit < 1:
-        raise LaborUsageError(f"--limit {options.limit}: must be at least 1")
     if options.scale is not None and options.scale > MAX_SCALE:  # a 2048-pixel-wide panel at 16 is 32768 wide
         raise LaborUsageError(f"--scale {options.scale}: at most {MAX_SCALE}")
     kind = artifact_kind(artifact)

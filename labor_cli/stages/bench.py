@@ -37,7 +37,7 @@ from labor_cli.extraction.scores import extract_image, network_outputs
 from labor_cli.models import build_networks, fold_frozen_batchnorm
 from labor_cli.options import BenchOptions, ExtractOptions, TrainConfig, resolve_workers
 from labor_cli.runtime import CompileFallback, autocast, configure_backends, resolve_compile, resolve_device
-from labor_cli.training.steps import build_optimizers, training_step
+from labor_cli.training.steps import StepSettings, TrainingBatch, build_optimizers, training_step
 
 # (source (H, W), target (H, W), extraction native (H, W), extraction input (H, W), batch)
 SHAPES = {
@@ -226,10 +226,12 @@ def _prepare(
     inference = networks
 
     def adapt_step():
-        training_step(networks, optimizers, config, source, target, points, path.precision, adapt=True)
+        inputs, settings = TrainingBatch(source, target, points), StepSettings(path.precision, adapt=True)
+        training_step(networks, optimizers, config, batch=inputs, settings=settings)
 
     def warmup_step():
-        training_step(networks, optimizers, config, source, target, [], path.precision, adapt=False)
+        inputs, settings = TrainingBatch(source, target, []), StepSettings(path.precision, adapt=False)
+        training_step(networks, optimizers, config, batch=inputs, settings=settings)
 
     @torch.no_grad()
     def extract_step():

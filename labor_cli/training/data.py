@@ -58,12 +58,16 @@ class StreamSampler(torch.utils.data.Sampler):
 
 
 def make_loader(
-    view, batch_size: int, seed: int, stream: int, start: int, stop: int, workers: int, device, rank: Rank = Rank()
+    view, batch_size: int, seed: int, stream: int, batches: range, workers: int, device, rank: Rank = Rank()
 ) -> torch.utils.data.DataLoader:
+    """A loader of StreamSampler's batches ``batches`` (consecutive: the range's step is not used)."""
     generator = torch.Generator().manual_seed(seed * 31 + stream)
+    sampler = StreamSampler(
+        len(view), batch_size, seed, stream, batches.start, batches.stop, rank.rank, rank.world_size
+    )
     return torch.utils.data.DataLoader(
         view,
-        batch_sampler=StreamSampler(len(view), batch_size, seed, stream, start, stop, rank.rank, rank.world_size),
+        batch_sampler=sampler,
         num_workers=workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=seed_worker,

@@ -30,6 +30,8 @@ from labor_cli.training.data import TargetPoints, device_batch, make_loader
 from labor_cli.training.steps import (
     HISTORY_NAMES,
     LOSS_NAMES,
+    StepSettings,
+    TrainingBatch,
     build_optimizers,
     restore_optimizers,
     set_learning_rates,
@@ -150,13 +152,12 @@ class Trainer:
             return make_loader(
                 view,
                 batch,
-                config.seed,
-                stream,
-                self.start,
-                config.iterations,
-                placement.workers,
-                placement.device,
-                self.rank,
+                seed=config.seed,
+                stream=stream,
+                batches=range(self.start, config.iterations),
+                workers=placement.workers,
+                device=placement.device,
+                rank=self.rank,
             )
 
         return zip(loader(self.data.source, config.source_batch, 0), loader(self.data.target, config.target_batch, 1))
@@ -176,14 +177,14 @@ class Trainer:
             self.networks,
             self.optimizers,
             config,
-            source,
-            target,
-            points,
-            self.placement.precision,
-            adapt,
+            batch=TrainingBatch(source=source, target=target, points=points),
+            settings=StepSettings(
+                precision=self.placement.precision,
+                adapt=adapt,
+                pseudo=iteration >= self.pseudo_from,
+                lambda_dis=self.steering.tensor,
+            ),
             rank=self.rank,
-            pseudo=iteration >= self.pseudo_from,
-            lambda_dis=self.steering.tensor,
         )
         self.log.add(losses, self.learning_rate())
 

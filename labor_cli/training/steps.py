@@ -10,7 +10,7 @@ The losses are docs/method.md's, numbered as in the paper's figure:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -90,24 +90,50 @@ def _optimizer_state(tree: dict) -> dict:
     return {"state": {int(k): to_tensors(v) for k, v in tree["state"].items()}, "param_groups": tree["param_groups"]}
 
 
+@dataclass(frozen=True)
+class TrainingBatch:
+    """One iteration's inputs on the device.
+
+    ``source``: images and labels; ``target``: images; ``points``: adapt's annotated target
+    pixels per target image (labor_cli.training.data.TargetPoints.batch), empty in warmup.
+    """
+
+    source: dict[str, torch.Tensor]
+    target: dict[str, torch.Tensor]
+    points: list[dict]
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How one iteration trains.
+
+    ``precision``: fp32 or bf16 (runtime.autocast); ``adapt``: whether A learns the annotated
+    target pixels (loss 2); ``pseudo``: whether B learns A's pseudo labels (None: as ``adapt``);
+    ``lambda_dis``: the discrepancy weight as a tensor (None: config.lambda_dis), so that
+    steering it does not make torch.compile build a new graph.
+    """
+
+    precision: str
+    adapt: bool
+    pseudo: bool | None = None
+    lambda_dis: torch.Tensor | None = None
+
+    def resolved(self, config: TrainConfig, device: torch.device) -> StepSettings:
+        """These settings with the defaults filled in."""
+        pseudo = self.adapt if self.pseudo is None else self.pseudo
+        lambda_dis = torch.tensor(config.lambda_dis, device=device) if self.lambda_dis is None else self.lambda_dis
+        return replace(self, pseudo=pseudo, lambda_dis=lambda_dis)
+
+
 def training_step(
     networks,
     optimizers,
     config: TrainConfig,
-    source,
-    target,
-    points,
-    precision: str,
-    adapt: bool,
+    batch: TrainingBatch,
+    settings: StepSettings,
     rank: Rank = Rank(),
-    pseudo: bool | None = None,
-    lambda_dis: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """One LabOR iteration; returns the detached losses (no host synchronisation).
-
-    ``pseudo``: whether B learns A's pseudo labels (default: in adapt); ``lambda_dis``: the
-    discrepancy weight as a tensor (default: config.lambda_dis), so that steering it does not
-    make torch.compile build a new graph.
 
     With several processes, the gradients that the three backward passes accumulate are
     averaged over the processes just before the optimisers step (one all-reduce per iteration:
@@ -116,13 +142,11 @@ def training_step(
     """
     for optimizer in optimizers.values():
         optimizer.zero_grad(set_to_none=True)
-    pseudo = adapt if pseudo is None else pseudo
-    if lambda_dis is None:
-        lambda_dis = torch.tensor(config.lambda_dis, device=source["image"].device)
-    segmenter = _segmenter_step(networks, config, source, target, points, precision, adapt)
-    loss_disc = _discriminator_step(networks.discriminator, config, segmenter, precision)
+    settings = settings.resolved(config, batch.source["image"].device)
+    segmenter = _segmenter_step(networks, config, batch, settings)
+    loss_disc = _discriminator_step(networks.discriminator, config, segmenter, settings.precision)
     loss_sel_src, loss_sel_pseudo, loss_dis, mask_share, mask_kept = _selector_step(
-        networks.selector, config, source, target, points, segmenter, precision, pseudo, lambda_dis
+        networks.selector, config, batch, segmenter, settings
     )
     if rank.distributed:
         distributed.average_gradients(
@@ -140,7 +164,7 @@ def training_step(
         loss_dis,
         mask_share,
         mask_kept,
-        lambda_dis,
+        settings.lambda_dis,
     )
     return {name: value.detach().float() for name, value in zip(HISTORY_NAMES, values)}
 
@@ -158,12 +182,11 @@ class _SegmenterPass:
     loss_adv: torch.Tensor
 
 
-def _segmenter_step(
-    networks, config: TrainConfig, source, target, points, precision: str, adapt: bool
-) -> _SegmenterPass:
+def _segmenter_step(networks, config: TrainConfig, batch: TrainingBatch, settings: StepSettings) -> _SegmenterPass:
     """A: losses 1 (source labels), 2 (annotated target pixels, adapt) and 3 (fool D), one backward pass."""
     segmenter, discriminator = networks.segmenter, networks.discriminator
-    xs, ys, xt = source["image"], source["label"], target["image"]
+    xs, ys, xt = batch.source["image"], batch.source["label"], batch.target["image"]
+    precision = settings.precision
     device = xs.device
     zero = torch.zeros((), device=device)
     with autocast(device, precision):
@@ -174,7 +197,7 @@ def _segmenter_step(
     full_s = losses.upsample(logits_s, tuple(ys.shape[-2:]))
     full_t = losses.upsample(logits_t, tuple(xt.shape[-2:]))
     loss_seg_src = losses.segmentation_loss(full_s, ys)
-    loss_seg_tgt = losses.sparse_target_loss(logits_t, points) if adapt else zero
+    loss_seg_tgt = losses.sparse_target_loss(logits_t, batch.points) if settings.adapt else zero
     probabilities_t = full_t.softmax(1)
     loss_adv = zero
     if config.lambda_adv > 0:
@@ -201,24 +224,18 @@ def _discriminator_step(discriminator, config: TrainConfig, a: _SegmenterPass, p
 
 
 def _selector_step(
-    selector,
-    config: TrainConfig,
-    source,
-    target,
-    points,
-    a: _SegmenterPass,
-    precision: str,
-    pseudo: bool,
-    lambda_dis: torch.Tensor,
+    selector, config: TrainConfig, batch: TrainingBatch, a: _SegmenterPass, settings: StepSettings
 ) -> tuple[torch.Tensor, ...]:
-    """B: both heads on source labels, 5 (pseudo labels from A, when ``pseudo``), minus 6 (the
-    heads' discrepancy on target pixels, heads only, on detached backbone features). Also returns
-    the share of target pixels where the heads' classes differ, and the share of them the mask
-    keeps within --mask-share of each image (on the feature grid)."""
-    xs, ys, xt = source["image"], source["label"], target["image"]
+    """B: both heads on source labels, 5 (pseudo labels from A), minus 6 (heads' discrepancy).
+
+    Loss 5 counts when ``settings.pseudo``; loss 6 is on target pixels, heads only, on detached
+    backbone features, weighted by the resolved ``settings.lambda_dis``. Also returns the share
+    of target pixels where the heads' classes differ, and the share of them the mask keeps
+    within --mask-share of each image (on the feature grid)."""
+    xs, ys, xt = batch.source["image"], batch.source["label"], batch.target["image"]
     label_size, target_size = tuple(ys.shape[-2:]), tuple(xt.shape[-2:])
-    use_pseudo = pseudo and config.lambda_pseudo > 0
-    with autocast(xs.device, precision):
+    use_pseudo = settings.pseudo and config.lambda_pseudo > 0
+    with autocast(xs.device, settings.precision):
         if selector.shared:  # B's heads on A's features; B never trains A's backbone
             selector_s, selector_t = a.features_s.detach(), a.features_t.detach()
         else:
@@ -236,13 +253,13 @@ def _selector_step(
     if use_pseudo:
         with torch.no_grad():
             pseudo = paint_points(
-                losses.class_balanced_pseudo_labels(a.probabilities_t.detach(), config.pseudo_alpha), points
+                losses.class_balanced_pseudo_labels(a.probabilities_t.detach(), config.pseudo_alpha), batch.points
             )
         loss_sel_pseudo = losses.segmentation_loss(
             losses.upsample(head1_t, target_size), pseudo
         ) + losses.segmentation_loss(losses.upsample(head2_t, target_size), pseudo)
     loss_dis = losses.discrepancy(head1_d, head2_d)
-    (loss_sel_src + config.lambda_pseudo * loss_sel_pseudo - lambda_dis * loss_dis).backward()
+    (loss_sel_src + config.lambda_pseudo * loss_sel_pseudo - settings.lambda_dis * loss_dis).backward()
     differ = head1_d.argmax(1) != head2_d.argmax(1)
     mask_kept = inconsistency.budget_share(differ, config.mask_share)
     return loss_sel_src, loss_sel_pseudo, loss_dis, differ.float().mean(), mask_kept

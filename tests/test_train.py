@@ -91,15 +91,12 @@ def test_bad_inputs_fail_clearly_and_leave_nothing(tmp_path, toy_source, toy_tar
         _warmup(toy_source, f"synthia:{synthia}", output)
     with pytest.raises(LaborUsageError):
         _warmup(toy_source, toy_target, output, config=tiny_train_config(iterations=0))
-    import labor_cli.artifacts as artifacts_module
+    import labor_cli.artifacts.provenance as provenance
 
-    original = artifacts_module.os.access
-    artifacts_module.os.access = lambda path, mode: False
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # CI runs as root, who may write anywhere
+        patch.setattr(provenance.os, "access", lambda path, mode: False)
         with pytest.raises(LaborError, match="permission denied"):
             _warmup(toy_source, toy_target, output)
-    finally:
-        artifacts_module.os.access = original
     assert not output.parent.exists() or list(output.parent.iterdir()) == []
 
 

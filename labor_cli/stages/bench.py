@@ -242,9 +242,8 @@ def _prepare(
 
     def extraction():
         nonlocal inference
-        if (
-            path.fold_for_extraction and inference is networks
-        ):  # a copy, made now: the training rows' peak memory is their own
+        # A folded copy, made now: the training rows' peak memory is their own.
+        if path.fold_for_extraction and inference is networks:
             inference = copy.deepcopy(networks)
             fold_frozen_batchnorm(inference)
         return extract_step, inference.called_modules()
@@ -289,9 +288,8 @@ def _measure_path(path: BenchPath, plan: BenchPlan, repeats: int, warmup: int) -
                 syncs,
                 first,
             )
-            if (
-                guard.active
-            ):  # what compiling adds: its first call beyond an ordinary compiled call (autotuning was done eagerly)
+            # What compiling adds: its first call beyond an ordinary compiled call (autotuning was done eagerly).
+            if guard.active:
                 row.compile_s = max(0.0, first - ms / 1000)
                 calls = compile_break_even(row.compile_s, eager.ms, ms)
                 row.break_even_iterations = None if math.isinf(calls) else calls

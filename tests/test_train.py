@@ -209,3 +209,16 @@ def test_resume_at_a_log_point_steers_as_the_uninterrupted_run(tmp_path, toy_sou
     assert len(set(a["lambda_dis"].tolist())) == 3  # steered at 2 and 4 (6 is the end)
     straight, resumed = _weights(tmp_path / "straight.h5"), _weights(output)
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_the_training_summary_lists_the_losses_apart_from_the_mask(capsys):
+    """The losses line holds the non-zero losses only; B's mask shares and weight get their own line."""
+    from pathlib import Path
+
+    from labor_cli.stages.train import StageResult, print_training
+
+    final = {"seg_src": 0.5, "seg_tgt": 0.0, "dis": 0.25, "mask_share": 0.031, "mask_kept": 0.02, "lambda_dis": 0.4}
+    print_training(StageResult(Path("w.h5"), 10, 3.0, final, "cityscapes19", 0.022))
+    losses, mask = " ".join(capsys.readouterr().out.split()).split("B's mask")
+    assert "last losses: seg_src 0.500 dis 0.250 -> w.h5" in losses and "mask" not in losses
+    assert "heads differ on 3.10%" in mask and "2.00% kept" in mask and "lambda_dis 0.4" in mask

@@ -34,6 +34,7 @@ from labor_cli.resume import check_same_run, continue_saved_run
 from labor_cli.runtime import configure_backends, resolve_compile, resolve_device, resolve_precision, seed_everything
 from labor_cli.training.data import TargetPoints
 from labor_cli.training.loop import Checkpoints, Placement, TrainingData, train
+from labor_cli.training.steps import LOSS_NAMES
 
 # Configuration keys that may differ between a run and its resumption.
 RESUME_MAY_DIFFER = ("device", "workers", "quiet", "resume", "force", "compile")
@@ -261,15 +262,11 @@ def last_losses(state: TrainingState) -> dict[str, float]:
     }
 
 
-# Recorded beside the losses in a training history: B's mask and the discrepancy weight.
-MASK_HISTORY = ("mask_share", "mask_kept", "lambda_dis")
-
-
 def print_training(result) -> None:
     """The losses and B's mask over the last 50 iterations. The mask is measured on the feature
     grid of the training images; `labor extract` measures it again at full resolution."""
     losses = "  ".join(
-        f"{name} {value:.3f}" for name, value in result.final_losses.items() if value and name not in MASK_HISTORY
+        f"{name} {value:.3f}" for name, value in result.final_losses.items() if value and name in LOSS_NAMES
     )
     stdout.print(f"{result.iterations} iterations in {result.seconds:.0f} s; last losses: {losses} -> {result.output}")
     last = result.final_losses
